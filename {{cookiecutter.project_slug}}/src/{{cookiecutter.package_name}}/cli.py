@@ -1,0 +1,110 @@
+"""Command-line entry points, one per stage: compose config, call the stage, report, exit.
+
+Each is a Hydra app, so every config value can be overridden on the command line
+(``train model=hgb data.path=data/other.parquet``) and ``-m`` runs sweeps. Expected failures
+(bad data, missing model) print one clear message and exit 1; they never print a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from functools import wraps
+
+import hydra
+from omegaconf import DictConfig
+
+from {{ cookiecutter.package_name }} import comparison, inference, profiling, training, validation
+from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, register, resolve, to_typed
+from {{ cookiecutter.package_name }}.data import DataError, load_table
+from {{ cookiecutter.package_name }}.profiling import ProfileError
+
+register()
+CONF = str(CONF_DIR)
+EXPECTED = (DataError, ProfileError, FileNotFoundError)
+
+
+def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig], int]]:
+    """Wrap a stage: typed config in, timing and one-line errors out, exit code returned."""
+
+    def wrap(body: Callable[[Config], int]) -> Callable[[DictConfig], int]:
+        @wraps(body)
+        def run(raw: DictConfig) -> int:
+            started = time.perf_counter()
+            print(f"[{name}] started", flush=True)
+            try:
+                code = body(to_typed(raw))
+            except EXPECTED as error:
+                print(f"[{name}] error: {error}", file=sys.stderr, flush=True)
+                code = 1
+            status = "ok" if code == 0 else "FAILED"
+            print(f"[{name}] {status} in {time.perf_counter() - started:.1f}s", flush=True)
+            if code:
+                sys.exit(code)
+            return code
+
+        return run
+
+    return wrap
+
+
+@stage("validate-data")
+def _validate_data(cfg: Config) -> int:
+    report = validation.validate_file(cfg.data, cfg.validation)
+    json_path, _ = validation.write_report(report, cfg.validation.report_dir)
+    for violation in report.violations:
+        print(f"  {violation.column}: {violation.rule}: {violation.detail}", file=sys.stderr)
+    print(f"  {report.rows} rows, {len(report.violations)} violations; report: {json_path}")
+    return 0 if report.passed else 1
+
+
+@stage("derive-contract")
+def _derive_contract(cfg: Config) -> int:
+    frame = load_table(cfg.data.path)
+    contract = validation.derive_contract(frame, cfg.data)
+    path = contract.save(cfg.validation.contract_path)
+    profile_path = profiling.write(profiling.profile(frame[list(contract.columns)]), resolve(cfg.validation.reference_profile))
+    print(f"  contract: {path}\n  reference profile: {profile_path}")
+    return 0
+
+
+@stage("train")
+def _train(cfg: Config) -> int:
+    result = training.train(cfg)
+    path = training.write_result(result, cfg.training.report_dir)
+    metric = cfg.training.primary_metric
+    print(f"  {cfg.model.name}: test {metric}={result.metrics[metric]:.4f} (cv {result.cv_mean:.4f}); run {result.run_id}")
+    if result.registered_as_candidate:
+        print(f"  registered {result.model_name} v{result.model_version} as 'candidate'; report: {path}")
+    else:
+        print(f"  below training.min_primary_metric={cfg.training.min_primary_metric}: not registered", file=sys.stderr)
+    return 0 if result.registered_as_candidate else 1
+
+
+@stage("compare")
+def _compare(cfg: Config) -> int:
+    decision = comparison.compare(cfg)
+    path = decision.write(resolve(cfg.training.report_dir) / "gate.json")
+    verdict = "PROMOTE" if decision.promote else "KEEP CHAMPION"
+    print(f"  {verdict}: {decision.reason}; decision: {path}")
+    return 0
+
+
+@stage("predict")
+def _predict(cfg: Config) -> int:
+    path = inference.predict_file(cfg, cfg.inference.input, cfg.inference.output, cfg.inference.alias)
+    print(f"  predictions: {path}")
+    return 0
+
+
+def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
+    """Bind a stage to the project's conf/ tree as a Hydra application."""
+    return hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[return-value]
+
+
+validate_data = _app(_validate_data)
+derive_contract = _app(_derive_contract)
+train = _app(_train)
+compare = _app(_compare)
+predict = _app(_predict)

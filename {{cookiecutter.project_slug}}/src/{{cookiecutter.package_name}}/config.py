@@ -1,0 +1,154 @@
+"""Typed configuration: Hydra composes ``conf/``, these dataclasses validate it once.
+
+The schema is registered in Hydra's ConfigStore as ``config_schema`` and named first in
+``conf/config.yaml``'s defaults, so a misspelt key or a wrong type fails at composition with
+Hydra's message, before any stage does work. Stage functions take these objects, never a raw
+DictConfig.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONF_DIR = PROJECT_ROOT / "conf"
+
+
+@dataclass
+class DataConfig:
+    """Where the table lives and which columns play which part."""
+
+    path: str = "data/sample/customers.csv"
+    target: str = "churned"
+    id_column: str | None = "customer_id"
+    drop_columns: list[str] = field(default_factory=list)
+    categorical: list[str] | None = None
+    numeric: list[str] | None = None
+    test_size: float = 0.2
+    split_seed: int = 42
+
+
+@dataclass
+class ValidationConfig:
+    """The data contract and the reference distribution new data is held against."""
+
+    contract_path: str = "data/sample/contract.yaml"
+    reference_profile: str = "data/sample/reference.bin"
+    max_drift: float = 0.3
+    report_dir: str = "reports/validation"
+
+
+@dataclass
+class ModelConfig:
+    """A swappable estimator (``estimator._target_``) and the preprocessing it needs."""
+
+    name: str = "random_forest"
+    estimator: Any = field(default_factory=dict)
+    scale_numeric: bool = False
+    categorical_encoding: str = "onehot"
+
+
+@dataclass
+class TrainingConfig:
+    """Reproducibility knobs and the bars a model must clear."""
+
+    seed: int = 42
+    cv_folds: int = 5
+    primary_metric: str = "f1_macro"
+    greater_is_better: bool = True
+    min_primary_metric: float = 0.0
+    promotion_margin: float = 0.0
+    report_dir: str = "reports/training"
+
+
+@dataclass
+class MlflowConfig:
+    """Tracking store and registry; local sqlite by default, any server URI by override."""
+
+    tracking_uri: str = "sqlite:///.mlflow/mlflow.db"
+    artifact_dir: str | None = ".mlflow/artifacts"
+    experiment: str = "default"
+    model_name: str = "model"
+
+
+@dataclass
+class ServingConfig:
+    """How the BentoML service loads and batches."""
+
+    model_alias: str = "champion"
+    latency_budget_ms: float = 50.0
+    max_batch_size: int = 512
+    max_latency_ms: float = 250.0
+    workers: int = 1
+    max_rows_per_request: int = 10_000
+    profile_dir: str = "profiles"
+    profile_window_s: float = 60.0
+    profiling: bool = True
+
+
+@dataclass
+class MonitoringConfig:
+    """Drift thresholds and where production profiles are read from."""
+
+    profile_dir: str = "profiles"
+    report_dir: str = "reports/monitoring"
+    drift_threshold: float = 0.25
+    column_thresholds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InferenceConfig:
+    """Batch scoring: which file, where to, with which registry alias."""
+
+    input: str = "data/sample/customers.csv"
+    output: str = "reports/predictions.csv"
+    alias: str = "champion"
+
+
+@dataclass
+class Config:
+    """The whole composed configuration of one run."""
+
+    task: str = "classification"
+    data: DataConfig = field(default_factory=DataConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    serving: ServingConfig = field(default_factory=ServingConfig)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+
+
+def register() -> None:
+    """Make the schema available to ``conf/config.yaml``'s defaults list."""
+    ConfigStore.instance().store(name="config_schema", node=Config)
+
+
+def to_typed(cfg: DictConfig) -> Config:
+    """Turn Hydra's composed config into the dataclass tree, resolving interpolations."""
+    typed = OmegaConf.to_object(cfg)
+    if not isinstance(typed, Config):
+        raise TypeError("conf/config.yaml must list 'config_schema' first in its defaults")
+    return typed
+
+
+def compose(overrides: list[str] | None = None) -> Config:
+    """Compose the config outside a Hydra app (tests, notebooks, the BentoML service)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return to_typed(hydra_compose(config_name="config", overrides=overrides or []))
+
+
+def resolve(path: str | Path) -> Path:
+    """Relative paths in configs are relative to the project root, wherever the command runs."""
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate

@@ -1,0 +1,65 @@
+"""Metrics and diagnostic plots for one task; pure functions of (y_true, y_pred)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from sklearn import metrics  # noqa: E402
+from sklearn.base import BaseEstimator  # noqa: E402
+
+CLASSIFICATION, REGRESSION = "classification", "regression"
+
+
+def score(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> dict[str, float]:
+    """The task's metrics of a fitted model on one labelled set."""
+    predicted = model.predict(x)  # type: ignore[attr-defined]
+    if task == REGRESSION:
+        return regression_metrics(y.to_numpy(dtype=float), np.asarray(predicted, dtype=float))
+    probabilities = model.predict_proba(x) if hasattr(model, "predict_proba") else None
+    return classification_metrics(y.to_numpy(), np.asarray(predicted), probabilities, list(model.classes_))  # type: ignore[attr-defined]
+
+
+def classification_metrics(
+    y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: list[object]
+) -> dict[str, float]:
+    """Accuracy, macro F1, and ROC AUC where probabilities exist and both classes occur."""
+    result = {
+        "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "f1_macro": float(metrics.f1_score(y_true, y_pred, average="macro")),
+    }
+    if proba is not None and len(set(y_true)) > 1:
+        if len(classes) == 2:
+            result["roc_auc"] = float(metrics.roc_auc_score(y_true == classes[1], proba[:, 1]))
+        else:
+            result["roc_auc"] = float(metrics.roc_auc_score(y_true, proba, multi_class="ovr", labels=classes))
+    return result
+
+
+def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE and R2."""
+    return {
+        "rmse": float(np.sqrt(metrics.mean_squared_error(y_true, y_pred))),
+        "mae": float(metrics.mean_absolute_error(y_true, y_pred)),
+        "r2": float(metrics.r2_score(y_true, y_pred)),
+    }
+
+
+def diagnostic_plot(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> Figure:
+    """Confusion matrix for classification, residuals against predictions for regression."""
+    figure, axis = plt.subplots(figsize=(5, 4), dpi=100)
+    if task == CLASSIFICATION:
+        metrics.ConfusionMatrixDisplay.from_estimator(model, x, y, ax=axis, colorbar=False)
+        axis.set_title("Confusion matrix (test split)")
+    else:
+        predicted = np.asarray(model.predict(x), dtype=float)  # type: ignore[attr-defined]
+        axis.scatter(predicted, y.to_numpy(dtype=float) - predicted, s=6, alpha=0.5)
+        axis.axhline(0, color="grey", linewidth=1)
+        axis.set(xlabel="predicted", ylabel="actual - predicted", title="Residuals (test split)")
+    figure.tight_layout()
+    return figure
