@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -62,7 +61,9 @@ def lock(session: nox.Session) -> None:
         rendered = _render_minimal(pyproject, defaults)
         (work / "pyproject.toml").write_text(rendered)
         (work / "README.md").write_text("lock\n")
-        shutil.copy(TEMPLATE_DIR / "uv.lock", work / "uv.lock") if (TEMPLATE_DIR / "uv.lock").exists() else None
+        current = TEMPLATE_DIR / "uv.lock"
+        if current.exists():  # start from the current pins: only what changed moves
+            (work / "uv.lock").write_text(current.read_text().replace(SLUG_PLACEHOLDER, "lock-placeholder"))
         session.run("uv", "lock", "--directory", str(work), *session.posargs, external=True)
         locked = (work / "uv.lock").read_text().replace('name = "lock-placeholder"', f'name = "{SLUG_PLACEHOLDER}"')
         (TEMPLATE_DIR / "uv.lock").write_text(locked)

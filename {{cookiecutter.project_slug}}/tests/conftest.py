@@ -1,0 +1,45 @@
+"""Shared fixtures: configs composed from the real conf/ tree, pointed at throwaway stores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from {{ cookiecutter.package_name }}.config import Config, compose
+from {{ cookiecutter.package_name }}.data import load_table
+
+ComposeFn = Callable[..., Config]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path) -> ComposeFn:
+    """Compose the project config with an MLflow store and report folders under tmp_path."""
+
+    def build(*overrides: str) -> Config:
+        isolated = [
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"mlflow.artifact_dir={tmp_path}/artifacts",
+            f"validation.report_dir={tmp_path}/reports/validation",
+            f"training.report_dir={tmp_path}/reports/training",
+            f"serving.profile_dir={tmp_path}/profiles",
+            f"monitoring.profile_dir={tmp_path}/profiles",
+            f"monitoring.report_dir={tmp_path}/reports/monitoring",
+        ]
+        return compose([*isolated, *overrides])
+
+    return build
+
+
+@pytest.fixture
+def quick(make_config: ComposeFn) -> Config:
+    """A fast configuration: small forest, two CV folds."""
+    return make_config("model=random_forest", "model.estimator.n_estimators=15", "training.cv_folds=2")
+
+
+@pytest.fixture(scope="session")
+def sample() -> pd.DataFrame:
+    """The committed sample table."""
+    return load_table("data/sample/customers.csv")

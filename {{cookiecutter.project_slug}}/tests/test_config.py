@@ -1,0 +1,47 @@
+"""Configs are code: every group composes, every estimator instantiates, typos fail early."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, compose
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("group", ["data", "validation", "model", "training", "mlflow", "serving", "monitoring"])
+def test_config__every_option_of_every_group_composes(group: str) -> None:
+    for option in options(group):
+        assert isinstance(compose([f"{group}={option}"]), Config)
+
+
+@pytest.mark.parametrize("model", options("model"))
+def test_config__every_estimator_target_instantiates(model: str) -> None:
+    cfg = compose([f"model={model}"])
+    estimator = instantiate(OmegaConf.create(cfg.model.estimator))
+    assert hasattr(estimator, "fit")
+    assert cfg.model.name == model
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_config__every_experiment_overlay_composes(experiment: str) -> None:
+    assert compose([f"experiment={experiment}"]).model.name
+
+
+def test_config__misspelt_key_fails_at_composition() -> None:
+    with pytest.raises(ConfigCompositionException):
+        compose(["training.cv_fold=3"])
+
+
+def test_config__wrong_type_fails_at_composition() -> None:
+    with pytest.raises(ConfigCompositionException):
+        compose(["training.cv_folds=many"])
+
+
+def test_config__task_matches_the_template_choice() -> None:
+    assert compose().task == "{{ cookiecutter.ml_task }}"
