@@ -14,7 +14,9 @@ def options(group: str) -> list[str]:
     return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
-@pytest.mark.parametrize("group", ["data", "validation", "model", "training", "mlflow", "serving", "monitoring"])
+@pytest.mark.parametrize(
+    "group", ["data", "validation", "model", "training", "mlflow", "serving", "monitoring"]
+)
 def test_config__every_option_of_every_group_composes(group: str) -> None:
     for option in options(group):
         assert isinstance(compose([f"{group}={option}"]), Config)

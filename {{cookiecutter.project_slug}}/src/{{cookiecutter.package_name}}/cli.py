@@ -64,7 +64,9 @@ def _derive_contract(cfg: Config) -> int:
     frame = load_table(cfg.data.path)
     contract = validation.derive_contract(frame, cfg.data)
     path = contract.save(cfg.validation.contract_path)
-    profile_path = profiling.write(profiling.profile(frame[list(contract.columns)]), resolve(cfg.validation.reference_profile))
+    profile_path = profiling.write(
+        profiling.profile(frame[list(contract.columns)]), resolve(cfg.validation.reference_profile)
+    )
     print(f"  contract: {path}\n  reference profile: {profile_path}")
     return 0
 
@@ -74,11 +76,15 @@ def _train(cfg: Config) -> int:
     result = training.train(cfg)
     path = training.write_result(result, cfg.training.report_dir)
     metric = cfg.training.primary_metric
-    print(f"  {cfg.model.name}: test {metric}={result.metrics[metric]:.4f} (cv {result.cv_mean:.4f}); run {result.run_id}")
+    score = f"test {metric}={result.metrics[metric]:.4f} (cv {result.cv_mean:.4f})"
+    print(f"  {cfg.model.name}: {score}; run {result.run_id}")
     if result.registered_as_candidate:
         print(f"  registered {result.model_name} v{result.model_version} as 'candidate'; report: {path}")
     else:
-        print(f"  below training.min_primary_metric={cfg.training.min_primary_metric}: not registered", file=sys.stderr)
+        print(
+            f"  below training.min_primary_metric={cfg.training.min_primary_metric}: not registered",
+            file=sys.stderr,
+        )
     return 0 if result.registered_as_candidate else 1
 
 
@@ -100,7 +106,8 @@ def _predict(cfg: Config) -> int:
 
 def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     """Bind a stage to the project's conf/ tree as a Hydra application."""
-    return hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[return-value]
+    app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
+    return app
 
 
 validate_data = _app(_validate_data)

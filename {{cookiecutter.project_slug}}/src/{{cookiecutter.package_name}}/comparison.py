@@ -20,12 +20,24 @@ def compare(cfg: Config) -> GateDecision:
 
     def primary(alias: str) -> float:
         model = registry.load(name, alias)
-        return evaluation.score(cfg.task, model, data.x_test[list(model.feature_names_in_)], data.y_test)[metric]
+        return evaluation.score(cfg.task, model, data.x_test[list(model.feature_names_in_)], data.y_test)[
+            metric
+        ]
 
     champion_score = primary(registry.CHAMPION) if champion else None
-    decision = decide(metric, primary(registry.CANDIDATE), champion_score, cfg.training.promotion_margin, cfg.training.greater_is_better)
+    decision = decide(
+        metric,
+        primary(registry.CANDIDATE),
+        champion_score,
+        cfg.training.promotion_margin,
+        cfg.training.greater_is_better,
+    )
     return GateDecision(
-        **{**decision.__dict__, "candidate_version": str(candidate.version), "champion_version": str(champion.version) if champion else None}
+        **{
+            **decision.__dict__,
+            "candidate_version": str(candidate.version),
+            "champion_version": str(champion.version) if champion else None,
+        }
     )
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
@@ -140,9 +142,6 @@ def to_typed(cfg: DictConfig) -> Config:
 
 def compose(overrides: list[str] | None = None) -> Config:
     """Compose the config outside a Hydra app (tests, notebooks, the BentoML service)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_typed(hydra_compose(config_name="config", overrides=overrides or []))

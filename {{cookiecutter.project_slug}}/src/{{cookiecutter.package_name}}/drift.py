@@ -64,7 +64,8 @@ def _kll(column: object) -> object | None:
     metric = column.get_metric("distribution")  # type: ignore[attr-defined]
     if metric is None or metric.kll.value.is_empty():
         return None
-    return metric.kll.value
+    sketch: object = metric.kll.value
+    return sketch
 
 
 def ks_statistic(ref_kll: object, cur_kll: object) -> float:

@@ -13,8 +13,8 @@ from {{ cookiecutter.package_name }}.data import DataError, load_table
 
 def predict_file(cfg: Config, source: str, output: str, alias: str) -> Path:
     """Write ``source`` with a ``prediction`` column (and the id column first) to ``output``."""
-    registry.connect(cfg.mlflow)
-    if registry.version_by_alias(registry.MlflowClient(), cfg.mlflow.model_name, alias) is None:
+    client = registry.connect(cfg.mlflow)
+    if registry.version_by_alias(client, cfg.mlflow.model_name, alias) is None:
         raise DataError(f"no model has the alias {alias!r} yet; run `nox -s train` first")
     model = registry.load(cfg.mlflow.model_name, alias)
     frame = load_table(source)
@@ -22,7 +22,11 @@ def predict_file(cfg: Config, source: str, output: str, alias: str) -> Path:
     missing = [column for column in features if column not in frame.columns]
     if missing:
         raise DataError(f"{source}: missing feature columns {missing}")
-    scored = frame[[cfg.data.id_column]] if cfg.data.id_column in frame.columns else pd.DataFrame(index=frame.index)
+    scored = (
+        frame[[cfg.data.id_column]]
+        if cfg.data.id_column in frame.columns
+        else pd.DataFrame(index=frame.index)
+    )
     scored = scored.assign(prediction=model.predict(frame[features]))
     target = resolve(output)
     target.parent.mkdir(parents=True, exist_ok=True)

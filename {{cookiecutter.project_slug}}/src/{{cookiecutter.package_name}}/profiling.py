@@ -17,8 +17,10 @@ import pandas as pd
 if not hasattr(np, "unicode_"):
     np.unicode_ = np.str_  # type: ignore[attr-defined]
 
-import whylogs as why  # noqa: E402
-from whylogs.core import DatasetProfileView  # noqa: E402
+import whylogs as why
+from whylogs.core import DatasetProfileView
+
+__all__ = ["DatasetProfileView", "ProfileError", "merge", "profile", "read", "row_count", "write"]
 
 
 class ProfileError(OSError):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mlflow
+import skops.io
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -82,12 +83,12 @@ def quiet_mlflow() -> None:
 
 def trusted_types_for(model: BaseEstimator) -> list[str]:
     """The allow-listed types the model needs; anything else is refused with its name."""
-    import skops.io
-
     needed = set(skops.io.get_untrusted_types(data=skops.io.dumps(model)))
     unknown = sorted(needed - set(TRUSTED_TYPES))
     if unknown:
-        raise ValueError(f"the model contains types skops does not trust: {unknown}; add them to TRUSTED_TYPES")
+        raise ValueError(
+            f"the model contains types skops does not trust: {unknown}; add them to TRUSTED_TYPES"
+        )
     return sorted(needed)
 
 
@@ -117,7 +118,7 @@ def load(name: str, alias: str) -> BaseEstimator:
 def lineage(client: MlflowClient, name: str, version: str) -> Lineage:
     """Model version -> run -> data digest, data snapshot, config and commit."""
     model_version = client.get_model_version(name, version)
-    run = client.get_run(model_version.run_id)
+    run = client.get_run(str(model_version.run_id))
     tags = run.data.tags
     return Lineage(
         model_name=name,

@@ -42,7 +42,9 @@ def _inputs(rng: np.random.Generator, n: int, shift: Shift) -> pd.DataFrame:
     internet_p = [0.1, 0.8, 0.1] if covariate else [0.35, 0.45, 0.2]
     internet = rng.choice(INTERNET, size=n, p=internet_p)
     base = np.select([internet == "fiber", internet == "dsl"], [80.0, 55.0], 22.0)
-    monthly = np.round(base + rng.normal(0, 12 if not covariate else 20, size=n) + (15 if covariate else 0), 2)
+    monthly = np.round(
+        base + rng.normal(0, 12 if not covariate else 20, size=n) + (15 if covariate else 0), 2
+    )
     monthly = np.clip(monthly, 18.0, 140.0)
     return pd.DataFrame(
         {

@@ -13,7 +13,6 @@ import pandas as pd
 from hydra.utils import instantiate
 from mlflow.models import infer_signature
 from omegaconf import OmegaConf
-from sklearn.base import BaseEstimator
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
@@ -22,7 +21,14 @@ from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import Split, digest, load_table, split
 from {{ cookiecutter.package_name }}.preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
-SCORERS = {"f1_macro": "f1_macro", "accuracy": "accuracy", "roc_auc": "roc_auc", "rmse": "neg_root_mean_squared_error", "mae": "neg_mean_absolute_error", "r2": "r2"}
+SCORERS = {
+    "f1_macro": "f1_macro",
+    "accuracy": "accuracy",
+    "roc_auc": "roc_auc",
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
+}
 
 
 @dataclass(frozen=True)
@@ -53,14 +59,18 @@ def cross_validate(cfg: Config, model: Pipeline, data: Split) -> float:
     """Mean CV score of the primary metric on the training split (sign as the metric reads)."""
     folds_cls = StratifiedKFold if cfg.task == evaluation.CLASSIFICATION else KFold
     folds = folds_cls(n_splits=cfg.training.cv_folds, shuffle=True, random_state=cfg.training.seed)
-    scores = cross_val_score(model, data.x_train, data.y_train, cv=folds, scoring=SCORERS[cfg.training.primary_metric])
+    scores = cross_val_score(
+        model, data.x_train, data.y_train, cv=folds, scoring=SCORERS[cfg.training.primary_metric]
+    )
     mean = float(scores.mean())
     return -mean if SCORERS[cfg.training.primary_metric].startswith("neg_") else mean
 
 
 def git_commit() -> str:
     """The commit the code was trained from ('unknown' outside a git checkout)."""
-    result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
     return result.stdout.strip() or "unknown"
 
 
@@ -82,33 +92,71 @@ def train(cfg: Config) -> TrainResult:
         model.fit(data.x_train[spec.columns], data.y_train)
         scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
         data_digest, commit = digest(frame), git_commit()
-        _log_run(cfg, frame, scores, cv_mean, data_digest, commit)
+        _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
         version = _log_model(cfg, model, data, spec, scores)
     candidate = version is not None
-    if candidate:
+    if version is not None:
         registry.set_alias(client, cfg.mlflow.model_name, registry.CANDIDATE, version)
     return TrainResult(
-        run.info.run_id, cfg.mlflow.model_name, version, candidate, scores, cv_mean, data_digest,
-        cfg.data.path, commit, str(cfg.model.estimator.get("_target_", "")),
+        run.info.run_id,
+        cfg.mlflow.model_name,
+        version,
+        candidate,
+        scores,
+        cv_mean,
+        data_digest,
+        cfg.data.path,
+        commit,
+        str(cfg.model.estimator.get("_target_", "")),
     )
 
 
-def _log_run(cfg: Config, frame: pd.DataFrame, scores: dict[str, float], cv_mean: float, data_digest: str, commit: str) -> None:
+def _log_run(
+    cfg: Config,
+    frame: pd.DataFrame,
+    *,
+    scores: dict[str, float],
+    cv_mean: float,
+    data_digest: str,
+    commit: str,
+) -> None:
     """Params, metrics, plots, dataset input, resolved config, data snapshot, lineage tags."""
     config = OmegaConf.to_yaml(OmegaConf.structured(cfg))
-    mlflow.log_params(_flatten({"model": cfg.model.estimator, "training": asdict(cfg.training), "data": asdict(cfg.data)}))
-    mlflow.log_metrics({f"test_{k}": v for k, v in scores.items()} | {f"cv_{cfg.training.primary_metric}": cv_mean})
-    mlflow.set_tags({"data_digest": data_digest, "data_path": cfg.data.path, "git_commit": commit, "task": cfg.task, "model": cfg.model.name})
+    mlflow.log_params(
+        _flatten({"model": cfg.model.estimator, "training": asdict(cfg.training), "data": asdict(cfg.data)})
+    )
+    mlflow.log_metrics(
+        {f"test_{k}": v for k, v in scores.items()} | {f"cv_{cfg.training.primary_metric}": cv_mean}
+    )
+    mlflow.set_tags(
+        {
+            "data_digest": data_digest,
+            "data_path": cfg.data.path,
+            "git_commit": commit,
+            "task": cfg.task,
+            "model": cfg.model.name,
+        }
+    )
     mlflow.log_text(config, "config/config.yaml")
     mlflow.log_artifact(str(resolve(cfg.data.path)), artifact_path="data")
-    dataset = mlflow.data.from_pandas(frame, source=str(cfg.data.path), targets=cfg.data.target, name=Path(cfg.data.path).stem, digest=data_digest)
+    dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+        frame,
+        source=str(cfg.data.path),
+        targets=cfg.data.target,
+        name=Path(cfg.data.path).stem,
+        digest=data_digest,
+    )
     mlflow.log_input(dataset, context="training")
 
 
-def _log_model(cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, scores: dict[str, float]) -> str | None:
+def _log_model(
+    cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, scores: dict[str, float]
+) -> str | None:
     """Log the pipeline (skops, signature, example); register it when it clears the bar."""
     x_test = data.x_test[spec.columns]
-    mlflow.log_figure(evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test), "plots/diagnostic.png")
+    mlflow.log_figure(
+        evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test), "plots/diagnostic.png"
+    )
     info = mlflow.sklearn.log_model(
         model,
         name="model",
@@ -119,7 +167,9 @@ def _log_model(cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, sco
     )
     if not clears_bar(cfg, scores[cfg.training.primary_metric]):
         return None
-    registered = mlflow.register_model(info.model_uri, cfg.mlflow.model_name, tags={"primary_metric": cfg.training.primary_metric})
+    registered = mlflow.register_model(
+        info.model_uri, cfg.mlflow.model_name, tags={"primary_metric": cfg.training.primary_metric}
+    )
     return str(registered.version)
 
 

@@ -114,11 +114,17 @@ def check_rows(frame: pd.DataFrame, contract: Contract) -> list[Violation]:
     """Enough rows to train and evaluate on; not too many exact duplicates."""
     found = []
     if len(frame) < contract.min_rows:
-        found.append(Violation("*", "min_rows", f"{len(frame)} rows, the contract needs at least {contract.min_rows}"))
+        found.append(
+            Violation("*", "min_rows", f"{len(frame)} rows, the contract needs at least {contract.min_rows}")
+        )
     duplicates = float(frame.duplicated().mean()) if len(frame) else 0.0
     if duplicates > contract.max_duplicate_fraction:
         found.append(
-            Violation("*", "duplicates", f"{duplicates:.1%} duplicate rows, budget {contract.max_duplicate_fraction:.1%}")
+            Violation(
+                "*",
+                "duplicates",
+                f"{duplicates:.1%} duplicate rows, budget {contract.max_duplicate_fraction:.1%}",
+            )
         )
     return found
 
@@ -141,13 +147,13 @@ def _check_numeric(name: str, values: pd.Series, spec: ColumnContract) -> list[V
         bad = values[pd.to_numeric(values, errors="coerce").isna()].astype(str).unique()[:3]
         return [Violation(name, "dtype", f"expected numbers, found text such as {list(bad)}")]
     low, high = spec.min, spec.max
-    outside = values[((values < low) if low is not None else False) | ((values > high) if high is not None else False)]
+    outside = values[
+        ((values < low) if low is not None else False) | ((values > high) if high is not None else False)
+    ]
     if outside.empty:
         return []
     return [
-        Violation(
-            name, "range", f"{len(outside)} values outside [{low}, {high}], e.g. {outside.iloc[0]!r}"
-        )
+        Violation(name, "range", f"{len(outside)} values outside [{low}, {high}], e.g. {outside.iloc[0]!r}")
     ]
 
 
@@ -173,7 +179,9 @@ def check_target(frame: pd.DataFrame, contract: Contract) -> list[Violation]:
     return []
 
 
-def check_distribution(frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig) -> list[drift.ColumnDrift]:
+def check_distribution(
+    frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig
+) -> list[drift.ColumnDrift]:
     """Compare the table's whylogs profile with the committed reference profile."""
     reference = profiling.read(resolve(cfg.reference_profile))
     present = [name for name in contract.columns if name in frame.columns]
@@ -187,7 +195,9 @@ RULES: tuple[Callable[[pd.DataFrame, Contract], list[Violation]], ...] = (
 )
 
 
-def validate_frame(frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig, path: str) -> ValidationReport:
+def validate_frame(
+    frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig, path: str
+) -> ValidationReport:
     """Run every rule; the distribution check runs only on data that passed the contract."""
     report = ValidationReport(path=path, rows=len(frame))
     report.violations = [v for rule in RULES for v in rule(frame, contract)]
@@ -236,5 +246,8 @@ def render_markdown(report: ValidationReport) -> str:
         lines += [f"| `{v.column}` | {v.rule} | {v.detail} |" for v in report.violations]
     if report.drift:
         lines += ["", "| column | kind | distance | threshold |", "|---|---|---:|---:|"]
-        lines += [f"| `{d['column']}` | {d['kind']} | {d['statistic']:.3f} | {d['threshold']} |" for d in report.drift]
+        lines += [
+            f"| `{d['column']}` | {d['kind']} | {d['statistic']:.3f} | {d['threshold']} |"
+            for d in report.drift
+        ]
     return "\n".join(lines) + "\n"
