@@ -1,0 +1,332 @@
+"""The BentoML service: the registered model behind HTTP, batched and profiled.
+
+Serve
+    From a built bento (staging, production, blue/green): ``nox -s package`` then
+    ``BENTOML_HOME=.bentoml bentoml serve {{ cookiecutter.project_slug }}:latest --host 127.0.0.1 --port 3000``
+    (any bento tag works; ``bentoml list`` shows them). The bento carries the model, the
+    serving settings frozen at build time and the lineage labels.
+    From source, model from the registry alias ``serving.model_alias``: ``nox -s serve``, i.e.
+    ``bentoml serve {{ cookiecutter.package_name }}.service:ModelService --port 3000``.
+
+Environment variables (all optional; they override the built-in settings)
+    ``SERVING_PROFILE_DIR``      where whylogs profiles go (path or fsspec URI such as s3://b/p);
+                                 a relative path is relative to the directory serve starts in
+    ``SERVING_PROFILING``        ``false`` turns traffic profiling off
+    ``SERVING_BATCHING``         ``false`` predicts each request on its own (benchmark baseline)
+    ``SERVING_NOOP_MODEL``       ``true`` answers without calling the model (benchmark ceiling)
+    ``SERVING_MODEL_TAG``        serve this BentoML model (``name:version``) instead of the registry
+    ``SERVING_CONFIG_OVERRIDES`` Hydra overrides for source serving, e.g. ``serving.model_alias=candidate``
+    ``BENTOML_HOME``             the BentoML store; the nox sessions use ``.bentoml/`` in the project
+
+Endpoints
+    ``POST /predict``  body ``{"rows": [{"<column>": value, ...}, ...]}``: the feature columns with
+        the data's names (every feature present, ``null`` allowed), optionally the id column
+        ``{{ cookiecutter.package_name }}``'s ``data.id_column``; other keys are ignored. Answers
+        ``{"model_version": "3", "predictions": [{"id": "C1", "prediction": "yes",
+        "probabilities": {"no": 0.2, "yes": 0.8}}]}`` (``probabilities`` is null for regression).
+        400: wrong type, missing field, empty ``rows``; 413: more than
+        ``serving.max_rows_per_request`` rows; 503: queue beyond the latency budget (retry).
+    ``GET /metadata``  ``{"model_name", "model_version", "run_id", "data_digest", "git_commit",
+        "bento", "task", "features", "batching", "profiling"}``
+    ``GET /livez``, ``GET /readyz``  health (BentoML built-ins); ``GET /metrics`` Prometheus:
+        BentoML's request counts and latencies plus ``predicted_rows_total{predicted_class}``,
+        ``batch_rows``, ``profile_rows_written_total``, ``profile_write_failures_total``,
+        ``rejected_requests_total{reason}``.
+"""
+
+import json
+import os
+import shlex
+from dataclasses import asdict, dataclass, replace
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import numpy as np
+import pandas as pd
+from bentoml.exceptions import BentoMLException
+from pydantic import BaseModel
+
+from {{ cookiecutter.package_name }} import schema
+from {{ cookiecutter.package_name }}.batching import MicroBatcher, Overloaded
+from {{ cookiecutter.package_name }}.traffic import PREDICTION_COLUMN, TrafficProfiler
+
+MLFLOW_MODEL_FOLDER = "mlflow_model"
+LINEAGE_KEYS = ("model_name", "model_version", "run_id", "data_digest", "git_commit")
+TRUE = {"1", "true", "yes", "on"}
+
+
+class PayloadTooLarge(BentoMLException):
+    """More rows than ``serving.max_rows_per_request``: split the request."""
+
+    error_code = HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+
+
+class ServiceOverloaded(BentoMLException):
+    """The batch queue is beyond the latency budget: retry after a moment."""
+
+    error_code = HTTPStatus.SERVICE_UNAVAILABLE
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs, from bento arguments (built) or the Hydra config (source)."""
+
+    service_name: str
+    task: str
+    id_column: str | None
+    model_name: str
+    model_alias: str
+    model_tag: str | None
+    tracking_uri: str
+    max_batch_size: int
+    max_latency_ms: float
+    workers: int
+    max_rows_per_request: int
+    profile_dir: str
+    profile_window_s: float
+    profiling: bool
+    batching: bool = True
+    noop_model: bool = False
+
+
+def load_settings() -> Settings:
+    """Bento arguments when serving a built bento, else the project config; then env overrides."""
+    arguments = vars(bentoml.use_arguments())
+    settings = Settings(**arguments) if arguments.get("model_tag") else settings_from_config()
+    return apply_environment(settings, os.environ)
+
+
+def settings_from_config() -> Settings:
+    """Compose conf/ (plus ``SERVING_CONFIG_OVERRIDES``) for serving from a source checkout."""
+    from {{ cookiecutter.package_name }}.config import compose, resolve
+
+    cfg = compose(shlex.split(os.environ.get("SERVING_CONFIG_OVERRIDES", "")))
+    serving = cfg.serving
+    return Settings(
+        service_name=cfg.mlflow.model_name,
+        task=cfg.task,
+        id_column=cfg.data.id_column,
+        model_name=cfg.mlflow.model_name,
+        model_alias=serving.model_alias,
+        model_tag=None,
+        tracking_uri=cfg.mlflow.tracking_uri,
+        max_batch_size=serving.max_batch_size,
+        max_latency_ms=serving.max_latency_ms,
+        workers=serving.workers,
+        max_rows_per_request=serving.max_rows_per_request,
+        profile_dir=str(resolve(serving.profile_dir)) if "://" not in serving.profile_dir else serving.profile_dir,
+        profile_window_s=serving.profile_window_s,
+        profiling=serving.profiling,
+    )
+
+
+def apply_environment(settings: Settings, env: dict[str, str] | os._Environ[str]) -> Settings:
+    """``SERVING_*`` variables win over built-in settings (see the module docstring)."""
+    changes: dict[str, Any] = {}
+    for flag in ("profiling", "batching", "noop_model"):
+        value = env.get(f"SERVING_{flag.upper()}")
+        if value is not None:
+            changes[flag] = value.strip().lower() in TRUE
+    if env.get("SERVING_MODEL_TAG"):
+        changes["model_tag"] = env["SERVING_MODEL_TAG"]
+    directory = env.get("SERVING_PROFILE_DIR", settings.profile_dir)
+    if "://" not in directory and not Path(directory).is_absolute():
+        directory = str(Path(env.get("PWD", os.getcwd())) / directory)
+    changes["profile_dir"] = directory
+    return replace(settings, **changes)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where the model files are and what produced them."""
+
+    directory: str
+    lineage: dict[str, str]
+
+
+def locate_model(settings: Settings) -> ModelSource:
+    """The MLflow model directory: inside a BentoML model, or downloaded from the registry alias."""
+    if settings.model_tag:
+        stored = bentoml.models.get(settings.model_tag)
+        lineage = {key: str(stored.info.labels.get(key, "")) for key in LINEAGE_KEYS}
+        return ModelSource(stored.path_of(MLFLOW_MODEL_FOLDER), lineage)
+    return _from_registry(settings)
+
+
+def _from_registry(settings: Settings) -> ModelSource:
+    import mlflow
+
+    from {{ cookiecutter.package_name }} import registry
+    from {{ cookiecutter.package_name }}.config import MlflowConfig
+
+    client = registry.connect(MlflowConfig(tracking_uri=settings.tracking_uri, model_name=settings.model_name))
+    version = registry.version_by_alias(client, settings.model_name, settings.model_alias)
+    if version is None:
+        raise BentoMLException(
+            f"no model {settings.model_name!r} has the alias {settings.model_alias!r}; "
+            "run `nox -s train` (and promote it), or set SERVING_MODEL_TAG"
+        )
+    lineage = asdict(registry.lineage(client, settings.model_name, str(version.version)))
+    lineage["model_version"] = lineage.pop("version")
+    directory = mlflow.artifacts.download_artifacts(f"models:/{settings.model_name}/{version.version}")
+    return ModelSource(directory, {key: str(lineage.get(key, "")) for key in LINEAGE_KEYS})
+
+
+class Scorer:
+    """Rows in, answers out: the model call plus the shapes the API and profiles need."""
+
+    def __init__(self, model: Any, columns: list[schema.Column], task: str, id_column: str | None, noop: bool) -> None:
+        self.model = model
+        self.columns = columns
+        self.id_column = id_column
+        self.classes: list[Any] | None = list(model.classes_) if task == "classification" else None
+        self.noop = noop
+
+    def frame(self, rows: list[BaseModel]) -> pd.DataFrame:
+        """The pipeline's input frame for validated rows (id column included when sent)."""
+        return schema.to_frame(rows, self.columns, self.id_column)
+
+    def score(self, frame: pd.DataFrame) -> tuple[list[Any], np.ndarray[Any, Any] | None]:
+        """Labels (or values) and, for classifiers, the class probabilities."""
+        features = frame[[column.name for column in self.columns]]
+        if self.classes is None:
+            values = np.zeros(len(frame)) if self.noop else self.model.predict(features)
+            return values.tolist(), None
+        if self.noop:
+            probabilities = np.full((len(frame), len(self.classes)), 1.0 / len(self.classes))
+        else:
+            probabilities = self.model.predict_proba(features)
+        labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
+        return labels.tolist(), probabilities
+
+    def answers(self, frame: pd.DataFrame, labels: list[Any], probabilities: np.ndarray[Any, Any] | None) -> list[dict[str, Any]]:
+        """One JSON-ready dict per row, in order."""
+        ids = frame[self.id_column].tolist() if self.id_column in frame else [None] * len(frame)
+        if probabilities is None or self.classes is None:
+            return [{"id": i, "prediction": label} for i, label in zip(ids, labels, strict=True)]
+        names = [str(c) for c in self.classes]
+        return [
+            {"id": i, "prediction": label, "probabilities": dict(zip(names, p, strict=True))}
+            for i, label, p in zip(ids, labels, probabilities.tolist(), strict=True)
+        ]
+
+
+SETTINGS = load_settings()
+SOURCE = locate_model(SETTINGS)
+COLUMNS = schema.read_columns(SOURCE.directory)
+ROW = schema.row_model(COLUMNS, SETTINGS.id_column)
+REQUEST = schema.request_model(ROW, SETTINGS.max_rows_per_request)
+METADATA = {
+    **SOURCE.lineage,
+    "bento": os.environ.get("BENTOML_BENTO_TAG", ""),
+    "task": SETTINGS.task,
+    "features": [column.name for column in COLUMNS],
+    "batching": SETTINGS.batching,
+    "profiling": SETTINGS.profiling,
+}
+
+PREDICTED_ROWS = bentoml.metrics.Counter(
+    name="predicted_rows_total", documentation="Rows predicted, by predicted class", labelnames=["predicted_class"]
+)
+BATCH_ROWS = bentoml.metrics.Histogram(
+    name="batch_rows", documentation="Rows per model call", buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+)
+PROFILE_ROWS = bentoml.metrics.Counter(name="profile_rows_written_total", documentation="Rows written to profiles")
+PROFILE_FAILURES = bentoml.metrics.Counter(
+    name="profile_write_failures_total", documentation="Profile writes that failed (rows kept for the next window)"
+)
+REJECTED = bentoml.metrics.Counter(
+    name="rejected_requests_total", documentation="Requests refused before the model", labelnames=["reason"]
+)
+
+
+class MetadataEndpoint:
+    """``GET /metadata`` as a tiny ASGI layer: BentoML API routes are POST-only."""
+
+    def __init__(self, app: Any, payload: dict[str, Any]) -> None:
+        self.app = app
+        self.body = json.dumps(payload).encode()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Answer the metadata route; pass everything else through untouched."""
+        if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] == "GET":
+            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await send({"type": "http.response.body", "body": self.body})
+            return
+        await self.app(scope, receive, send)
+
+
+@bentoml.service(name=SETTINGS.service_name, workers=SETTINGS.workers, traffic={"timeout": 30})
+class ModelService:
+    """One worker: the model, its micro-batcher and its traffic profiler."""
+
+    def __init__(self) -> None:
+        import mlflow
+
+        self.scorer = Scorer(
+            mlflow.sklearn.load_model(SOURCE.directory), COLUMNS, SETTINGS.task, SETTINGS.id_column, SETTINGS.noop_model
+        )
+        self.batcher: MicroBatcher[BaseModel, dict[str, Any]] = MicroBatcher(
+            self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_latency_ms / 1000
+        )
+        self.profiler: TrafficProfiler | None = None
+        if SETTINGS.profiling:
+            self.profiler = TrafficProfiler(
+                SETTINGS.profile_dir,
+                SETTINGS.profile_window_s,
+                SETTINGS.id_column,
+                on_write=PROFILE_ROWS.inc,
+                on_failure=lambda _rows: PROFILE_FAILURES.inc(),
+            )
+            self.profiler.start()
+
+    @bentoml.api(route="/predict", input_spec=REQUEST, output_spec=schema.PredictResponse)
+    async def predict(self, rows: list[BaseModel]) -> schema.PredictResponse:
+        """Validate size, then batch (or not) and answer one prediction per row."""
+        if len(rows) > SETTINGS.max_rows_per_request:
+            REJECTED.labels(reason="too_large").inc()
+            raise PayloadTooLarge(
+                f"{len(rows)} rows in one request; the limit is {SETTINGS.max_rows_per_request} "
+                "(serving.max_rows_per_request): split the request"
+            )
+        try:
+            answers = await self.batcher.submit(rows) if SETTINGS.batching else await _in_thread(self._predict_rows, rows)
+        except Overloaded as error:
+            REJECTED.labels(reason="overloaded").inc()
+            raise ServiceOverloaded(str(error)) from None
+        return schema.PredictResponse.model_validate(
+            {"model_version": SOURCE.lineage["model_version"], "predictions": answers}
+        )
+
+    def _predict_rows(self, rows: list[BaseModel]) -> list[dict[str, Any]]:
+        """Runs in a worker thread: frame, model, metrics, and the rows handed to the profiler."""
+        frame = self.scorer.frame(rows)
+        labels, probabilities = self.scorer.score(frame)
+        BATCH_ROWS.observe(len(frame))
+        if self.scorer.classes is None:
+            PREDICTED_ROWS.labels(predicted_class="").inc(len(frame))
+        else:
+            for label, count in pd.Series(labels).value_counts().items():
+                PREDICTED_ROWS.labels(predicted_class=str(label)).inc(int(count))
+        if self.profiler is not None:
+            self.profiler.record(frame.assign(**{PREDICTION_COLUMN: labels}))
+        return self.scorer.answers(frame, labels, probabilities)
+
+    @bentoml.on_shutdown
+    def flush_profiles(self) -> None:
+        """Write the last partial window before the process exits: no served row is lost."""
+        if self.profiler is not None:
+            self.profiler.stop()
+
+
+async def _in_thread(function: Any, rows: list[BaseModel]) -> list[dict[str, Any]]:
+    import asyncio
+
+    result: list[dict[str, Any]] = await asyncio.to_thread(function, rows)
+    return result
+
+
+ModelService.add_asgi_middleware(MetadataEndpoint, payload=METADATA)  # type: ignore[attr-defined]
