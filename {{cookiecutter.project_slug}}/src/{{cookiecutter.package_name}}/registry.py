@@ -27,6 +27,7 @@ CANDIDATE, CHAMPION = "candidate", "champion"
 # types the template's pipelines (preprocessing + linear, forest, boosting) contain; a new
 # estimator that needs more fails loudly at training time, naming what to add.
 TRUSTED_TYPES = [
+    "functools.partial",  # HistGradientBoosting keeps partial(check_array) for its inputs
     "numpy.dtype",
     "sklearn._loss.link.Interval",
     "sklearn._loss.link.LogitLink",
@@ -38,6 +39,7 @@ TRUSTED_TYPES = [
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
 ]
 
 

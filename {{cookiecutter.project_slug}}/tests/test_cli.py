@@ -1,0 +1,56 @@
+"""The stage commands as a user runs them: exit codes and one-line errors, never tracebacks."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=300)
+
+
+def isolated(tmp_path: Path) -> list[str]:
+    return [
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        f"mlflow.artifact_dir={tmp_path}/artifacts",
+        f"validation.report_dir={tmp_path}/validation",
+        f"training.report_dir={tmp_path}/training",
+        f"hydra.run.dir={tmp_path}/hydra",
+    ]
+
+
+def test_validate_data__bad_file_exits_1_with_named_rule_and_no_traceback(tmp_path: Path) -> None:
+    (tmp_path / "bad.csv").write_text("customer_id,tenure_months\nC1,3\n")
+    result = run("validate-data", f"data.path={tmp_path}/bad.csv", *isolated(tmp_path))
+    assert result.returncode == 1
+    assert "contract: present" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "validation" / "validation.json").read_text())["passed"] is False
+
+
+def test_predict__without_a_model_says_what_to_run(tmp_path: Path) -> None:
+    result = run("predict", *isolated(tmp_path))
+    assert result.returncode == 1
+    assert "nox -s train" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_stages__validate_train_compare_predict_chain(tmp_path: Path) -> None:
+    common = isolated(tmp_path)
+    assert run("validate-data", *common).returncode == 0
+    trained = run("train", "experiment=quick", *common)
+    assert trained.returncode == 0, trained.stderr
+    assert "as 'candidate'" in trained.stdout
+    compared = run("compare", *common)
+    assert compared.returncode == 0, compared.stderr
+    assert json.loads((tmp_path / "training" / "gate.json").read_text())["promote"] is True
+    out = tmp_path / "predictions.parquet"
+    predicted = run("predict", "inference.alias=candidate", f"inference.output={out}", *common)
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(pd.read_parquet(out)) == 3000
