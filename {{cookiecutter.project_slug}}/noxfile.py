@@ -64,3 +64,73 @@ def compare(session: nox.Session) -> None:
 def predict(session: nox.Session) -> None:
     """Batch inference: `nox -s predict -- inference.input=new.csv inference.alias=candidate`."""
     uv_run(session, "predict", *session.posargs)
+
+
+@nox.session
+def monitor(session: nox.Session) -> None:
+    """Production profiles of a window vs the training reference: reports/monitoring/ (HTML, MD, JSON, PNG).
+
+    `nox -s monitor -- monitoring.fail_on_drift=true` exits 3 on drift;
+    `monitoring.metrics_sources=[http://127.0.0.1:3000/metrics]` adds service health.
+    """
+    uv_run(session, "monitor", *session.posargs)
+
+
+@nox.session(name="simulate-drift")
+def simulate_drift(session: nox.Session) -> None:
+    """Replay synthetic traffic: `-- monitoring.simulation.shift=covariate` (none|covariate|label|concept)."""
+    uv_run(session, "simulate-drift", *session.posargs)
+
+
+@nox.session(name="bench-monitor")
+def bench_monitor(session: nox.Session) -> None:
+    """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""
+    uv_run(session, "python", "benchmarks/bench_monitor.py", *session.posargs)
+
+
+@nox.session
+def summary(session: nox.Session) -> None:
+    """Render reports/*.json as reports/summary.md (tables + charts); CI appends it to the job summary."""
+    uv_run(session, "summary", *session.posargs)
+
+
+@nox.session(name="deploy-staging")
+def deploy_staging(session: nox.Session) -> None:
+    """Reconcile staging to deploy/staging.yaml (bentoml per color behind HAProxy on loopback)."""
+    uv_run(session, "deploy", "apply", "staging", *session.posargs)
+
+
+@nox.session(name="check-staging")
+def check_staging(session: nox.Session) -> None:
+    """Sanity checks through the staging router: health, OpenAPI format, schemathesis, latency, parity."""
+    uv_run(session, "deploy", "check", "staging", *session.posargs)
+
+
+@nox.session
+def promote(session: nox.Session) -> None:
+    """Reconcile production to deploy/production.yaml: candidate on the idle color, checks, switch, watch."""
+    uv_run(session, "deploy", "apply", "production", *session.posargs)
+
+
+@nox.session
+def rollback(session: nox.Session) -> None:
+    """Send production traffic back to the warm previous color."""
+    uv_run(session, "deploy", "rollback", "production", *session.posargs)
+
+
+@nox.session(name="deploy-status")
+def deploy_status(session: nox.Session) -> None:
+    """Desired against running for an environment: `nox -s deploy-status -- production`."""
+    uv_run(session, "deploy", "status", *(session.posargs or ["production"]))
+
+
+@nox.session(name="deploy-stop")
+def deploy_stop(session: nox.Session) -> None:
+    """Stop an environment's processes (state is kept): `nox -s deploy-stop -- staging`."""
+    uv_run(session, "deploy", "stop", *(session.posargs or ["staging"]))
+
+
+@nox.session(name="bench-switch")
+def bench_switch(session: nox.Session) -> None:
+    """Blue/green switches under 64-client load: failed requests, switch and rollback times; prints a table."""
+    uv_run(session, "deploy", "bench-switch", "staging", *session.posargs)

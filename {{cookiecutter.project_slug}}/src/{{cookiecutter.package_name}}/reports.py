@@ -1,0 +1,303 @@
+"""CI dashboards: the JSON reports every stage writes, rendered as one Markdown page.
+
+Each stage leaves JSON under ``reports/`` (validation, training, gate, tests, staging checks,
+promotion, monitoring). This module turns whatever is there into tables and Mermaid
+``xychart-beta`` charts, which GitHub renders natively in job summaries and PR comments, so
+nothing has to be hosted. A missing report is simply a missing section: each job shows the
+stages it ran. Reports this module does not know are still shown, as generic tables.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from xml.etree import ElementTree
+
+MARKER = "<!-- mlops-report -->"  # finds the one PR comment to update instead of adding another
+SUMMARY_FILE = "summary.md"
+PERCENTILE = re.compile(r"^p\d{1,2}(\.\d+)?(_ms)?$")
+DRIFTED = {True: "⚠️ yes", False: "no"}  # not pass/fail marks: drift is a signal, not an error
+KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
+Json = dict[str, Any]
+
+
+def fmt(value: object) -> str:
+    """One table cell: booleans as pass/fail marks, floats to four significant digits."""
+    if isinstance(value, bool):
+        return "✅" if value else "❌"
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
+    """A Markdown table; numbers right-aligned so they line up."""
+    body = [list(row) for row in rows]
+    numeric = [
+        all(isinstance(r[i], int | float) and not isinstance(r[i], bool) for r in body)
+        for i in range(len(header))
+    ]
+    align = ["---:" if num and body else "---" for num in numeric]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def bar_chart(
+    title: str,
+    labels: Sequence[str],
+    bars: Sequence[float],
+    y_label: str,
+    line: Sequence[float] | None = None,
+) -> str:
+    """A Mermaid ``xychart-beta`` bar chart, optionally with a line (a threshold or a baseline)."""
+    quoted = ", ".join(json.dumps(_label(label)) for label in labels)
+    top = max([*bars, *(line or []), 0.0]) * 1.1 or 1.0
+    chart = [
+        "```mermaid",
+        "xychart-beta",
+        f"    title {json.dumps(_label(title))}",
+        f"    x-axis [{quoted}]",
+        f"    y-axis {json.dumps(_label(y_label))} 0 --> {top:.4g}",
+        f"    bar [{', '.join(f'{v:.4g}' for v in bars)}]",
+    ]
+    if line is not None:
+        chart.append(f"    line [{', '.join(f'{v:.4g}' for v in line)}]")
+    return "\n".join([*chart, "```"])
+
+
+def _label(text: str) -> str:
+    """Mermaid labels cannot hold double quotes."""
+    return text.replace('"', "'")
+
+
+def validation_section(report: Json) -> str:
+    """Data gate: verdict, violations and per-column drift against the reference profile."""
+    verdict = "passed ✅" if report.get("passed") else "FAILED ❌"
+    parts = [f"### Data validation: {verdict}", f"`{report.get('path')}`: {report.get('rows')} rows"]
+    if violations := report.get("violations"):
+        parts.append(
+            table(["column", "rule", "detail"], ([v["column"], v["rule"], v["detail"]] for v in violations))
+        )
+    if drift := report.get("drift"):
+        parts.append(drift_table(drift))
+        parts.append(drift_chart("Drift against the reference profile", drift))
+    return "\n\n".join(parts)
+
+
+def drift_table(rows: Sequence[Json]) -> str:
+    """Per-column distances with their thresholds."""
+    header = ["column", "kind", "distance", "threshold", "drifted"]
+    return table(
+        header,
+        (
+            [d.get("column"), d.get("kind"), d.get("statistic"), d.get("threshold"), DRIFTED[bool(d.get("drifted"))]]
+            for d in rows
+        ),
+    )
+
+
+def drift_chart(title: str, rows: Sequence[Json]) -> str:
+    """Distance per column as bars, the threshold as a line."""
+    labels = [str(d.get("column")) for d in rows]
+    return bar_chart(
+        title,
+        labels,
+        [float(d["statistic"]) for d in rows],
+        "distance",
+        [float(d["threshold"]) for d in rows],
+    )
+
+
+def training_section(train: Json | None, gate: Json | None) -> str:
+    """Training metrics, the candidate-versus-champion decision and the lineage behind them."""
+    parts = ["### Training"]
+    if train:
+        parts.append(table(["metric", "test"], sorted(train.get("metrics", {}).items())))
+        parts.append(lineage_table(train))
+    if gate:
+        parts.append(gate_section(gate))
+    return "\n\n".join(parts)
+
+
+def lineage_table(train: Json) -> str:
+    """Where the candidate came from: run, code, data."""
+    keys = (
+        "model_name",
+        "model_version",
+        "estimator",
+        "run_id",
+        "git_commit",
+        "data_path",
+        "data_digest",
+        "cv_mean",
+    )
+    return table(["lineage", "value"], ([key, train.get(key)] for key in keys if key in train))
+
+
+def gate_section(gate: Json) -> str:
+    """Candidate versus champion on the same test split, and what the gate decided."""
+    verdict = "PROMOTE ✅" if gate.get("promote") else "KEEP CHAMPION ⛔"
+    metric = str(gate.get("metric"))
+    rows = [
+        ["candidate", gate.get("candidate_version"), gate.get("candidate")],
+        ["champion", gate.get("champion_version"), gate.get("champion")],
+    ]
+    parts = [f"#### Gate: {verdict}", f"{gate.get('reason')} (margin {fmt(gate.get('margin'))})"]
+    parts.append(table(["model", "version", metric], rows))
+    scored = [(str(name), float(score)) for name, _, score in rows if isinstance(score, int | float)]
+    parts.append(
+        bar_chart(f"{metric}: candidate vs champion", [n for n, _ in scored], [s for _, s in scored], metric)
+    )
+    return "\n\n".join(parts)
+
+
+def tests_section(junit: Path) -> str:
+    """Test counts from pytest's JUnit XML (written by ``nox -s tests -- --junitxml=...``)."""
+    root = ElementTree.parse(junit).getroot()  # noqa: S314 - our own pytest's output, not untrusted input
+    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
+    counts = {
+        key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped")
+    }
+    seconds = sum(float(s.get("time", 0.0)) for s in suites)
+    passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
+    verdict = "passed ✅" if counts["failures"] + counts["errors"] == 0 else "FAILED ❌"
+    rows = [
+        ["passed", passed],
+        ["failed", counts["failures"]],
+        ["errors", counts["errors"]],
+        ["skipped", counts["skipped"]],
+    ]
+    return "\n\n".join([f"### Tests: {verdict}", table(["tests", "count"], rows), f"{seconds:.1f} s"])
+
+
+def generic_section(title: str, payload: object) -> str:
+    """Any other stage report: scalars and record lists as tables, percentiles and drift as charts."""
+    parts = [f"### {title}"]
+    scalars = list(flatten(payload))
+    if scalars:
+        parts.append(table(["field", "value"], scalars))
+    for name, records in record_lists(payload):
+        parts.append(
+            f"**{name}**\n\n" + table(list(records[0]), ([r.get(k) for k in records[0]] for r in records))
+        )
+        if all("statistic" in r and "threshold" in r for r in records):
+            parts.append(drift_chart(f"{name}: distance per column", records))
+    for name, percentiles in percentile_maps(payload):
+        labels, values = list(percentiles), [float(v) for v in percentiles.values()]
+        parts.append(bar_chart(f"{name} percentiles", labels, values, "ms"))
+    return "\n\n".join(parts)
+
+
+def flatten(payload: object, prefix: str = "") -> Iterable[tuple[str, object]]:
+    """Scalar leaves as dotted keys; lists are left to :func:`record_lists`."""
+    if isinstance(payload, Mapping):
+        for key, value in payload.items():
+            yield from flatten(value, f"{prefix}{key}.")
+    elif not isinstance(payload, list) and prefix:
+        yield prefix.rstrip("."), payload
+
+
+def record_lists(payload: object, name: str = "records") -> Iterable[tuple[str, list[Json]]]:
+    """Every non-empty list of objects, wherever it sits, with the key that holds it."""
+    if isinstance(payload, Mapping):
+        for key, value in payload.items():
+            yield from record_lists(value, str(key))
+    elif isinstance(payload, list) and payload and all(isinstance(item, Mapping) for item in payload):
+        yield name, [{k: v for k, v in item.items() if not isinstance(v, dict | list)} for item in payload]
+
+
+def percentile_maps(payload: object, name: str = "latency") -> Iterable[tuple[str, dict[str, float]]]:
+    """Objects whose keys are all percentiles (``p50``, ``p95``, ``p99_ms``...)."""
+    if not isinstance(payload, Mapping):
+        return
+    numbers = {
+        str(k): v for k, v in payload.items() if isinstance(v, int | float) and not isinstance(v, bool)
+    }
+    if numbers and all(PERCENTILE.match(key) for key in numbers):
+        yield name, numbers
+    for key, value in payload.items():
+        yield from percentile_maps(value, str(key))
+
+
+def load(path: Path) -> Json | None:
+    """A report, or None when the stage did not run in this job (or left unreadable output)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else {"value": data}
+
+
+def sections(root: Path) -> list[str]:
+    """Every section whose report exists: known stages first, then any other JSON report."""
+    found: list[str] = []
+    if (validation := load(root / KNOWN[0])) is not None:
+        found.append(validation_section(validation))
+    train, gate = load(root / KNOWN[1]), load(root / KNOWN[2])
+    if train or gate:
+        found.append(training_section(train, gate))
+    found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
+    for path in sorted(root.rglob("*.json")):
+        relative = path.relative_to(root).as_posix()
+        if relative not in KNOWN and (payload := load(path)) is not None:
+            found.append(generic_section(title_of(relative), payload))
+    return found
+
+
+def title_of(relative: str) -> str:
+    """``staging/checks.json`` -> ``Staging: checks``."""
+    folder, _, stem = relative.removesuffix(".json").rpartition("/")
+    return (
+        f"{folder.replace('/', ' / ').capitalize()}: {stem.replace('_', ' ')}"
+        if folder
+        else stem.capitalize()
+    )
+
+
+def render(root: Path) -> str:
+    """The whole page, starting with the marker that identifies the PR comment."""
+    found = sections(root)
+    body = found or [f"No stage reports under `{root.name}/` in this job."]
+    return "\n\n".join([MARKER, "## MLOps report", *body]) + "\n"
+
+
+def signals(root: Path) -> dict[str, str]:
+    """Decisions later jobs branch on, as ``$GITHUB_OUTPUT`` values: ``promote`` and ``drift``."""
+    found: dict[str, str] = {}
+    if (gate := load(root / KNOWN[2])) is not None:
+        found["promote"] = str(bool(gate.get("promote"))).lower()
+    monitoring = [load(path) for path in sorted(root.glob("monitoring/*.json"))]
+    if any(report is not None for report in monitoring):
+        found["drift"] = str(any(drifted(report) for report in monitoring)).lower()
+    return found
+
+
+def drifted(payload: object) -> bool:
+    """True when any record in a report says it drifted."""
+    if isinstance(payload, Mapping):
+        if any(payload.get(key) is True for key in ("drifted", "drift_detected")):
+            return True
+        return any(drifted(value) for value in payload.values())
+    return isinstance(payload, list) and any(drifted(item) for item in payload)
+
+
+def publish(root: Path, environ: Mapping[str, str] = os.environ) -> Path:
+    """Write ``<root>/summary.md``; append it to the job summary and set outputs when run by CI."""
+    markdown = render(root)
+    root.mkdir(parents=True, exist_ok=True)
+    target = root / SUMMARY_FILE
+    target.write_text(markdown)
+    if step_summary := environ.get("GITHUB_STEP_SUMMARY"):
+        with Path(step_summary).open("a") as handle:
+            handle.write(markdown)
+    if outputs := environ.get("GITHUB_OUTPUT"):
+        with Path(outputs).open("a") as handle:
+            handle.writelines(f"{key}={value}\n" for key, value in signals(root).items())
+    return target

@@ -1,0 +1,150 @@
+"""CI dashboard rendering: sections appear for the reports that exist, and only for them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }} import reports
+
+VALIDATION = {
+    "path": "data/sample/customers.csv",
+    "rows": 500,
+    "violations": [],
+    "drift": [{"column": "tenure", "kind": "ks", "statistic": 0.04, "threshold": 0.25, "drifted": False}],
+    "passed": True,
+}
+TRAIN = {
+    "run_id": "abc123",
+    "model_name": "m",
+    "model_version": "3",
+    "registered_as_candidate": True,
+    "metrics": {"f1_macro": 0.81, "accuracy": 0.85},
+    "cv_mean": 0.8,
+    "data_digest": "d1",
+    "data_path": "data/sample/customers.csv",
+    "git_commit": "f00",
+    "estimator": "RandomForestClassifier",
+}
+GATE = {
+    "promote": True,
+    "reason": "candidate is better by 0.0200 (margin 0.0)",
+    "metric": "f1_macro",
+    "candidate": 0.81,
+    "champion": 0.79,
+    "margin": 0.0,
+    "candidate_version": "3",
+    "champion_version": "2",
+}
+JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest" errors="0" failures="1"
+ skipped="2" tests="10" time="3.5"></testsuite></testsuites>"""
+
+
+def write(root: Path, relative: str, payload: object) -> None:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(payload if isinstance(payload, str) else json.dumps(payload))
+
+
+def test_render__no_reports_says_so(tmp_path: Path) -> None:
+    page = reports.render(tmp_path / "reports")
+
+    assert page.startswith(reports.MARKER)
+    assert "No stage reports" in page
+
+
+def test_render__validation_and_training_sections_with_charts(tmp_path: Path) -> None:
+    write(tmp_path, "validation/validation.json", VALIDATION)
+    write(tmp_path, "training/train.json", TRAIN)
+    write(tmp_path, "training/gate.json", GATE)
+
+    page = reports.render(tmp_path)
+
+    assert "### Data validation: passed ✅" in page
+    assert "| `tenure`" not in page  # drift rows are plain cells, not code spans
+    assert "| tenure | ks | 0.04 | 0.25 | no |" in page
+    assert "#### Gate: PROMOTE ✅" in page
+    assert "| candidate | 3 | 0.81 |" in page
+    assert "| git_commit | f00 |" in page
+    assert page.count("xychart-beta") == 2
+
+
+def test_render__gate_without_champion_charts_only_the_candidate(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "training/gate.json",
+        GATE | {"champion": None, "champion_version": None, "reason": "no champion yet"},
+    )
+
+    page = reports.render(tmp_path)
+
+    assert "| champion | — | — |" in page
+    assert 'x-axis ["candidate"]' in page
+
+
+def test_render__junit_counts(tmp_path: Path) -> None:
+    write(tmp_path, "tests/junit.xml", JUNIT)
+
+    page = reports.render(tmp_path)
+
+    assert "### Tests: FAILED ❌" in page
+    assert "| passed | 7 |" in page
+
+
+def test_render__unknown_report_gets_tables_and_percentile_chart(tmp_path: Path) -> None:
+    checks = {
+        "passed": False,
+        "latency_ms": {"p50": 3.1, "p95": 9.5, "p99": 20.0},
+        "checks": [{"name": "latency", "passed": True}, {"name": "parity", "passed": False}],
+    }
+    write(tmp_path, "staging/checks.json", checks)
+
+    page = reports.render(tmp_path)
+
+    assert "### Staging: checks" in page
+    assert "| latency_ms.p95 | 9.5 |" in page
+    assert "| parity | ❌ |" in page
+    assert 'x-axis ["p50", "p95", "p99"]' in page
+
+
+def test_render__unreadable_report_is_skipped(tmp_path: Path) -> None:
+    write(tmp_path, "staging/checks.json", "{not json")
+
+    assert "No stage reports" in reports.render(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("monitoring", "expected"),
+    [
+        ({"columns": [{"column": "a", "drifted": False}]}, "false"),
+        ({"columns": [{"column": "a", "drifted": True}]}, "true"),
+        ({"drift_detected": True}, "true"),
+    ],
+)
+def test_signals__drift_from_monitoring_report(
+    tmp_path: Path, monitoring: dict[str, object], expected: str
+) -> None:
+    write(tmp_path, "monitoring/drift.json", monitoring)
+
+    assert reports.signals(tmp_path) == {"drift": expected}
+
+
+def test_publish__appends_to_step_summary_and_sets_outputs(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write(root, "training/gate.json", GATE | {"promote": False})
+    summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
+    summary.write_text("earlier step\n")
+
+    path = reports.publish(root, {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
+
+    assert path == root / "summary.md"
+    assert summary.read_text().startswith("earlier step\n" + reports.MARKER)
+    assert outputs.read_text() == "promote=false\n"
+
+
+def test_publish__outside_ci_only_writes_the_file(tmp_path: Path) -> None:
+    path = reports.publish(tmp_path / "reports", {})
+
+    assert path.read_text().startswith(reports.MARKER)
