@@ -94,13 +94,41 @@ class ServingConfig:
 
 
 @dataclass
+class SimulationConfig:
+    """Replayed traffic for demos and tests: which shift, how many rows, where they go."""
+
+    shift: str = "none"
+    rows: int = 3000
+    seed: int = 11
+    windows: int = 6
+    url: str | None = None
+    endpoint: str = "/predict"
+    payload_key: str = "rows"
+    batch_rows: int = 100
+
+
+@dataclass
 class MonitoringConfig:
-    """Drift thresholds and where production profiles are read from."""
+    """Drift thresholds, the production window, and where profiles, labels and metrics live."""
 
     profile_dir: str = "profiles"
     report_dir: str = "reports/monitoring"
     drift_threshold: float = 0.25
     column_thresholds: dict[str, float] = field(default_factory=dict)
+    outcome_threshold: float = 0.15
+    window_hours: float = 24.0
+    window_end: str | None = None
+    reference_profile: str | None = None
+    model_alias: str = "champion"
+    prediction_log_dir: str = "predictions"
+    labels_path: str = "labels/labels.csv"
+    max_missing_increase: float = 0.05
+    min_category_share: float = 0.01
+    max_metric_drop: float = 0.1
+    max_error_rate: float = 0.01
+    metrics_sources: list[str] = field(default_factory=list)
+    fail_on_drift: bool = False
+    simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
 
 @dataclass

@@ -8,7 +8,9 @@ round-tripping work on NumPy 2. Import whylogs through this module only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +22,38 @@ if not hasattr(np, "unicode_"):
 import whylogs as why
 from whylogs.core import DatasetProfileView
 
-__all__ = ["DatasetProfileView", "ProfileError", "merge", "profile", "read", "row_count", "write"]
+__all__ = [
+    "DatasetProfileView",
+    "ProfileError",
+    "merge",
+    "profile",
+    "read",
+    "row_count",
+    "window_file",
+    "window_time",
+    "write",
+]
+
+
+STAMP = "%Y%m%dT%H%M%SZ"
+STAMP_PATTERN = re.compile(r"(\d{8}T\d{6})Z?")
 
 
 class ProfileError(OSError):
     """A profile cannot be read or written; the message names the path."""
+
+
+def window_file(folder: str | Path, started: datetime, worker: str) -> Path:
+    """``<folder>/<window start, UTC>-<worker>.bin``: workers never collide, names sort by time."""
+    return Path(folder) / f"{started.astimezone(UTC).strftime(STAMP)}-{worker}.bin"
+
+
+def window_time(path: str | Path) -> datetime:
+    """When a profile's window started: the stamp in its name, else the file's modification time."""
+    match = STAMP_PATTERN.search(Path(path).name)
+    if match:
+        return datetime.strptime(match.group(1), STAMP[:-1]).replace(tzinfo=UTC)
+    return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC)
 
 
 def profile(frame: pd.DataFrame) -> DatasetProfileView:

@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package_name }} import evaluation, registry
+from {{ cookiecutter.package_name }} import evaluation, monitoring, registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import Split, digest, load_table, split
 from {{ cookiecutter.package_name }}.preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
@@ -94,6 +94,7 @@ def train(cfg: Config) -> TrainResult:
         data_digest, commit = digest(frame), git_commit()
         _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
         version = _log_model(cfg, model, data, spec, scores)
+        monitoring.log_reference(cfg, model, data.x_train[spec.columns], data.y_train, scores)
     candidate = version is not None
     if version is not None:
         registry.set_alias(client, cfg.mlflow.model_name, registry.CANDIDATE, version)
