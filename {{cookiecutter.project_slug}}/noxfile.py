@@ -89,28 +89,6 @@ def bench_monitor(session: nox.Session) -> None:
 
 
 @nox.session
-def monitor(session: nox.Session) -> None:
-    """Production profiles of a window vs the training reference: reports/monitoring/ (HTML, MD, JSON, PNG).
-
-    `nox -s monitor -- monitoring.fail_on_drift=true` exits 3 on drift;
-    `monitoring.metrics_sources=[http://127.0.0.1:3000/metrics]` adds service health.
-    """
-    uv_run(session, "monitor", *session.posargs)
-
-
-@nox.session(name="simulate-drift")
-def simulate_drift(session: nox.Session) -> None:
-    """Replay synthetic traffic: `-- monitoring.simulation.shift=covariate` (none|covariate|label|concept)."""
-    uv_run(session, "simulate-drift", *session.posargs)
-
-
-@nox.session(name="bench-monitor")
-def bench_monitor(session: nox.Session) -> None:
-    """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""
-    uv_run(session, "python", "benchmarks/bench_monitor.py", *session.posargs)
-
-
-@nox.session
 def summary(session: nox.Session) -> None:
     """Render reports/*.json as reports/summary.md (tables + charts); CI appends it to the job summary."""
     uv_run(session, "summary", *session.posargs)

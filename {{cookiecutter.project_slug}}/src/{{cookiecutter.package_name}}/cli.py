@@ -17,7 +17,6 @@ from omegaconf import DictConfig
 
 from {{ cookiecutter.package_name }} import comparison, inference, profiling, reports, training, validation
 from {{ cookiecutter.package_name }} import dashboards, health, monitoring, replay
-from {{ cookiecutter.package_name }} import dashboards, health, monitoring, replay
 from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, register, resolve, to_typed
 from {{ cookiecutter.package_name }}.data import DataError, load_table
 from {{ cookiecutter.package_name }}.profiling import ProfileError
@@ -133,26 +132,6 @@ def _simulate_drift(cfg: Config) -> int:
     return 0
 
 
-@stage("monitor")
-def _monitor(cfg: Config) -> int:
-    service = health.collect(cfg.monitoring.metrics_sources, cfg.monitoring.max_error_rate, cfg.serving.latency_budget_ms)
-    checked = monitoring.monitor(cfg, service)
-    paths = dashboards.write(checked, cfg.monitoring.report_dir)
-    dashboards.publish(checked.result, paths)
-    for alert in checked.result.alerts:
-        print(f"  ALERT {alert}")
-    print(f"  {dashboards.headline(checked.result)}\n  report: {paths.html}")
-    return 3 if checked.result.drift_detected and cfg.monitoring.fail_on_drift else 0
-
-
-@stage("simulate-drift")
-def _simulate_drift(cfg: Config) -> int:
-    done = replay.replay(cfg)
-    print(f"  replayed {done.rows} rows ({done.shift} shift) over {done.windows} windows via {done.via}")
-    print(f"  prediction logs: {done.prediction_logs[0].parent}; labels: {done.labels}")
-    return 0
-
-
 def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     """Bind a stage to the project's conf/ tree as a Hydra application."""
     app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
@@ -164,8 +143,6 @@ derive_contract = _app(_derive_contract)
 train = _app(_train)
 compare = _app(_compare)
 predict = _app(_predict)
-monitor = _app(_monitor)
-simulate_drift = _app(_simulate_drift)
 monitor = _app(_monitor)
 simulate_drift = _app(_simulate_drift)
 summary = _app(_summary)
