@@ -20,7 +20,12 @@ SLUG_PLACEHOLDER = "{{ cookiecutter.project_slug }}"
 def install_group(session: nox.Session, group: str) -> None:
     """Install one dependency group of the template's own pyproject (locked in uv.lock)."""
     session.run_install(
-        "uv", "sync", "--locked", "--no-install-project", "--only-group", group,
+        "uv",
+        "sync",
+        "--locked",
+        "--no-install-project",
+        "--only-group",
+        group,
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
     )
 
@@ -65,7 +70,11 @@ def lock(session: nox.Session) -> None:
         if current.exists():  # start from the current pins: only what changed moves
             (work / "uv.lock").write_text(current.read_text().replace(SLUG_PLACEHOLDER, "lock-placeholder"))
         session.run("uv", "lock", "--directory", str(work), *session.posargs, external=True)
-        locked = (work / "uv.lock").read_text().replace('name = "lock-placeholder"', f'name = "{SLUG_PLACEHOLDER}"')
+        locked = (
+            (work / "uv.lock")
+            .read_text()
+            .replace('name = "lock-placeholder"', f'name = "{SLUG_PLACEHOLDER}"')
+        )
         (TEMPLATE_DIR / "uv.lock").write_text(locked)
 
 

@@ -20,7 +20,19 @@ Context = Mapping[str, str]
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
-RESERVED_PACKAGES = {"test", "tests", "src", "conf", "data", "deploy", "mlflow", "bentoml", "sklearn", "hydra", "whylogs"}
+RESERVED_PACKAGES = {
+    "test",
+    "tests",
+    "src",
+    "conf",
+    "data",
+    "deploy",
+    "mlflow",
+    "bentoml",
+    "sklearn",
+    "hydra",
+    "whylogs",
+}
 
 
 def check_slug(ctx: Context) -> list[str]:
@@ -38,18 +50,28 @@ def check_package_name(ctx: Context) -> list[str]:
     """The package is imported by name, so it must be a plain, unshadowed identifier."""
     name = ctx["package_name"]
     if not name.isidentifier() or not name.isascii() or name != name.lower():
-        return [f"package_name {name!r} is not a lower-case ASCII Python identifier: use letters, digits and underscores (for example 'customer_churn')."]
+        return [
+            f"package_name {name!r} is not a lower-case ASCII Python identifier: "
+            "use letters, digits and underscores (for example 'customer_churn')."
+        ]
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return [f"package_name {name!r} is a Python keyword: pick another name (for example '{name}_model')."]
     if name in RESERVED_PACKAGES or name in sys.stdlib_module_names:
-        return [f"package_name {name!r} would shadow an existing module: pick another name (for example '{name}_model')."]
+        return [
+            f"package_name {name!r} would shadow an existing module: "
+            f"pick another name (for example '{name}_model')."
+        ]
     return []
 
 
 def check_email(ctx: Context) -> list[str]:
     """The e-mail lands in pyproject.toml metadata, which build tools validate."""
     email = ctx["author_email"]
-    return [] if EMAIL.match(email) else [f"author_email {email!r} is not an e-mail address: use the form name@example.com."]
+    return (
+        []
+        if EMAIL.match(email)
+        else [f"author_email {email!r} is not an e-mail address: use the form name@example.com."]
+    )
 
 
 def check_github_owner(ctx: Context) -> list[str]:
@@ -57,13 +79,20 @@ def check_github_owner(ctx: Context) -> list[str]:
     owner = ctx["github_owner"]
     if GITHUB_OWNER.match(owner):
         return []
-    return [f"github_owner {owner!r} is not a GitHub user or organisation name: use letters, digits and single hyphens."]
+    return [
+        f"github_owner {owner!r} is not a GitHub user or organisation name: "
+        "use letters, digits and single hyphens."
+    ]
 
 
 def check_one_line(ctx: Context) -> list[str]:
     """Names and descriptions land in one-line fields (TOML strings, YAML scalars, headings)."""
     fields = ("project_name", "description", "author_name")
-    return [f"{f} must be a single line: remove the line break." for f in fields if "\n" in ctx[f] or "\r" in ctx[f]]
+    return [
+        f"{f} must be a single line: remove the line break."
+        for f in fields
+        if "\n" in ctx[f] or "\r" in ctx[f]
+    ]
 
 
 def check_deploy_needs_shared_registry(ctx: Context) -> list[str]:

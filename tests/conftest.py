@@ -1,0 +1,62 @@
+"""The option matrix from cookiecutter.json and a baking fixture shared by the template tests."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULTS: dict[str, Any] = json.loads((ROOT / "cookiecutter.json").read_text())
+CHOICES = {
+    key: value for key, value in DEFAULTS.items() if isinstance(value, list) and not key.startswith("_")
+}
+
+
+def load_hook(name: str) -> ModuleType:
+    """Import a hook script as a module (its main() only runs under __main__)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "hooks" / f"{name}.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+PRE_GEN = load_hook("pre_gen_project")
+
+
+def combinations() -> list[dict[str, str]]:
+    """Every product of the choice options, minus the pairs the pre-gen hook refuses."""
+    keys = list(CHOICES)
+    every = [dict(zip(keys, values, strict=True)) for values in itertools.product(*CHOICES.values())]
+    return [combo for combo in every if not PRE_GEN.unsupported_combination(combo)]
+
+
+def combo_id(combo: dict[str, str]) -> str:
+    """Readable test ids: 'classification-local-local-py3.11-git'."""
+    return "-".join(
+        [combo["ml_task"], combo["deploy_target"], combo["mlflow_tracking"], f"py{combo['python_version']}"]
+        + (["git"] if combo["init_git"] == "yes" else [])
+    )
+
+
+Bake = Callable[..., Path]
+
+
+@pytest.fixture
+def bake(tmp_path: Path) -> Bake:
+    """Bake the template with the given context into tmp_path; returns the project folder."""
+
+    def run(**context: str) -> Path:
+        context = {"init_git": "no", **context}
+        return Path(cookiecutter(str(ROOT), no_input=True, extra_context=context, output_dir=str(tmp_path)))
+
+    return run

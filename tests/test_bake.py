@@ -1,0 +1,131 @@
+"""Every valid combination renders, parses and contains exactly the expected files."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Bake, combinations, combo_id
+from jinja2 import Environment
+
+TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
+GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+JINJA_LEFTOVERS = ("{{", "{%", "{#", "cookiecutter.")
+BINARY = {".bin", ".png", ".parquet"}
+MATRIX = combinations()
+
+
+def expected_files(project: Path) -> set[str]:
+    """Template paths rendered with the baked context; an empty file name means 'not generated'."""
+    context = json.loads((project / ".cookiecutter.json").read_text())
+    env = Environment(keep_trailing_newline=True)
+    expected = set()
+    for path in TEMPLATE.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
+            relative = path.relative_to(TEMPLATE).as_posix()
+            rendered = env.from_string(relative).render(cookiecutter=context)
+            if not rendered.endswith("/") and Path(rendered).name:
+                expected.add(rendered)
+    return expected
+
+
+def baked_files(project: Path) -> set[str]:
+    return {
+        p.relative_to(project).as_posix() for p in project.rglob("*") if p.is_file() and ".git" not in p.parts
+    }
+
+
+def text_files(project: Path) -> list[Path]:
+    return [p for p in project.rglob("*") if p.is_file() and p.suffix not in BINARY and ".git" not in p.parts]
+
+
+@pytest.mark.parametrize("combo", MATRIX, ids=[combo_id(c) for c in MATRIX])
+def test_bake__every_combination_renders_expected_files_that_parse(bake: Bake, combo: dict[str, str]) -> None:
+    project = bake(**combo)
+    assert project.name == "customer-churn"
+    assert baked_files(project) == expected_files(project)
+    assert (project / "src" / "customer_churn" / "__init__.py").is_file()
+    assert (project / ".git").is_dir() is (combo["init_git"] == "yes")
+    for path in text_files(project):
+        text = path.read_text()
+        unrendered = GITHUB_EXPRESSION.sub("", text)  # ${{ }} is GitHub's syntax, not Jinja's
+        leftovers = [m for m in JINJA_LEFTOVERS if m in unrendered and path.name != ".cookiecutter.json"]
+        assert not leftovers, f"{path.relative_to(project)} still contains {leftovers}"
+        assert_parses(path, text)
+
+
+def assert_parses(path: Path, text: str) -> None:
+    """Every structured file is valid in its own syntax."""
+    if path.suffix in {".yaml", ".yml"}:
+        list(yaml.safe_load_all(text))
+    elif path.suffix == ".toml" or path.name == "uv.lock":
+        tomllib.loads(text)
+    elif path.suffix == ".json":
+        json.loads(text)
+    elif path.suffix == ".py":
+        ast.parse(text, filename=str(path))
+
+
+def test_bake__task_decides_target_metric_and_estimators(bake: Bake) -> None:
+    regression = bake(ml_task="regression")
+    config = yaml.safe_load((regression / "conf" / "config.yaml").read_text())
+    assert config["task"] == "regression"
+    assert (
+        yaml.safe_load((regression / "conf" / "data" / "sample.yaml").read_text())["target"]
+        == "lifetime_value"
+    )
+    assert (
+        yaml.safe_load((regression / "conf" / "training" / "default.yaml").read_text())["primary_metric"]
+        == "rmse"
+    )
+    forest = yaml.safe_load((regression / "conf" / "model" / "random_forest.yaml").read_text())
+    assert forest["estimator"]["_target_"] == "sklearn.ensemble.RandomForestRegressor"
+    assert (
+        yaml.safe_load((regression / "data" / "sample" / "contract.yaml").read_text())["target"]
+        == "lifetime_value"
+    )
+
+
+def test_bake__tracking_choice_picks_the_mlflow_config(bake: Bake) -> None:
+    remote = bake(mlflow_tracking="remote", deploy_target="kubernetes")
+    defaults = yaml.safe_load((remote / "conf" / "config.yaml").read_text())["defaults"]
+    assert {"mlflow": "remote"} in defaults
+
+
+def test_bake__project_keeps_its_answers_for_template_updates(bake: Bake) -> None:
+    project = bake(project_name="Fraud Scoring", ml_task="regression")
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    assert answers["project_slug"] == "fraud-scoring"
+    assert answers["ml_task"] == "regression"
+    assert not [key for key in answers if key.startswith("_") and key != "_template"]
+
+
+def test_bake__lock_names_the_project(bake: Bake) -> None:
+    project = bake(project_name="Fraud Scoring")
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    names = {package["name"] for package in lock["package"]}
+    assert "fraud-scoring" in names
+    assert {"mlflow", "bentoml", "whylogs", "scikit-learn", "hydra-core", "numpy"} <= names
+
+
+HOSTILE = {
+    "project_name": 'Ünïcode "Quoted" \\ Back\'slash: {braces} #hash',
+    "description": "Says \"hi\" \\ and 'bye' — with ✓ and a: colon # not a comment",
+    "author_name": 'O\'Brien "The \\ Builder" Ñandú',
+}
+
+
+def test_bake__hostile_free_text_still_gives_valid_files(bake: Bake) -> None:
+    project = bake(**HOSTILE, project_slug="hostile-text")
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    assert pyproject["project"]["description"] == HOSTILE["description"]
+    assert pyproject["project"]["authors"][0]["name"] == HOSTILE["author_name"]
+    answers = json.loads((project / ".cookiecutter.json").read_text())
+    assert answers["project_name"] == HOSTILE["project_name"]
+    for path in text_files(project):
+        assert_parses(path, path.read_text())

@@ -1,0 +1,85 @@
+"""The pre-generation hook refuses bad input with a message that says how to fix it."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import DEFAULTS, PRE_GEN, Bake
+from cookiecutter.exceptions import FailedHookException
+
+VALID = {
+    "project_slug": "customer-churn",
+    "package_name": "customer_churn",
+    "author_email": "ml@example.com",
+    "github_owner": "example-org",
+    "project_name": "Customer Churn",
+    "description": "A model.",
+    "author_name": "Team",
+    "deploy_target": "local",
+    "mlflow_tracking": "local",
+}
+
+
+def test_hooks__valid_input_has_no_problems() -> None:
+    assert PRE_GEN.problems(VALID) == []
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "hint"),
+    [
+        ("project_slug", "Customer Churn", "lower-case"),
+        ("project_slug", "-churn", "starting with a letter"),
+        ("project_slug", "churn--model", "single hyphens"),
+        ("project_slug", "x" * 51, "1-50"),
+        ("package_name", "2churn", "identifier"),
+        ("package_name", "churn-model", "identifier"),
+        ("package_name", "class", "keyword"),
+        ("package_name", "match", "keyword"),
+        ("package_name", "json", "shadow"),
+        ("package_name", "mlflow", "shadow"),
+        ("package_name", "Churn", "lower-case"),
+        ("package_name", "çhurn", "ASCII"),
+        ("author_email", "not-an-email", "name@example.com"),
+        ("github_owner", "bad owner!", "GitHub"),
+        ("description", "two\nlines", "single line"),
+    ],
+)
+def test_hooks__invalid_field_is_refused_with_a_fix(field: str, value: str, hint: str) -> None:
+    found = PRE_GEN.problems(VALID | {field: value})
+    assert len(found) == 1
+    assert field in found[0]
+    assert hint in found[0]
+
+
+@pytest.mark.parametrize("deploy_target", ["kubernetes", "both"])
+def test_hooks__cluster_deploys_need_a_shared_registry(deploy_target: str) -> None:
+    found = PRE_GEN.problems(VALID | {"deploy_target": deploy_target})
+    assert found
+    assert "mlflow_tracking='remote'" in found[0]
+    assert PRE_GEN.problems(VALID | {"deploy_target": deploy_target, "mlflow_tracking": "remote"}) == []
+
+
+def test_hooks__all_problems_are_reported_at_once() -> None:
+    assert len(PRE_GEN.problems(VALID | {"project_slug": "Bad Slug", "author_email": "nope"})) == 2
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        {"project_slug": "Bad Slug"},
+        {"package_name": "import"},
+        {"deploy_target": "kubernetes", "mlflow_tracking": "local"},
+    ],
+    ids=["slug", "keyword", "unsupported-combination"],
+)
+def test_hooks__baking_with_invalid_input_fails_and_writes_nothing(
+    bake: Bake, context: dict[str, str], tmp_path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(FailedHookException):
+        bake(**context)
+    assert "ERROR:" in capfd.readouterr().err
+    assert not [p for p in tmp_path.iterdir() if p.is_dir()]
+
+
+def test_hooks__defaults_are_valid() -> None:
+    rendered = VALID | {k: v for k, v in DEFAULTS.items() if isinstance(v, str) and "{{" not in v}
+    assert PRE_GEN.problems(rendered) == []
