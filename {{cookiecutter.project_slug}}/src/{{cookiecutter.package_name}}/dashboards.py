@@ -13,6 +13,7 @@ import html
 import json
 import os
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-from {{ cookiecutter.package_name }} import drift  # noqa: E402
-from {{ cookiecutter.package_name }}.config import resolve  # noqa: E402
-from {{ cookiecutter.package_name }}.monitoring import Comparison, MonitorResult, numeric_sketch  # noqa: E402
+from {{ cookiecutter.package_name }} import drift
+from {{ cookiecutter.package_name }}.config import resolve
+from {{ cookiecutter.package_name }}.monitoring import ColumnReport, Comparison, MonitorResult, histogram, quantiles
+from {{ cookiecutter.package_name }}.profiling import ColumnProfileView
 
 REFERENCE_COLOR, CURRENT_COLOR, ALERT_COLOR, OK_COLOR = "#4c72b0", "#dd8452", "#c44e52", "#55a868"
 MAX_CATEGORIES = 12
@@ -35,7 +37,8 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; 
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
 .verdict { padding: .6rem 1rem; border-radius: .4rem; color: white; display: inline-block; }
 .bad { background: #c44e52; } .good { background: #55a868; }
-table { border-collapse: collapse; margin: .5rem 0; } td, th { padding: .25rem .7rem; border-bottom: 1px solid #eee; }
+table { border-collapse: collapse; margin: .5rem 0; }
+td, th { padding: .25rem .7rem; border-bottom: 1px solid #eee; }
 th { text-align: left; background: #f6f6f6; } td.flag { color: #c44e52; font-weight: 600; }
 img { max-width: 100%; margin: .5rem 0; } .charts img { max-width: 48%; }
 """
@@ -78,24 +81,31 @@ def overview_chart(result: MonitorResult) -> Figure:
     return figure
 
 
-def distribution_chart(column: str, reference: Any, current: Any) -> Figure:
+def distribution_chart(column: str, reference: ColumnProfileView, current: ColumnProfileView) -> Figure:
     """Reference versus production: histograms from KLL sketches, or category shares."""
     figure, axis = plt.subplots(figsize=(6, 3.4), dpi=100)
-    ref_kll, cur_kll = numeric_sketch(reference), numeric_sketch(current)
-    if ref_kll is not None and cur_kll is not None:
-        low = min(ref_kll.get_min_value(), cur_kll.get_min_value())
-        high = max(ref_kll.get_max_value(), cur_kll.get_max_value())
+    ref_range, cur_range = quantiles(reference, [0.0, 1.0]), quantiles(current, [0.0, 1.0])
+    if ref_range is not None and cur_range is not None:
+        low, high = min(ref_range[0], cur_range[0]), max(ref_range[1], cur_range[1])
         edges = np.linspace(low, high if high > low else low + 1, 31)
-        for sketch, label, color in ((ref_kll, "reference", REFERENCE_COLOR), (cur_kll, "production", CURRENT_COLOR)):
-            mass = np.asarray(sketch.get_pmf(list(edges[1:-1])))
-            axis.stairs(mass, edges, label=label, color=color, fill=True, alpha=0.45)
+        for view, label, color in (
+            (reference, "reference", REFERENCE_COLOR),
+            (current, "production", CURRENT_COLOR),
+        ):
+            axis.stairs(histogram(view, edges), edges, label=label, color=color, fill=True, alpha=0.45)
         axis.set(xlabel=column, ylabel="share of rows")
     else:
         ref, cur = drift.frequencies(reference), drift.frequencies(current)
-        names = sorted(set(ref) | set(cur), key=lambda name: -max(ref.get(name, 0.0), cur.get(name, 0.0)))[:MAX_CATEGORIES]
+        names = sorted(set(ref) | set(cur), key=lambda name: -max(ref.get(name, 0.0), cur.get(name, 0.0)))[
+            :MAX_CATEGORIES
+        ]
         positions = np.arange(len(names))
-        axis.bar(positions - 0.2, [ref.get(n, 0.0) for n in names], 0.4, label="reference", color=REFERENCE_COLOR)
-        axis.bar(positions + 0.2, [cur.get(n, 0.0) for n in names], 0.4, label="production", color=CURRENT_COLOR)
+        axis.bar(
+            positions - 0.2, [ref.get(n, 0.0) for n in names], 0.4, label="reference", color=REFERENCE_COLOR
+        )
+        axis.bar(
+            positions + 0.2, [cur.get(n, 0.0) for n in names], 0.4, label="production", color=CURRENT_COLOR
+        )
         axis.set_xticks(positions, names, rotation=30, ha="right")
         axis.set(ylabel="share of rows")
     axis.set_title(f"{column}: reference vs production")
@@ -118,7 +128,9 @@ def timeline_chart(timeline: list[dict[str, Any]]) -> Figure:
     else:
         classes = sorted({name for point in timeline for name in point.get("shares", {})})
         for name in classes:
-            axis.plot(positions, [p.get("shares", {}).get(name, 0.0) for p in timeline], marker="o", label=str(name))
+            axis.plot(
+                positions, [p.get("shares", {}).get(name, 0.0) for p in timeline], marker="o", label=str(name)
+            )
         axis.set(ylabel="share of predictions", ylim=(0, 1))
     step = max(1, len(times) // 8)
     axis.set_xticks(positions[::step], times[::step], rotation=20, ha="right")
@@ -156,24 +168,43 @@ def sections(result: MonitorResult) -> list[Section]:
     if result.performance:
         perf = result.performance
         rows = [[n, _num(perf.training.get(n)), _num(v)] for n, v in perf.metrics.items()]
-        found.append(Section(f"Performance on {perf.labelled} labelled requests", ["metric", "training (test)", "production"], rows))
+        found.append(
+            Section(
+                f"Performance on {perf.labelled} labelled requests",
+                ["metric", "training (test)", "production"],
+                rows,
+            )
+        )
     if result.health:
         found.append(Section("Service health", ["measure", "value"], _health_rows(result)))
     return found
 
 
-def _column_row(column: Any) -> list[str]:
+def _column_row(column: ColumnReport) -> list[str]:
     """One table row per column; the status names what is wrong, if anything."""
     status = "; ".join(alert.split(": ", 1)[1] for alert in column.alerts) or "ok"
-    types = column.type_reference if column.type_reference == column.type_current else f"{column.type_reference} -> {column.type_current}"
+    types = (
+        column.type_reference
+        if column.type_reference == column.type_current
+        else f"{column.type_reference} -> {column.type_current}"
+    )
     missing = f"{column.missing_reference:.1%} -> {column.missing_current:.1%}"
-    return [column.column, column.role, column.kind, f"{column.statistic:.3f}", f"{column.threshold:.2f}", missing, types, status]
+    return [
+        column.column,
+        column.role,
+        column.kind,
+        f"{column.statistic:.3f}",
+        f"{column.threshold:.2f}",
+        missing,
+        types,
+        status,
+    ]
 
 
 def _health_rows(result: MonitorResult) -> list[list[str]]:
     """Requests, errors, latency percentiles, resources, per-endpoint counts."""
     health = result.health
-    assert health is not None  # noqa: S101 (sections() checks first)
+    assert health is not None
     rows = [
         ["requests", str(health.requests)],
         ["server errors (5xx)", str(health.server_errors)],
@@ -182,7 +213,11 @@ def _health_rows(result: MonitorResult) -> list[list[str]]:
     ]
     rows += [[f"latency {name}", f"{value:.1f} ms"] for name, value in health.latency_ms.items()]
     rows += [[name, f"{value:.1f}"] for name, value in health.resources.items()]
-    return rows + [[f"{endpoint} HTTP {code}", str(n)] for endpoint, codes in health.by_endpoint.items() for code, n in codes.items()]
+    return rows + [
+        [f"{endpoint} HTTP {code}", str(n)]
+        for endpoint, codes in health.by_endpoint.items()
+        for code, n in codes.items()
+    ]
 
 
 def _num(value: float | None) -> str:
@@ -195,8 +230,9 @@ def headline(result: MonitorResult) -> str:
     verdict = "DRIFT DETECTED" if result.drift_detected else "no drift"
     model = result.reference.get("model")
     against = f"model {model} v{result.reference.get('version')}" if model else result.reference["source"]
+    window = f"{result.window_start} to {result.window_end}"
     return (
-        f"{verdict}: {result.rows} rows in {result.files} profiles, {result.window_start} to {result.window_end}, "
+        f"{verdict}: {result.rows} rows in {result.files} profiles, {window}, "
         f"against {against} ({result.reference['rows']} training rows)"
     )
 
@@ -208,7 +244,12 @@ def markdown(result: MonitorResult) -> str:
     """The job-summary rendering: headline, then each table."""
     lines = ["## Production monitoring", "", f"**{headline(result)}**", ""]
     for section in sections(result):
-        lines += [f"### {section.title}", "", "| " + " | ".join(section.header) + " |", "|" + "---|" * len(section.header)]
+        lines += [
+            f"### {section.title}",
+            "",
+            "| " + " | ".join(section.header) + " |",
+            "|" + "---|" * len(section.header),
+        ]
         lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in section.rows]
         lines.append("")
     lines.append("Charts and the full page: `report.html` in the monitoring artifact.")
@@ -237,20 +278,23 @@ def _table(section: Section) -> str:
     """An HTML table; cells that report a problem are highlighted."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in section.header)
     body = "".join(
-        "<tr>" + "".join(f"<td{_flag(cell)}>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in section.rows
+        "<tr>" + "".join(f"<td{_flag(cell)}>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        for row in section.rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _flag(cell: str) -> str:
     """Mark status cells that are not ok."""
-    return " class='flag'" if any(word in cell for word in ("drift", "missing values", "type", "categories")) else ""
+    return (
+        " class='flag'"
+        if any(word in cell for word in ("drift", "missing values", "type", "categories"))
+        else ""
+    )
 
 
 def png(figure: Figure) -> bytes:
     """Render and close a figure (matplotlib keeps open figures alive otherwise)."""
-    from io import BytesIO
-
     buffer = BytesIO()
     figure.savefig(buffer, format="png")
     plt.close(figure)
@@ -284,7 +328,9 @@ def publish(result: MonitorResult, paths: ReportPaths) -> None:
     output, summary = os.environ.get("GITHUB_OUTPUT"), os.environ.get("GITHUB_STEP_SUMMARY")
     if output:
         with Path(output).open("a") as handle:
-            handle.write(f"drift={str(result.drift_detected).lower()}\nreport={paths.html}\njson={paths.json}\n")
+            handle.write(
+                f"drift={str(result.drift_detected).lower()}\nreport={paths.html}\njson={paths.json}\n"
+            )
             handle.write(f"drifted_columns={','.join(result.drifted_columns)}\n")
     if summary:
         with Path(summary).open("a") as handle:

@@ -9,6 +9,7 @@ histogram buckets the way Prometheus' ``histogram_quantile`` does.
 
 from __future__ import annotations
 
+import math
 import urllib.error
 import urllib.request
 from collections import defaultdict
@@ -57,7 +58,9 @@ def read_source(source: str, timeout_s: float = 5.0) -> str:
             with urllib.request.urlopen(source, timeout=timeout_s) as response:  # noqa: S310 (scheme checked)
                 return str(response.read().decode())
         except (urllib.error.URLError, OSError) as error:
-            raise MetricsError(f"{source}: metrics not reachable ({error}); is the service running?") from None
+            raise MetricsError(
+                f"{source}: metrics not reachable ({error}); is the service running?"
+            ) from None
     path = resolve(source)
     if not path.is_file():
         raise MetricsError(f"{path}: no such metrics file; check monitoring.metrics_sources")
@@ -67,7 +70,11 @@ def read_source(source: str, timeout_s: float = 5.0) -> str:
 def samples(text: str, source: str) -> list[tuple[str, dict[str, str], float]]:
     """(name, labels, value) of every sample, with an error naming the source on bad text."""
     try:
-        return [(s.name, s.labels, s.value) for family in text_string_to_metric_families(text) for s in family.samples]
+        return [
+            (s.name, s.labels, s.value)
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        ]
     except ValueError as error:
         raise MetricsError(f"{source}: not Prometheus text exposition ({error})") from None
 
@@ -89,53 +96,54 @@ def histogram_quantile(quantile: float, buckets: dict[float, float]) -> float:
     return lower
 
 
-def summarize(
-    texts: dict[str, str], max_error_rate: float, latency_budget_ms: float
-) -> Health:
+@dataclass
+class Tally:
+    """Samples added up across sources: counts by endpoint and code, latency buckets, gauges."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
+    buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
+    resources: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def add(self, name: str, labels: dict[str, str], value: float) -> None:
+        """Count one sample where it belongs; probes and scrapes are skipped."""
+        endpoint = labels.get("endpoint", "")
+        if name in RESOURCES:
+            scale = 1 / 2**20 if name.endswith("_bytes") else 1.0
+            self.resources[RESOURCES[name]] += value * scale
+        elif endpoint.startswith(NOT_TRAFFIC):
+            return
+        elif name == f"{REQUESTS}_total":
+            self.counts[endpoint][labels.get("http_response_code", "")] += int(value)
+        elif name == f"{DURATION}_bucket":
+            self.buckets[float(labels["le"])] += value
+
+    def responses(self, first_digit: str) -> int:
+        """Requests answered with a status code of one class (``"5"``: server errors)."""
+        return sum(
+            n for codes in self.counts.values() for code, n in codes.items() if code.startswith(first_digit)
+        )
+
+
+def summarize(texts: dict[str, str], max_error_rate: float, latency_budget_ms: float) -> Health:
     """Combine every source (workers, colors) into one health summary with alerts."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
-    buckets: dict[float, float] = defaultdict(float)
-    resources: dict[str, float] = defaultdict(float)
+    tally = Tally()
     for source, text in texts.items():
         for name, labels, value in samples(text, source):
-            _collect(name, labels, value, counts, buckets, resources)
-    total = sum(sum(codes.values()) for codes in counts.values())
-    server = sum(n for codes in counts.values() for code, n in codes.items() if code.startswith("5"))
-    client = sum(n for codes in counts.values() for code, n in codes.items() if code.startswith("4"))
-    latency = {f"p{round(q * 100)}": round(histogram_quantile(q, buckets) * 1000, 2) for q in (0.5, 0.95, 0.99)}
+            tally.add(name, labels, value)
+    total = sum(sum(codes.values()) for codes in tally.counts.values())
+    latency = {f"p{round(q * 100)}": histogram_quantile(q, tally.buckets) * 1000 for q in (0.5, 0.95, 0.99)}
     health = Health(
         sources=list(texts),
         requests=total,
-        server_errors=server,
-        client_errors=client,
-        error_rate=round(server / total, 4) if total else 0.0,
-        latency_ms=latency,
-        by_endpoint={endpoint: dict(codes) for endpoint, codes in counts.items()},
-        resources=dict(resources),
+        server_errors=tally.responses("5"),
+        client_errors=tally.responses("4"),
+        error_rate=round(tally.responses("5") / total, 4) if total else 0.0,
+        latency_ms={name: round(value, 2) for name, value in latency.items() if not math.isnan(value)},
+        by_endpoint={endpoint: dict(codes) for endpoint, codes in tally.counts.items()},
+        resources=dict(tally.resources),
     )
     health.alerts.extend(_alerts(health, max_error_rate, latency_budget_ms))
     return health
-
-
-def _collect(
-    name: str,
-    labels: dict[str, str],
-    value: float,
-    counts: dict[str, dict[str, int]],
-    buckets: dict[float, float],
-    resources: dict[str, float],
-) -> None:
-    """Add one sample to the request counts, the latency buckets or the resource gauges."""
-    endpoint = labels.get("endpoint", "")
-    if name in RESOURCES:
-        scale = 1 / 2**20 if name.endswith("_bytes") else 1.0
-        resources[RESOURCES[name]] += value * scale
-    elif endpoint.startswith(NOT_TRAFFIC):
-        return
-    elif name == f"{REQUESTS}_total":
-        counts[endpoint][labels.get("http_response_code", "")] += int(value)
-    elif name == f"{DURATION}_bucket":
-        buckets[float(labels["le"])] += value
 
 
 def _alerts(health: Health, max_error_rate: float, latency_budget_ms: float) -> list[str]:
@@ -143,8 +151,8 @@ def _alerts(health: Health, max_error_rate: float, latency_budget_ms: float) -> 
     alerts = []
     if health.error_rate > max_error_rate:
         alerts.append(f"service: error rate {health.error_rate:.2%} > {max_error_rate:.2%}")
-    p95 = health.latency_ms.get("p95", float("nan"))
-    if p95 == p95 and p95 > latency_budget_ms:
+    p95 = health.latency_ms.get("p95", 0.0)
+    if p95 > latency_budget_ms:
         alerts.append(f"service: p95 latency {p95:.1f} ms > budget {latency_budget_ms:.0f} ms")
     return alerts
 
@@ -154,4 +162,3 @@ def collect(sources: list[str], max_error_rate: float, latency_budget_ms: float)
     if not sources:
         return None
     return summarize({source: read_source(source) for source in sources}, max_error_rate, latency_budget_ms)
-

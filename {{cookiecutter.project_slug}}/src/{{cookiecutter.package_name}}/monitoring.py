@@ -29,7 +29,7 @@ from {{ cookiecutter.package_name }} import drift, evaluation, profiling, regist
 from {{ cookiecutter.package_name }}.config import Config, MonitoringConfig, resolve
 from {{ cookiecutter.package_name }}.data import DataError, load_table
 from {{ cookiecutter.package_name }}.health import Health
-from {{ cookiecutter.package_name }}.profiling import DatasetProfileView, ProfileError
+from {{ cookiecutter.package_name }}.profiling import ColumnProfileView, DatasetProfileView, ProfileError
 
 PREDICTION = "prediction"
 REFERENCE_DIR = "reference"
@@ -108,10 +108,15 @@ class MonitorResult:
         found = [f"{name}: column missing from production profiles" for name in self.missing_columns]
         found += [alert for column in self.columns for alert in column.alerts]
         if self.performance and self.performance.degraded:
-            perf = self.performance
+            perf, nan = self.performance, float("nan")
+            realised, trained = (
+                perf.metrics.get(perf.primary_metric, nan),
+                perf.training.get(perf.primary_metric, nan),
+            )
+            cause = "concept drift" if self.concept_drift else "inputs moved"
             found.append(
-                f"concept drift: {perf.primary_metric} {perf.metrics.get(perf.primary_metric, float('nan')):.3f}"
-                f" vs {perf.training.get(perf.primary_metric, float('nan')):.3f} at training"
+                f"performance: {perf.primary_metric} {realised:.3f} vs {trained:.3f} at training"
+                f" ({perf.relative_drop:.0%} worse; {cause})"
             )
         return found + (self.health.alerts if self.health else [])
 
@@ -122,6 +127,12 @@ class MonitorResult:
         return data_alerts > 0
 
     @property
+    def concept_drift(self) -> bool:
+        """The model got worse while its inputs did not move: the input -> outcome relation changed."""
+        degraded = self.performance is not None and self.performance.degraded
+        return degraded and not any(c.drifted for c in self.columns if c.role == "feature")
+
+    @property
     def drifted_columns(self) -> list[str]:
         """Columns whose distribution moved past their threshold."""
         return [column.column for column in self.columns if column.drifted]
@@ -130,6 +141,7 @@ class MonitorResult:
         """JSON-ready form, with the derived verdicts spelled out for machines."""
         return asdict(self) | {
             "drift_detected": self.drift_detected,
+            "concept_drift": self.concept_drift,
             "drifted_columns": self.drifted_columns,
             "alerts": self.alerts,
         }
@@ -153,7 +165,9 @@ def reference_frame(model: BaseEstimator, x: pd.DataFrame, y: pd.Series, target:
     return x.assign(**{PREDICTION: model.predict(x), target: y.to_numpy()})  # type: ignore[attr-defined]
 
 
-def log_reference(cfg: Config, model: BaseEstimator, x: pd.DataFrame, y: pd.Series, scores: dict[str, float]) -> None:
+def log_reference(
+    cfg: Config, model: BaseEstimator, x: pd.DataFrame, y: pd.Series, scores: dict[str, float]
+) -> None:
     """Log ``reference/reference.bin`` and ``reference/reference.json`` in the active MLflow run."""
     meta = {
         "task": cfg.task,
@@ -165,7 +179,9 @@ def log_reference(cfg: Config, model: BaseEstimator, x: pd.DataFrame, y: pd.Seri
         "rows": len(x),
     }
     with tempfile.TemporaryDirectory() as folder:
-        profiling.write(profiling.profile(reference_frame(model, x, y, cfg.data.target)), Path(folder) / REFERENCE_PROFILE)
+        profiling.write(
+            profiling.profile(reference_frame(model, x, y, cfg.data.target)), Path(folder) / REFERENCE_PROFILE
+        )
         (Path(folder) / REFERENCE_META).write_text(json.dumps(meta, indent=2))
         mlflow.log_artifacts(folder, artifact_path=REFERENCE_DIR)
 
@@ -179,13 +195,17 @@ def fetch_reference(cfg: Config, alias: str, destination: str | Path) -> Path:
     target = resolve(destination)
     target.mkdir(parents=True, exist_ok=True)
     try:
-        mlflow.artifacts.download_artifacts(run_id=version.run_id, artifact_path=REFERENCE_DIR, dst_path=str(target))
+        mlflow.artifacts.download_artifacts(
+            run_id=version.run_id, artifact_path=REFERENCE_DIR, dst_path=str(target)
+        )
     except (MlflowException, OSError) as error:
         raise DataError(
             f"model {cfg.mlflow.model_name} v{version.version} has no reference profile ({error}); retrain it"
         ) from None
     folder = target / REFERENCE_DIR
-    (folder / "model.json").write_text(json.dumps({"name": cfg.mlflow.model_name, "version": version.version, "alias": alias}))
+    (folder / "model.json").write_text(
+        json.dumps({"name": cfg.mlflow.model_name, "version": version.version, "alias": alias})
+    )
     return folder
 
 
@@ -194,9 +214,14 @@ def load_reference(cfg: Config) -> Reference:
     if cfg.monitoring.reference_profile:
         path = resolve(cfg.monitoring.reference_profile)
     else:
-        path = fetch_reference(cfg, cfg.monitoring.model_alias, resolve(cfg.monitoring.report_dir)) / REFERENCE_PROFILE
+        path = (
+            fetch_reference(cfg, cfg.monitoring.model_alias, resolve(cfg.monitoring.report_dir))
+            / REFERENCE_PROFILE
+        )
     if not path.is_file():
-        raise ProfileError(f"{path}: reference profile not found; set monitoring.reference_profile or retrain")
+        raise ProfileError(
+            f"{path}: reference profile not found; set monitoring.reference_profile or retrain"
+        )
     meta_path = path.with_name(REFERENCE_META)
     meta: dict[str, Any] = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     model_path = path.with_name("model.json")
@@ -216,7 +241,9 @@ def window_bounds(cfg: MonitoringConfig, now: datetime | None = None) -> tuple[d
         try:
             end = datetime.fromisoformat(cfg.window_end)
         except ValueError:
-            raise DataError(f"monitoring.window_end={cfg.window_end!r} is not an ISO time like 2026-01-31T12:00") from None
+            raise DataError(
+                f"monitoring.window_end={cfg.window_end!r} is not an ISO time like 2026-01-31T12:00"
+            ) from None
         end = end if end.tzinfo else end.replace(tzinfo=UTC)
     else:
         end = now or datetime.now(UTC)
@@ -227,9 +254,13 @@ def window_files(folder: str | Path, start: datetime, end: datetime, suffixes: s
     """Files in ``folder`` whose window time lies in ``[start, end]``, oldest first."""
     root = resolve(folder)
     if not root.is_dir():
-        raise ProfileError(f"{root}: profile store not found; check monitoring.profile_dir (is the service profiling?)")
+        raise ProfileError(
+            f"{root}: profile store not found; check monitoring.profile_dir (is the service profiling?)"
+        )
     try:
-        candidates = [path for path in root.iterdir() if path.suffix in suffixes and not path.name.startswith(".")]
+        candidates = [
+            path for path in root.iterdir() if path.suffix in suffixes and not path.name.startswith(".")
+        ]
         timed = [(profiling.window_time(path), path) for path in candidates]
     except OSError as error:
         raise ProfileError(f"{root}: cannot list the profile store ({error.strerror or error})") from None
@@ -254,33 +285,38 @@ def prediction_point(when: datetime, view: DatasetProfileView) -> dict[str, Any]
     column = view.get_column(PREDICTION)
     if column is None:
         return point
-    sketch = numeric_sketch(column)
-    if sketch is None:
+    values = quantiles(column, [0.1, 0.5, 0.9])
+    if values is None:
         point["shares"] = drift.frequencies(column)
     else:
-        point["quantiles"] = dict(zip(("p10", "p50", "p90"), map(float, sketch.get_quantiles([0.1, 0.5, 0.9])), strict=True))
+        point["quantiles"] = dict(zip(("p10", "p50", "p90"), values, strict=True))
     return point
 
 
 # ---------------------------------------------------------------- column checks
 
 
-def numeric_sketch(column: Any) -> Any:
-    """The column's KLL quantile sketch, or None when it holds no numbers."""
+def quantiles(column: ColumnProfileView, points: list[float]) -> list[float] | None:
+    """Values at the given quantiles, from the column's KLL sketch; None when it holds no numbers."""
     metric = column.get_metric("distribution")
     if metric is None or metric.kll.value.is_empty():
         return None
-    return metric.kll.value
+    return [float(value) for value in metric.kll.value.get_quantiles(points)]
 
 
-def missing_share(column: Any) -> float:
+def histogram(column: ColumnProfileView, edges: np.ndarray) -> np.ndarray:
+    """Share of the column's values in each bin between consecutive edges, from its KLL sketch."""
+    return np.asarray(column.get_metric("distribution").kll.value.get_pmf(list(edges[1:-1])))
+
+
+def missing_share(column: ColumnProfileView) -> float:
     """Share of rows with no value (None or NaN)."""
     counts = column.get_metric("counts")
     total = counts.n.value if counts else 0
     return float(counts.null.value / total) if total else 0.0
 
 
-def value_type(column: Any) -> str:
+def value_type(column: ColumnProfileView) -> str:
     """The column's dominant family of values: numeric, string, boolean or object."""
     metric = column.get_metric("types")
     if metric is None:
@@ -296,7 +332,7 @@ def value_type(column: Any) -> str:
     return best if families[best] else "empty"
 
 
-def new_categories(reference: Any, current: Any) -> dict[str, float]:
+def new_categories(reference: ColumnProfileView, current: ColumnProfileView) -> dict[str, float]:
     """Categories the current window has and the reference never saw, with their row share."""
     known = set(drift.frequencies(reference))
     counts = current.get_metric("counts")
@@ -309,7 +345,11 @@ def new_categories(reference: Any, current: Any) -> dict[str, float]:
 
 
 def check_column(
-    cfg: MonitoringConfig, found: drift.ColumnDrift, reference: DatasetProfileView, current: DatasetProfileView, role: str
+    cfg: MonitoringConfig,
+    found: drift.ColumnDrift,
+    reference: DatasetProfileView,
+    current: DatasetProfileView,
+    role: str,
 ) -> ColumnReport:
     """Combine the distance with missing-value, type and category checks into one column report."""
     ref, cur = reference.get_column(found.column), current.get_column(found.column)
@@ -318,7 +358,9 @@ def check_column(
     unseen = new_categories(ref, cur) if found.kind == "categorical" and type_ref == "string" else {}
     alerts = []
     if found.drifted:
-        alerts.append(f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f} ({found.kind})")
+        alerts.append(
+            f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f} ({found.kind})"
+        )
     if missing_cur - missing_ref > cfg.max_missing_increase:
         alerts.append(f"{found.column}: missing values {missing_ref:.1%} -> {missing_cur:.1%}")
     if type_cur not in {type_ref, "empty"}:
@@ -327,8 +369,18 @@ def check_column(
     if notable:
         alerts.append(f"{found.column}: new categories {sorted(notable)}")
     return ColumnReport(
-        found.column, role, found.kind, round(found.statistic, 4), found.threshold, found.drifted,
-        round(missing_ref, 4), round(missing_cur, 4), type_ref, type_cur, unseen, alerts,
+        found.column,
+        role,
+        found.kind,
+        round(found.statistic, 4),
+        found.threshold,
+        found.drifted,
+        round(missing_ref, 4),
+        round(missing_cur, 4),
+        type_ref,
+        type_cur,
+        unseen,
+        alerts,
     )
 
 
@@ -337,7 +389,9 @@ def compare_columns(
 ) -> list[ColumnReport]:
     """A report for every named column present on both sides, with its role (feature, prediction...)."""
     outcomes = {name: cfg.outcome_threshold for name, role in roles.items() if role != "feature"}
-    found = drift.compare(reference, current, list(roles), cfg.drift_threshold, outcomes | cfg.column_thresholds)
+    found = drift.compare(
+        reference, current, list(roles), cfg.drift_threshold, outcomes | cfg.column_thresholds
+    )
     return [check_column(cfg, item, reference, current, roles[item.column]) for item in found]
 
 
@@ -346,14 +400,19 @@ def compare_columns(
 
 def read_logs(paths: list[Path]) -> pd.DataFrame:
     """Concatenate prediction logs (CSV, Parquet or the JSON lines of ``bentoml.monitor``)."""
-    frames = [pd.read_json(path, lines=True) if path.suffix == ".jsonl" else load_table(path) for path in paths]
+    frames = [
+        pd.read_json(path, lines=True) if path.suffix == ".jsonl" else load_table(path) for path in paths
+    ]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: str) -> pd.DataFrame:
     """Predictions and their late ground truth, matched on the id column (last prediction per id)."""
     key = cfg.data.id_column
-    for name, frame, needed in (("prediction log", logs, [key, PREDICTION]), ("labels file", labels, [key, target])):
+    for name, frame, needed in (
+        ("prediction log", logs, [key, PREDICTION]),
+        ("labels file", labels, [key, target]),
+    ):
         missing = [column for column in needed if column not in frame.columns]
         if missing:
             raise DataError(f"{name}: missing columns {missing}; it needs {needed}")
@@ -364,7 +423,9 @@ def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: s
 def realised_metrics(task: str, joined: pd.DataFrame, target: str) -> dict[str, float]:
     """The task's metrics on the labelled requests (no probabilities are logged, so no ROC AUC)."""
     if task == evaluation.REGRESSION:
-        return evaluation.regression_metrics(joined[target].to_numpy(dtype=float), joined[PREDICTION].to_numpy(dtype=float))
+        return evaluation.regression_metrics(
+            joined[target].to_numpy(dtype=float), joined[PREDICTION].to_numpy(dtype=float)
+        )
     truth, predicted = joined[target].astype(str).to_numpy(), joined[PREDICTION].astype(str).to_numpy()
     return evaluation.classification_metrics(truth, predicted, None, sorted(set(truth) | set(predicted)))
 
@@ -385,8 +446,14 @@ def assess_labels(
     metrics = realised_metrics(str(meta["task"]), joined, target)
     training = {name: float(value) for name, value in meta.get("metrics", {}).items()}
     primary = str(meta.get("primary_metric", cfg.training.primary_metric))
-    drop = relative_drop(metrics.get(primary, float("nan")), training.get(primary, float("nan")), bool(meta.get("greater_is_better", True)))
-    performance = Performance(len(joined), primary, metrics, training, round(drop, 4), drop > cfg.monitoring.max_metric_drop)
+    drop = relative_drop(
+        metrics.get(primary, float("nan")),
+        training.get(primary, float("nan")),
+        bool(meta.get("greater_is_better", True)),
+    )
+    performance = Performance(
+        len(joined), primary, metrics, training, round(drop, 4), drop > cfg.monitoring.max_metric_drop
+    )
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
 
@@ -427,7 +494,8 @@ def monitor(cfg: Config, health: Health | None = None, now: datetime | None = No
         window_end=end.isoformat(timespec="seconds"),
         files=len(paths),
         rows=profiling.row_count(current),
-        reference={"source": reference.source, "rows": profiling.row_count(reference.view)} | _model_info(reference),
+        reference={"source": reference.source, "rows": profiling.row_count(reference.view)}
+        | _model_info(reference),
         columns=columns,
         missing_columns=[name for name in reference.features if name not in present],
         timeline=timeline,

@@ -20,9 +20,10 @@ if not hasattr(np, "unicode_"):
     np.unicode_ = np.str_  # type: ignore[attr-defined]
 
 import whylogs as why
-from whylogs.core import DatasetProfileView
+from whylogs.core import ColumnProfileView, DatasetProfileView
 
 __all__ = [
+    "ColumnProfileView",
     "DatasetProfileView",
     "ProfileError",
     "merge",

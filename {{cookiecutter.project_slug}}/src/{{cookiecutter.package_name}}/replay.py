@@ -47,9 +47,13 @@ def traffic(cfg: Config) -> pd.DataFrame:
     """The configured synthetic customers, with ids unique to this shift and seed."""
     sim = cfg.monitoring.simulation
     if sim.shift not in get_args(simulation.Shift):
-        raise DataError(f"monitoring.simulation.shift={sim.shift!r}; choose one of {list(get_args(simulation.Shift))}")
+        raise DataError(
+            f"monitoring.simulation.shift={sim.shift!r}; choose one of {list(get_args(simulation.Shift))}"
+        )
     if sim.rows < sim.windows or sim.windows < 1:
-        raise DataError(f"monitoring.simulation: rows ({sim.rows}) must be at least windows ({sim.windows}) >= 1")
+        raise DataError(
+            f"monitoring.simulation: rows ({sim.rows}) must be at least windows ({sim.windows}) >= 1"
+        )
     frame = simulation.make_customers(sim.rows, sim.seed, sim.shift)  # type: ignore[arg-type]
     if cfg.data.id_column in frame.columns:
         frame[cfg.data.id_column] = f"{sim.shift}-{sim.seed}-" + frame[cfg.data.id_column].astype(str)
@@ -64,10 +68,12 @@ def window_starts(count: int, window_s: float, now: datetime) -> list[datetime]:
 
 def model_predictor(cfg: Config) -> Predictor:
     """The registry model behind ``monitoring.model_alias``, scoring in-process."""
-    registry.connect(cfg.mlflow)
+    client = registry.connect(cfg.mlflow)
     alias = cfg.monitoring.model_alias
-    if registry.version_by_alias(registry.MlflowClient(), cfg.mlflow.model_name, alias) is None:
-        raise DataError(f"no model has the alias {alias!r}; train and promote one, or set monitoring.model_alias")
+    if registry.version_by_alias(client, cfg.mlflow.model_name, alias) is None:
+        raise DataError(
+            f"no model has the alias {alias!r}; train and promote one, or set monitoring.model_alias"
+        )
     model = registry.load(cfg.mlflow.model_name, alias)
     return lambda rows: np.asarray(model.predict(rows))  # type: ignore[attr-defined]
 
@@ -97,7 +103,9 @@ def post(address: str, body: dict[str, Any], expected: int) -> list[Any]:
     except urllib.error.HTTPError as error:
         raise DataError(f"{address}: HTTP {error.code}: {error.read()[:200]!r}") from None
     except (urllib.error.URLError, OSError) as error:
-        raise DataError(f"{address}: service not reachable ({error}); start it or drop simulation.url") from None
+        raise DataError(
+            f"{address}: service not reachable ({error}); start it or drop simulation.url"
+        ) from None
     predictions = answer.get("predictions", answer.get(PREDICTION)) if isinstance(answer, dict) else answer
     if not isinstance(predictions, list) or len(predictions) != expected:
         raise DataError(f"{address}: expected a list of {expected} predictions, got {str(answer)[:200]}")
@@ -108,7 +116,9 @@ def append_labels(path: Path, labels: pd.DataFrame, key: str) -> Path:
     """Add labels to the labels file (later labels for an id replace earlier ones)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
-        labels = pd.concat([pd.read_csv(path), labels], ignore_index=True).drop_duplicates(subset=[key], keep="last")
+        labels = pd.concat([pd.read_csv(path), labels], ignore_index=True).drop_duplicates(
+            subset=[key], keep="last"
+        )
     labels.to_csv(path, index=False)
     return path
 
@@ -118,7 +128,11 @@ def replay(cfg: Config, now: datetime | None = None) -> ReplaySummary:
     sim, mon = cfg.monitoring.simulation, cfg.monitoring
     frame, key = traffic(cfg), str(cfg.data.id_column)
     features = feature_columns(frame, cfg.data)
-    predict = http_predictor(sim.url, sim.endpoint, sim.payload_key, sim.batch_rows) if sim.url else model_predictor(cfg)
+    predict = (
+        http_predictor(sim.url, sim.endpoint, sim.payload_key, sim.batch_rows)
+        if sim.url
+        else model_predictor(cfg)
+    )
     worker = f"replay-{sim.shift}-{sim.seed}"
     starts = window_starts(sim.windows, cfg.serving.profile_window_s, now or datetime.now(UTC))
     profiles, logs = [], []
@@ -127,10 +141,17 @@ def replay(cfg: Config, now: datetime | None = None) -> ReplaySummary:
         predictions = predict(batch[features])
         if not sim.url:
             scored = batch[features].assign(**{PREDICTION: predictions})
-            profiles.append(profiling.write(profiling.profile(scored), profiling.window_file(resolve(mon.profile_dir), started, worker)))
+            profiles.append(
+                profiling.write(
+                    profiling.profile(scored),
+                    profiling.window_file(resolve(mon.profile_dir), started, worker),
+                )
+            )
         log = profiling.window_file(resolve(mon.prediction_log_dir), started, worker).with_suffix(".csv")
         log.parent.mkdir(parents=True, exist_ok=True)
         batch[[key]].assign(**{PREDICTION: predictions}).to_csv(log, index=False)
         logs.append(log)
     labels = append_labels(resolve(mon.labels_path), frame[[key, cfg.data.target]], key)
-    return ReplaySummary(sim.shift, len(frame), sim.windows, sim.url or "in-process model", profiles, logs, labels)
+    return ReplaySummary(
+        sim.shift, len(frame), sim.windows, sim.url or "in-process model", profiles, logs, labels
+    )
