@@ -1,0 +1,151 @@
+"""Package a registered model as a bento, and (where a docker engine exists) a container image.
+
+The bento is self-contained: the model (imported from MLflow into the BentoML store), the
+package source, the serving settings frozen as bento arguments, pinned requirements exported
+from ``uv.lock``, and labels naming the model version, run id, data digest and git commit, so
+``bentoml list`` and the image metadata answer "what exactly is running?". The BentoML store
+lives in the project (``.bentoml/``, git-ignored) unless ``BENTOML_HOME`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config
+from {{ cookiecutter.package_name }}.data import DataError
+
+PACKAGE = "{{ cookiecutter.package_name }}"
+SERVICE = f"{PACKAGE}.service:ModelService"
+BENTOML_HOME = PROJECT_ROOT / ".bentoml"
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """What ``nox -s package`` built."""
+
+    bento_tag: str
+    model_tag: str
+    labels: dict[str, str]
+
+
+def use_project_store() -> Path:
+    """Point BentoML at ``.bentoml/`` in the project (before bentoml is imported) unless set."""
+    home = Path(os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME)))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def model_labels(cfg: Config, alias: str) -> dict[str, str]:
+    """Lineage of the version behind ``alias``; a clear error when there is none yet."""
+    client = registry.connect(cfg.mlflow)
+    version = registry.version_by_alias(client, cfg.mlflow.model_name, alias)
+    if version is None:
+        raise DataError(f"no model has the alias {alias!r}; run `nox -s train` (and `nox -s compare`) first")
+    lineage = registry.lineage(client, cfg.mlflow.model_name, str(version.version))
+    return {
+        "model_name": lineage.model_name,
+        "model_version": lineage.version,
+        "model_alias": alias,
+        "run_id": lineage.run_id,
+        "data_digest": lineage.data_digest,
+        "git_commit": lineage.git_commit,
+    }
+
+
+def import_model(name: str, labels: dict[str, str]) -> str:
+    """The BentoML model for this registry version, imported once (re-packaging reuses it)."""
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored_models = bentoml.models.list(name)
+    except NotFound:
+        stored_models = []
+    for stored in stored_models:
+        if all(stored.info.labels.get(key) == labels[key] for key in ("model_version", "run_id")):
+            return str(stored.tag)
+    uri = f"models:/{labels['model_name']}/{labels['model_version']}"
+    return str(bentoml.mlflow.import_model(name, uri, labels=labels).tag)
+
+
+def bento_arguments(cfg: Config, model_tag: str) -> dict[str, Any]:
+    """The service's settings, frozen into the bento (``service.Settings`` fields)."""
+    serving = cfg.serving
+    return {
+        "service_name": cfg.mlflow.model_name,
+        "task": cfg.task,
+        "id_column": cfg.data.id_column,
+        "model_name": cfg.mlflow.model_name,
+        "model_alias": serving.model_alias,
+        "model_tag": model_tag,
+        "tracking_uri": "",
+        "max_batch_size": serving.max_batch_size,
+        "max_latency_ms": serving.max_latency_ms,
+        "workers": serving.workers,
+        "max_rows_per_request": serving.max_rows_per_request,
+        "profile_dir": serving.profile_dir,
+        "profile_window_s": serving.profile_window_s,
+        "profiling": serving.profiling,
+    }
+
+
+def pinned_requirements() -> list[str]:
+    """Runtime pins exported from uv.lock, for the image (the package itself ships as source)."""
+    exported = subprocess.run(
+        ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines = (line.split("#")[0].strip() for line in exported.splitlines())
+    return [line for line in lines if line and not line.startswith("-")]
+
+
+def package(cfg: Config, alias: str | None = None) -> Packaged:
+    """Import the model behind ``alias`` (default ``serving.model_alias``) and build the bento."""
+    use_project_store()
+    import bentoml
+
+    labels = model_labels(cfg, alias or cfg.serving.model_alias)
+    model_tag = import_model(cfg.mlflow.model_name, labels)
+    bento = bentoml.bentos.build(
+        SERVICE,
+        name=cfg.mlflow.model_name,
+        labels=labels,
+        description=f"{cfg.mlflow.model_name} v{labels['model_version']} (run {labels['run_id']})",
+        include=[f"{PACKAGE}/**/*.py"],
+        models=[model_tag],
+        build_ctx=str(PROJECT_ROOT / "src"),
+        python={"packages": pinned_requirements(), "lock_packages": False},
+        docker={"python_version": f"{sys.version_info.major}.{sys.version_info.minor}"},
+        args=bento_arguments(cfg, model_tag),
+    )
+    return Packaged(str(bento.tag), model_tag, labels)
+
+
+def docker_engine() -> str | None:
+    """Why no image can be built here, or None when a docker engine answers."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    return None if probe.returncode == 0 else "the docker CLI is installed but no engine answers `docker info`"
+
+
+def containerize(bento_tag: str, image: str) -> str:
+    """``bentoml containerize`` the bento as ``image`` (call only where docker_engine() is None)."""
+    use_project_store()
+    subprocess.run(["bentoml", "containerize", bento_tag, "--image-tag", image], check=True)
+    return image
+
+
+def summary(packaged: Packaged) -> dict[str, Any]:
+    """What the package stage prints and CI records."""
+    return asdict(packaged)
