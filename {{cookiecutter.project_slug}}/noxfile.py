@@ -6,6 +6,8 @@ ML stack instead of one per session. ``nox -s train -- model=hgb`` passes Hydra 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.default_venv_backend = "none"
@@ -134,3 +136,18 @@ def deploy_stop(session: nox.Session) -> None:
 def bench_switch(session: nox.Session) -> None:
     """Blue/green switches under 64-client load: failed requests, switch and rollback times; prints a table."""
     uv_run(session, "deploy", "bench-switch", "staging", *session.posargs)
+
+
+@nox.session
+def propose(session: nox.Session) -> None:
+    """Put a release in an environment's desired state: `-- production --bento <tag> --model-version <n>`."""
+    uv_run(session, "deploy", "propose", *session.posargs)
+
+
+@nox.session
+def image(session: nox.Session) -> None:
+    """Build and push a bento's container image (needs docker): `-- <bento-tag> ghcr.io/<owner>/<repo>:<tag>`."""
+    bento, reference = session.posargs
+    session.env["BENTOML_HOME"] = str(Path(__file__).parent / ".bentoml")  # the project's bento store
+    uv_run(session, "bentoml", "containerize", bento, "--image-tag", reference)
+    session.run("docker", "push", reference, external=True)

