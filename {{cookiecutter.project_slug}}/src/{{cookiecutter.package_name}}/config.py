@@ -91,6 +91,7 @@ class ServingConfig:
     profile_dir: str = "profiles"
     profile_window_s: float = 60.0
     profiling: bool = True
+    report_dir: str = "reports"
 
 
 @dataclass

@@ -34,6 +34,7 @@ Endpoints
         ``rejected_requests_total{reason}``.
 """
 
+import asyncio
 import json
 import os
 import shlex
@@ -43,12 +44,11 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-import numpy as np
 import pandas as pd
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel
 
-from {{ cookiecutter.package_name }} import schema
+from {{ cookiecutter.package_name }} import schema, scoring
 from {{ cookiecutter.package_name }}.batching import MicroBatcher, Overloaded
 from {{ cookiecutter.package_name }}.traffic import PREDICTION_COLUMN, TrafficProfiler
 
@@ -174,45 +174,6 @@ def _from_registry(settings: Settings) -> ModelSource:
     return ModelSource(directory, {key: str(lineage.get(key, "")) for key in LINEAGE_KEYS})
 
 
-class Scorer:
-    """Rows in, answers out: the model call plus the shapes the API and profiles need."""
-
-    def __init__(self, model: Any, columns: list[schema.Column], task: str, id_column: str | None, noop: bool) -> None:
-        self.model = model
-        self.columns = columns
-        self.id_column = id_column
-        self.classes: list[Any] | None = list(model.classes_) if task == "classification" else None
-        self.noop = noop
-
-    def frame(self, rows: list[BaseModel]) -> pd.DataFrame:
-        """The pipeline's input frame for validated rows (id column included when sent)."""
-        return schema.to_frame(rows, self.columns, self.id_column)
-
-    def score(self, frame: pd.DataFrame) -> tuple[list[Any], np.ndarray[Any, Any] | None]:
-        """Labels (or values) and, for classifiers, the class probabilities."""
-        features = frame[[column.name for column in self.columns]]
-        if self.classes is None:
-            values = np.zeros(len(frame)) if self.noop else self.model.predict(features)
-            return values.tolist(), None
-        if self.noop:
-            probabilities = np.full((len(frame), len(self.classes)), 1.0 / len(self.classes))
-        else:
-            probabilities = self.model.predict_proba(features)
-        labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
-        return labels.tolist(), probabilities
-
-    def answers(self, frame: pd.DataFrame, labels: list[Any], probabilities: np.ndarray[Any, Any] | None) -> list[dict[str, Any]]:
-        """One JSON-ready dict per row, in order."""
-        ids = frame[self.id_column].tolist() if self.id_column in frame else [None] * len(frame)
-        if probabilities is None or self.classes is None:
-            return [{"id": i, "prediction": label} for i, label in zip(ids, labels, strict=True)]
-        names = [str(c) for c in self.classes]
-        return [
-            {"id": i, "prediction": label, "probabilities": dict(zip(names, p, strict=True))}
-            for i, label, p in zip(ids, labels, probabilities.tolist(), strict=True)
-        ]
-
-
 SETTINGS = load_settings()
 SOURCE = locate_model(SETTINGS)
 COLUMNS = schema.read_columns(SOURCE.directory)
@@ -220,7 +181,6 @@ ROW = schema.row_model(COLUMNS, SETTINGS.id_column)
 REQUEST = schema.request_model(ROW, SETTINGS.max_rows_per_request)
 METADATA = {
     **SOURCE.lineage,
-    "bento": os.environ.get("BENTOML_BENTO_TAG", ""),
     "task": SETTINGS.task,
     "features": [column.name for column in COLUMNS],
     "batching": SETTINGS.batching,
@@ -247,7 +207,10 @@ class MetadataEndpoint:
 
     def __init__(self, app: Any, payload: dict[str, Any]) -> None:
         self.app = app
-        self.body = json.dumps(payload).encode()
+        context = bentoml.server_context
+        built = context.bento_version not in ("", "not available")
+        bento = f"{context.bento_name}:{context.bento_version}" if built else ""  # empty from source
+        self.body = json.dumps(payload | {"bento": bento}).encode()
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         """Answer the metadata route; pass everything else through untouched."""
@@ -266,7 +229,7 @@ class ModelService:
     def __init__(self) -> None:
         import mlflow
 
-        self.scorer = Scorer(
+        self.scorer = scoring.Scorer(
             mlflow.sklearn.load_model(SOURCE.directory), COLUMNS, SETTINGS.task, SETTINGS.id_column, SETTINGS.noop_model
         )
         self.batcher: MicroBatcher[BaseModel, dict[str, Any]] = MicroBatcher(
@@ -323,8 +286,6 @@ class ModelService:
 
 
 async def _in_thread(function: Any, rows: list[BaseModel]) -> list[dict[str, Any]]:
-    import asyncio
-
     result: list[dict[str, Any]] = await asyncio.to_thread(function, rows)
     return result
 
