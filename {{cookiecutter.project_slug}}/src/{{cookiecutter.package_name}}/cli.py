@@ -15,8 +15,18 @@ from functools import wraps
 import hydra
 from omegaconf import DictConfig
 
-from {{ cookiecutter.package_name }} import comparison, inference, profiling, reports, training, validation
-from {{ cookiecutter.package_name }} import dashboards, health, monitoring, replay
+from {{ cookiecutter.package_name }} import (
+    comparison,
+    dashboards,
+    health,
+    inference,
+    monitoring,
+    profiling,
+    replay,
+    reports,
+    training,
+    validation,
+)
 from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, register, resolve, to_typed
 from {{ cookiecutter.package_name }}.data import DataError, load_table
 from {{ cookiecutter.package_name }}.profiling import ProfileError
@@ -114,7 +124,7 @@ def _summary(cfg: Config) -> int:
 
 @stage("monitor")
 def _monitor(cfg: Config) -> int:
-    service = health.collect(cfg.monitoring.metrics_sources, cfg.monitoring.max_error_rate, cfg.serving.latency_budget_ms)
+    service = health.collect(cfg.monitoring, cfg.serving.latency_budget_ms)
     checked = monitoring.monitor(cfg, service)
     paths = dashboards.write(checked, cfg.monitoring.report_dir)
     dashboards.publish(checked.result, paths)
@@ -128,7 +138,10 @@ def _monitor(cfg: Config) -> int:
 def _simulate_drift(cfg: Config) -> int:
     done = replay.replay(cfg)
     print(f"  replayed {done.rows} rows ({done.shift} shift) over {done.windows} windows via {done.via}")
-    print(f"  prediction logs: {done.prediction_logs[0].parent}; labels: {done.labels}")
+    if done.profiles:
+        print(f"  profiles: {done.profiles[0].parent}; labels: {done.labels}")
+    else:
+        print(f"  labels: {done.labels}; the service writes its profiles every serving.profile_window_s")
     return 0
 
 

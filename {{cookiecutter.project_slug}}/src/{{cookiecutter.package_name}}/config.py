@@ -121,7 +121,7 @@ class MonitoringConfig:
     window_end: str | None = None
     reference_profile: str | None = None
     model_alias: str = "champion"
-    prediction_log_dir: str = "predictions"
+    prediction_log_dir: str = "profiles"
     labels_path: str = "labels/labels.csv"
     max_missing_increase: float = 0.05
     min_category_share: float = 0.01

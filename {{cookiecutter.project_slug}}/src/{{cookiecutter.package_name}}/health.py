@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from {{ cookiecutter.package_name }}.config import resolve
+from {{ cookiecutter.package_name }}.config import MonitoringConfig, resolve
 from {{ cookiecutter.package_name }}.data import DataError
 
 REQUESTS = "bentoml_service_request"
@@ -157,8 +157,9 @@ def _alerts(health: Health, max_error_rate: float, latency_budget_ms: float) -> 
     return alerts
 
 
-def collect(sources: list[str], max_error_rate: float, latency_budget_ms: float) -> Health | None:
-    """Read and summarise every configured source; None when none is configured."""
-    if not sources:
+def collect(cfg: MonitoringConfig, latency_budget_ms: float) -> Health | None:
+    """Read and summarise every ``metrics_sources`` entry; None when none is configured."""
+    if not cfg.metrics_sources:
         return None
-    return summarize({source: read_source(source) for source in sources}, max_error_rate, latency_budget_ms)
+    texts = {source: read_source(source) for source in cfg.metrics_sources}
+    return summarize(texts, cfg.max_error_rate, latency_budget_ms)

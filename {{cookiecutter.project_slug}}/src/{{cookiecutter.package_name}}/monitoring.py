@@ -475,9 +475,9 @@ def labelled_window(cfg: Config, start: datetime, end: datetime) -> pd.DataFrame
 
 def monitor(cfg: Config, health: Health | None = None, now: datetime | None = None) -> Comparison:
     """Merge the window, compare it with the reference, and assess labels when they exist."""
+    logging.getLogger("whylogs").setLevel(logging.WARNING)  # it logs every profile read at INFO
     reference = load_reference(cfg)
     start, end = window_bounds(cfg.monitoring, now)
-    logging.getLogger("whylogs").setLevel(logging.WARNING)  # it logs every profile read at INFO
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"})
     if not paths:
         raise ProfileError(

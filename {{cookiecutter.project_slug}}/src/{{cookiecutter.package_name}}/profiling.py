@@ -30,13 +30,12 @@ __all__ = [
     "profile",
     "read",
     "row_count",
-    "window_file",
     "window_time",
     "write",
 ]
 
 
-STAMP = "%Y%m%dT%H%M%SZ"
+STAMP = "%Y%m%dT%H%M%S"  # as the service names its files (traffic.py)
 STAMP_PATTERN = re.compile(r"(\d{8}T\d{6})Z?")
 
 
@@ -44,16 +43,11 @@ class ProfileError(OSError):
     """A profile cannot be read or written; the message names the path."""
 
 
-def window_file(folder: str | Path, started: datetime, worker: str) -> Path:
-    """``<folder>/<window start, UTC>-<worker>.bin``: workers never collide, names sort by time."""
-    return Path(folder) / f"{started.astimezone(UTC).strftime(STAMP)}-{worker}.bin"
-
-
 def window_time(path: str | Path) -> datetime:
-    """When a profile's window started: the stamp in its name, else the file's modification time."""
+    """When a profile was written: the UTC stamp that starts its name, else its modification time."""
     match = STAMP_PATTERN.search(Path(path).name)
     if match:
-        return datetime.strptime(match.group(1), STAMP[:-1]).replace(tzinfo=UTC)
+        return datetime.strptime(match.group(1), STAMP).replace(tzinfo=UTC)
     return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC)
 
 

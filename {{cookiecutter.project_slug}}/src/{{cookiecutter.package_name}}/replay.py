@@ -1,11 +1,11 @@
 """Drift simulator: replay synthetic customers, optionally shifted, as production traffic.
 
-With ``monitoring.simulation.url`` the rows go to the running service over HTTP and the service
-writes the profiles. Without it, the registry model scores them here and the profiles are
-written with the service's own path (``profiling.profile`` + ``profiling.write`` under
-``profiling.window_file`` names), one per window. Either way the replay also leaves what a
-labelling process would: a prediction log by request id and a labels file with the true
-outcomes, so ``nox -s monitor`` can measure realised performance.
+With ``monitoring.simulation.url`` the rows (with their ids) go to the running service over
+HTTP, and the service profiles them and logs id -> prediction itself. Without a URL, a model
+scores them here and they go through the service's own writer (:class:`traffic.TrafficProfiler`),
+one flush per window; the files are then renamed to the window they stand for, so a replay of
+minutes of traffic in a second still shows as a timeline. Either way the replay also writes
+what a labelling process would: the true outcomes by id in ``monitoring.labels_path``.
 """
 
 from __future__ import annotations
@@ -22,38 +22,36 @@ from typing import Any, get_args
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import profiling, registry, simulation
+from {{ cookiecutter.package_name }} import registry, simulation
 from {{ cookiecutter.package_name }}.config import Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns
 from {{ cookiecutter.package_name }}.monitoring import PREDICTION
+from {{ cookiecutter.package_name }}.traffic import TrafficProfiler
 
 Predictor = Callable[[pd.DataFrame], np.ndarray]
+STAMP = "%Y%m%dT%H%M%S"  # the service's file-name stamp (traffic.py), 15 characters
 
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    """What a replay sent and where it left profiles, prediction logs and labels."""
+    """What a replay sent and where it left profiles and labels."""
 
     shift: str
     rows: int
     windows: int
     via: str
     profiles: list[Path]
-    prediction_logs: list[Path]
     labels: Path
 
 
 def traffic(cfg: Config) -> pd.DataFrame:
     """The configured synthetic customers, with ids unique to this shift and seed."""
     sim = cfg.monitoring.simulation
-    if sim.shift not in get_args(simulation.Shift):
-        raise DataError(
-            f"monitoring.simulation.shift={sim.shift!r}; choose one of {list(get_args(simulation.Shift))}"
-        )
+    shifts = list(get_args(simulation.Shift))
+    if sim.shift not in shifts:
+        raise DataError(f"monitoring.simulation.shift={sim.shift!r}; choose one of {shifts}")
     if sim.rows < sim.windows or sim.windows < 1:
-        raise DataError(
-            f"monitoring.simulation: rows ({sim.rows}) must be at least windows ({sim.windows}) >= 1"
-        )
+        raise DataError(f"monitoring.simulation: rows ({sim.rows}) must be >= windows ({sim.windows}) >= 1")
     frame = simulation.make_customers(sim.rows, sim.seed, sim.shift)  # type: ignore[arg-type]
     if cfg.data.id_column in frame.columns:
         frame[cfg.data.id_column] = f"{sim.shift}-{sim.seed}-" + frame[cfg.data.id_column].astype(str)
@@ -78,80 +76,85 @@ def model_predictor(cfg: Config) -> Predictor:
     return lambda rows: np.asarray(model.predict(rows))  # type: ignore[attr-defined]
 
 
-def http_predictor(url: str, endpoint: str, payload_key: str, batch_rows: int) -> Predictor:
-    """The running service, called in batches of ``batch_rows`` rows per request."""
-    address = url.rstrip("/") + endpoint
-
-    def predict(rows: pd.DataFrame) -> np.ndarray:
-        answers: list[Any] = []
-        for start in range(0, len(rows), batch_rows):
-            records = json.loads(rows.iloc[start : start + batch_rows].to_json(orient="records"))
-            answers.extend(post(address, {payload_key: records}, len(records)))
-        return np.asarray(answers)
-
-    return predict
-
-
 def post(address: str, body: dict[str, Any], expected: int) -> list[Any]:
-    """One JSON request; the answer is a list of predictions (bare, or under ``predictions``)."""
-    request = urllib.request.Request(  # noqa: S310 (loopback or configured service URL)
+    """One JSON request; the answer holds one prediction per row (``{"predictions": [...]}``)."""
+    request = urllib.request.Request(  # noqa: S310 (the configured service URL)
         address, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
     )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
             answer = json.loads(response.read())
     except urllib.error.HTTPError as error:
-        raise DataError(f"{address}: HTTP {error.code}: {error.read()[:200]!r}") from None
+        raise DataError(f"{address}: HTTP {error.code}: {error.read()[:300]!r}") from None
     except (urllib.error.URLError, OSError) as error:
         raise DataError(
             f"{address}: service not reachable ({error}); start it or drop simulation.url"
         ) from None
-    predictions = answer.get("predictions", answer.get(PREDICTION)) if isinstance(answer, dict) else answer
+    predictions = answer.get("predictions") if isinstance(answer, dict) else answer
     if not isinstance(predictions, list) or len(predictions) != expected:
-        raise DataError(f"{address}: expected a list of {expected} predictions, got {str(answer)[:200]}")
-    return predictions
+        raise DataError(f"{address}: expected {expected} predictions, got {str(answer)[:200]}")
+    return [item.get(PREDICTION) if isinstance(item, dict) else item for item in predictions]
+
+
+def send(cfg: Config, frame: pd.DataFrame) -> int:
+    """Replay through the service, ``batch_rows`` rows per request; the service writes the profiles."""
+    sim = cfg.monitoring.simulation
+    address = str(sim.url).rstrip("/") + sim.endpoint
+    columns = [*feature_columns(frame, cfg.data), *([cfg.data.id_column] if cfg.data.id_column else [])]
+    answered = 0
+    for start in range(0, len(frame), sim.batch_rows):
+        records = json.loads(frame[columns].iloc[start : start + sim.batch_rows].to_json(orient="records"))
+        answered += len(post(address, {sim.payload_key: records}, len(records)))
+    return answered
+
+
+def backdate(profile: Path, started: datetime) -> Path:
+    """Rename a profile (and its predictions file) to the window it stands for."""
+    stamp = started.astimezone(UTC).strftime(STAMP)
+    renamed = profile.with_name(stamp + profile.name[len(stamp) :])
+    for suffix in (".predictions.parquet",):
+        companion = profile.with_name(profile.name.removesuffix(".bin") + suffix)
+        if companion.exists():
+            companion.replace(renamed.with_name(renamed.name.removesuffix(".bin") + suffix))
+    return profile.replace(renamed)
+
+
+def profile_directly(cfg: Config, frame: pd.DataFrame, predict: Predictor, now: datetime) -> list[Path]:
+    """Score window by window and write each through the service's profiler, backdated."""
+    sim, key = cfg.monitoring.simulation, cfg.data.id_column
+    features = feature_columns(frame, cfg.data)
+    profiler = TrafficProfiler(str(resolve(cfg.monitoring.profile_dir)), id_column=key)
+    starts = window_starts(sim.windows, cfg.serving.profile_window_s, now)
+    written = []
+    for started, rows in zip(starts, np.array_split(np.arange(len(frame)), sim.windows), strict=True):
+        batch = frame.iloc[rows]
+        kept = batch[[*features, key]] if key else batch[features]
+        profiler.record(kept.assign(**{PREDICTION: predict(batch[features])}))
+        path = profiler.flush()
+        if path is None:
+            raise DataError(f"{resolve(cfg.monitoring.profile_dir)}: the profile could not be written")
+        written.append(backdate(Path(path), started))
+    return written
 
 
 def append_labels(path: Path, labels: pd.DataFrame, key: str) -> Path:
     """Add labels to the labels file (later labels for an id replace earlier ones)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_file():
-        labels = pd.concat([pd.read_csv(path), labels], ignore_index=True).drop_duplicates(
-            subset=[key], keep="last"
-        )
+        labels = pd.concat([pd.read_csv(path), labels], ignore_index=True)
+        labels = labels.drop_duplicates(subset=[key], keep="last")
     labels.to_csv(path, index=False)
     return path
 
 
-def replay(cfg: Config, now: datetime | None = None) -> ReplaySummary:
-    """Send the configured traffic window by window; leave profiles, prediction logs and labels."""
-    sim, mon = cfg.monitoring.simulation, cfg.monitoring
-    frame, key = traffic(cfg), str(cfg.data.id_column)
-    features = feature_columns(frame, cfg.data)
-    predict = (
-        http_predictor(sim.url, sim.endpoint, sim.payload_key, sim.batch_rows)
-        if sim.url
-        else model_predictor(cfg)
-    )
-    worker = f"replay-{sim.shift}-{sim.seed}"
-    starts = window_starts(sim.windows, cfg.serving.profile_window_s, now or datetime.now(UTC))
-    profiles, logs = [], []
-    for started, rows in zip(starts, np.array_split(np.arange(len(frame)), sim.windows), strict=True):
-        batch = frame.iloc[rows]
-        predictions = predict(batch[features])
-        if not sim.url:
-            scored = batch[features].assign(**{PREDICTION: predictions})
-            profiles.append(
-                profiling.write(
-                    profiling.profile(scored),
-                    profiling.window_file(resolve(mon.profile_dir), started, worker),
-                )
-            )
-        log = profiling.window_file(resolve(mon.prediction_log_dir), started, worker).with_suffix(".csv")
-        log.parent.mkdir(parents=True, exist_ok=True)
-        batch[[key]].assign(**{PREDICTION: predictions}).to_csv(log, index=False)
-        logs.append(log)
-    labels = append_labels(resolve(mon.labels_path), frame[[key, cfg.data.target]], key)
-    return ReplaySummary(
-        sim.shift, len(frame), sim.windows, sim.url or "in-process model", profiles, logs, labels
-    )
+def replay(cfg: Config, predict: Predictor | None = None, now: datetime | None = None) -> ReplaySummary:
+    """Send the configured traffic; leave profiles (directly or via the service) and labels."""
+    sim, key = cfg.monitoring.simulation, str(cfg.data.id_column)
+    frame = traffic(cfg)
+    if sim.url:
+        send(cfg, frame)
+        profiles: list[Path] = []
+    else:
+        profiles = profile_directly(cfg, frame, predict or model_predictor(cfg), now or datetime.now(UTC))
+    labels = append_labels(resolve(cfg.monitoring.labels_path), frame[[key, cfg.data.target]], key)
+    return ReplaySummary(sim.shift, len(frame), sim.windows, sim.url or "in-process model", profiles, labels)
