@@ -156,3 +156,36 @@ def image(session: nox.Session) -> None:
     session.env["BENTOML_HOME"] = str(Path(__file__).parent / ".bentoml")  # the project's bento store
     uv_run(session, "bentoml", "containerize", bento, "--image-tag", reference)
     session.run("docker", "push", reference, external=True)
+
+
+def use_bento_store(session: nox.Session) -> None:
+    """Keep BentoML's models and bentos in the project (``.bentoml/``, git-ignored), not in ~."""
+    session.env.setdefault("BENTOML_HOME", str(Path(__file__).parent / ".bentoml"))
+
+
+@nox.session
+def package(session: nox.Session) -> None:
+    """Build a bento from the model behind serving.model_alias; labels carry version, run, data, commit."""
+    use_bento_store(session)
+    uv_run(session, "package", *session.posargs)
+
+
+@nox.session
+def containerize(session: nox.Session) -> None:
+    """Container image of the latest bento; skipped with a message where no docker engine answers."""
+    use_bento_store(session)
+    uv_run(session, "containerize", *session.posargs)
+
+
+@nox.session
+def serve(session: nox.Session) -> None:
+    """Serve from source, model from the registry alias: `nox -s serve -- --port 3000` (Ctrl+C stops)."""
+    use_bento_store(session)
+    uv_run(session, "bentoml", "serve", "{{ cookiecutter.package_name }}.service:ModelService", *session.posargs)
+
+
+@nox.session(name="bench-serve")
+def bench_serve(session: nox.Session) -> None:
+    """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk); reports/bench-serve.md."""
+    use_bento_store(session)
+    uv_run(session, "bench-serve", *session.posargs)

@@ -16,11 +16,13 @@ import hydra
 from omegaconf import DictConfig
 
 from {{ cookiecutter.package_name }} import (
+    benchmark,
     comparison,
     dashboards,
     health,
     inference,
     monitoring,
+    packaging,
     profiling,
     replay,
     reports,
@@ -145,6 +147,32 @@ def _simulate_drift(cfg: Config) -> int:
     return 0
 
 
+@stage("package")
+def _package(cfg: Config) -> int:
+    built = packaging.package(cfg)
+    path = packaging.write_summary(built, cfg.serving.report_dir)
+    print(f"  bento {built.bento_tag} (model v{built.labels['model_version']}, run {built.labels['run_id']})")
+    print(f"  serve it: BENTOML_HOME=.bentoml bentoml serve {built.bento_tag} --port 3000; summary: {path}")
+    return 0
+
+
+@stage("containerize")
+def _containerize(cfg: Config) -> int:
+    bento = packaging.latest_bento(cfg.mlflow.model_name)
+    missing = packaging.docker_engine()
+    if missing:
+        print(f"  skipped: {missing}. The bento {bento} is built; the image is built where docker runs (CI).")
+        return 0
+    print(f"  image: {packaging.containerize(bento, packaging.image_reference(bento))}")
+    return 0
+
+
+@stage("bench-serve")
+def _bench_serve(cfg: Config) -> int:
+    print(f"  report: {benchmark.bench(cfg)}")
+    return 0
+
+
 def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     """Bind a stage to the project's conf/ tree as a Hydra application."""
     app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
@@ -159,3 +187,6 @@ predict = _app(_predict)
 monitor = _app(_monitor)
 simulate_drift = _app(_simulate_drift)
 summary = _app(_summary)
+package = _app(_package)
+containerize = _app(_containerize)
+bench_serve = _app(_bench_serve)

@@ -9,6 +9,7 @@ lives in the project (``.bentoml/``, git-ignored) unless ``BENTOML_HOME`` says o
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -18,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from {{ cookiecutter.package_name }} import registry
-from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 SERVICE = f"{PACKAGE}.service:ModelService"
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
+IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,27 @@ def containerize(bento_tag: str, image: str) -> str:
     return image
 
 
-def summary(packaged: Packaged) -> dict[str, Any]:
-    """What the package stage prints and CI records."""
-    return asdict(packaged)
+def latest_bento(name: str) -> str:
+    """The newest bento of this project, or an error saying to package first."""
+    use_project_store()
+    import bentoml
+    from bentoml.exceptions import NotFound
+
+    try:
+        return str(bentoml.bentos.get(f"{name}:latest").tag)
+    except NotFound:
+        raise DataError(f"no bento named {name!r} in {os.environ['BENTOML_HOME']}; run `nox -s package` first") from None
+
+
+def image_reference(bento_tag: str) -> str:
+    """``ghcr.io/<owner>/<repo>:<bento version>``: the image says which bento it holds."""
+    return f"{IMAGE_REPOSITORY}:{bento_tag.partition(':')[2]}"
+
+
+def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
+    """``package.json``: the bento tag and lineage, for CI and the deploy stage."""
+    folder = resolve(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "package.json"
+    target.write_text(json.dumps(asdict(packaged), indent=2))
+    return target
