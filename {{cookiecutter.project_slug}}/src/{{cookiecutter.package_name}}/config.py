@@ -142,6 +142,16 @@ class InferenceConfig:
 
 
 @dataclass
+class DeployConfig:
+    """Where desired state, runtime state and check reports live for the local target."""
+
+    desired_dir: str = "deploy"
+    state_dir: str = ".deploy"
+    report_dir: str = "reports/checks"
+    serve_dir: str = "."
+
+
+@dataclass
 class Config:
     """The whole composed configuration of one run."""
 
@@ -154,6 +164,7 @@ class Config:
     serving: ServingConfig = field(default_factory=ServingConfig)
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    deploy: DeployConfig = field(default_factory=DeployConfig)
 
 
 def register() -> None:

@@ -1,0 +1,185 @@
+"""The ``deploy`` command: one subcommand per deployment task, each a nox session.
+
+``deploy apply staging`` (``nox -s deploy-staging``) and ``deploy apply production``
+(``nox -s promote``) reconcile an environment to ``deploy/<environment>.yaml``;
+``deploy check staging`` (``nox -s check-staging``) runs the sanity checks through the
+router; ``deploy rollback production`` (``nox -s rollback``) puts traffic back on the warm
+previous color; ``deploy propose`` writes the promotion edit a pull request carries.
+Trailing ``key=value`` arguments are Hydra overrides of the project config.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from {{ cookiecutter.package_name }} import checks, promotion
+from {{ cookiecutter.package_name }}.config import Config, compose, resolve
+from {{ cookiecutter.package_name }}.data import DataError
+from {{ cookiecutter.package_name }}.deployment import local, router, state
+
+EXPECTED = (
+    state.StateError,
+    local.DeployError,
+    promotion.PromotionError,
+    checks.HoldoutError,
+    router.RouterError,
+    DataError,
+)
+SESSIONS = {"staging": "deploy-staging", "production": "promote"}
+
+
+def desired_path(cfg: Config, environment: str) -> Path:
+    """``deploy/<environment>.yaml`` under the configured desired-state folder."""
+    return resolve(cfg.deploy.desired_dir) / f"{environment}.yaml"
+
+
+def target_of(cfg: Config, environment: str) -> local.LocalTarget:
+    """The local target of one environment, with state under ``.deploy/``."""
+    return local.LocalTarget(environment, resolve(cfg.deploy.state_dir), resolve(cfg.deploy.serve_dir))
+
+
+def promoter(cfg: Config, environment: str) -> promotion.Promoter:
+    """A promoter wired to the project's config, registry and report folder."""
+    target = target_of(cfg, environment)
+    return promotion.Promoter(
+        desired=state.load(desired_path(cfg, environment)),
+        target=target,
+        journal=promotion.Journal(environment, target.dir / "decisions.jsonl"),
+        holdout=lambda version: checks.load_holdout(cfg, version),
+        report_dir=resolve(cfg.deploy.report_dir),
+    )
+
+
+def summarize(markdown: Path) -> None:
+    """Append a Markdown report to the CI job summary when there is one."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with Path(summary).open("a") as handle:
+            handle.write(markdown.read_text() + "\n")
+
+
+def apply(cfg: Config, args: argparse.Namespace) -> int:
+    """Reconcile an environment to its desired state."""
+    outcome = promoter(cfg, args.environment).apply()
+    path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
+    summarize(path.with_suffix(".md"))
+    print(f"  {outcome.status}: live={outcome.live} weights={outcome.weights}; report: {path}")
+    return 0 if outcome.ok else 1
+
+
+def rollback(cfg: Config, args: argparse.Namespace) -> int:
+    """Put traffic back on the previous color."""
+    outcome = promoter(cfg, args.environment).rollback()
+    path = outcome.write(resolve(cfg.deploy.report_dir), f"rollback-{args.environment}")
+    summarize(path.with_suffix(".md"))
+    print(f"  live={outcome.live} weights={outcome.weights}; report: {path}")
+    return 0
+
+
+def check(cfg: Config, args: argparse.Namespace) -> int:
+    """Run the sanity checks against the environment's router (what clients see)."""
+    desired = state.load(desired_path(cfg, args.environment))
+    color = args.color or desired.live
+    release = desired.release(color)
+    if release is None:
+        raise state.StateError(f"colors.{color}: no release to check in deploy/{args.environment}.yaml")
+    port = desired.router.port if args.color is None else desired.router.color_port(color)
+    report = checks.Report(args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}")
+    checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
+    json_path, md_path = report.write(resolve(cfg.deploy.report_dir), args.environment)
+    summarize(md_path)
+    print(f"  {'passed' if report.passed else 'FAILED'}; report: {json_path}")
+    return 0 if report.passed else 1
+
+
+def status(cfg: Config, args: argparse.Namespace) -> int:
+    """Desired against running, color by color, with HAProxy's live weights."""
+    desired = state.load(desired_path(cfg, args.environment))
+    target = target_of(cfg, args.environment)
+    actual = target.load()
+    weights = target.api().weights() if target.router_running(actual) else {}
+    print(f"  router: {'running' if weights else 'stopped'} on port {desired.router.port}; live={actual.live}")
+    for color in state.COLORS:
+        process = actual.colors.get(color)
+        running = target.color_running(process)
+        health = "ready" if process and running and local.ready(process.port) else ("up" if running else "stopped")
+        print(
+            f"  {color:5} desired={desired.release(color)} running={process.release if process else None} "
+            f"{health} weight={weights.get(color, '-')} (desired {desired.traffic[color]})"
+        )
+    return 0
+
+
+def stop(cfg: Config, args: argparse.Namespace) -> int:
+    """Stop every process of the environment (state is kept for the next apply)."""
+    target = target_of(cfg, args.environment)
+    with promotion.exclusive(target):
+        actual = target.load()
+        target.stop_all(actual)
+        actual.weights = dict.fromkeys(state.COLORS, 0)
+        actual.weights[actual.live or "blue"] = 100
+        target.save(actual)
+    print(f"  {args.environment}: stopped")
+    return 0
+
+
+def propose(cfg: Config, args: argparse.Namespace) -> int:
+    """Write the promotion edit: the release goes to the idle color, which becomes live."""
+    path = desired_path(cfg, args.environment)
+    current = state.load(path)
+    release = state.Release(args.bento, args.model_version)
+    if current.release(current.live) == release:
+        print(f"  {path}: {release.bento} is already live; nothing to propose")
+        return 0
+    state.dump(state.with_release(current, release), path, SESSIONS.get(args.environment, "promote"))
+    print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
+    return 0
+
+
+def bench(cfg: Config, args: argparse.Namespace) -> int:
+    """Switch benchmark (see :mod:`.bench`)."""
+    from {{ cookiecutter.package_name }}.deployment import bench as switch_bench
+
+    return switch_bench.run(cfg, args)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser: subcommands, environment, Hydra overrides."""
+    root = argparse.ArgumentParser(prog="deploy", description=__doc__.splitlines()[0])
+    commands = root.add_subparsers(dest="command", required=True)
+    handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+        "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop, "propose": propose,
+        "bench-switch": bench,
+    }  # fmt: skip
+    for name, handler in handlers.items():
+        command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
+        command.set_defaults(handler=handler)
+        command.add_argument("environment", choices=["staging", "production"])
+        command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. mlflow.tracking_uri=...")
+    commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
+    commands.choices["propose"].add_argument("--bento", required=True, help="bento tag, e.g. customer-churn:abc123")
+    commands.choices["propose"].add_argument("--model-version", required=True, help="MLflow model version in the bento")
+    bench_args = commands.choices["bench-switch"]
+    bench_args.add_argument("--clients", type=int, default=64)
+    bench_args.add_argument("--requests", type=int, default=10_000)
+    bench_args.add_argument("--switches", type=int, default=6)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parse, compose config, run, one-line errors."""
+    args = parser().parse_args(argv)
+    try:
+        code = args.handler(compose(args.overrides), args)
+    except EXPECTED as error:
+        print(f"deploy {args.command}: error: {error}", file=sys.stderr)
+        code = 1
+    return int(code)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

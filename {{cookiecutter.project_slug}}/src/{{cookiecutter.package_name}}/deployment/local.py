@@ -1,0 +1,216 @@
+"""The local target: one ``bentoml serve`` process per color and one HAProxy, all on loopback.
+
+Processes are started in their own sessions so they outlive the command that started them;
+what runs where (pids, ports, releases, weights) is recorded in ``.deploy/<environment>/
+state.json``, so ``status``, ``promote`` and ``rollback`` pick up where the last command left
+off, even after the tooling itself restarted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from {{ cookiecutter.package_name }}.deployment import router
+from {{ cookiecutter.package_name }}.deployment.state import COLORS, DesiredState, Release
+
+
+class DeployError(RuntimeError):
+    """A process would not start, became unready, or the recorded state is unusable."""
+
+
+@dataclass
+class ColorProcess:
+    """A running color: what it serves and where."""
+
+    bento: str
+    model_version: str
+    pid: int
+    port: int
+    started_at: float
+
+    @property
+    def release(self) -> Release:
+        """The release this process serves."""
+        return Release(self.bento, self.model_version)
+
+
+@dataclass
+class Actual:
+    """What the tooling last did in one environment (``state.json``)."""
+
+    router_pid: int | None = None
+    router_port: int | None = None
+    colors: dict[str, ColorProcess] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COLORS, 0))
+    live: str | None = None
+    previous: str | None = None
+
+    @classmethod
+    def from_json(cls, doc: dict[str, Any]) -> Actual:
+        """Inverse of :func:`dataclasses.asdict`."""
+        colors = {color: ColorProcess(**spec) for color, spec in doc.get("colors", {}).items()}
+        return cls(**(doc | {"colors": colors}))
+
+
+def alive(pid: int | None, marker: str) -> bool:
+    """Whether ``pid`` runs and is still the process we started (its command line has ``marker``)."""
+    if pid is None:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and marker in cmdline
+
+
+def ready(port: int, timeout_s: float = 1.0) -> bool:
+    """Whether the service on ``port`` answers ``/readyz`` with 200."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s) as response:  # noqa: S310
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def stop_process(pid: int, grace_s: float = 10.0) -> None:
+    """SIGTERM the process group, SIGKILL it after ``grace_s``, reap it if it is our child."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            if _reaped(pid):
+                return
+            time.sleep(0.1)
+
+
+def _reaped(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:  # not our child: gone once /proc says so
+        return not Path(f"/proc/{pid}").exists() or not alive(pid, "")
+    return done == pid
+
+
+class LocalTarget:
+    """One environment's processes and recorded state under ``<state_dir>/<environment>/``."""
+
+    def __init__(self, environment: str, state_dir: Path, serve_dir: Path) -> None:
+        self.environment = environment
+        self.dir = state_dir / environment
+        self.serve_dir = serve_dir
+        self.state_file = self.dir / "state.json"
+        self.socket = self.dir / "haproxy.sock"
+        self.config_file = self.dir / "haproxy.cfg"
+
+    def load(self) -> Actual:
+        """The recorded state (empty when nothing was ever deployed here)."""
+        if not self.state_file.is_file():
+            return Actual()
+        try:
+            return Actual.from_json(json.loads(self.state_file.read_text()))
+        except (ValueError, TypeError) as error:
+            raise DeployError(f"{self.state_file}: unreadable ({error}); run `stop` and deploy again") from error
+
+    def save(self, actual: Actual) -> None:
+        """Record the state atomically, so a crash never leaves half a file."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.state_file.with_suffix(".tmp")
+        temporary.write_text(json.dumps(asdict(actual), indent=2))
+        temporary.replace(self.state_file)
+
+    def api(self) -> router.RuntimeApi:
+        """HAProxy's runtime API for this environment."""
+        return router.RuntimeApi(self.socket)
+
+    def router_running(self, actual: Actual) -> bool:
+        """Whether the recorded HAProxy still runs."""
+        return alive(actual.router_pid, str(self.config_file))
+
+    def ensure_router(self, actual: Actual, desired: DesiredState) -> None:
+        """Start HAProxy (config generated from desired state) unless it already runs."""
+        if self.router_running(actual):
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.socket.unlink(missing_ok=True)
+        self.config_file.write_text(router.render(self.environment, desired.router, actual.weights, self.socket))
+        check = subprocess.run(["haproxy", "-c", "-f", str(self.config_file)], capture_output=True, text=True)
+        if check.returncode:
+            raise DeployError(f"generated {self.config_file} is invalid: {check.stderr.strip() or check.stdout.strip()}")
+        actual.router_pid = self._spawn(["haproxy", "-db", "-f", str(self.config_file)], "haproxy")
+        actual.router_port = desired.router.port
+        self._wait(lambda: self.socket.exists(), actual.router_pid, "haproxy", 10.0)
+
+    def start_color(self, color: str, release: Release, port: int, timeout_s: float) -> ColorProcess:
+        """Serve ``release`` on ``port`` and wait until it is ready."""
+        command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1", "--port", str(port)]
+        command += ["--working-dir", str(self.serve_dir)]
+        pid = self._spawn(command, f"{color}")
+        self._wait(lambda: ready(port), pid, color, timeout_s)
+        return ColorProcess(release.bento, release.model_version, pid, port, time.time())
+
+    def color_running(self, process: ColorProcess | None) -> bool:
+        """Whether a recorded color process still runs."""
+        return process is not None and alive(process.pid, f"--port {process.port}")
+
+    def stop_color(self, actual: Actual, color: str) -> None:
+        """Stop one color's process and forget it."""
+        process = actual.colors.pop(color, None)
+        if process and self.color_running(process):
+            stop_process(process.pid)
+
+    def stop_all(self, actual: Actual) -> None:
+        """Stop every process of this environment."""
+        for color in list(actual.colors):
+            self.stop_color(actual, color)
+        if self.router_running(actual) and actual.router_pid:
+            stop_process(actual.router_pid)
+        actual.router_pid = None
+        self.socket.unlink(missing_ok=True)
+
+    def wait_router_sees(self, color: str, timeout_s: float = 10.0, backend: str = router.BACKEND) -> None:
+        """Wait until HAProxy's own health check marks ``color`` UP, so its first request lands."""
+        api = self.api()
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(stat.color == color and stat.status.startswith("UP") for stat in api.stats(backend)):
+                return
+            time.sleep(0.1)
+        raise DeployError(f"{self.environment}: HAProxy does not see {color} as UP after {timeout_s:.0f}s")
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        """The end of a process's log, for error messages."""
+        path = self.dir / "logs" / f"{name}.log"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
+
+    def _spawn(self, command: list[str], name: str) -> int:
+        logs = self.dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen(  # noqa: S603
+                command, cwd=self.serve_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        return process.pid
+
+    def _wait(self, condition: Any, pid: int, name: str, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if condition():
+                return
+            if not alive(pid, ""):
+                raise DeployError(f"{self.environment}/{name} exited while starting:\n{self.log_tail(name)}")
+            time.sleep(0.25)
+        stop_process(pid)
+        raise DeployError(f"{self.environment}/{name} not ready after {timeout_s:.0f}s:\n{self.log_tail(name)}")

@@ -1,0 +1,168 @@
+"""HAProxy in front of the two colors: its config, generated from desired state, and its runtime API.
+
+Traffic moves with ``set weight`` over the admin socket, never with a reload or restart: a
+weight change takes effect for the next request, while requests in flight finish where they
+started, so a switch drops nothing. Failed connections are retried on the other color
+(``retry-on`` + ``option redispatch``), which covers the moment a color dies. Every response
+carries ``X-Deploy-Color`` naming the color that answered, which the checks and the switch
+benchmark read.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from {{ cookiecutter.package_name }}.deployment.state import COLORS, Router
+
+BACKEND = "colors"
+PREVIEW = "preview"
+COLOR_HEADER = "X-Deploy-Color"
+
+CONFIG = """\
+# Generated from deploy/{environment}.yaml by the deployment tooling; do not edit.
+global
+    stats socket {socket} mode 600 level admin
+    stats timeout 30s
+    maxconn 4096
+
+defaults
+    mode http
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 10s
+    retries 3
+    retry-on conn-failure empty-response response-timeout 503
+    option redispatch 1
+    http-reuse safe
+    default-server inter 500ms fall 2 rise 2
+
+# Production traffic: the live color, by weight.
+frontend public
+    bind 127.0.0.1:{port}
+    acl json req.hdr(content-type) -m beg -i application/json
+    http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+    default_backend {backend}
+
+# Candidate traffic only: the checks reach the idle color here, through the same edge rules,
+# while its weight in the production backend stays 0.
+frontend preview
+    bind 127.0.0.1:{preview_port}
+    acl json req.hdr(content-type) -m beg -i application/json
+    http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+    default_backend {preview}
+
+backend {backend}
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    http-response set-header {header} %s
+{servers}
+
+backend {preview}
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    http-response set-header {header} %s
+{preview_servers}
+"""
+
+
+class RouterError(RuntimeError):
+    """HAProxy's runtime API refused a command or could not be reached."""
+
+
+def render(environment: str, router: Router, weights: dict[str, int], socket_path: Path) -> str:
+    """The HAProxy configuration for one environment, starting at the given weights."""
+
+    def servers(chosen: dict[str, int]) -> str:
+        lines = [f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} check" for c in COLORS]
+        return "\n".join(lines)
+
+    return CONFIG.format(
+        environment=environment,
+        socket=socket_path,
+        port=router.port,
+        preview_port=router.preview_port,
+        backend=BACKEND,
+        preview=PREVIEW,
+        header=COLOR_HEADER,
+        servers=servers(weights),
+        preview_servers=servers(dict.fromkeys(COLORS, 0)),
+    )
+
+
+@dataclass(frozen=True)
+class ServerStats:
+    """One color's counters as HAProxy reports them (``show stat``)."""
+
+    color: str
+    status: str
+    weight: int
+    requests: int
+    errors_5xx: int
+    connection_errors: int
+    response_errors: int
+
+    @property
+    def failures(self) -> int:
+        """Everything a client could have seen as a failure at this color."""
+        return self.errors_5xx + self.connection_errors + self.response_errors
+
+
+class RuntimeApi:
+    """A small client of HAProxy's admin socket; one command per connection."""
+
+    def __init__(self, socket_path: Path, timeout_s: float = 2.0) -> None:
+        self.socket_path = socket_path
+        self.timeout_s = timeout_s
+
+    def command(self, line: str) -> str:
+        """Send one command and return HAProxy's answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+            client.settimeout(self.timeout_s)
+            try:
+                client.connect(str(self.socket_path))
+            except OSError as error:
+                raise RouterError(f"HAProxy admin socket {self.socket_path} unreachable: {error}") from error
+            client.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := client.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def change(self, line: str) -> None:
+        """Send a command that answers nothing on success; any answer is HAProxy refusing it."""
+        answer = self.command(line).strip()
+        if answer:
+            raise RouterError(f"HAProxy refused {line!r}: {answer}")
+
+    def set_weights(self, weights: dict[str, int], backend: str = BACKEND) -> None:
+        """Apply new weights; the color gaining traffic first, so there is never a moment with none."""
+        for color in sorted(weights, key=lambda c: -weights[c]):
+            self.change(f"set weight {backend}/{color} {weights[color]}")
+
+    def weights(self, backend: str = BACKEND) -> dict[str, int]:
+        """Current weight of each color."""
+        return {stat.color: stat.weight for stat in self.stats(backend)}
+
+    def stats(self, backend: str = BACKEND) -> list[ServerStats]:
+        """Per-color counters of one backend from ``show stat``."""
+        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        return [
+            ServerStats(
+                color=row["svname"],
+                status=row["status"],
+                weight=int(row["weight"] or 0),
+                requests=int(row["stot"] or 0),
+                errors_5xx=int(row["hrsp_5xx"] or 0),
+                connection_errors=int(row["econ"] or 0),
+                response_errors=int(row["eresp"] or 0),
+            )
+            for row in rows
+            if row["pxname"] == backend and row["svname"] in COLORS
+        ]

@@ -1,0 +1,15 @@
+"""Ready and healthy until the first prediction, which kills the worker."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import bentoml
+
+
+@bentoml.service(workers=1)
+class Service:
+    @bentoml.api
+    def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        os._exit(1)

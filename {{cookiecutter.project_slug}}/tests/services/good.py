@@ -1,0 +1,18 @@
+"""A correct service: what the deployment tests promote."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from standin import Model
+
+
+@bentoml.service(workers=1)
+class Service:
+    def __init__(self) -> None:
+        self.model = Model()
+
+    @bentoml.api
+    def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"predictions": self.model.predict(rows)}

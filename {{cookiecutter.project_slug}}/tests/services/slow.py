@@ -1,0 +1,20 @@
+"""Correct answers, far over any latency budget."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import bentoml
+from standin import Model
+
+
+@bentoml.service(workers=1)
+class Service:
+    def __init__(self) -> None:
+        self.model = Model()
+
+    @bentoml.api
+    def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        time.sleep(1.0)
+        return {"predictions": self.model.predict(rows)}

@@ -1,0 +1,18 @@
+"""Declares numeric predictions in its OpenAPI schema, answers with labels under another key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bentoml
+from standin import Model
+
+
+@bentoml.service(workers=1)
+class Service:
+    def __init__(self) -> None:
+        self.model = Model()
+
+    @bentoml.api
+    def predict(self, rows: list[dict[str, Any]]) -> dict[str, list[float]]:
+        return {"labels": [row["prediction"] for row in self.model.predict(rows)]}  # type: ignore[dict-item]
