@@ -165,24 +165,37 @@ def reference_frame(model: BaseEstimator, x: pd.DataFrame, y: pd.Series, target:
     return x.assign(**{PREDICTION: model.predict(x), target: y.to_numpy()})  # type: ignore[attr-defined]
 
 
-def log_reference(
-    cfg: Config, model: BaseEstimator, x: pd.DataFrame, y: pd.Series, scores: dict[str, float]
-) -> None:
-    """Log ``reference/reference.bin`` and ``reference/reference.json`` in the active MLflow run."""
+@dataclass(frozen=True)
+class Training:
+    """What training hands to monitoring: the fitted model, its training split and test scores."""
+
+    model: BaseEstimator
+    x: pd.DataFrame
+    y: pd.Series
+    scores: dict[str, float]
+
+
+def write_reference(cfg: Config, trained: Training, folder: str | Path) -> Path:
+    """``reference.bin`` (inputs, prediction, target) and ``reference.json`` (task, metrics) in ``folder``."""
     meta = {
         "task": cfg.task,
         "target": cfg.data.target,
         "primary_metric": cfg.training.primary_metric,
         "greater_is_better": cfg.training.greater_is_better,
-        "metrics": scores,
-        "features": list(x.columns),
-        "rows": len(x),
+        "metrics": trained.scores,
+        "features": list(trained.x.columns),
+        "rows": len(trained.x),
     }
+    frame = reference_frame(trained.model, trained.x, trained.y, cfg.data.target)
+    path = profiling.write(profiling.profile(frame), Path(folder) / REFERENCE_PROFILE)
+    (Path(folder) / REFERENCE_META).write_text(json.dumps(meta, indent=2))
+    return path
+
+
+def log_reference(cfg: Config, trained: Training) -> None:
+    """Log the reference as ``reference/`` in the active MLflow run, beside the model."""
     with tempfile.TemporaryDirectory() as folder:
-        profiling.write(
-            profiling.profile(reference_frame(model, x, y, cfg.data.target)), Path(folder) / REFERENCE_PROFILE
-        )
-        (Path(folder) / REFERENCE_META).write_text(json.dumps(meta, indent=2))
+        write_reference(cfg, trained, folder)
         mlflow.log_artifacts(folder, artifact_path=REFERENCE_DIR)
 
 

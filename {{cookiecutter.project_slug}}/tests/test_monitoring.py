@@ -1,0 +1,199 @@
+"""Production monitoring: quiet on fresh traffic, and each simulated shift flags what moved."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+from sklearn.pipeline import Pipeline
+
+from {{ cookiecutter.package_name }} import cli, evaluation, monitoring, profiling, replay
+from {{ cookiecutter.package_name }}.config import Config, compose
+from {{ cookiecutter.package_name }}.data import split
+from {{ cookiecutter.package_name }}.preprocessing import infer_features
+from {{ cookiecutter.package_name }}.profiling import ProfileError
+from {{ cookiecutter.package_name }}.training import build_pipeline
+
+FEATURES_MOVED_BY_COVARIATE_SHIFT = {"tenure_months", "monthly_charges", "internet_service"}
+
+
+@dataclass(frozen=True)
+class Fitted:
+    folder: Path
+    model: Pipeline
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, sample: pd.DataFrame) -> Fitted:
+    """A quick forest fitted on the sample and its reference, written as training writes it."""
+    folder = tmp_path_factory.mktemp("reference")
+    cfg = compose(["model=random_forest", "model.estimator.n_estimators=15"])
+    data = split(sample, cfg.data, stratify=True)
+    spec = infer_features(data.x_train, cfg.data)
+    model = build_pipeline(cfg, spec).fit(data.x_train[spec.columns], data.y_train)
+    scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
+    monitoring.write_reference(
+        cfg, monitoring.Training(model, data.x_train[spec.columns], data.y_train, scores), folder
+    )
+    return Fitted(folder, model)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(fitted: Fitted) -> Path:
+    return fitted.folder
+
+
+def configure(folder: Path, reference_dir: Path, *overrides: str) -> Config:
+    """A config whose profiles, labels and reports live in ``folder``, held against the fixture reference."""
+    return compose(
+        [
+            f"monitoring.reference_profile={reference_dir / 'reference.bin'}",
+            f"monitoring.profile_dir={folder / 'profiles'}",
+            f"monitoring.prediction_log_dir={folder / 'profiles'}",
+            f"monitoring.labels_path={folder / 'labels.csv'}",
+            f"monitoring.report_dir={folder / 'reports'}",
+            "monitoring.simulation.rows=2000",
+            *overrides,
+        ]
+    )
+
+
+def replayed(folder: Path, fitted: Fitted, shift: str) -> monitoring.Comparison:
+    """Replay one shift straight into profiles (the service's writer), then monitor the window."""
+    cfg = configure(folder, fitted.folder, f"monitoring.simulation.shift={shift}")
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    return monitoring.monitor(cfg)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, fitted: Fitted) -> dict[str, monitoring.Comparison]:
+    return {
+        shift: replayed(tmp_path_factory.mktemp(shift), fitted, shift)
+        for shift in ("none", "covariate", "label", "concept")
+    }
+
+
+def features_drifted(result: monitoring.MonitorResult) -> set[str]:
+    return {c.column for c in result.columns if c.role == "feature" and c.drifted}
+
+
+def role_drifted(result: monitoring.MonitorResult, role: str) -> bool:
+    return any(c.drifted for c in result.columns if c.role == role)
+
+
+def test_monitor__traffic_without_drift_raises_no_alert(results: dict[str, monitoring.Comparison]) -> None:
+    result = results["none"].result
+    assert result.alerts == []
+    assert result.drift_detected is False
+    assert result.rows == 2000
+    assert result.performance is not None
+    assert result.performance.labelled == 2000
+
+
+@pytest.mark.parametrize(
+    ("shift", "features", "prediction", "label", "concept"),
+    [
+        # shift       features that must drift              prediction  label   concept drift
+        ("covariate", FEATURES_MOVED_BY_COVARIATE_SHIFT, True, None, False),
+        ("label", set(), False, True, False),
+        ("concept", set(), False, None, True),
+    ],
+)
+def test_monitor__each_shift_flags_what_moved(
+    results: dict[str, monitoring.Comparison],
+    shift: str,
+    features: set[str],
+    prediction: bool,
+    label: bool | None,
+    concept: bool,
+) -> None:
+    result = results[shift].result
+    assert result.drift_detected
+    assert features <= features_drifted(result)
+    if not features:
+        assert features_drifted(result) == set()
+    assert role_drifted(result, "prediction") is prediction
+    if label is not None:
+        assert role_drifted(result, "label") is label
+    assert result.concept_drift is concept
+
+
+def test_monitor__timeline_has_one_point_per_replayed_window(
+    results: dict[str, monitoring.Comparison],
+) -> None:
+    timeline = results["none"].result.timeline
+    assert len(timeline) == 6
+    assert sum(point["rows"] for point in timeline) == 2000
+    assert all(set(point["shares"]) <= {"yes", "no"} for point in timeline)
+
+
+def test_compare_columns__missing_values_type_change_and_new_category_are_alerts() -> None:
+    reference = pd.DataFrame({"plan": ["a", "b"] * 500, "calls": np.arange(1000.0), "age": np.arange(1000)})
+    current = reference.copy()
+    current.loc[:299, "calls"] = np.nan
+    current["age"] = current["age"].astype(str) + " years"
+    current.loc[:99, "plan"] = "brand-new"
+    roles = {name: "feature" for name in reference.columns}
+    cfg = compose().monitoring
+    found = monitoring.compare_columns(cfg, profiling.profile(reference), profiling.profile(current), roles)
+    alerts = {c.column: " ".join(c.alerts) for c in found}
+    assert "missing values 0.0% -> 30.0%" in alerts["calls"]
+    assert "changed type numeric -> string" in alerts["age"]
+    assert "new categories ['brand-new']" in alerts["plan"]
+
+
+@pytest.mark.parametrize(
+    ("realised", "trained", "greater_is_better", "drop"),
+    [(0.6, 0.8, True, 0.25), (0.9, 0.8, True, 0.0), (12.0, 10.0, False, 0.2), (8.0, 10.0, False, 0.0)],
+)
+def test_relative_drop__counts_only_getting_worse(
+    realised: float, trained: float, greater_is_better: bool, drop: float
+) -> None:
+    assert monitoring.relative_drop(realised, trained, greater_is_better) == pytest.approx(drop)
+
+
+def test_window_files__by_name_stamp_else_modification_time(tmp_path: Path) -> None:
+    end = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    inside, outside = end - timedelta(hours=1), end - timedelta(hours=30)
+    for when in (inside, outside):
+        (tmp_path / f"{when:%Y%m%dT%H%M%S}-host-1-00001.bin").write_bytes(b"")
+    unnamed = tmp_path / "worker-a.bin"
+    unnamed.write_bytes(b"")
+    os.utime(unnamed, (inside.timestamp(), inside.timestamp()))
+    (tmp_path / ".20260301T110000-host.bin.partial").write_bytes(b"")
+    found = monitoring.window_files(tmp_path, end - timedelta(hours=24), end, {".bin"})
+    assert [p.name for p in found] == ["20260301T110000-host-1-00001.bin", "worker-a.bin"]
+
+
+def test_monitor__missing_profile_store_is_a_profile_error_naming_it(
+    tmp_path: Path, reference_dir: Path
+) -> None:
+    cfg = configure(tmp_path, reference_dir)
+    with pytest.raises(
+        ProfileError, match=re.escape("profile store not found; check monitoring.profile_dir")
+    ):
+        monitoring.monitor(cfg)
+
+
+def test_monitor_stage__unreadable_profile_is_one_line_not_a_traceback(
+    tmp_path: Path, reference_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-host-1-00001.bin").write_text(
+        "not a profile"
+    )
+    cfg = configure(tmp_path, reference_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        cli._monitor(OmegaConf.structured(cfg))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert error.startswith("[monitor] error: ")
+    assert "not a readable whylogs profile" in error
+    assert "Traceback" not in error
