@@ -103,8 +103,8 @@ def summary(session: nox.Session) -> None:
 
 @nox.session(name="deploy-staging")
 def deploy_staging(session: nox.Session) -> None:
-    """Reconcile staging to deploy/staging.yaml (bentoml per color behind HAProxy on loopback)."""
-    uv_run(session, "deploy", "apply", "staging", *session.posargs)
+    """Put the newest packaged bento in deploy/staging.yaml and reconcile staging to it (HAProxy + bentoml)."""
+    uv_run(session, "deploy", "apply", "staging", "--from-store", *session.posargs)
 
 
 @nox.session(name="check-staging")
@@ -141,6 +141,12 @@ def deploy_stop(session: nox.Session) -> None:
 def bench_switch(session: nox.Session) -> None:
     """Blue/green switches under 64-client load: failed requests, switch and rollback times; prints a table."""
     uv_run(session, "deploy", "bench-switch", "staging", *session.posargs)
+
+
+@nox.session(name="propose-promotion")
+def propose_promotion(session: nox.Session) -> None:
+    """The promotion edit: staging's checked release onto production's idle color (deploy/production.yaml)."""
+    uv_run(session, "deploy", "propose", "production", *session.posargs)
 
 
 @nox.session

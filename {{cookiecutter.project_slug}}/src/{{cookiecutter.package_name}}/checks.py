@@ -319,21 +319,31 @@ def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
     return CheckResult("latency", passed, result, detail)
 
 
+def wrk_command(port: int, script: Path, concurrency: int, duration_s: float, path: str = PREDICT_PATH) -> list[str]:
+    """A wrk command line: two threads at most (the machine's cores are shared with the service)."""
+    threads = max(1, min(2, concurrency))
+    return ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(duration_s))}s",
+            "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+
+
+def wrk_numbers(stdout: str, stderr: str = "") -> dict[str, float]:
+    """The ``WRK_JSON`` line our Lua ``done`` hooks print."""
+    for line in stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return {key: float(value) for key, value in json.loads(line.removeprefix("WRK_JSON ")).items()}
+    raise RuntimeError(f"wrk printed no result: {stderr.strip() or stdout.strip()}")
+
+
 def run_wrk(port: int, body: str, concurrency: int, duration_s: float, path: str = PREDICT_PATH) -> dict[str, float]:
     """Run wrk against ``path`` with a JSON POST body; its Lua ``done`` hook prints the numbers."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("__BODY__", body))
-    threads = max(1, min(2, concurrency))
-    command = ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(duration_s))}s",
-               "--timeout", "10s", "-s", script.name, f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+    command = wrk_command(port, Path(script.name), concurrency, duration_s, path)
     try:
         outcome = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60, check=False)
     finally:
         Path(script.name).unlink(missing_ok=True)
-    for line in outcome.stdout.splitlines():
-        if line.startswith("WRK_JSON "):
-            return {key: float(value) for key, value in json.loads(line.removeprefix("WRK_JSON ")).items()}
-    raise RuntimeError(f"wrk printed no result: {outcome.stderr.strip() or outcome.stdout.strip()}")
+    return wrk_numbers(outcome.stdout, outcome.stderr)
 
 
 def run_all(
@@ -342,26 +352,27 @@ def run_all(
     checks: Checks,
     report: Report,
     log: Callable[[str], None] = print,
+    stop_on_failure: bool = False,
 ) -> Report:
-    """Run every check in order of cost; a service that is not healthy gets no load."""
-    steps: list[Callable[[], CheckResult]] = [lambda: health(port)]
+    """Run every check, cheapest first; an unhealthy service gets no load, a gate stops at a failure."""
     served: dict[str, Any] = {}
 
     def format_step() -> CheckResult:
         served["predictions"], problems = serve_holdout(port, holdout)
         return output_format(problems, math.ceil(len(holdout.x_test) / BATCH_ROWS))
 
-    steps += [
+    steps: list[Callable[[], CheckResult]] = [
+        lambda: health(port),
         format_step,
-        lambda: schemathesis_run(port, checks.schemathesis_examples),
         lambda: parity(served.get("predictions", []), holdout, checks.parity_tolerance),
         lambda: latency(port, holdout.x_test, checks),
+        lambda: schemathesis_run(port, checks.schemathesis_examples),
     ]
     for step in steps:
         result = step()
         report.results.append(result)
         log(f"  check {result.name}: {'pass' if result.passed else 'FAIL'} {result.numbers} {result.detail}")
-        if result.name == "health" and not result.passed:
+        if not result.passed and (stop_on_failure or result.name == "health"):
             break
     return report
 

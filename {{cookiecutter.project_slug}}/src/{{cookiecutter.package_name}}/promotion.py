@@ -218,7 +218,7 @@ class Promoter:
         self.target.wait_router_sees(color, backend=router.PREVIEW)
         port = self.desired.router.preview_port
         report = checks.Report(self.target.environment, f"{color} ({self.desired.colors[color]})", f"http://127.0.0.1:{port}")
-        checks.run_all(port, holdout, self.desired.checks, report, log=self.journal.echo)
+        checks.run_all(port, holdout, self.desired.checks, report, log=self.journal.echo, stop_on_failure=True)
         report.write(self.report_dir, f"{self.target.environment}-{color}")
         self.reports.append(report)
         failed = ", ".join(result.name for result in report.failures())

@@ -16,10 +16,10 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import checks, promotion
+from {{ cookiecutter.package_name }} import checks, packaging, promotion
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve
 from {{ cookiecutter.package_name }}.data import DataError
-from {{ cookiecutter.package_name }}.deployment import local, router, state
+from {{ cookiecutter.package_name }}.deployment import kubernetes, local, router, state
 
 EXPECTED = (
     state.StateError,
@@ -54,6 +54,15 @@ def promoter(cfg: Config, environment: str) -> promotion.Promoter:
     )
 
 
+def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
+    """Write a desired-state file and keep its Kubernetes overlay (if any) in step with it."""
+    path = state.dump(desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote"))
+    overlay = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays" / desired.environment
+    if (overlay / "kustomization.yaml").is_file():
+        kubernetes.sync_overlay(desired, overlay)
+    return path
+
+
 def summarize(markdown: Path) -> None:
     """Append a Markdown report to the CI job summary when there is one."""
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
@@ -62,8 +71,31 @@ def summarize(markdown: Path) -> None:
             handle.write(markdown.read_text() + "\n")
 
 
+def latest_release(cfg: Config) -> state.Release | None:
+    """The newest bento of this model in the project's bento store (what ``nox -s package`` built)."""
+    import bentoml
+
+    bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
+    if not bentos:
+        return None
+    newest = max(bentos, key=lambda bento: bento.info.creation_time)
+    version = newest.info.labels.get("model_version")
+    if not version:
+        raise state.StateError(f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`")
+    return state.Release(str(newest.tag), str(version))
+
+
 def apply(cfg: Config, args: argparse.Namespace) -> int:
     """Reconcile an environment to its desired state."""
+    if args.from_store:
+        release = latest_release(cfg)
+        if release is None:
+            raise state.StateError(f"no bento named {cfg.mlflow.model_name!r} in the store; run `nox -s package` first")
+        path = desired_path(cfg, args.environment)
+        current = state.load(path)
+        if current.release(current.live) != release:
+            write_desired(cfg, state.with_release(current, release))
+            print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
     outcome = promoter(cfg, args.environment).apply()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
     summarize(path.with_suffix(".md"))
@@ -81,13 +113,21 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def check(cfg: Config, args: argparse.Namespace) -> int:
-    """Run the sanity checks against the environment's router (what clients see)."""
+    """Run the sanity checks through the environment's router (what clients see).
+
+    With ``--color`` the checks reach that color alone, through the router's preview door.
+    """
     desired = state.load(desired_path(cfg, args.environment))
     color = args.color or desired.live
     release = desired.release(color)
     if release is None:
         raise state.StateError(f"colors.{color}: no release to check in deploy/{args.environment}.yaml")
-    port = desired.router.port if args.color is None else desired.router.color_port(color)
+    port = desired.router.port
+    if args.color:
+        target = target_of(cfg, args.environment)
+        target.api().set_weights({color: 100, state.other(color): 0}, backend=router.PREVIEW)
+        target.wait_router_sees(color, backend=router.PREVIEW)
+        port = desired.router.preview_port
     report = checks.Report(args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}")
     checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
     json_path, md_path = report.write(resolve(cfg.deploy.report_dir), args.environment)
@@ -128,14 +168,23 @@ def stop(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def propose(cfg: Config, args: argparse.Namespace) -> int:
-    """Write the promotion edit: the release goes to the idle color, which becomes live."""
+    """Write the promotion edit: the release goes to the idle color, which becomes live.
+
+    Without ``--bento`` the release is staging's live one: what just passed ``check-staging``.
+    """
     path = desired_path(cfg, args.environment)
     current = state.load(path)
-    release = state.Release(args.bento, args.model_version)
+    if args.bento and args.model_version:
+        release: state.Release | None = state.Release(args.bento, args.model_version)
+    else:
+        staging = state.load(desired_path(cfg, "staging"))
+        release = staging.release(staging.live)
+    if release is None:
+        raise state.StateError("nothing to propose: staging has no live release and --bento/--model-version are not given")
     if current.release(current.live) == release:
         print(f"  {path}: {release.bento} is already live; nothing to propose")
         return 0
-    state.dump(state.with_release(current, release), path, SESSIONS.get(args.environment, "promote"))
+    write_desired(cfg, state.with_release(current, release))
     print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
     return 0
 
@@ -161,8 +210,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("environment", choices=["staging", "production"])
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. mlflow.tracking_uri=...")
     commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
-    commands.choices["propose"].add_argument("--bento", required=True, help="bento tag, e.g. customer-churn:abc123")
-    commands.choices["propose"].add_argument("--model-version", required=True, help="MLflow model version in the bento")
+    commands.choices["apply"].add_argument("--from-store", action="store_true", help="first put the newest packaged bento live")
+    commands.choices["propose"].add_argument("--bento", help="bento tag (default: staging's live release)")
+    commands.choices["propose"].add_argument("--model-version", help="MLflow model version inside the bento")
     bench_args = commands.choices["bench-switch"]
     bench_args.add_argument("--clients", type=int, default=64)
     bench_args.add_argument("--requests", type=int, default=10_000)
@@ -173,6 +223,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, compose config, run, one-line errors."""
     args = parser().parse_args(argv)
+    packaging.use_project_store()  # `bentoml serve <tag>` finds the bentos `nox -s package` built
     try:
         code = args.handler(compose(args.overrides), args)
     except EXPECTED as error:
