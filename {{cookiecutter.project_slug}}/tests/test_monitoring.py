@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,64 +11,23 @@ import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
-from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package_name }} import cli, evaluation, monitoring, profiling, replay
-from {{ cookiecutter.package_name }}.config import Config, compose
-from {{ cookiecutter.package_name }}.data import split
-from {{ cookiecutter.package_name }}.preprocessing import infer_features
+from {{ cookiecutter.package_name }} import cli, monitoring, profiling
+from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.profiling import ProfileError
-from {{ cookiecutter.package_name }}.training import build_pipeline
+from monitored import Fitted, configure, fit, replayed
 
 FEATURES_MOVED_BY_COVARIATE_SHIFT = {"tenure_months", "monthly_charges", "internet_service"}
 
 
-@dataclass(frozen=True)
-class Fitted:
-    folder: Path
-    model: Pipeline
-
-
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory, sample: pd.DataFrame) -> Fitted:
-    """A quick forest fitted on the sample and its reference, written as training writes it."""
-    folder = tmp_path_factory.mktemp("reference")
-    cfg = compose(["model=random_forest", "model.estimator.n_estimators=15"])
-    data = split(sample, cfg.data, stratify=True)
-    spec = infer_features(data.x_train, cfg.data)
-    model = build_pipeline(cfg, spec).fit(data.x_train[spec.columns], data.y_train)
-    scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
-    monitoring.write_reference(
-        cfg, monitoring.Training(model, data.x_train[spec.columns], data.y_train, scores), folder
-    )
-    return Fitted(folder, model)
+    return fit(tmp_path_factory.mktemp("reference"), sample)
 
 
 @pytest.fixture(scope="module")
 def reference_dir(fitted: Fitted) -> Path:
     return fitted.folder
-
-
-def configure(folder: Path, reference_dir: Path, *overrides: str) -> Config:
-    """A config whose profiles, labels and reports live in ``folder``, held against the fixture reference."""
-    return compose(
-        [
-            f"monitoring.reference_profile={reference_dir / 'reference.bin'}",
-            f"monitoring.profile_dir={folder / 'profiles'}",
-            f"monitoring.prediction_log_dir={folder / 'profiles'}",
-            f"monitoring.labels_path={folder / 'labels.csv'}",
-            f"monitoring.report_dir={folder / 'reports'}",
-            "monitoring.simulation.rows=2000",
-            *overrides,
-        ]
-    )
-
-
-def replayed(folder: Path, fitted: Fitted, shift: str) -> monitoring.Comparison:
-    """Replay one shift straight into profiles (the service's writer), then monitor the window."""
-    cfg = configure(folder, fitted.folder, f"monitoring.simulation.shift={shift}")
-    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
-    return monitoring.monitor(cfg)
 
 
 @pytest.fixture(scope="module")

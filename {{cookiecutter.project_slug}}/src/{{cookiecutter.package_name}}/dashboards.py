@@ -51,6 +51,7 @@ class Section:
     title: str
     header: list[str]
     rows: list[list[str]]
+    verdict_column: int | None = None
 
 
 @dataclass(frozen=True)
@@ -157,12 +158,13 @@ def charts(comparison: Comparison) -> dict[str, Figure]:
 
 def sections(result: MonitorResult) -> list[Section]:
     """The report's tables, in reading order, shared by the Markdown and HTML renderings."""
-    found = [Section("Alerts", ["finding"], [[alert] for alert in result.alerts] or [["none"]])]
+    found = [Section("Alerts", ["finding"], [[alert] for alert in result.alerts] or [["none"]], 0)]
     found.append(
         Section(
             "Columns",
             ["column", "role", "kind", "score", "threshold", "missing (ref -> now)", "type", "status"],
             [_column_row(c) for c in result.columns],
+            verdict_column=7,
         )
     )
     if result.performance:
@@ -278,19 +280,17 @@ def _table(section: Section) -> str:
     """An HTML table; cells that report a problem are highlighted."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in section.header)
     body = "".join(
-        "<tr>" + "".join(f"<td{_flag(cell)}>{html.escape(cell)}</td>" for cell in row) + "</tr>"
+        "<tr>"
+        + "".join(f"<td{_flag(section, i, cell)}>{html.escape(cell)}</td>" for i, cell in enumerate(row))
+        + "</tr>"
         for row in section.rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _flag(cell: str) -> str:
-    """Mark status cells that are not ok."""
-    return (
-        " class='flag'"
-        if any(word in cell for word in ("drift", "missing values", "type", "categories"))
-        else ""
-    )
+def _flag(section: Section, index: int, cell: str) -> str:
+    """Highlight verdict cells that report a problem."""
+    return " class='flag'" if index == section.verdict_column and cell not in {"ok", "none"} else ""
 
 
 def png(figure: Figure) -> bytes:
