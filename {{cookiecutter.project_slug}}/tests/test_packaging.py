@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ def stage(name: str, overrides: list[str], env: dict[str, str]) -> subprocess.Co
 
 
 @pytest.fixture(scope="module")
-def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Train and crown a quick model in a throwaway store, then `package` it into a throwaway bento store."""
     root = tmp_path_factory.mktemp("packaging")
     overrides = [
@@ -57,14 +56,22 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any
     client = registry.connect(cfg.mlflow)
     version = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CHAMPION)
     assert version is not None
-    yield {"root": root, "env": env, "overrides": overrides, "summary": summary, "cfg": cfg,
-           "lineage": registry.lineage(client, cfg.mlflow.model_name, str(version.version))}
+    return {
+        "root": root,
+        "env": env,
+        "overrides": overrides,
+        "summary": summary,
+        "cfg": cfg,
+        "lineage": registry.lineage(client, cfg.mlflow.model_name, str(version.version)),
+    }
 
 
 @pytest.mark.slow
 def test_packaging__bento_labels_carry_the_lineage(packaged: dict[str, Any]) -> None:
     name, version = packaged["summary"]["bento_tag"].split(":")
-    bento = yaml.safe_load((packaged["root"] / "bentoml" / "bentos" / name / version / "bento.yaml").read_text())
+    bento = yaml.safe_load(
+        (packaged["root"] / "bentoml" / "bentos" / name / version / "bento.yaml").read_text()
+    )
     lineage = packaged["lineage"]
     assert bento["labels"]["model_version"] == lineage.version
     assert bento["labels"]["run_id"] == lineage.run_id
@@ -82,16 +89,28 @@ def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -
     process, url = bento_server.start(tag, elsewhere, env, packaged["root"] / "serve.log")
     try:
         metadata = httpx.get(f"{url}/metadata").json()
-        row = {"tenure_months": 5, "monthly_charges": 70.0, "total_charges": 350.0, "support_calls": 1.0,
-               "senior_citizen": 0, "contract": "month-to-month", "payment_method": "bank-transfer",
-               "internet_service": "fiber", "region": "north", "customer_id": "C1"}
+        row = {
+            "tenure_months": 5,
+            "monthly_charges": 70.0,
+            "total_charges": 350.0,
+            "support_calls": 1.0,
+            "senior_citizen": 0,
+            "contract": "month-to-month",
+            "payment_method": "bank-transfer",
+            "internet_service": "fiber",
+            "region": "north",
+            "customer_id": "C1",
+        }
         answer = httpx.post(f"{url}/predict", json={"rows": [row]}, timeout=30)
         metrics = httpx.get(f"{url}/metrics").text
     finally:
         bento_server.stop(process)
     assert metadata["bento"] == tag
-    assert {key: metadata[key] for key in LINEAGE} == {key: packaged["summary"]["labels"][key] for key in LINEAGE}
-    assert answer.status_code == 200 and answer.json()["predictions"][0]["id"] == "C1"
+    assert {key: metadata[key] for key in LINEAGE} == {
+        key: packaged["summary"]["labels"][key] for key in LINEAGE
+    }
+    assert answer.status_code == 200
+    assert answer.json()["predictions"][0]["id"] == "C1"
     assert f'service_version="{tag.split(":")[1]}"' in metrics
     assert list((elsewhere / "profiles").glob("*.bin"))
 
@@ -102,4 +121,5 @@ def test_packaging__containerize_explains_a_missing_engine(packaged: dict[str, A
         pytest.skip("a docker engine answers here: containerize would really build")
     result = stage("containerize", packaged["overrides"], packaged["env"])
     assert result.returncode == 0, result.stderr
-    assert "skipped" in result.stdout and packaged["summary"]["bento_tag"] in result.stdout
+    assert "skipped" in result.stdout
+    assert packaged["summary"]["bento_tag"] in result.stdout

@@ -20,21 +20,33 @@ REQUEST = schema.request_model(ROW, max_rows=10)
 
 
 def test_schema__valid_rows_become_a_typed_frame() -> None:
-    body = {"rows": [
-        {"customer_id": "C1", "tenure_months": 3, "monthly charges": 10.5, "contract": "monthly", "churned": "yes"},
-        {"customer_id": "C2", "tenure_months": None, "monthly charges": 7, "contract": None},
-    ]}
+    body = {
+        "rows": [
+            {
+                "customer_id": "C1",
+                "tenure_months": 3,
+                "monthly charges": 10.5,
+                "contract": "monthly",
+                "churned": "yes",
+            },
+            {"customer_id": "C2", "tenure_months": None, "monthly charges": 7, "contract": None},
+        ]
+    }
     rows = REQUEST.model_validate(body).rows  # type: ignore[attr-defined]
     frame = schema.to_frame(rows, COLUMNS, "customer_id")
     assert list(frame.columns) == ["tenure_months", "monthly charges", "contract", "customer_id"]
-    assert frame["tenure_months"].dtype == np.float64 and np.isnan(frame["tenure_months"].iloc[1])
+    assert frame["tenure_months"].dtype == np.float64
+    assert np.isnan(frame["tenure_months"].iloc[1])
     assert frame["monthly charges"].tolist() == [10.5, 7.0]
-    assert frame["contract"].iloc[0] == "monthly" and pd.isna(frame["contract"].iloc[1])
+    assert frame["contract"].iloc[0] == "monthly"
+    assert pd.isna(frame["contract"].iloc[1])
     assert frame["customer_id"].tolist() == ["C1", "C2"]
 
 
 def test_schema__complete_integer_column_stays_integer() -> None:
-    rows = REQUEST.model_validate({"rows": [{"tenure_months": 3, "monthly charges": 1.0, "contract": "x"}]}).rows  # type: ignore[attr-defined]
+    rows = REQUEST.model_validate(
+        {"rows": [{"tenure_months": 3, "monthly charges": 1.0, "contract": "x"}]}
+    ).rows  # type: ignore[attr-defined]
     assert schema.to_frame(rows, COLUMNS, None)["tenure_months"].dtype == np.int64
 
 

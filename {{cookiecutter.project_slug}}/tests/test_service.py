@@ -77,7 +77,9 @@ def test_rows(served: Served) -> tuple[list[dict[str, Any]], list[Any]]:
     return rows, model.predict(features).tolist()
 
 
-def test_service__one_request_matches_offline_predictions(served: Served, test_rows: tuple[list, list]) -> None:
+def test_service__one_request_matches_offline_predictions(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
     rows, expected = test_rows
     response = served.predict(rows[:MAX_ROWS])
     assert response.status_code == 200, response.text
@@ -86,7 +88,9 @@ def test_service__one_request_matches_offline_predictions(served: Served, test_r
     assert [p["id"] for p in predictions] == [r[served.cfg.data.id_column] for r in rows[:MAX_ROWS]]
 
 
-def test_service__concurrent_single_rows_match_offline_predictions(served: Served, test_rows: tuple[list, list]) -> None:
+def test_service__concurrent_single_rows_match_offline_predictions(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
     rows, expected = test_rows
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(lambda row: served.predict([row]), rows))
@@ -94,7 +98,9 @@ def test_service__concurrent_single_rows_match_offline_predictions(served: Serve
     assert [r.json()["predictions"][0]["prediction"] for r in responses] == expected
 
 
-def test_service__unknown_category_is_answered_as_the_model_would(served: Served, test_rows: tuple[list, list]) -> None:
+def test_service__unknown_category_is_answered_as_the_model_would(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
     row = dict(test_rows[0][0], contract="lifetime-deal")
     response = served.predict([row])
     assert response.status_code == 200
@@ -111,7 +117,9 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("case", list(BAD_BODIES), ids=list(BAD_BODIES))
-def test_service__bad_input_is_a_400_naming_the_problem(served: Served, test_rows: tuple[list, list], case: str) -> None:
+def test_service__bad_input_is_a_400_naming_the_problem(
+    served: Served, test_rows: tuple[list, list], case: str
+) -> None:
     response = served.client.post(f"{served.url}/predict", json=BAD_BODIES[case](test_rows[0][0]))
     assert response.status_code == 400, response.text
     assert response.json()["detail"][0]["loc"]
@@ -124,7 +132,9 @@ def test_service__malformed_json_is_a_400(served: Served) -> None:
     assert response.status_code == 400
 
 
-def test_service__oversize_payload_is_a_413_with_the_limit(served: Served, test_rows: tuple[list, list]) -> None:
+def test_service__oversize_payload_is_a_413_with_the_limit(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
     rows = (test_rows[0] * (MAX_ROWS // len(test_rows[0]) + 2))[: MAX_ROWS + 1]
     response = served.predict(rows)
     assert response.status_code == 413
@@ -153,12 +163,16 @@ def metric(text: str, name: str, **labels: str) -> float:
     total = 0.0
     for line in text.splitlines():
         series, _, value = line.rpartition(" ")
-        if series.partition("{")[0] == name and all(f'{key}="{val}"' in series for key, val in labels.items()):
+        if series.partition("{")[0] == name and all(
+            f'{key}="{val}"' in series for key, val in labels.items()
+        ):
             total += float(value)
     return total
 
 
-def test_service__metrics_count_requests_errors_and_classes(served: Served, test_rows: tuple[list, list]) -> None:
+def test_service__metrics_count_requests_errors_and_classes(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
     served.predict(test_rows[0][:3])
     served.client.post(f"{served.url}/predict", json={"rows": []})
     text = served.client.get(f"{served.url}/metrics").text

@@ -59,7 +59,8 @@ def test_traffic__unwritable_store_counts_failures_and_keeps_rows(tmp_path: Path
     profiler = TrafficProfiler(str(blocked), on_failure=failures.append)
     profiler.record(batch(0, 5))
     assert profiler.flush() is None
-    assert profiler.stats.write_failures == 1 and failures == [5]
+    assert profiler.stats.write_failures == 1
+    assert failures == [5]
     blocked.unlink()
     profiler.record(batch(5, 2))
     profiler.stop()

@@ -24,7 +24,7 @@ Item = TypeVar("Item")
 Out = TypeVar("Out")
 
 
-class Overloaded(RuntimeError):
+class OverloadedError(RuntimeError):
     """The queue already holds more work than the latency budget allows."""
 
 
@@ -81,7 +81,7 @@ class MicroBatcher(Generic[Item, Out]):
     async def submit(self, items: Sequence[Item]) -> list[Out]:
         """Queue one request's items and wait for their outputs, in order."""
         if self._queued_rows and self.queued_wait() > self.latency_budget_s:
-            raise Overloaded(
+            raise OverloadedError(
                 f"{self._queued_rows} rows are queued, more than the {self.latency_budget_s * 1000:.0f} ms "
                 "latency budget allows; retry later or add workers"
             )

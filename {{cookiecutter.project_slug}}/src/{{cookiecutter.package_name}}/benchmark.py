@@ -17,9 +17,12 @@ shared machine numbers move between runs, so the report records the load average
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shlex
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -29,8 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import mlflow
+import uvicorn
+from fastapi import FastAPI
+from pydantic import BaseModel
 
-from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }} import registry, schema, scoring
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
 
@@ -96,7 +103,9 @@ def require_wrk() -> str:
     """The wrk binary, or an error that says how to install it."""
     found = shutil.which("wrk")
     if found is None:
-        raise DataError("wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`")
+        raise DataError(
+            "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
+        )
     return found
 
 
@@ -112,8 +121,6 @@ def write_bodies(cfg: Config, folder: Path, count: int = 100) -> Path:
 
 def model_dir(cfg: Config, folder: Path) -> Path:
     """Download the model behind ``serving.model_alias`` once, for the FastAPI variant."""
-    import mlflow
-
     client = registry.connect(cfg.mlflow)
     version = registry.version_by_alias(client, cfg.mlflow.model_name, cfg.serving.model_alias)
     if version is None:
@@ -122,7 +129,9 @@ def model_dir(cfg: Config, folder: Path) -> Path:
     return Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(folder / "model")))
 
 
-def start_server(variant: Variant, cfg: Config, folder: Path, model: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(
+    variant: Variant, cfg: Config, folder: Path, model: Path, port: int
+) -> subprocess.Popen[bytes]:
     """Launch the variant on loopback in its own process group."""
     if variant.fastapi:
         command = [sys.executable, "-m", __name__, str(model), str(port), cfg.task, cfg.data.id_column or ""]
@@ -134,11 +143,15 @@ def start_server(variant: Variant, cfg: Config, folder: Path, model: Path, port:
         f"mlflow.model_name={cfg.mlflow.model_name}",
         f"serving.model_alias={cfg.serving.model_alias}",
     ]
-    env = os.environ | variant.env | {
-        "SERVING_CONFIG_OVERRIDES": shlex.join(overrides),
-        "SERVING_PROFILE_DIR": str(folder / "profiles"),  # never the project's production profiles
-        "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(PROJECT_ROOT / ".bentoml")),
-    }
+    env = (
+        os.environ
+        | variant.env
+        | {
+            "SERVING_CONFIG_OVERRIDES": shlex.join(overrides),
+            "SERVING_PROFILE_DIR": str(folder / "profiles"),  # never the project's production profiles
+            "BENTOML_HOME": os.environ.get("BENTOML_HOME", str(PROJECT_ROOT / ".bentoml")),
+        }
+    )
     log = (folder / f"server-{port}.log").open("wb")
     return subprocess.Popen(
         command, cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -163,8 +176,6 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
 
 def stop_server(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM the group (graceful shutdown, profiles flushed), SIGKILL if it hangs."""
-    import signal
-
     if process.poll() is None:
         os.killpg(process.pid, signal.SIGTERM)
         try:
@@ -176,7 +187,16 @@ def stop_server(process: subprocess.Popen[bytes]) -> None:
 
 def run_wrk(url: str, script: Path, bodies: Path, clients: int, duration_s: float) -> dict[str, Any]:
     """One wrk run; returns the summary its Lua ``done`` hook printed."""
-    command = [require_wrk(), "-t1", f"-c{clients}", f"-d{duration_s:g}s", "--timeout", "10s", "-s", str(script)]
+    command = [
+        require_wrk(),
+        "-t1",
+        f"-c{clients}",
+        f"-d{duration_s:g}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+    ]
     completed = subprocess.run(
         [*command, f"{url}/predict"],
         env=os.environ | {"BODIES": str(bodies)},
@@ -211,8 +231,6 @@ def measure(variant: Variant, url: str, script: Path, bodies: Path, duration_s: 
 
 def free_port() -> int:
     """A port nothing listens on right now."""
-    import socket
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
@@ -221,6 +239,7 @@ def free_port() -> int:
 def run(cfg: Config, duration_s: float = 10.0, variants: tuple[Variant, ...] = VARIANTS) -> list[Measurement]:
     """Every variant, one after the other (never two servers at once on a small machine)."""
     require_wrk()
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll otherwise
     results: list[Measurement] = []
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         folder = Path(scratch)
@@ -251,9 +270,21 @@ def targets(results: list[Measurement]) -> list[tuple[str, str, bool]]:
     top, one = max(CLIENTS), min(CLIENTS)
     s64, s1 = lookup(results, service, top), lookup(results, service, one)
     checks = [
-        ("64 clients: >= 3x unbatched req/s", s64.requests_per_s / lookup(results, unbatched, top).requests_per_s, 3.0),
-        ("64 clients: >= 1.5x FastAPI req/s", s64.requests_per_s / lookup(results, fastapi, top).requests_per_s, 1.5),
-        ("64 clients: >= 50% of no-op ceiling", s64.requests_per_s / lookup(results, noop, top).requests_per_s, 0.5),
+        (
+            "64 clients: >= 3x unbatched req/s",
+            s64.requests_per_s / lookup(results, unbatched, top).requests_per_s,
+            3.0,
+        ),
+        (
+            "64 clients: >= 1.5x FastAPI req/s",
+            s64.requests_per_s / lookup(results, fastapi, top).requests_per_s,
+            1.5,
+        ),
+        (
+            "64 clients: >= 50% of no-op ceiling",
+            s64.requests_per_s / lookup(results, noop, top).requests_per_s,
+            0.5,
+        ),
     ]
     rows = [(name, f"{value:.2f}x", value >= bar) for name, value, bar in checks]
     errors = sum(m.errors for m in results if m.variant == service.name)
@@ -302,13 +333,8 @@ def bench(cfg: Config, duration_s: float = 10.0) -> Path:
     return target
 
 
-def fastapi_app(model_path: Path, task: str, id_column: str | None) -> Any:
+def fastapi_app(model_path: Path, task: str, id_column: str | None) -> FastAPI:
     """The plain comparison server: same schema, same scoring, no batching, no profiling."""
-    import mlflow
-    from fastapi import FastAPI
-
-    from {{ cookiecutter.package_name }} import schema, scoring
-
     columns = schema.read_columns(model_path)
     request_model = schema.request_model(schema.row_model(columns, id_column), 10_000)
     scorer = scoring.Scorer(mlflow.sklearn.load_model(str(model_path)), columns, task, id_column, noop=False)
@@ -318,8 +344,8 @@ def fastapi_app(model_path: Path, task: str, id_column: str | None) -> Any:
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    def predict(body: Any) -> dict[str, Any]:
-        frame = scorer.frame(body.rows)
+    def predict(body: BaseModel) -> dict[str, Any]:
+        frame = scorer.frame(body.rows)  # type: ignore[attr-defined]
         labels, probabilities = scorer.score(frame)
         return {"model_version": "", "predictions": scorer.answers(frame, labels, probabilities)}
 
@@ -330,8 +356,6 @@ def fastapi_app(model_path: Path, task: str, id_column: str | None) -> Any:
 
 
 if __name__ == "__main__":
-    import uvicorn
-
     path, port, task, id_column = sys.argv[1:5]
     server_app = fastapi_app(Path(path), task, id_column or None)
     uvicorn.run(server_app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)

@@ -18,6 +18,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import bentoml
+from bentoml.exceptions import NotFound
+
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError
@@ -63,9 +66,6 @@ def model_labels(cfg: Config, alias: str) -> dict[str, str]:
 
 def import_model(name: str, labels: dict[str, str]) -> str:
     """The BentoML model for this registry version, imported once (re-packaging reuses it)."""
-    import bentoml
-    from bentoml.exceptions import NotFound
-
     try:
         stored_models = bentoml.models.list(name)
     except NotFound:
@@ -114,8 +114,6 @@ def pinned_requirements() -> list[str]:
 def package(cfg: Config, alias: str | None = None) -> Packaged:
     """Import the model behind ``alias`` (default ``serving.model_alias``) and build the bento."""
     use_project_store()
-    import bentoml
-
     labels = model_labels(cfg, alias or cfg.serving.model_alias)
     model_tag = import_model(cfg.mlflow.model_name, labels)
     bento = bentoml.bentos.build(
@@ -138,7 +136,9 @@ def docker_engine() -> str | None:
     if shutil.which("docker") is None:
         return "no docker CLI on PATH"
     probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
-    return None if probe.returncode == 0 else "the docker CLI is installed but no engine answers `docker info`"
+    return (
+        None if probe.returncode == 0 else "the docker CLI is installed but no engine answers `docker info`"
+    )
 
 
 def containerize(bento_tag: str, image: str) -> str:
@@ -151,13 +151,12 @@ def containerize(bento_tag: str, image: str) -> str:
 def latest_bento(name: str) -> str:
     """The newest bento of this project, or an error saying to package first."""
     use_project_store()
-    import bentoml
-    from bentoml.exceptions import NotFound
-
     try:
         return str(bentoml.bentos.get(f"{name}:latest").tag)
     except NotFound:
-        raise DataError(f"no bento named {name!r} in {os.environ['BENTOML_HOME']}; run `nox -s package` first") from None
+        raise DataError(
+            f"no bento named {name!r} in {os.environ['BENTOML_HOME']}; run `nox -s package` first"
+        ) from None
 
 
 def image_reference(bento_tag: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 PYTHON_TYPES: dict[str, type] = {
@@ -64,11 +65,11 @@ def columns_from_signature(inputs: list[dict[str, Any]]) -> list[Column]:
 
 def read_columns(model_dir: str | Path) -> list[Column]:
     """The feature columns recorded in an MLflow model directory's signature."""
-    from mlflow.models import Model
-
     signature = Model.load(str(Path(model_dir) / "MLmodel")).signature
     if signature is None or signature.inputs is None:
-        raise SchemaError(f"{model_dir}: the model was logged without a signature; retrain with `nox -s train`")
+        raise SchemaError(
+            f"{model_dir}: the model was logged without a signature; retrain with `nox -s train`"
+        )
     return columns_from_signature(signature.inputs.to_dict())
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel
+from sklearn.base import BaseEstimator
 
 from {{ cookiecutter.package_name }} import schema
 
@@ -20,7 +21,9 @@ from {{ cookiecutter.package_name }} import schema
 class Scorer:
     """Rows in, answers out: the model call plus the shapes the API and profiles need."""
 
-    def __init__(self, model: Any, columns: list[schema.Column], task: str, id_column: str | None, noop: bool) -> None:
+    def __init__(
+        self, model: BaseEstimator, columns: list[schema.Column], task: str, id_column: str | None, noop: bool
+    ) -> None:
         self.model = model
         self.columns = columns
         self.id_column = id_column
@@ -44,7 +47,9 @@ class Scorer:
         labels = np.asarray(self.classes, dtype=object)[probabilities.argmax(axis=1)]
         return labels.tolist(), probabilities
 
-    def answers(self, frame: pd.DataFrame, labels: list[Any], probabilities: np.ndarray[Any, Any] | None) -> list[dict[str, Any]]:
+    def answers(
+        self, frame: pd.DataFrame, labels: list[Any], probabilities: np.ndarray[Any, Any] | None
+    ) -> list[dict[str, Any]]:
         """One JSON-ready dict per row, in order."""
         ids = frame[self.id_column].tolist() if self.id_column in frame else [None] * len(frame)
         if probabilities is None or self.classes is None:

@@ -38,18 +38,22 @@ import asyncio
 import json
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import mlflow
 import pandas as pd
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from {{ cookiecutter.package_name }} import schema, scoring
-from {{ cookiecutter.package_name }}.batching import MicroBatcher, Overloaded
+from {{ cookiecutter.package_name }} import registry, schema, scoring
+from {{ cookiecutter.package_name }}.batching import MicroBatcher, OverloadedError
+from {{ cookiecutter.package_name }}.config import MlflowConfig, compose, resolve
 from {{ cookiecutter.package_name }}.traffic import PREDICTION_COLUMN, TrafficProfiler
 
 MLFLOW_MODEL_FOLDER = "mlflow_model"
@@ -100,8 +104,6 @@ def load_settings() -> Settings:
 
 def settings_from_config() -> Settings:
     """Compose conf/ (plus ``SERVING_CONFIG_OVERRIDES``) for serving from a source checkout."""
-    from {{ cookiecutter.package_name }}.config import compose, resolve
-
     cfg = compose(shlex.split(os.environ.get("SERVING_CONFIG_OVERRIDES", "")))
     serving = cfg.serving
     return Settings(
@@ -116,7 +118,9 @@ def settings_from_config() -> Settings:
         max_latency_ms=serving.max_latency_ms,
         workers=serving.workers,
         max_rows_per_request=serving.max_rows_per_request,
-        profile_dir=str(resolve(serving.profile_dir)) if "://" not in serving.profile_dir else serving.profile_dir,
+        profile_dir=str(resolve(serving.profile_dir))
+        if "://" not in serving.profile_dir
+        else serving.profile_dir,
         profile_window_s=serving.profile_window_s,
         profiling=serving.profiling,
     )
@@ -156,12 +160,9 @@ def locate_model(settings: Settings) -> ModelSource:
 
 
 def _from_registry(settings: Settings) -> ModelSource:
-    import mlflow
-
-    from {{ cookiecutter.package_name }} import registry
-    from {{ cookiecutter.package_name }}.config import MlflowConfig
-
-    client = registry.connect(MlflowConfig(tracking_uri=settings.tracking_uri, model_name=settings.model_name))
+    client = registry.connect(
+        MlflowConfig(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
+    )
     version = registry.version_by_alias(client, settings.model_name, settings.model_alias)
     if version is None:
         raise BentoMLException(
@@ -188,14 +189,21 @@ METADATA = {
 }
 
 PREDICTED_ROWS = bentoml.metrics.Counter(
-    name="predicted_rows_total", documentation="Rows predicted, by predicted class", labelnames=["predicted_class"]
+    name="predicted_rows_total",
+    documentation="Rows predicted, by predicted class",
+    labelnames=["predicted_class"],
 )
 BATCH_ROWS = bentoml.metrics.Histogram(
-    name="batch_rows", documentation="Rows per model call", buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]
+    name="batch_rows",
+    documentation="Rows per model call",
+    buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024],
 )
-PROFILE_ROWS = bentoml.metrics.Counter(name="profile_rows_written_total", documentation="Rows written to profiles")
+PROFILE_ROWS = bentoml.metrics.Counter(
+    name="profile_rows_written_total", documentation="Rows written to profiles"
+)
 PROFILE_FAILURES = bentoml.metrics.Counter(
-    name="profile_write_failures_total", documentation="Profile writes that failed (rows kept for the next window)"
+    name="profile_write_failures_total",
+    documentation="Profile writes that failed (rows kept for the next window)",
 )
 REJECTED = bentoml.metrics.Counter(
     name="rejected_requests_total", documentation="Requests refused before the model", labelnames=["reason"]
@@ -205,17 +213,20 @@ REJECTED = bentoml.metrics.Counter(
 class MetadataEndpoint:
     """``GET /metadata`` as a tiny ASGI layer: BentoML API routes are POST-only."""
 
-    def __init__(self, app: Any, payload: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, payload: dict[str, Any]) -> None:
         self.app = app
         context = bentoml.server_context
         built = context.bento_version not in ("", "not available")
         bento = f"{context.bento_name}:{context.bento_version}" if built else ""  # empty from source
         self.body = json.dumps(payload | {"bento": bento}).encode()
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the metadata route; pass everything else through untouched."""
         if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] == "GET":
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(self.body)).encode())]
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(self.body)).encode()),
+            ]
             await send({"type": "http.response.start", "status": 200, "headers": headers})
             await send({"type": "http.response.body", "body": self.body})
             return
@@ -227,10 +238,12 @@ class ModelService:
     """One worker: the model, its micro-batcher and its traffic profiler."""
 
     def __init__(self) -> None:
-        import mlflow
-
         self.scorer = scoring.Scorer(
-            mlflow.sklearn.load_model(SOURCE.directory), COLUMNS, SETTINGS.task, SETTINGS.id_column, SETTINGS.noop_model
+            mlflow.sklearn.load_model(SOURCE.directory),
+            COLUMNS,
+            SETTINGS.task,
+            SETTINGS.id_column,
+            SETTINGS.noop_model,
         )
         self.batcher: MicroBatcher[BaseModel, dict[str, Any]] = MicroBatcher(
             self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_latency_ms / 1000
@@ -246,7 +259,7 @@ class ModelService:
             )
             self.profiler.start()
 
-    @bentoml.api(route="/predict", input_spec=REQUEST, output_spec=schema.PredictResponse)
+    @bentoml.api(route="/predict", input_spec=REQUEST, output_spec=schema.PredictResponse)  # type: ignore[untyped-decorator]
     async def predict(self, rows: list[BaseModel]) -> schema.PredictResponse:
         """Validate size, then batch (or not) and answer one prediction per row."""
         if len(rows) > SETTINGS.max_rows_per_request:
@@ -256,8 +269,12 @@ class ModelService:
                 "(serving.max_rows_per_request): split the request"
             )
         try:
-            answers = await self.batcher.submit(rows) if SETTINGS.batching else await _in_thread(self._predict_rows, rows)
-        except Overloaded as error:
+            answers = (
+                await self.batcher.submit(rows)
+                if SETTINGS.batching
+                else await _in_thread(self._predict_rows, rows)
+            )
+        except OverloadedError as error:
             REJECTED.labels(reason="overloaded").inc()
             raise ServiceOverloaded(str(error)) from None
         return schema.PredictResponse.model_validate(
@@ -278,14 +295,16 @@ class ModelService:
             self.profiler.record(frame.assign(**{PREDICTION_COLUMN: labels}))
         return self.scorer.answers(frame, labels, probabilities)
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]
     def flush_profiles(self) -> None:
         """Write the last partial window before the process exits: no served row is lost."""
         if self.profiler is not None:
             self.profiler.stop()
 
 
-async def _in_thread(function: Any, rows: list[BaseModel]) -> list[dict[str, Any]]:
+async def _in_thread(
+    function: Callable[[list[BaseModel]], list[dict[str, Any]]], rows: list[BaseModel]
+) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = await asyncio.to_thread(function, rows)
     return result
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 
 from {{ cookiecutter.package_name }} import profiling
@@ -105,7 +106,9 @@ class TrafficProfiler:
             try:
                 target = self._write(batch)
             except Exception as error:  # any store error: keep serving, count, retry next window
-                logger.warning("profile store unavailable (%s); %d rows kept for the next window", error, len(batch))
+                logger.warning(
+                    "profile store unavailable (%s); %d rows kept for the next window", error, len(batch)
+                )
                 self.stats.write_failures += 1
                 self._requeue(batch)
                 if self.on_failure is not None:
@@ -155,8 +158,6 @@ def _store(directory: str, name: str, write: Callable[[Path], object]) -> str:
         local.parent.mkdir(parents=True, exist_ok=True)
         write(local)
         return str(local)
-    import fsspec
-
     with tempfile.TemporaryDirectory() as scratch:
         local = Path(scratch) / name
         write(local)
