@@ -22,7 +22,12 @@ def documents() -> list[dict[str, Any]]:
 
 
 def test_kubernetes__core_kinds_validate_against_the_schemas(documents: list[dict[str, Any]]) -> None:
-    assert {doc["kind"] for doc in documents} >= {"Rollout", "Service", "AnalysisTemplate", "HorizontalPodAutoscaler"}
+    assert {doc["kind"] for doc in documents} >= {
+        "Rollout",
+        "Service",
+        "AnalysisTemplate",
+        "HorizontalPodAutoscaler",
+    }
     assert kubernetes.validate_core(documents) == []
 
 
@@ -40,8 +45,16 @@ def test_kubernetes__rollout_is_blue_green_with_analysis(documents: list[dict[st
 @pytest.mark.parametrize(
     ("path", "value", "problem"),
     [
-        (("spec", "strategy", "blueGreen", "previewService"), "missing", "previewService 'missing' is not a Service"),
-        (("spec", "strategy", "blueGreen", "prePromotionAnalysis", "templates"), [], "prePromotionAnalysis names []"),
+        (
+            ("spec", "strategy", "blueGreen", "previewService"),
+            "missing",
+            "previewService 'missing' is not a Service",
+        ),
+        (
+            ("spec", "strategy", "blueGreen", "prePromotionAnalysis", "templates"),
+            [],
+            "prePromotionAnalysis names []",
+        ),
         (("spec", "selector", "matchLabels"), {"app": "other"}, "does not match pod labels"),
         (("spec", "strategy"), {"canary": {}}, "spec.strategy.blueGreen is missing"),
     ],

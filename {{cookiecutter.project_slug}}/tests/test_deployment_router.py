@@ -16,7 +16,9 @@ import pytest
 from {{ cookiecutter.package_name }}.deployment import local, router
 from {{ cookiecutter.package_name }}.deployment.state import Router, parse
 
-needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)")
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)"
+)
 
 
 def free_ports(count: int) -> list[int]:
@@ -36,7 +38,8 @@ class Answer(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(b"ok")
 
-    do_POST = do_GET
+    def do_POST(self) -> None:
+        self.do_GET()
 
     def log_message(self, *args: object) -> None:
         pass
@@ -53,7 +56,10 @@ def loopback(tmp_path: Path) -> Iterator[tuple[local.LocalTarget, Router]]:
         {
             "environment": "test",
             "live": "blue",
-            "colors": {"blue": {"bento": "a:1", "model_version": "1"}, "green": {"bento": "b:2", "model_version": "2"}},
+            "colors": {
+                "blue": {"bento": "a:1", "model_version": "1"},
+                "green": {"bento": "b:2", "model_version": "2"},
+            },
             "traffic": {"blue": 100, "green": 0},
             "router": {"port": port, "preview_port": preview, "blue_port": blue, "green_port": green},
         }
@@ -80,7 +86,9 @@ def colors_seen(port: int, requests: int) -> Counter[str]:
 
 
 def test_router__config_names_both_colors_and_the_socket(tmp_path: Path) -> None:
-    text = router.render("production", Router(8080, 8081, 3001, 3002), {"blue": 100, "green": 0}, tmp_path / "s.sock")
+    text = router.render(
+        "production", Router(8080, 8081, 3001, 3002), {"blue": 100, "green": 0}, tmp_path / "s.sock"
+    )
     assert "server blue 127.0.0.1:3001 weight 100 check" in text
     assert "server green 127.0.0.1:3002 weight 0 check" in text
     assert f"stats socket {tmp_path / 's.sock'}" in text

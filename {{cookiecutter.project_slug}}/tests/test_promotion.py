@@ -24,7 +24,8 @@ from {{ cookiecutter.package_name }}.deployment import local, state
 
 SERVICES = Path(__file__).parent / "services"
 pytestmark = pytest.mark.skipif(
-    shutil.which("haproxy") is None or shutil.which("wrk") is None, reason="needs haproxy and wrk (apt-get install haproxy wrk)"
+    shutil.which("haproxy") is None or shutil.which("wrk") is None,
+    reason="needs haproxy and wrk (apt-get install haproxy wrk)",
 )
 
 
@@ -37,9 +38,19 @@ pytestmark = pytest.mark.skipif(
             {"blue": 100, "green": 0},
             {"blue": 0, "green": 100},
             (2, 25, 75),
-            [{"green": 2, "blue": 98}, {"green": 25, "blue": 75}, {"green": 75, "blue": 25}, {"blue": 0, "green": 100}],
+            [
+                {"green": 2, "blue": 98},
+                {"green": 25, "blue": 75},
+                {"green": 75, "blue": 25},
+                {"blue": 0, "green": 100},
+            ],
         ),
-        ({"blue": 0, "green": 100}, {"blue": 100, "green": 0}, (50,), [{"blue": 50, "green": 50}, {"blue": 100, "green": 0}]),
+        (
+            {"blue": 0, "green": 100},
+            {"blue": 100, "green": 0},
+            (50,),
+            [{"blue": 50, "green": 50}, {"blue": 100, "green": 0}],
+        ),
     ],
 )
 def test_weight_steps__all_at_once_or_through_canary_steps(
@@ -50,9 +61,12 @@ def test_weight_steps__all_at_once_or_through_canary_steps(
 
 def test_exclusive__second_promotion_is_refused(tmp_path: Path) -> None:
     target = local.LocalTarget("production", tmp_path, tmp_path)
-    with promotion.exclusive(target), pytest.raises(promotion.PromotionError, match="another promotion"):
-        with promotion.exclusive(target):
-            pass
+    with (
+        promotion.exclusive(target),
+        pytest.raises(promotion.PromotionError, match="another promotion"),
+        promotion.exclusive(target),
+    ):
+        pass
     with promotion.exclusive(target):  # released: the next one goes ahead
         pass
 
@@ -106,7 +120,12 @@ def desired_doc(blue: str, green: str | None, version: str) -> dict[str, Any]:
             "green": {"bento": f"{green}:Service", "model_version": version} if green else None,
         },
         "traffic": {"blue": 100, "green": 0},
-        "router": {"port": port, "preview_port": preview_port, "blue_port": blue_port, "green_port": green_port},
+        "router": {
+            "port": port,
+            "preview_port": preview_port,
+            "blue_port": blue_port,
+            "green_port": green_port,
+        },
         "checks": {
             "gate": True,
             "readiness_timeout_s": 90,
@@ -145,7 +164,9 @@ class Env:
 @pytest.fixture
 def env(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
     """Blue serves the good service and takes all traffic; green is empty."""
-    monkeypatch.setenv("STANDIN_MODEL", str(Path(str(trained.cfg.mlflow.artifact_dir)).parent / "model.joblib"))
+    monkeypatch.setenv(
+        "STANDIN_MODEL", str(Path(str(trained.cfg.mlflow.artifact_dir)).parent / "model.joblib")
+    )
     monkeypatch.setenv("STANDIN_FAIL_FLAG", str(tmp_path / "fail"))
     target = local.LocalTarget("production", tmp_path / ".deploy", SERVICES)
     desired = state.parse(desired_doc("good", None, trained.version))
@@ -166,7 +187,13 @@ def test_promotion__good_candidate_goes_live_and_rollback_restores(env: Env) -> 
     assert env.target.api().weights() == {"blue": 0, "green": 100}
     assert all(report.passed for report in outcome.reports)
     report = json.loads((env.reports / "production-green.json").read_text())
-    assert {r["name"] for r in report["results"]} == {"health", "output_format", "schemathesis", "metric_parity", "latency"}
+    assert {r["name"] for r in report["results"]} == {
+        "health",
+        "output_format",
+        "schemathesis",
+        "metric_parity",
+        "latency",
+    }
     # a fresh tooling process (new objects, same state dir) finds the warm blue and rolls back
     again = local.LocalTarget("production", env.target.dir.parent, SERVICES)
     env.target = again

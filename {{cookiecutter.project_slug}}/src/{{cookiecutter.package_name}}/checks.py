@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ET  # noqa: S405  (parses the report our own subprocess wrote)
+import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,6 +26,7 @@ from typing import Any
 import jsonschema
 import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
 
 from {{ cookiecutter.package_name }} import evaluation, registry
 from {{ cookiecutter.package_name }}.config import Config
@@ -127,7 +128,7 @@ def request_body(rows: pd.DataFrame) -> dict[str, Any]:
     return {"rows": records}
 
 
-def predictions_of(body: Any) -> list[Any]:
+def predictions_of(body: object) -> list[Any]:
     """The predictions in a predict response; raises ValueError when the response has none.
 
     Items are either bare values or objects with ``prediction`` (and, for classifiers,
@@ -141,12 +142,18 @@ def predictions_of(body: Any) -> list[Any]:
     return items
 
 
-def _labels_and_probabilities(items: list[Any], y_true: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+def _labels_and_probabilities(
+    items: list[Any], y_true: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
     """Split served items into labels and a probability matrix in class order (when served)."""
     labels = np.asarray([item["prediction"] if isinstance(item, dict) else item for item in items])
     by_name = {str(value): value for value in sorted(set(y_true.tolist()))}
-    served = [item.get("probabilities") for item in items if isinstance(item, dict)]
-    if len(served) != len(items) or any(not isinstance(p, dict) for p in served):
+    served: list[dict[str, float]] = [
+        item["probabilities"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("probabilities"), dict)
+    ]
+    if len(served) != len(items):
         return labels, None, list(by_name.values())
     names = list(served[0])
     classes = [by_name.get(name, name) for name in names]
@@ -154,7 +161,9 @@ def _labels_and_probabilities(items: list[Any], y_true: np.ndarray) -> tuple[np.
     return labels, matrix, classes
 
 
-def _request(port: int, method: str, path: str, body: Any = None, timeout_s: float = 30.0) -> tuple[int, Any]:
+def _request(
+    port: int, method: str, path: str, body: object = None, timeout_s: float = 30.0
+) -> tuple[int, Any]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
         payload = json.dumps(body).encode() if body is not None else None
@@ -223,7 +232,9 @@ def serve_holdout(port: int, holdout: Holdout) -> tuple[list[Any], list[str]]:
             errors.append(str(error))
             served = []
         if status != 200 or errors or len(served) != len(batch):
-            problems.append(f"rows {batch.index[0]}..: status {status}, {len(served)} predictions, {errors[:2]}")
+            problems.append(
+                f"rows {batch.index[0]}..: status {status}, {len(served)} predictions, {errors[:2]}"
+            )
         predictions.extend(served)
     return predictions, problems
 
@@ -238,7 +249,9 @@ def output_format(problems: list[str], responses: int) -> CheckResult:
 def parity(predictions: list[Any], holdout: Holdout, tolerance: float) -> CheckResult:
     """The served predictions reproduce the offline test metrics within ``tolerance`` (default exact)."""
     if len(predictions) != len(holdout.x_test):
-        return CheckResult("metric_parity", False, {"served_rows": len(predictions)}, "not every held-out row was scored")
+        return CheckResult(
+            "metric_parity", False, {"served_rows": len(predictions)}, "not every held-out row was scored"
+        )
     y_true = holdout.y_test.to_numpy()
     if holdout.task == evaluation.REGRESSION:
         values = [item["prediction"] if isinstance(item, dict) else item for item in predictions]
@@ -315,11 +328,17 @@ def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
         "errors": errors,
     }
     passed = p95 <= budget.p95_ms and p99 <= budget.p99_ms and errors == 0 and int(numbers["requests"]) > 0
-    detail = "" if passed else f"p95 {p95:.1f} ms / p99 {p99:.1f} ms against {budget.p95_ms:g} / {budget.p99_ms:g} ms, {errors} errors"
+    detail = (
+        ""
+        if passed
+        else f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
+    )
     return CheckResult("latency", passed, result, detail)
 
 
-def wrk_command(port: int, script: Path, concurrency: int, duration_s: float, path: str = PREDICT_PATH) -> list[str]:
+def wrk_command(
+    port: int, script: Path, concurrency: int, duration_s: float, path: str = PREDICT_PATH
+) -> list[str]:
     """A wrk command line: two threads at most (the machine's cores are shared with the service)."""
     threads = max(1, min(2, concurrency))
     return ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(duration_s))}s",
@@ -334,13 +353,17 @@ def wrk_numbers(stdout: str, stderr: str = "") -> dict[str, float]:
     raise RuntimeError(f"wrk printed no result: {stderr.strip() or stdout.strip()}")
 
 
-def run_wrk(port: int, body: str, concurrency: int, duration_s: float, path: str = PREDICT_PATH) -> dict[str, float]:
+def run_wrk(
+    port: int, body: str, concurrency: int, duration_s: float, path: str = PREDICT_PATH
+) -> dict[str, float]:
     """Run wrk against ``path`` with a JSON POST body; its Lua ``done`` hook prints the numbers."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT.replace("__BODY__", body))
     command = wrk_command(port, Path(script.name), concurrency, duration_s, path)
     try:
-        outcome = subprocess.run(command, capture_output=True, text=True, timeout=duration_s + 60, check=False)
+        outcome = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration_s + 60, check=False
+        )
     finally:
         Path(script.name).unlink(missing_ok=True)
     return wrk_numbers(outcome.stdout, outcome.stderr)
@@ -351,6 +374,7 @@ def run_all(
     holdout: Holdout,
     checks: Checks,
     report: Report,
+    *,
     log: Callable[[str], None] = print,
     stop_on_failure: bool = False,
 ) -> Report:
@@ -387,8 +411,6 @@ def load_holdout(cfg: Config, model_version: str) -> Holdout:
     The split is recomputed from ``cfg.data`` with the training seed; the data digest logged
     at training must match, or parity could not be exact and the check would mislead.
     """
-    from mlflow.exceptions import MlflowException
-
     client = registry.connect(cfg.mlflow)
     try:
         lineage = registry.lineage(client, cfg.mlflow.model_name, model_version)
@@ -405,5 +427,7 @@ def load_holdout(cfg: Config, model_version: str) -> Holdout:
             f"(digest {digest(frame)} != {lineage.data_digest}); point data.path at the training data"
         )
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
-    offline = {name.removeprefix("test_"): value for name, value in metrics.items() if name.startswith("test_")}
+    offline = {
+        name.removeprefix("test_"): value for name, value in metrics.items() if name.startswith("test_")
+    }
     return Holdout(cfg.task, data.x_test, data.y_test, offline)

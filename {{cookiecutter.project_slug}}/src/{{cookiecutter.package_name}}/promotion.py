@@ -29,7 +29,7 @@ import pandas as pd
 
 from {{ cookiecutter.package_name }} import checks
 from {{ cookiecutter.package_name }}.deployment import router
-from {{ cookiecutter.package_name }}.deployment.local import Actual, DeployError, LocalTarget
+from {{ cookiecutter.package_name }}.deployment.local import Actual, DeployError, LocalTarget, ready
 from {{ cookiecutter.package_name }}.deployment.state import COLORS, DesiredState, PostSwitch, other
 
 Weights = dict[str, int]
@@ -60,7 +60,7 @@ class Journal:
     decisions: list[Decision] = field(default_factory=list)
     echo: Callable[[str], None] = print
 
-    def record(self, step: str, outcome: str, detail: str = "", **numbers: Any) -> Decision:
+    def record(self, step: str, outcome: str, detail: str = "", **numbers: object) -> Decision:
         """Record and print one decision."""
         decision = Decision(time.time(), step, outcome, detail, numbers)
         self.decisions.append(decision)
@@ -91,9 +91,19 @@ class Outcome:
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         doc = {"status": self.status, "ok": self.ok, "live": self.live, "weights": self.weights}
-        doc |= {"decisions": [asdict(d) for d in self.decisions], "checks": [asdict(r) | {"passed": r.passed} for r in self.reports]}
+        doc |= {
+            "decisions": [asdict(d) for d in self.decisions],
+            "checks": [asdict(r) | {"passed": r.passed} for r in self.reports],
+        }
         (target / f"{name}.json").write_text(json.dumps(doc, indent=2))
-        lines = [f"## {name}: {self.status}", "", f"Live color: `{self.live}`, weights {self.weights}", "", "| step | outcome | detail |", "|---|---|---|"]
+        lines = [
+            f"## {name}: {self.status}",
+            "",
+            f"Live color: `{self.live}`, weights {self.weights}",
+            "",
+            "| step | outcome | detail |",
+            "|---|---|---|",
+        ]
         lines += [f"| {d.step} | {d.outcome} | {d.detail.replace('|', '/')} |" for d in self.decisions]
         body = "\n".join(lines) + "\n" + "".join("\n" + report.markdown() for report in self.reports)
         (target / f"{name}.md").write_text(body)
@@ -159,7 +169,11 @@ class Promoter:
         with exclusive(self.target):
             actual = self.target.load()
             if self.desired.empty:
-                self.journal.record("plan", "nothing to deploy", "no color has a release yet: `nox -s package`, then `deploy propose`")
+                self.journal.record(
+                    "plan",
+                    "nothing to deploy",
+                    "no color has a release yet: `nox -s package`, then `deploy propose`",
+                )
                 return self._finish(actual, "unchanged")
             self.target.ensure_router(actual, self.desired)
             self.target.save(actual)
@@ -177,13 +191,23 @@ class Promoter:
             actual = self.target.load()
             back = actual.previous
             if back is None or not self.target.color_running(actual.colors.get(back)):
-                raise PromotionError(f"{self.target.environment}: no warm previous color to roll back to (state: {self.target.state_file})")
+                raise PromotionError(
+                    f"{self.target.environment}: no warm previous color to roll back to "
+                    f"({self.target.state_file})"
+                )
             if not self._ready(back, actual):
-                raise PromotionError(f"{self.target.environment}: previous color {back!r} is not ready; nothing was changed")
+                raise PromotionError(
+                    f"{self.target.environment}: previous color {back!r} is not ready; nothing was changed"
+                )
             self._set(actual, {back: 100, other(back): 0}, "rollback", "on demand")
             actual.live, actual.previous = back, other(back)
             self.target.save(actual)
-            self.journal.record("git", "note", f"deploy/{self.target.environment}.yaml still says {self.desired.live!r} is live: revert the promotion commit")
+            self.journal.record(
+                "git",
+                "note",
+                f"deploy/{self.target.environment}.yaml says {self.desired.live!r} is live: "
+                "revert the promotion commit so git matches what runs",
+            )
             return self._finish(actual, "rolled_back")
 
     def _deploy_colors(self, actual: Actual) -> set[str]:
@@ -191,7 +215,9 @@ class Promoter:
         for color in COLORS:
             release = self.desired.release(color)
             running = actual.colors.get(color)
-            if release is None or (self.target.color_running(running) and running and running.release == release):
+            if release is None or (
+                self.target.color_running(running) and running and running.release == release
+            ):
                 continue
             if actual.weights.get(color, 0) > 0 and self.target.color_running(running):
                 raise PromotionError(
@@ -199,13 +225,22 @@ class Promoter:
                     f"{actual.weights[color]}% of traffic; put the new release on the idle color instead"
                 )
             self.target.stop_color(actual, color)
-            self.journal.record(f"deploy {color}", "starting", f"{release.bento} (model v{release.model_version})")
+            self.journal.record(
+                f"deploy {color}", "starting", f"{release.bento} (model v{release.model_version})"
+            )
             try:
-                process = self.target.start_color(color, release, self.desired.router.color_port(color), self.desired.checks.readiness_timeout_s)
+                process = self.target.start_color(
+                    color,
+                    release,
+                    self.desired.router.color_port(color),
+                    self.desired.checks.readiness_timeout_s,
+                )
             except DeployError as error:
                 self.target.save(actual)
                 self.journal.record(f"deploy {color}", "failed", str(error).splitlines()[0])
-                raise PromotionError(f"{color} did not become ready; production traffic was not touched:\n{error}") from error
+                raise PromotionError(
+                    f"{color} did not become ready; production traffic was not touched:\n{error}"
+                ) from error
             actual.colors[color] = process
             self.target.save(actual)
             self.journal.record(f"deploy {color}", "ready", f"pid {process.pid} on port {process.port}")
@@ -217,12 +252,18 @@ class Promoter:
         self.target.api().set_weights({color: 100, other(color): 0}, backend=router.PREVIEW)
         self.target.wait_router_sees(color, backend=router.PREVIEW)
         port = self.desired.router.preview_port
-        report = checks.Report(self.target.environment, f"{color} ({self.desired.colors[color]})", f"http://127.0.0.1:{port}")
-        checks.run_all(port, holdout, self.desired.checks, report, log=self.journal.echo, stop_on_failure=True)
+        report = checks.Report(
+            self.target.environment, f"{color} ({self.desired.colors[color]})", f"http://127.0.0.1:{port}"
+        )
+        checks.run_all(
+            port, holdout, self.desired.checks, report, log=self.journal.echo, stop_on_failure=True
+        )
         report.write(self.report_dir, f"{self.target.environment}-{color}")
         self.reports.append(report)
         failed = ", ".join(result.name for result in report.failures())
-        self.journal.record(f"gate {color}", "passed" if report.passed else "refused", failed and f"failed: {failed}")
+        self.journal.record(
+            f"gate {color}", "passed" if report.passed else "refused", failed and f"failed: {failed}"
+        )
         return report.passed
 
     def _switch(self, actual: Actual, started: set[str]) -> Outcome:
@@ -240,8 +281,12 @@ class Promoter:
                 self.on_switch(weights)
             gaining = max(COLORS, key=lambda c: weights[c] - before.get(c, 0))
             sample = self.holdout_of(gaining).x_test.head(1)
-            watch = monitor(self.target, self.desired.router.port, gaining, self.desired.checks.post_switch, sample)
-            self.journal.record(f"watch {gaining}", "healthy" if watch.passed else "unhealthy", watch.reason, **watch.numbers)
+            watch = monitor(
+                self.target, self.desired.router.port, gaining, self.desired.checks.post_switch, sample
+            )
+            self.journal.record(
+                f"watch {gaining}", "healthy" if watch.passed else "unhealthy", watch.reason, **watch.numbers
+            )
             if not watch.passed:
                 self._set(actual, before, "rollback", f"automatic: {watch.reason}")
                 return self._finish(actual, "rolled_back")
@@ -256,18 +301,20 @@ class Promoter:
         self.target.api().set_weights(weights)
         actual.weights = dict(weights)
         self.target.save(actual)
-        self.journal.record(step, "weights set", detail, seconds=round(time.perf_counter() - started, 4), weights=weights)
+        self.journal.record(
+            step, "weights set", detail, seconds=round(time.perf_counter() - started, 4), weights=weights
+        )
 
     def _ready(self, color: str, actual: Actual) -> bool:
-        from {{ cookiecutter.package_name }}.deployment.local import ready
-
         process = actual.colors[color]
         return ready(process.port)
 
     def _finish(self, actual: Actual, status: str) -> Outcome:
         self.target.save(actual)
         self.journal.record("result", status, f"live={actual.live} weights={actual.weights}")
-        return Outcome(status, actual.live, dict(actual.weights), list(self.journal.decisions), list(self.reports))
+        return Outcome(
+            status, actual.live, dict(actual.weights), list(self.journal.decisions), list(self.reports)
+        )
 
 
 @dataclass(frozen=True)
@@ -298,7 +345,9 @@ def _probe_loop(port: int, body: bytes, color: str, probes: _Probes, stop: threa
     while not stop.is_set():
         started = time.perf_counter()
         try:
-            connection.request("POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"})
+            connection.request(
+                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
             if response.getheader("X-Deploy-Color") not in (color, None):
@@ -324,13 +373,18 @@ def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple
     return None, ""
 
 
-def monitor(target: LocalTarget, router_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame) -> WatchResult:
+def monitor(
+    target: LocalTarget, router_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame
+) -> WatchResult:
     """Watch ``color`` for ``window_s`` through the router: probe it and read HAProxy's counters."""
     body = json.dumps(checks.request_body(sample)).encode()
     api = target.api()
     baseline = {s.color: s.failures for s in api.stats()}
     probes, stop = _Probes(), threading.Event()
-    threads = [threading.Thread(target=_probe_loop, args=(router_port, body, color, probes, stop), daemon=True) for _ in range(limits.probe_concurrency)]
+    threads = [
+        threading.Thread(target=_probe_loop, args=(router_port, body, color, probes, stop), daemon=True)
+        for _ in range(limits.probe_concurrency)
+    ]
     for thread in threads:
         thread.start()
     started = time.monotonic()
@@ -340,7 +394,9 @@ def monitor(target: LocalTarget, router_port: int, color: str, limits: PostSwitc
     try:
         while verdict is None and time.monotonic() - started < limits.window_s:
             time.sleep(0.1)
-            router_failures = sum(s.failures - baseline.get(s.color, 0) for s in api.stats() if s.color == color)
+            router_failures = sum(
+                s.failures - baseline.get(s.color, 0) for s in api.stats() if s.color == color
+            )
             verdict, reason = _verdict(probes, router_failures, limits)
     finally:
         stop.set()
@@ -349,9 +405,15 @@ def monitor(target: LocalTarget, router_port: int, color: str, limits: PostSwitc
     with probes.lock:
         count = len(probes.latencies_ms)
         p95 = float(np.percentile(probes.latencies_ms, 95)) if count else 0.0
-    numbers = {"probes": count, "probe_failures": probes.failures, "router_failures": router_failures, "p95_ms": round(p95, 2), "seconds": round(time.monotonic() - started, 3)}
+    numbers = {
+        "probes": count,
+        "probe_failures": probes.failures,
+        "router_failures": router_failures,
+        "p95_ms": round(p95, 2),
+        "seconds": round(time.monotonic() - started, 3),
+    }
     if verdict is None and count < limits.min_requests:
-        return WatchResult(False, f"only {count} probe answers in {limits.window_s:g}s (need {limits.min_requests})", numbers)
+        return WatchResult(
+            False, f"only {count} probe answers in {limits.window_s:g}s (need {limits.min_requests})", numbers
+        )
     return WatchResult(verdict is not False, reason or "no errors, latency within budget", numbers)
-
-

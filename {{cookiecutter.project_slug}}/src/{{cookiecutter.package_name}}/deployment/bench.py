@@ -24,8 +24,8 @@ import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -85,7 +85,7 @@ class Load:
     def __enter__(self) -> Load:
         self.script.write_text(COUNTING_SCRIPT.replace("__BODY__", self.body))
         command = checks.wrk_command(self.port, self.script, self.clients, self.duration_s)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # noqa: S603
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -95,10 +95,12 @@ class Load:
 
     def result(self) -> dict[str, float]:
         """Wait for wrk and return its counters; failures are every kind of error wrk counts."""
-        assert self.process is not None  # noqa: S101
+        assert self.process is not None
         stdout, stderr = self.process.communicate(timeout=self.duration_s + 60)
         numbers = checks.wrk_numbers(stdout, stderr)
-        numbers["failed"] = sum(numbers[k] for k in ("connect", "read", "write", "timeout", "status", "other"))
+        numbers["failed"] = sum(
+            numbers[k] for k in ("connect", "read", "write", "timeout", "status", "other")
+        )
         return numbers
 
 
@@ -119,7 +121,9 @@ def observe_switch(port: int, body: bytes, color: str, timeout_s: float = 10.0) 
     while time.perf_counter() - started < timeout_s:
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
         try:
-            connection.request("POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"})
+            connection.request(
+                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
+            )
             response = connection.getresponse()
             response.read()
             if response.getheader(router.COLOR_HEADER) == color:
@@ -155,14 +159,17 @@ class Bench:
     body: str
     flip_numbers: dict[str, Any] = field(default_factory=dict)
 
-    def promoter(self, desired: state.DesiredState, **kwargs: Any) -> promotion.Promoter:
+    def promoter(
+        self, desired: state.DesiredState, on_switch: Callable[[dict[str, int]], None] | None = None
+    ) -> promotion.Promoter:
+        """A promoter on the bench environment, quiet (the table is the output)."""
         return promotion.Promoter(
             desired=desired,
             target=self.target,
             journal=promotion.Journal("bench", self.target.dir / "decisions.jsonl", echo=lambda line: None),
             holdout=lambda version: checks.load_holdout(self.cfg, version),
             report_dir=resolve(self.cfg.deploy.report_dir) / "bench",
-            **kwargs,
+            on_switch=on_switch,
         )
 
     def flips(self, clients: int, requests: int, switches: int) -> list[Row]:
@@ -177,15 +184,34 @@ class Bench:
                 started = time.perf_counter()
                 api.set_weights({color: 100, state.other(color): 0})
                 commands.append(time.perf_counter() - started)
-                timings.append(time.perf_counter() - started + observe_switch(self.desired.router.port, self.body.encode(), color))
+                timings.append(
+                    time.perf_counter()
+                    - started
+                    + observe_switch(self.desired.router.port, self.body.encode(), color)
+                )
             numbers = load.result()
         self.flip_numbers = numbers | {"switch_s": timings, "command_s": commands}
         return [
-            Row("requests under load", f">= {requests:,}", f"{numbers['requests']:,.0f} ({clients} clients)", numbers["requests"] >= requests),
-            Row("answered by blue / green", "both", f"{numbers['blue']:,.0f} / {numbers['green']:,.0f}", min(numbers["blue"], numbers["green"]) > 0),
+            Row(
+                "requests under load",
+                f">= {requests:,}",
+                f"{numbers['requests']:,.0f} ({clients} clients)",
+                numbers["requests"] >= requests,
+            ),
+            Row(
+                "answered by blue / green",
+                "both",
+                f"{numbers['blue']:,.0f} / {numbers['green']:,.0f}",
+                min(numbers["blue"], numbers["green"]) > 0,
+            ),
             Row("switches", f">= {switches}", str(len(timings)), len(timings) >= switches),
             Row("failed requests", "0", f"{numbers['failed']:.0f}", numbers["failed"] == 0),
-            Row("switch time (max)", "<= 1 s", f"{max(timings):.3f} s (runtime API {max(commands) * 1000:.1f} ms)", max(timings) <= 1.0),
+            Row(
+                "switch time (max)",
+                "<= 1 s",
+                f"{max(timings):.3f} s (runtime API {max(commands) * 1000:.1f} ms)",
+                max(timings) <= 1.0,
+            ),
             Row("p99 latency during flips", "report", f"{numbers['p99_us'] / 1000:.1f} ms", True),
         ]
 
@@ -223,9 +249,19 @@ class Bench:
         back = next((d.at for d in outcome.decisions if d.step == "rollback"), math.inf)
         seconds = back - killed.get("at", math.inf)
         return [
-            Row("post-switch failure rolled back", "rolled_back", outcome.status, outcome.status == "rolled_back"),
+            Row(
+                "post-switch failure rolled back",
+                "rolled_back",
+                outcome.status,
+                outcome.status == "rolled_back",
+            ),
             Row("failure to rollback", "<= 5 s", f"{seconds:.3f} s", seconds <= 5.0),
-            Row("requests failed meanwhile", "report", f"{numbers['failed']:.0f} of {numbers['requests']:,.0f}", True),
+            Row(
+                "requests failed meanwhile",
+                "report",
+                f"{numbers['failed']:.0f} of {numbers['requests']:,.0f}",
+                True,
+            ),
         ]
 
 
@@ -236,14 +272,8 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run(cfg: Config, args: argparse.Namespace) -> int:
+def run(cfg: Config, source: state.DesiredState, release: state.Release, args: argparse.Namespace) -> int:
     """Run the three measurements on a throwaway environment and print the table."""
-    from {{ cookiecutter.package_name }}.deployment.cli import desired_path, latest_release
-
-    source = state.load(desired_path(cfg, args.environment))
-    release = source.release(source.live) or latest_release(cfg)
-    if release is None:
-        raise state.StateError("nothing to benchmark: run `nox -s package` (and `nox -s deploy-staging`) first")
     desired = bench_desired(source, release)
     target = local.LocalTarget("bench", resolve(cfg.deploy.state_dir), resolve(cfg.deploy.serve_dir))
     sample = checks.load_holdout(cfg, release.model_version).x_test.head(1)
@@ -261,6 +291,10 @@ def run(cfg: Config, args: argparse.Namespace) -> int:
     report = resolve(cfg.deploy.report_dir)
     report.mkdir(parents=True, exist_ok=True)
     (report / "bench-switch.md").write_text("## Blue/green switch benchmark\n\n" + text + "\n")
-    doc = {"rows": [r.__dict__ for r in rows], "flips": bench.flip_numbers, "passed": all(r.passed for r in rows)}
+    doc = {
+        "rows": [r.__dict__ for r in rows],
+        "flips": bench.flip_numbers,
+        "passed": all(r.passed for r in rows),
+    }
     (report / "bench-switch.json").write_text(json.dumps(doc, indent=2, default=str))
     return 0 if doc["passed"] else 1

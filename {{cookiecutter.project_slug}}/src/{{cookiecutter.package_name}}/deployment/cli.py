@@ -19,6 +19,7 @@ from pathlib import Path
 from {{ cookiecutter.package_name }} import checks, packaging, promotion
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve
 from {{ cookiecutter.package_name }}.data import DataError
+from {{ cookiecutter.package_name }}.deployment import bench as switch_bench
 from {{ cookiecutter.package_name }}.deployment import kubernetes, local, router, state
 
 EXPECTED = (
@@ -56,7 +57,9 @@ def promoter(cfg: Config, environment: str) -> promotion.Promoter:
 
 def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
     """Write a desired-state file and keep its Kubernetes overlay (if any) in step with it."""
-    path = state.dump(desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote"))
+    path = state.dump(
+        desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote")
+    )
     overlay = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays" / desired.environment
     if (overlay / "kustomization.yaml").is_file():
         kubernetes.sync_overlay(desired, overlay)
@@ -73,7 +76,7 @@ def summarize(markdown: Path) -> None:
 
 def latest_release(cfg: Config) -> state.Release | None:
     """The newest bento of this model in the project's bento store (what ``nox -s package`` built)."""
-    import bentoml
+    import bentoml  # noqa: PLC0415  (after use_project_store() has set BENTOML_HOME)
 
     bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
     if not bentos:
@@ -81,7 +84,9 @@ def latest_release(cfg: Config) -> state.Release | None:
     newest = max(bentos, key=lambda bento: bento.info.creation_time)
     version = newest.info.labels.get("model_version")
     if not version:
-        raise state.StateError(f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`")
+        raise state.StateError(
+            f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`"
+        )
     return state.Release(str(newest.tag), str(version))
 
 
@@ -90,7 +95,9 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
     if args.from_store:
         release = latest_release(cfg)
         if release is None:
-            raise state.StateError(f"no bento named {cfg.mlflow.model_name!r} in the store; run `nox -s package` first")
+            raise state.StateError(
+                f"no bento named {cfg.mlflow.model_name!r} in the store; run `nox -s package` first"
+            )
         path = desired_path(cfg, args.environment)
         current = state.load(path)
         if current.release(current.live) != release:
@@ -142,11 +149,15 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
     target = target_of(cfg, args.environment)
     actual = target.load()
     weights = target.api().weights() if target.router_running(actual) else {}
-    print(f"  router: {'running' if weights else 'stopped'} on port {desired.router.port}; live={actual.live}")
+    print(
+        f"  router: {'running' if weights else 'stopped'} on port {desired.router.port}; live={actual.live}"
+    )
     for color in state.COLORS:
         process = actual.colors.get(color)
         running = target.color_running(process)
-        health = "ready" if process and running and local.ready(process.port) else ("up" if running else "stopped")
+        health = (
+            "ready" if process and running and local.ready(process.port) else ("up" if running else "stopped")
+        )
         print(
             f"  {color:5} desired={desired.release(color)} running={process.release if process else None} "
             f"{health} weight={weights.get(color, '-')} (desired {desired.traffic[color]})"
@@ -180,7 +191,9 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
         staging = state.load(desired_path(cfg, "staging"))
         release = staging.release(staging.live)
     if release is None:
-        raise state.StateError("nothing to propose: staging has no live release and --bento/--model-version are not given")
+        raise state.StateError(
+            "nothing to propose: staging has no live release and --bento/--model-version are not given"
+        )
     if current.release(current.live) == release:
         print(f"  {path}: {release.bento} is already live; nothing to propose")
         return 0
@@ -190,10 +203,14 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def bench(cfg: Config, args: argparse.Namespace) -> int:
-    """Switch benchmark (see :mod:`.bench`)."""
-    from {{ cookiecutter.package_name }}.deployment import bench as switch_bench
-
-    return switch_bench.run(cfg, args)
+    """Switch benchmark on staging's live release (see :mod:`.bench`)."""
+    source = state.load(desired_path(cfg, args.environment))
+    release = source.release(source.live) or latest_release(cfg)
+    if release is None:
+        raise state.StateError(
+            "nothing to benchmark: run `nox -s package` (and `nox -s deploy-staging`) first"
+        )
+    return switch_bench.run(cfg, source, release, args)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -201,7 +218,8 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="deploy", description=__doc__.splitlines()[0])
     commands = root.add_subparsers(dest="command", required=True)
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
-        "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop, "propose": propose,
+        "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
+        "propose": propose,
         "bench-switch": bench,
     }  # fmt: skip
     for name, handler in handlers.items():
@@ -210,7 +228,9 @@ def parser() -> argparse.ArgumentParser:
         command.add_argument("environment", choices=["staging", "production"])
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. mlflow.tracking_uri=...")
     commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
-    commands.choices["apply"].add_argument("--from-store", action="store_true", help="first put the newest packaged bento live")
+    commands.choices["apply"].add_argument(
+        "--from-store", action="store_true", help="first put the newest packaged bento live"
+    )
     commands.choices["propose"].add_argument("--bento", help="bento tag (default: staging's live release)")
     commands.choices["propose"].add_argument("--model-version", help="MLflow model version inside the bento")
     bench_args = commands.choices["bench-switch"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kubernetes_validate
 import yaml
 
 from {{ cookiecutter.package_name }}.deployment.state import DesiredState
@@ -53,10 +54,17 @@ def mismatches(desired: DesiredState, overlay: Path) -> list[str]:
     tag, bento, version = expected(desired)
     tags = [image.get("newTag") for image in doc.get("images", []) if image.get("name") == IMAGE_NAME]
     annotations = doc.get("commonAnnotations", {})
-    problems = [] if tags == [tag] else [f"{overlay}: image tag {tags} but deploy/{desired.environment}.yaml says {tag!r}"]
+    problems = (
+        []
+        if tags == [tag]
+        else [f"{overlay}: image tag {tags} but deploy/{desired.environment}.yaml says {tag!r}"]
+    )
     for key, want in ((BENTO_KEY, bento), (VERSION_KEY, version)):
         if str(annotations.get(key)) != want:
-            problems.append(f"{overlay}: {key} is {annotations.get(key)!r} but deploy/{desired.environment}.yaml says {want!r}")
+            problems.append(
+                f"{overlay}: {key} is {annotations.get(key)!r}, "
+                f"deploy/{desired.environment}.yaml says {want!r}"
+            )
     return problems
 
 
@@ -72,8 +80,6 @@ def load_documents(directory: Path) -> list[dict[str, Any]]:
 
 def validate_core(documents: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
     """Core kinds validated against the Kubernetes OpenAPI schemas, strictly (unknown fields fail)."""
-    import kubernetes_validate
-
     problems = []
     for doc in documents:
         if doc.get("kind") not in CORE_KINDS:
@@ -95,7 +101,11 @@ def rollout_problems(documents: list[dict[str, Any]]) -> list[str]:
     if len(rollouts) != 1:
         return [f"expected exactly one Rollout, found {len(rollouts)}"]
     name, rollout = next(iter(rollouts.items()))
-    problems = [] if rollout.get("apiVersion") == "argoproj.io/v1alpha1" else [f"Rollout/{name}: apiVersion must be argoproj.io/v1alpha1"]
+    problems = (
+        []
+        if rollout.get("apiVersion") == "argoproj.io/v1alpha1"
+        else [f"Rollout/{name}: apiVersion must be argoproj.io/v1alpha1"]
+    )
     spec = rollout.get("spec", {})
     strategy = spec.get("strategy", {}).get("blueGreen")
     if not isinstance(strategy, dict):
@@ -109,26 +119,39 @@ def rollout_problems(documents: list[dict[str, Any]]) -> list[str]:
     templates = _by_kind(documents, "AnalysisTemplate")
     wanted = [t.get("templateName") for t in strategy.get("prePromotionAnalysis", {}).get("templates", [])]
     if not wanted or any(t not in templates for t in wanted):
-        problems.append(f"Rollout/{name}: prePromotionAnalysis names {wanted}, templates here are {sorted(templates)}")
+        problems.append(
+            f"Rollout/{name}: prePromotionAnalysis names {wanted}, templates here are {sorted(templates)}"
+        )
     return problems + _pod_problems(name, spec, services) + _hpa_problems(name, documents)
 
 
 def _pod_problems(name: str, spec: dict[str, Any], services: dict[str, dict[str, Any]]) -> list[str]:
     selector = spec.get("selector", {}).get("matchLabels", {})
     labels = spec.get("template", {}).get("metadata", {}).get("labels", {})
-    problems = [] if selector and selector.items() <= labels.items() else [f"Rollout/{name}: selector {selector} does not match pod labels {labels}"]
+    problems = (
+        []
+        if selector and selector.items() <= labels.items()
+        else [f"Rollout/{name}: selector {selector} does not match pod labels {labels}"]
+    )
     for service_name, service in services.items():
         if not service["spec"].get("selector", {}).items() <= labels.items():
             problems.append(f"Service/{service_name}: selector does not match the Rollout's pods")
     containers = spec.get("template", {}).get("spec", {}).get("containers", [])
     for container in containers:
-        paths = {container.get(probe, {}).get("httpGet", {}).get("path") for probe in ("readinessProbe", "livenessProbe")}
+        paths = {
+            container.get(probe, {}).get("httpGet", {}).get("path")
+            for probe in ("readinessProbe", "livenessProbe")
+        }
         if paths != {"/readyz", "/livez"}:
-            problems.append(f"Rollout/{name}: container {container.get('name')} needs /readyz and /livez probes")
+            problems.append(
+                f"Rollout/{name}: container {container.get('name')} needs /readyz and /livez probes"
+            )
     return problems if containers else [*problems, f"Rollout/{name}: no containers"]
 
 
 def _hpa_problems(name: str, documents: list[dict[str, Any]]) -> list[str]:
-    targets = [doc["spec"]["scaleTargetRef"] for doc in _by_kind(documents, "HorizontalPodAutoscaler").values()]
+    targets = [
+        doc["spec"]["scaleTargetRef"] for doc in _by_kind(documents, "HorizontalPodAutoscaler").values()
+    ]
     wanted = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
     return [] if wanted in targets else [f"no HorizontalPodAutoscaler scales Rollout/{name}"]

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def alive(pid: int | None, marker: str) -> bool:
 def ready(port: int, timeout_s: float = 1.0) -> bool:
     """Whether the service on ``port`` answers ``/readyz`` with 200."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -122,7 +123,9 @@ class LocalTarget:
         try:
             return Actual.from_json(json.loads(self.state_file.read_text()))
         except (ValueError, TypeError) as error:
-            raise DeployError(f"{self.state_file}: unreadable ({error}); run `stop` and deploy again") from error
+            raise DeployError(
+                f"{self.state_file}: unreadable ({error}); run `stop` and deploy again"
+            ) from error
 
     def save(self, actual: Actual) -> None:
         """Record the state atomically, so a crash never leaves half a file."""
@@ -145,17 +148,33 @@ class LocalTarget:
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
-        self.config_file.write_text(router.render(self.environment, desired.router, actual.weights, self.socket))
-        check = subprocess.run(["haproxy", "-c", "-f", str(self.config_file)], capture_output=True, text=True)
+        self.config_file.write_text(
+            router.render(self.environment, desired.router, actual.weights, self.socket)
+        )
+        check = subprocess.run(
+            ["haproxy", "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False
+        )
         if check.returncode:
-            raise DeployError(f"generated {self.config_file} is invalid: {check.stderr.strip() or check.stdout.strip()}")
+            raise DeployError(
+                f"generated {self.config_file} is invalid: {check.stderr.strip() or check.stdout.strip()}"
+            )
         actual.router_pid = self._spawn(["haproxy", "-db", "-f", str(self.config_file)], "haproxy")
         actual.router_port = desired.router.port
-        self._wait(lambda: self.socket.exists(), actual.router_pid, "haproxy", 10.0)
+        self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
 
     def start_color(self, color: str, release: Release, port: int, timeout_s: float) -> ColorProcess:
         """Serve ``release`` on ``port`` and wait until it is ready."""
-        command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1", "--port", str(port)]
+        command = [
+            sys.executable,
+            "-m",
+            "bentoml",
+            "serve",
+            release.bento,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
         command += ["--working-dir", str(self.serve_dir)]
         pid = self._spawn(command, f"{color}")
         self._wait(lambda: ready(port), pid, color, timeout_s)
@@ -199,12 +218,12 @@ class LocalTarget:
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         with (logs / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(  # noqa: S603
+            process = subprocess.Popen(
                 command, cwd=self.serve_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
         return process.pid
 
-    def _wait(self, condition: Any, pid: int, name: str, timeout_s: float) -> None:
+    def _wait(self, condition: Callable[[], bool], pid: int, name: str, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if condition():
@@ -213,4 +232,6 @@ class LocalTarget:
                 raise DeployError(f"{self.environment}/{name} exited while starting:\n{self.log_tail(name)}")
             time.sleep(0.25)
         stop_process(pid)
-        raise DeployError(f"{self.environment}/{name} not ready after {timeout_s:.0f}s:\n{self.log_tail(name)}")
+        raise DeployError(
+            f"{self.environment}/{name} not ready after {timeout_s:.0f}s:\n{self.log_tail(name)}"
+        )

@@ -80,7 +80,9 @@ def render(environment: str, router: Router, weights: dict[str, int], socket_pat
     """The HAProxy configuration for one environment, starting at the given weights."""
 
     def servers(chosen: dict[str, int]) -> str:
-        lines = [f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} check" for c in COLORS]
+        lines = [
+            f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} check" for c in COLORS
+        ]
         return "\n".join(lines)
 
     return CONFIG.format(

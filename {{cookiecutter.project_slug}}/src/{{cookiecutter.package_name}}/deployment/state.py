@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 COLORS = ("blue", "green")
+Fill = TypeVar("Fill")
 HEADER = (
     "# Desired state of the {environment} environment. A promotion pull request edits this file;\n"
     "# `nox -s {session}` reconciles the running system to it. Field reference: README.md.\n"
@@ -117,7 +118,9 @@ def load(path: str | Path) -> DesiredState:
     """Read and validate a desired-state file; errors name the file and the field."""
     source = Path(path)
     if not source.is_file():
-        raise StateError(f"{source}: desired-state file not found (see deploy/production.yaml for the format)")
+        raise StateError(
+            f"{source}: desired-state file not found (see deploy/production.yaml for the format)"
+        )
     try:
         raw = yaml.safe_load(source.read_text())
     except yaml.YAMLError as error:
@@ -159,7 +162,9 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
         "router": asdict(state.router),
         "checks": asdict(state.checks),
     }
-    text = HEADER.format(environment=state.environment, session=session) + yaml.safe_dump(doc, sort_keys=False)
+    text = HEADER.format(environment=state.environment, session=session) + yaml.safe_dump(
+        doc, sort_keys=False
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(text)
@@ -176,12 +181,16 @@ def with_release(state: DesiredState, release: Release) -> DesiredState:
 
 def _consistent(state: DesiredState) -> None:
     if not state.empty and state.release(state.live) is None:
-        raise StateError(f"live: color {state.live!r} has no release; set colors.{state.live}.bento and model_version")
+        raise StateError(
+            f"live: color {state.live!r} has no release; set colors.{state.live}.bento and model_version"
+        )
     for color, weight in state.traffic.items():
         if weight > 0 and not state.empty and state.release(color) is None:
             raise StateError(f"traffic.{color}: {weight}% goes to a color with no release; set it to 0")
     if state.traffic[state.live] < state.traffic[other(state.live)]:
-        raise StateError(f"traffic: the live color {state.live!r} must carry the larger share, got {state.traffic}")
+        raise StateError(
+            f"traffic: the live color {state.live!r} must carry the larger share, got {state.traffic}"
+        )
     ports = list(asdict(state.router).values())
     if len(set(ports)) != len(ports):
         raise StateError(f"router: port, preview_port, blue_port and green_port must all differ, got {ports}")
@@ -255,18 +264,18 @@ def _canary(value: object) -> tuple[int, ...]:
     return steps
 
 
-def _number(value: object, where: str, whole: bool = False) -> Any:
+def _number(value: object, where: str, whole: bool = False) -> float:
     kinds: tuple[type, ...] = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, kinds) or float(value) < 0:  # type: ignore[arg-type]
         kind = "a whole number" if whole else "a number"
         raise StateError(f"{where}: expected {kind} >= 0, got {value!r}")
-    return value
+    return value  # type: ignore[return-value]
 
 
-def _fill(cls: type[Any], value: object, where: str) -> Any:
+def _fill(cls: type[Fill], value: object, where: str) -> Fill:
     """Build a flat dataclass of numbers/bools from a mapping, checking every field's type."""
     doc = _mapping(value, where)
-    defaults = cls()
+    defaults: Any = cls()
     _no_extra(doc, set(asdict(defaults)), f"{where}.")
     values: dict[str, Any] = {}
     for name, default in asdict(defaults).items():
@@ -278,11 +287,12 @@ def _fill(cls: type[Any], value: object, where: str) -> Any:
             values[name] = doc[name]
         elif not isinstance(default, dict):
             values[name] = _number(doc[name], f"{where}.{name}", whole=isinstance(default, int))
-    return replace(defaults, **values)
+    filled: Fill = replace(defaults, **values)
+    return filled
 
 
 def _router(value: object) -> Router:
-    router: Router = _fill(Router, value, "router")
+    router = _fill(Router, value, "router")
     for name, port in asdict(router).items():
         if not 1024 <= port <= 65535:
             raise StateError(f"router.{name}: expected an unprivileged port 1024-65535, got {port}")
