@@ -149,21 +149,6 @@ def propose_promotion(session: nox.Session) -> None:
     uv_run(session, "deploy", "propose", "production", *session.posargs)
 
 
-@nox.session
-def propose(session: nox.Session) -> None:
-    """Put a release in an environment's desired state: `-- production --bento <tag> --model-version <n>`."""
-    uv_run(session, "deploy", "propose", *session.posargs)
-
-
-@nox.session
-def image(session: nox.Session) -> None:
-    """Build and push a bento's container image (needs docker): `-- <bento-tag> ghcr.io/<owner>/<repo>:<tag>`."""
-    bento, reference = session.posargs
-    session.env["BENTOML_HOME"] = str(Path(__file__).parent / ".bentoml")  # the project's bento store
-    uv_run(session, "bentoml", "containerize", bento, "--image-tag", reference)
-    session.run("docker", "push", reference, external=True)
-
-
 def use_bento_store(session: nox.Session) -> None:
     """Keep BentoML's models and bentos in the project (``.bentoml/``, git-ignored), not in ~."""
     session.env.setdefault("BENTOML_HOME", str(Path(__file__).parent / ".bentoml"))
