@@ -136,7 +136,8 @@ def timeline_chart(timeline: list[dict[str, Any]]) -> Figure:
     step = max(1, len(times) // 8)
     axis.set_xticks(positions[::step], times[::step], rotation=20, ha="right")
     axis.set(title="Predictions over time (per profile window, UTC)")
-    axis.legend()
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
     figure.tight_layout()
     return figure
 

@@ -1,0 +1,127 @@
+"""What monitoring a day of traffic costs: profile, merge, compare and report N logged rows.
+
+``nox -s bench-monitor`` (default 1,000,000 rows) or ``nox -s bench-monitor -- 200000``. Rows
+are written the way the service writes them (``TrafficProfiler``: one profile plus one id ->
+prediction file per window), with late labels for all of them, then monitored against a
+reference profile. The prediction column is the simulated outcome, not a model's output: model
+scoring is the service's cost, not monitoring's. Budget: 1,000,000 rows in under 30 s.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pandas as pd
+
+from {{ cookiecutter.package_name }} import dashboards, monitoring, profiling, replay, simulation
+from {{ cookiecutter.package_name }}.config import Config, compose
+from {{ cookiecutter.package_name }}.data import feature_columns
+from {{ cookiecutter.package_name }}.traffic import TrafficProfiler
+
+BUDGET_S = 30.0
+WINDOWS = 10
+T = TypeVar("T")
+
+
+def timed(step: Callable[[], T]) -> tuple[T, float]:
+    """Run one step; its result and wall-clock seconds."""
+    started = time.perf_counter()
+    result = step()
+    return result, time.perf_counter() - started
+
+
+def configure(folder: Path) -> Config:
+    """Profiles, labels, reference and reports all inside the scratch folder."""
+    return compose(
+        [
+            f"monitoring.reference_profile={folder / 'reference' / 'reference.bin'}",
+            f"monitoring.profile_dir={folder / 'profiles'}",
+            f"monitoring.prediction_log_dir={folder / 'profiles'}",
+            f"monitoring.labels_path={folder / 'labels.csv'}",
+            f"monitoring.report_dir={folder / 'reports'}",
+        ]
+    )
+
+
+def traffic(cfg: Config, rows: int) -> pd.DataFrame:
+    """Synthetic served rows with ids and a prediction column (the simulated outcome)."""
+    frame = simulation.make_customers(rows, seed=3, shift="covariate")
+    kept = frame[[*feature_columns(frame, cfg.data), cfg.data.id_column, cfg.data.target]]
+    return kept.assign(**{monitoring.PREDICTION: frame[cfg.data.target]})
+
+
+def write_reference(cfg: Config, folder: Path) -> None:
+    """A training-time reference of the sample's size, as ``training.py`` logs it."""
+    sample = simulation.make_customers(3000, seed=7)
+    frame = sample[feature_columns(sample, cfg.data)]
+    folder.mkdir(parents=True)
+    reference = frame.assign(
+        **{monitoring.PREDICTION: sample[cfg.data.target], cfg.data.target: sample[cfg.data.target]}
+    )
+    profiling.write(profiling.profile(reference), folder / monitoring.REFERENCE_PROFILE)
+
+
+def log_traffic(cfg: Config, frame: pd.DataFrame) -> int:
+    """Write the rows window by window through the service's profiler; the files written."""
+    profiler = TrafficProfiler(cfg.monitoring.profile_dir, id_column=cfg.data.id_column)
+    kept = frame.drop(columns=[cfg.data.target])
+    starts = replay.window_starts(
+        WINDOWS, cfg.serving.profile_window_s, pd.Timestamp.now(tz="UTC").to_pydatetime()
+    )
+    for started, window in zip(starts, range(WINDOWS), strict=True):
+        profiler.record(kept.iloc[window::WINDOWS])
+        path = profiler.flush()
+        if path is not None:
+            replay.backdate(Path(path), started)
+    return profiler.stats.files_written
+
+
+def monitored_stages(cfg: Config) -> tuple[monitoring.Comparison, dict[str, float]]:
+    """Merge, compare and label steps timed one by one, then the full result for the report."""
+    start, end = monitoring.window_bounds(cfg.monitoring)
+    paths = monitoring.window_files(cfg.monitoring.profile_dir, start, end, {".bin"})
+    reference = monitoring.load_reference(cfg)
+    (current, _), merge_s = timed(lambda: monitoring.load_window(paths))
+    roles = {name: "feature" for name in reference.features} | {monitoring.PREDICTION: "prediction"}
+    _, compare_s = timed(lambda: monitoring.compare_columns(cfg.monitoring, reference.view, current, roles))
+    started = time.perf_counter()
+    joined = monitoring.labelled_window(cfg, start, end)
+    if joined is not None:
+        labels = profiling.profile(joined[[cfg.data.target]])
+        monitoring.assess_labels(cfg, reference, joined, labels)
+    labels_s = time.perf_counter() - started
+    return monitoring.monitor(cfg), {"merge": merge_s, "compare": compare_s, "labels": labels_s}
+
+
+def main(rows: int) -> float:
+    """Time each stage and print the table; the total seconds."""
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        cfg = configure(folder)
+        write_reference(cfg, folder / "reference")
+        frame = traffic(cfg, rows)
+        frame[[cfg.data.id_column, cfg.data.target]].to_csv(cfg.monitoring.labels_path, index=False)
+        _, profile_s = timed(lambda: log_traffic(cfg, frame))
+        comparison, seconds = monitored_stages(cfg)
+        _, report_s = timed(lambda: dashboards.write(comparison, cfg.monitoring.report_dir))
+    seconds = {"profile": profile_s, **seconds, "report": report_s}
+    total = sum(seconds.values())
+    verdict = "within" if total < BUDGET_S else "OVER"
+    header = ["rows", *(f"{name} (s)" for name in seconds), "total (s)", "budget"]
+    cells = [f"{rows:,}", *(f"{value:.2f}" for value in [*seconds.values(), total]), verdict]
+    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header) + "\n| " + " | ".join(cells) + " |")
+    result = comparison.result
+    labelled = result.performance.labelled if result.performance else 0
+    print(
+        f"\n{result.rows:,} rows in {result.files} profiles, {labelled:,} labelled; budget {BUDGET_S:.0f} s"
+    )
+    return total
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
