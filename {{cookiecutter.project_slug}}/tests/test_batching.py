@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from {{ cookiecutter.package_name }}.batching import CostModel, MicroBatcher, Overloaded
+from {{ cookiecutter.package_name }}.batching import CostModel, MicroBatcher, OverloadedError
 
 
 def slow_double(calls: list[int]):
@@ -63,7 +63,7 @@ def test_batching__queue_beyond_the_latency_budget_is_refused() -> None:
         return await asyncio.gather(*(batcher.submit([i]) for i in range(20)), return_exceptions=True)
 
     outcomes = asyncio.run(flood())
-    refused = [o for o in outcomes if isinstance(o, Overloaded)]
+    refused = [o for o in outcomes if isinstance(o, OverloadedError)]
     assert refused
     assert "latency budget" in str(refused[0])
     assert [o for o in outcomes if isinstance(o, list)]

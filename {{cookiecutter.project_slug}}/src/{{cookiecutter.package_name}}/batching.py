@@ -7,8 +7,8 @@ budget it rejected most requests. This batcher never waits on purpose: when the 
 a request runs at once (no added latency at low load); while a batch runs, new requests queue
 and the next call takes all of them, up to ``max_batch_rows`` rows. Batch size therefore
 follows load. The latency budget is enforced by admission: a request is refused only when
-the rows already queued would take longer than the budget to clear (true overload), and the
-refusal names the budget so callers know to back off or add workers.
+more than a full batch is already queued and clearing it would take longer than the budget
+(true overload, not a burst), and the refusal names the budget so callers back off or scale.
 """
 
 from __future__ import annotations
@@ -78,9 +78,17 @@ class MicroBatcher(Generic[Item, Out]):
         batches = -(-self._queued_rows // self.max_batch_rows)
         return batches * self.cost.fixed + self._queued_rows * self.cost.per_row
 
+    def over_budget(self) -> bool:
+        """More than a full batch is queued and clearing it would take longer than the budget.
+
+        Rows that fit in the next call are never refused: they leave with it, so refusing them
+        would not make anyone faster. Only a backlog of several batches is shed.
+        """
+        return self._queued_rows >= self.max_batch_rows and self.queued_wait() > self.latency_budget_s
+
     async def submit(self, items: Sequence[Item]) -> list[Out]:
         """Queue one request's items and wait for their outputs, in order."""
-        if self._queued_rows and self.queued_wait() > self.latency_budget_s:
+        if self.over_budget():
             raise OverloadedError(
                 f"{self._queued_rows} rows are queued, more than the {self.latency_budget_s * 1000:.0f} ms "
                 "latency budget allows; retry later or add workers"

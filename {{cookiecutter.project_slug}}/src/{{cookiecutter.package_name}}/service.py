@@ -14,6 +14,7 @@ Environment variables (all optional; they override the built-in settings)
     ``SERVING_PROFILING``        ``false`` turns traffic profiling off
     ``SERVING_BATCHING``         ``false`` predicts each request on its own (benchmark baseline)
     ``SERVING_NOOP_MODEL``       ``true`` answers without calling the model (benchmark ceiling)
+    ``SERVING_ACCESS_LOG``       ``true`` logs one line per request (off: /metrics has the counts)
     ``SERVING_MODEL_TAG``        serve this BentoML model (``name:version``) instead of the registry
     ``SERVING_CONFIG_OVERRIDES`` Hydra overrides for source serving, e.g. ``serving.model_alias=candidate``
     ``BENTOML_HOME``             the BentoML store; the nox sessions use ``.bentoml/`` in the project
@@ -93,6 +94,7 @@ class Settings:
     profiling: bool
     batching: bool = True
     noop_model: bool = False
+    access_log: bool = False
 
 
 def load_settings() -> Settings:
@@ -129,7 +131,7 @@ def settings_from_config() -> Settings:
 def apply_environment(settings: Settings, env: dict[str, str] | os._Environ[str]) -> Settings:
     """``SERVING_*`` variables win over built-in settings (see the module docstring)."""
     changes: dict[str, Any] = {}
-    for flag in ("profiling", "batching", "noop_model"):
+    for flag in ("profiling", "batching", "noop_model", "access_log"):
         value = env.get(f"SERVING_{flag.upper()}")
         if value is not None:
             changes[flag] = value.strip().lower() in TRUE
@@ -233,7 +235,13 @@ class MetadataEndpoint:
         await self.app(scope, receive, send)
 
 
-@bentoml.service(name=SETTINGS.service_name, workers=SETTINGS.workers, traffic={"timeout": 30})
+# Access logs cost a formatted line per request; /metrics carries counts and latencies instead.
+@bentoml.service(
+    name=SETTINGS.service_name,
+    workers=SETTINGS.workers,
+    traffic={"timeout": 30},
+    logging={"access": {"enabled": SETTINGS.access_log}},
+)
 class ModelService:
     """One worker: the model, its micro-batcher and its traffic profiler."""
 
