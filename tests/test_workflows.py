@@ -219,7 +219,7 @@ class Act:
         command = [
             str(BIN / "act"), event, "-W", f".github/workflows/{workflow}", "-e", str(event_file),
             "-P", "ubuntu-latest=-self-hosted", "--concurrent-jobs", "1",
-            "--action-offline-mode", *self.stubs(), *(["--job", job] if job else []),
+            "--action-offline-mode", "--no-skip-checkout", *self.stubs(), *(["--job", job] if job else []),
         ]  # fmt: skip
         log_file = self.home / f"act-{event}-{workflow}.log"  # streamed, to follow a long run
         with log_file.open("w") as sink:
