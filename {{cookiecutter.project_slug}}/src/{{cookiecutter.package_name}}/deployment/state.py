@@ -38,8 +38,8 @@ class Release:
 class LatencyCheck:
     """Latency budget held at a fixed concurrency, measured with wrk."""
 
-    p95_ms: float = 50.0
-    p99_ms: float = 150.0
+    p95_ms: float = 200.0
+    p99_ms: float = 500.0
     concurrency: int = 16
     duration_s: float = 5.0
     rows_per_request: int = 1
@@ -51,7 +51,7 @@ class PostSwitch:
 
     window_s: float = 3.0
     max_error_rate: float = 0.0
-    p95_ms: float = 250.0
+    p95_ms: float = 1000.0
     probe_concurrency: int = 2
     min_requests: int = 20
 
@@ -61,7 +61,7 @@ class Checks:
     """Thresholds of the staging sanity checks and the promotion gate."""
 
     gate: bool = True
-    readiness_timeout_s: float = 120.0
+    readiness_timeout_s: float = 300.0
     latency: LatencyCheck = field(default_factory=LatencyCheck)
     schemathesis_examples: int = 20
     parity_tolerance: float = 0.0
@@ -157,7 +157,7 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
         "environment": state.environment,
         "live": state.live,
         "colors": {c: (asdict(r) if r else None) for c, r in ((c, state.colors.get(c)) for c in COLORS)},
-        "traffic": dict(state.traffic),
+        "traffic": {color: state.traffic[color] for color in COLORS},
         "canary_steps": list(state.canary_steps),
         "router": asdict(state.router),
         "checks": asdict(state.checks),
