@@ -215,7 +215,9 @@ def bench(cfg: Config, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     """The argument parser: subcommands, environment, Hydra overrides."""
-    root = argparse.ArgumentParser(prog="deploy", description=__doc__.splitlines()[0])
+    root = argparse.ArgumentParser(
+        prog="deploy", description=__doc__.splitlines()[0], epilog="key=value words are Hydra overrides."
+    )
     commands = root.add_subparsers(dest="command", required=True)
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
@@ -226,7 +228,6 @@ def parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
         command.set_defaults(handler=handler)
         command.add_argument("environment", choices=["staging", "production"])
-        command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. mlflow.tracking_uri=...")
     commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
     commands.choices["apply"].add_argument(
         "--from-store", action="store_true", help="first put the newest packaged bento live"
@@ -242,7 +243,11 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: parse, compose config, run, one-line errors."""
-    args = parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    # key=value words are Hydra overrides wherever they stand; the rest is the subcommand's
+    overrides = [word for word in given if "=" in word and not word.startswith("-")]
+    args = parser().parse_args([word for word in given if word not in overrides])
+    args.overrides = overrides
     packaging.use_project_store()  # `bentoml serve <tag>` finds the bentos `nox -s package` built
     try:
         code = args.handler(compose(args.overrides), args)

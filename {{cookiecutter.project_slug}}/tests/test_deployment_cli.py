@@ -1,0 +1,75 @@
+"""The `deploy` command: promotion edits, status of an empty environment, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT
+from {{ cookiecutter.package_name }}.deployment import cli, kubernetes, state
+
+
+@pytest.fixture
+def desired_dir(tmp_path: Path) -> Path:
+    target = tmp_path / "deploy"
+    shutil.copytree(PROJECT_ROOT / "deploy", target)
+    return target
+
+
+def run(desired_dir: Path, *args: str) -> int:
+    root = desired_dir.parent
+    overrides = [
+        f"deploy.desired_dir={desired_dir}",
+        f"deploy.state_dir={root / '.deploy'}",
+        f"deploy.report_dir={root / 'reports'}",
+    ]
+    return cli.main([*args, *overrides])
+
+
+def test_cli__propose_edits_desired_state_and_overlay(desired_dir: Path) -> None:
+    code = run(desired_dir, "propose", "production", "--bento", "svc:abc123", "--model-version", "4")
+    assert code == 0
+    desired = state.load(desired_dir / "production.yaml")
+    assert desired.live == "green"
+    assert desired.release("green") == state.Release("svc:abc123", "4")
+    assert desired.traffic == {"blue": 0, "green": 100}
+    overlay = desired_dir / "kubernetes" / "overlays" / "production"
+    assert kubernetes.mismatches(desired, overlay) == []
+    assert yaml.safe_load((overlay / "kustomization.yaml").read_text())["images"][0]["newTag"] == "abc123"
+    # the next promotion lands on the other color, keeping this one as the warm rollback target
+    assert run(desired_dir, "propose", "production", "--bento", "svc:def456", "--model-version", "5") == 0
+    again = state.load(desired_dir / "production.yaml")
+    assert (again.live, again.release("green")) == ("blue", state.Release("svc:abc123", "4"))
+
+
+def test_cli__propose_defaults_to_staging_release(desired_dir: Path) -> None:
+    staging = state.load(desired_dir / "staging.yaml")
+    state.dump(
+        state.with_release(staging, state.Release("svc:stg", "2")),
+        desired_dir / "staging.yaml",
+        "deploy-staging",
+    )
+    assert run(desired_dir, "propose", "production") == 0
+    production = state.load(desired_dir / "production.yaml")
+    assert production.release(production.live) == state.Release("svc:stg", "2")
+
+
+def test_cli__empty_environment_deploys_nothing(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(desired_dir, "apply", "production") == 0
+    assert "nothing to deploy" in capsys.readouterr().out
+
+
+def test_cli__bad_desired_state_is_one_line_error(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = desired_dir / "production.yaml"
+    path.write_text(path.read_text().replace("live: blue", "live: purple"))
+    assert run(desired_dir, "status", "production") == 1
+    error = capsys.readouterr().err.strip()
+    assert error.count("\n") == 0
+    assert "production.yaml: live: expected 'blue' or 'green', got 'purple'" in error
