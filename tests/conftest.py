@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -12,6 +13,11 @@ from typing import Any
 
 import pytest
 from cookiecutter.main import cookiecutter
+
+# nox points UV_PROJECT_ENVIRONMENT (and VIRTUAL_ENV) at the template's test venv; a baked
+# project's `uv sync`/`uv run` must use the project's own .venv, never overwrite ours.
+for _variable in ("UV_PROJECT_ENVIRONMENT", "VIRTUAL_ENV"):
+    os.environ.pop(_variable, None)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULTS: dict[str, Any] = json.loads((ROOT / "cookiecutter.json").read_text())
