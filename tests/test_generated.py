@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
@@ -22,11 +21,8 @@ CURATED = {
 
 
 def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
-    """Run a command in the baked project, with the project's own environment (not ours)."""
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "UV_PROJECT_ENVIRONMENT"}}
-    return subprocess.run(
-        command, cwd=project, env=env, capture_output=True, text=True, check=False, timeout=1800
-    )
+    """Run a command in the baked project (conftest keeps nox's venv variables out of it)."""
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, check=False, timeout=1800)
 
 
 def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
