@@ -155,3 +155,17 @@ def test_monitor_stage__unreadable_profile_is_one_line_not_a_traceback(
     assert error.startswith("[monitor] error: ")
     assert "not a readable whylogs profile" in error
     assert "Traceback" not in error
+
+
+def test_monitor_stage__drift_exits_3_when_asked_and_tells_the_workflow(
+    tmp_path: Path, fitted: Fitted, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replayed(tmp_path, fitted, "covariate")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    cfg = configure(tmp_path, fitted.folder, "monitoring.fail_on_drift=true")
+    with pytest.raises(SystemExit) as exit_info:
+        cli._monitor(OmegaConf.structured(cfg))
+    assert exit_info.value.code == 3
+    assert "drift=true" in (tmp_path / "outputs").read_text().splitlines()
+    assert "ALERT tenure_months: feature drift" in capsys.readouterr().out

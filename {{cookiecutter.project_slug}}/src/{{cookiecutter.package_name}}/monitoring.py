@@ -217,7 +217,7 @@ def fetch_reference(cfg: Config, alias: str, destination: str | Path) -> Path:
         ) from None
     folder = target / REFERENCE_DIR
     (folder / "model.json").write_text(
-        json.dumps({"name": cfg.mlflow.model_name, "version": version.version, "alias": alias})
+        json.dumps({"name": cfg.mlflow.model_name, "version": str(version.version), "alias": alias})
     )
     return folder
 
