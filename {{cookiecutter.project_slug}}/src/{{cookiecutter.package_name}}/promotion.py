@@ -402,6 +402,8 @@ def monitor(
         stop.set()
         for thread in threads:
             thread.join(timeout=6.0)
+    if verdict is None:  # answers that arrived while the threads stopped count too
+        verdict, reason = _verdict(probes, router_failures, limits)
     with probes.lock:
         count = len(probes.latencies_ms)
         p95 = float(np.percentile(probes.latencies_ms, 95)) if count else 0.0

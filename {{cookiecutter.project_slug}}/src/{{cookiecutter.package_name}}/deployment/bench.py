@@ -38,13 +38,14 @@ COUNTING_SCRIPT = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = [=[__BODY__]=]
+-- counters are per-thread globals (no `init`: defining one would replace wrk's, which builds the request)
+blue, green, other = 0, 0, 0
 local threads = {}
 function setup(thread) table.insert(threads, thread) end
-function init(args) blue = 0; green = 0; other = 0 end
 function response(status, headers, body)
+  if status ~= 200 then return end  -- counted by wrk as a status error
   local color = headers["x-deploy-color"] or headers["X-Deploy-Color"]
-  if status ~= 200 then other = other + 1
-  elseif color == "blue" then blue = blue + 1
+  if color == "blue" then blue = blue + 1
   elseif color == "green" then green = green + 1
   else other = other + 1 end
 end

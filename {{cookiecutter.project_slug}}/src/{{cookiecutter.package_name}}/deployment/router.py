@@ -109,11 +109,12 @@ class ServerStats:
     errors_5xx: int
     connection_errors: int
     response_errors: int
+    retries: int
 
     @property
     def failures(self) -> int:
-        """Everything a client could have seen as a failure at this color."""
-        return self.errors_5xx + self.connection_errors + self.response_errors
+        """Failures at this color: what clients saw, and the retries HAProxy hid from them."""
+        return self.errors_5xx + self.connection_errors + self.response_errors + self.retries
 
 
 class RuntimeApi:
@@ -164,6 +165,7 @@ class RuntimeApi:
                 errors_5xx=int(row["hrsp_5xx"] or 0),
                 connection_errors=int(row["econ"] or 0),
                 response_errors=int(row["eresp"] or 0),
+                retries=int(row["wretr"] or 0) + int(row["wredis"] or 0),
             )
             for row in rows
             if row["pxname"] == backend and row["svname"] in COLORS
