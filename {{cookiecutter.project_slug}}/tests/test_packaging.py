@@ -16,6 +16,7 @@ import yaml
 import bento_server
 from {{ cookiecutter.package_name }} import comparison, packaging, registry, training
 from {{ cookiecutter.package_name }}.config import compose
+from {{ cookiecutter.package_name }}.data import load_table
 
 LINEAGE = ("model_version", "run_id", "data_digest", "git_commit")
 
@@ -43,6 +44,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         f"mlflow.artifact_dir={root}/artifacts",
         f"training.report_dir={root}/reports",
         f"serving.report_dir={root}/reports",
+        "model=random_forest",
         "model.estimator.n_estimators=10",
         "training.cv_folds=2",
     ]
@@ -89,18 +91,7 @@ def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -
     process, url = bento_server.start(tag, elsewhere, env, packaged["root"] / "serve.log")
     try:
         metadata = httpx.get(f"{url}/metadata").json()
-        row = {
-            "tenure_months": 5,
-            "monthly_charges": 70.0,
-            "total_charges": 350.0,
-            "support_calls": 1.0,
-            "senior_citizen": 0,
-            "contract": "month-to-month",
-            "payment_method": "bank-transfer",
-            "internet_service": "fiber",
-            "region": "north",
-            "customer_id": "C1",
-        }
+        row = json.loads(load_table(packaged["cfg"].data.path).head(1).to_json(orient="records"))[0]
         answer = httpx.post(f"{url}/predict", json={"rows": [row]}, timeout=30)
         metrics = httpx.get(f"{url}/metrics").text
     finally:
@@ -110,7 +101,7 @@ def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -
         key: packaged["summary"]["labels"][key] for key in LINEAGE
     }
     assert answer.status_code == 200
-    assert answer.json()["predictions"][0]["id"] == "C1"
+    assert answer.json()["predictions"][0]["id"] == row[packaged["cfg"].data.id_column]
     assert f'service_version="{tag.split(":")[1]}"' in metrics
     assert list((elsewhere / "profiles").glob("*.bin"))
 

