@@ -129,6 +129,8 @@ def observe_switch(port: int, body: bytes, color: str, timeout_s: float = 10.0) 
             response.read()
             if response.getheader(router.COLOR_HEADER) == color:
                 return time.perf_counter() - started
+        except (OSError, http.client.HTTPException):
+            continue  # the load's own counters report failures; this only times the switch
         finally:
             connection.close()
     return math.inf
@@ -145,7 +147,7 @@ def bench_desired(source: state.DesiredState, release: state.Release) -> state.D
         colors={"blue": release, "green": release},
         traffic={"blue": 100, "green": 0},
         canary_steps=(),
-        router=state.Router(port, preview, blue, green),
+        router=replace(source.router, port=port, preview_port=preview, blue_port=blue, green_port=green),
         checks=replace(source.checks, gate=False, post_switch=post_switch),
     )
 
