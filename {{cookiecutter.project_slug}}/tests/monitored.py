@@ -25,7 +25,7 @@ class Fitted:
 def fit(folder: Path, sample: pd.DataFrame) -> Fitted:
     """A quick forest fitted on the sample and its reference, written as training writes it."""
     cfg = compose(["model=random_forest", "model.estimator.n_estimators=15"])
-    data = split(sample, cfg.data, stratify=True)
+    data = split(sample, cfg.data, stratify=cfg.task == "classification")
     spec = infer_features(data.x_train, cfg.data)
     model = build_pipeline(cfg, spec).fit(data.x_train[spec.columns], data.y_train)
     scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)

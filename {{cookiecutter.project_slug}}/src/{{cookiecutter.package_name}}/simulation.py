@@ -84,6 +84,8 @@ def _lifetime_value(rng: np.random.Generator, frame: pd.DataFrame, shift: Shift)
     horizon = np.select(
         [frame["contract"] == "two-year", frame["contract"] == "one-year"], [36.0, 24.0], 10.0
     ) + 0.3 * frame["tenure_months"].to_numpy(dtype=float)
+    if shift == "label":
+        horizon = 1.6 * horizon  # the same customers stay longer: the target moves, inputs do not
     if shift == "concept":
         horizon = 60.0 - horizon
     value = frame["monthly_charges"].to_numpy(dtype=float) * horizon + rng.normal(0, 150, size=len(frame))
