@@ -94,7 +94,8 @@ def train(cfg: Config) -> TrainResult:
         data_digest, commit = digest(frame), git_commit()
         _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
         version = _log_model(cfg, model, data, spec, scores)
-        monitoring.log_reference(cfg, monitoring.Training(model, data.x_train[spec.columns], data.y_train, scores))
+        trained = monitoring.Training(model, data.x_train[spec.columns], data.y_train, scores)
+        monitoring.log_reference(cfg, trained)
     candidate = version is not None
     if version is not None:
         registry.set_alias(client, cfg.mlflow.model_name, registry.CANDIDATE, version)
