@@ -199,7 +199,7 @@ class LocalTarget:
         actual.router_pid = None
         self.socket.unlink(missing_ok=True)
 
-    def wait_router_sees(self, color: str, timeout_s: float = 10.0, backend: str = router.BACKEND) -> None:
+    def wait_router_sees(self, color: str, timeout_s: float = 30.0, backend: str = router.BACKEND) -> None:
         """Wait until HAProxy's own health check marks ``color`` UP, so its first request lands."""
         api = self.api()
         deadline = time.monotonic() + timeout_s
