@@ -202,8 +202,9 @@ class Act:
             "ACT_SHARED_DIRS": ".mlflow .bentoml .deploy reports",
             "ACT_ARTIFACTS": str(home / "artifacts"),
             # Each job's fresh environment would compile all 12k files of the stack up front
-            # (~1-2 min on 2 busy cores); Python compiles just what it imports instead.
+            # (~1-2 min on 2 busy cores); Python compiles, and keeps, just what it imports instead.
             "UV_COMPILE_BYTECODE": "0",
+            "PYTHONDONTWRITEBYTECODE": "",
         }
 
     def stubs(self) -> list[str]:
