@@ -81,8 +81,8 @@ def log_traffic(cfg: Config, frame: pd.DataFrame) -> int:
     return profiler.stats.files_written
 
 
-def monitored_stages(cfg: Config) -> tuple[monitoring.Comparison, dict[str, float]]:
-    """Merge, compare and label steps timed one by one, then the full result for the report."""
+def monitored_stages(cfg: Config) -> dict[str, float]:
+    """Merge, compare and label steps timed one by one."""
     start, end = monitoring.window_bounds(cfg.monitoring)
     paths = monitoring.window_files(cfg.monitoring.profile_dir, start, end, {".bin"})
     reference = monitoring.load_reference(cfg)
@@ -95,7 +95,7 @@ def monitored_stages(cfg: Config) -> tuple[monitoring.Comparison, dict[str, floa
         labels = profiling.profile(joined[[cfg.data.target]])
         monitoring.assess_labels(cfg, reference, joined, labels)
     labels_s = time.perf_counter() - started
-    return monitoring.monitor(cfg), {"merge": merge_s, "compare": compare_s, "labels": labels_s}
+    return {"merge": merge_s, "compare": compare_s, "labels": labels_s}
 
 
 def main(rows: int) -> float:
@@ -106,20 +106,29 @@ def main(rows: int) -> float:
         write_reference(cfg, folder / "reference")
         frame = traffic(cfg, rows)
         frame[[cfg.data.id_column, cfg.data.target]].to_csv(cfg.monitoring.labels_path, index=False)
+        cpu_started = time.process_time()
         _, profile_s = timed(lambda: log_traffic(cfg, frame))
-        comparison, seconds = monitored_stages(cfg)
-        _, report_s = timed(lambda: dashboards.write(comparison, cfg.monitoring.report_dir))
-    seconds = {"profile": profile_s, **seconds, "report": report_s}
+        seconds = {"profile": profile_s, **monitored_stages(cfg)}
+        cpu_s = time.process_time() - cpu_started
+        comparison = monitoring.monitor(cfg)  # the same work again, whole, for the report's input
+        cpu_started = time.process_time()
+        _, seconds["report"] = timed(lambda: dashboards.write(comparison, cfg.monitoring.report_dir))
+        cpu_s += time.process_time() - cpu_started
     total = sum(seconds.values())
     verdict = "within" if total < BUDGET_S else "OVER"
-    header = ["rows", *(f"{name} (s)" for name in seconds), "total (s)", "budget"]
-    cells = [f"{rows:,}", *(f"{value:.2f}" for value in [*seconds.values(), total]), verdict]
+    header = [
+        "rows",
+        *(f"{name} (s)" for name in seconds),
+        "total (s)",
+        "CPU (s)",
+        f"wall < {BUDGET_S:.0f} s",
+    ]
+    cells = [f"{rows:,}", *(f"{value:.2f}" for value in [*seconds.values(), total, cpu_s]), verdict]
     print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header) + "\n| " + " | ".join(cells) + " |")
     result = comparison.result
     labelled = result.performance.labelled if result.performance else 0
-    print(
-        f"\n{result.rows:,} rows in {result.files} profiles, {labelled:,} labelled; budget {BUDGET_S:.0f} s"
-    )
+    print(f"\n{result.rows:,} rows in {result.files} profiles, {labelled:,} labelled.")
+    print("Wall time on a shared machine includes waiting for a CPU; CPU time is the work itself.")
     return total
 
 
