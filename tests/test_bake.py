@@ -14,7 +14,9 @@ from conftest import ROOT, Bake, combinations, combo_id
 from jinja2 import Environment
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
-GITHUB_EXPRESSION = re.compile(r"\$\{\{.*?\}\}")
+# Other tools' own template syntax that must survive rendering: GitHub Actions expressions
+# and Argo Rollouts analysis arguments.
+FOREIGN_TEMPLATES = re.compile(r"\$\{\{.*?\}\}|\{\{args\.[\w-]+\}\}")
 JINJA_LEFTOVERS = ("{{", "{%", "{#", "cookiecutter.")
 BINARY = {".bin", ".png", ".parquet"}
 MATRIX = combinations()
@@ -53,7 +55,7 @@ def test_bake__every_combination_renders_expected_files_that_parse(bake: Bake, c
     assert (project / ".git").is_dir() is (combo["init_git"] == "yes")
     for path in text_files(project):
         text = path.read_text()
-        unrendered = GITHUB_EXPRESSION.sub("", text)  # ${{ }} is GitHub's syntax, not Jinja's
+        unrendered = FOREIGN_TEMPLATES.sub("", text)
         leftovers = [m for m in JINJA_LEFTOVERS if m in unrendered and path.name != ".cookiecutter.json"]
         assert not leftovers, f"{path.relative_to(project)} still contains {leftovers}"
         assert_parses(path, text)
