@@ -109,6 +109,20 @@ def test_render__unknown_report_gets_tables_and_percentile_chart(tmp_path: Path)
     assert 'x-axis ["p50", "p95", "p99"]' in page
 
 
+def test_render__percentiles_inside_check_records_are_charted(tmp_path: Path) -> None:
+    checks = {
+        "results": [
+            {"name": "latency", "passed": True, "numbers": {"rps": 107.1, "p50_ms": 3.0, "p95_ms": 9.0}}
+        ]
+    }
+    write(tmp_path, "checks/staging.json", checks)
+
+    page = reports.render(tmp_path)
+
+    assert 'title "latency percentiles"' in page
+    assert 'x-axis ["p50_ms", "p95_ms"]' in page
+
+
 def test_render__unreadable_report_is_skipped(tmp_path: Path) -> None:
     write(tmp_path, "staging/checks.json", "{not json")
 

@@ -32,7 +32,7 @@ def fmt(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
-        return f"{value:.4g}"
+        return f"{value:.0f}" if abs(value) >= 1e5 else f"{value:.4g}"  # timestamps, counts: every digit
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -220,16 +220,22 @@ def record_lists(payload: object, name: str = "records") -> Iterable[tuple[str, 
 
 
 def percentile_maps(payload: object, name: str = "latency") -> Iterable[tuple[str, dict[str, float]]]:
-    """Objects whose keys are all percentiles (``p50``, ``p95``, ``p99_ms``...)."""
+    """Latency percentiles (``p50``, ``p95``, ``p99_ms``...) wherever two or more sit side by side."""
+    if isinstance(payload, list):
+        for item in payload:
+            yield from percentile_maps(item, name)
+        return
     if not isinstance(payload, Mapping):
         return
     numbers = {
-        str(k): v for k, v in payload.items() if isinstance(v, int | float) and not isinstance(v, bool)
+        str(k): float(v)
+        for k, v in payload.items()
+        if PERCENTILE.match(str(k)) and isinstance(v, int | float) and not isinstance(v, bool)
     }
-    if numbers and all(PERCENTILE.match(key) for key in numbers):
-        yield name, numbers
+    if len(numbers) >= 2:
+        yield str(payload.get("name", name)), numbers
     for key, value in payload.items():
-        yield from percentile_maps(value, str(key))
+        yield from percentile_maps(value, str(payload.get("name", key)))
 
 
 def load(path: Path) -> Json | None:
