@@ -35,14 +35,15 @@ defaults
     timeout client 60s
     timeout server 60s
     timeout http-keep-alive 10s
-    timeout queue 30s
     timeout check 3s
     retries 3
     retry-on conn-failure empty-response response-timeout 503
     option redispatch 1
     http-reuse safe
     # a busy color answers its health check late: three slow checks, not one, take it out
-    default-server inter 1s fall 3 rise 2 maxconn {server_maxconn}
+    # No per-server maxconn: requests queued behind it are not moved by `set weight` (HAProxy
+    # 2.6 left them waiting for the weight-0 color until the queue timed out).
+    default-server inter 1s fall 3 rise 2
 
 # Production traffic: the live color, by weight.
 frontend public
@@ -93,7 +94,6 @@ def render(environment: str, router: Router, weights: dict[str, int], socket_pat
         socket=socket_path,
         port=router.port,
         preview_port=router.preview_port,
-        server_maxconn=router.server_maxconn,
         backend=BACKEND,
         preview=PREVIEW,
         header=COLOR_HEADER,

@@ -70,17 +70,12 @@ class Checks:
 
 @dataclass(frozen=True)
 class Router:
-    """Loopback ports and how many requests HAProxy lets into one color at once.
-
-    Ports: HAProxy's front door, its candidate-only preview door, one per color. Requests over
-    ``server_maxconn`` wait in HAProxy's queue instead of overloading the service.
-    """
+    """Loopback ports: HAProxy's front door, its candidate-only preview door, one per color."""
 
     port: int = 8080
     preview_port: int = 8081
     blue_port: int = 3001
     green_port: int = 3002
-    server_maxconn: int = 8
 
     def color_port(self, color: str) -> int:
         """The port the given color's ``bentoml serve`` listens on."""
@@ -298,8 +293,6 @@ def _fill(cls: type[Fill], value: object, where: str) -> Fill:
 
 def _router(value: object) -> Router:
     router = _fill(Router, value, "router")
-    if router.server_maxconn < 1:
-        raise StateError(f"router.server_maxconn: expected at least 1, got {router.server_maxconn}")
     for name, port in asdict(router).items():
         if name.endswith("port") and not 1024 <= port <= 65535:
             raise StateError(f"router.{name}: expected an unprivileged port 1024-65535, got {port}")
