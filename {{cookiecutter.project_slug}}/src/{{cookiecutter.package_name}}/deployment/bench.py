@@ -241,7 +241,8 @@ class Bench:
 
         def kill(weights: dict[str, int]) -> None:
             process = self.target.load().colors["green"]
-            os.killpg(process.pid, signal.SIGKILL)
+            for pid in local.process_tree(process.pid):
+                os.kill(pid, signal.SIGKILL)
             killed["at"] = time.time()
 
         candidate = replace(self.desired, live="green", traffic={"blue": 0, "green": 100})

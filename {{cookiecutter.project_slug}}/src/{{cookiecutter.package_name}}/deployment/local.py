@@ -97,6 +97,23 @@ def stop_process(pid: int, grace_s: float = 10.0) -> None:
             time.sleep(0.1)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process below it (BentoML's workers keep serving if only the arbiter dies)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        tree.append(current)
+        pending += children.get(current, [])
+    return tree
+
+
 def _reaped(pid: int) -> bool:
     try:
         done, _ = os.waitpid(pid, os.WNOHANG)
