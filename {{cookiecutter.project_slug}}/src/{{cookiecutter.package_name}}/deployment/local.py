@@ -84,17 +84,24 @@ def ready(port: int, timeout_s: float = 1.0) -> bool:
 
 
 def stop_process(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace_s``, reap it if it is our child."""
+    """SIGTERM the process group, SIGKILL it after ``grace_s``, then any process left of its tree."""
+    tree = process_tree(pid)
     for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
         try:
             os.killpg(pid, sig)
         except ProcessLookupError:
-            return
+            break
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             if _reaped(pid):
-                return
+                break
             time.sleep(0.1)
+        else:
+            continue
+        break
+    for leftover in tree[1:]:
+        if alive(leftover, ""):
+            os.kill(leftover, signal.SIGKILL)
 
 
 def process_tree(pid: int) -> list[int]:
