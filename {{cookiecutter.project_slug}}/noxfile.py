@@ -6,9 +6,8 @@ ML stack instead of one per session. ``nox -s train -- model=hgb`` passes Hydra 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+from pathlib import Path
 
 import nox
 
@@ -103,7 +102,7 @@ def summary(session: nox.Session) -> None:
 
 @nox.session(name="deploy-staging")
 def deploy_staging(session: nox.Session) -> None:
-    """Put the newest packaged bento in deploy/staging.yaml and reconcile staging to it (HAProxy + bentoml)."""
+    """Put the newest packaged bento in deploy/staging.yaml and reconcile staging to it."""
     uv_run(session, "deploy", "apply", "staging", "--from-store", *session.posargs)
 
 
@@ -139,7 +138,7 @@ def deploy_stop(session: nox.Session) -> None:
 
 @nox.session(name="bench-switch")
 def bench_switch(session: nox.Session) -> None:
-    """Blue/green switches under 64-client load: failed requests, switch and rollback times; prints a table."""
+    """Blue/green switches under 64-client load: failed requests, switch and rollback times."""
     uv_run(session, "deploy", "bench-switch", "staging", *session.posargs)
 
 
@@ -177,6 +176,6 @@ def serve(session: nox.Session) -> None:
 
 @nox.session(name="bench-serve")
 def bench_serve(session: nox.Session) -> None:
-    """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk); reports/bench-serve.md."""
+    """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk)."""
     use_bento_store(session)
     uv_run(session, "bench-serve", *session.posargs)
