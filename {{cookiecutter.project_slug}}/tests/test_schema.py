@@ -57,8 +57,17 @@ def test_schema__complete_integer_column_stays_integer() -> None:
         ({"monthly charges": 1.0, "contract": "x"}, "missing"),
         ({"tenure_months": 1, "monthly charges": 1.0, "contract": 5}, "string_type"),
         ({"tenure_months": 1.5, "monthly charges": 1.0, "contract": "x"}, "int_from_float"),
+        ({"tenure_months": 1, "monthly charges": 1.79e308, "contract": "x"}, "less_than_equal"),
+        ({"tenure_months": 2**70, "monthly charges": 1.0, "contract": "x"}, "less_than_equal"),
     ],
-    ids=["wrong-type", "missing-field", "number-for-text", "fraction-for-integer"],
+    ids=[
+        "wrong-type",
+        "missing-field",
+        "number-for-text",
+        "fraction-for-integer",
+        "beyond-float32",
+        "beyond-int64",
+    ],
 )
 def test_schema__bad_rows_are_refused_naming_the_field(row: dict[str, object], problem: str) -> None:
     with pytest.raises(ValidationError) as caught:

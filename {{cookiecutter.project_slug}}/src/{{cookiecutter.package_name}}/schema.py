@@ -13,18 +13,22 @@ from __future__ import annotations
 import keyword
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
 from mlflow.models import Model
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-PYTHON_TYPES: dict[str, type] = {
-    "long": int,
-    "integer": int,
-    "double": float,
-    "float": float,
+# Numbers are bounded to what the model can take: tree ensembles cast inputs to float32, and
+# integer columns become int64. A larger value is a 400 naming the field, never a 500.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+INT64 = np.iinfo(np.int64)
+PYTHON_TYPES: dict[str, Any] = {
+    "long": Annotated[int, Field(ge=int(INT64.min), le=int(INT64.max))],
+    "integer": Annotated[int, Field(ge=int(INT64.min), le=int(INT64.max))],
+    "double": Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)],
+    "float": Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)],
     "string": str,
     "boolean": bool,
 }
@@ -42,11 +46,6 @@ class Column:
 
     name: str
     kind: str
-
-    @property
-    def python_type(self) -> type:
-        """The Python type a JSON value of this column must parse to."""
-        return PYTHON_TYPES[self.kind]
 
 
 def columns_from_signature(inputs: list[dict[str, Any]]) -> list[Column]:
@@ -86,7 +85,7 @@ def row_model(columns: list[Column], id_column: str | None) -> type[BaseModel]:
     target column) can be sent as they are; a misspelt feature still fails as a missing field.
     """
     fields: dict[str, Any] = {
-        field_name(i, column.name): (column.python_type | None, Field(..., alias=column.name))
+        field_name(i, column.name): (PYTHON_TYPES[column.kind] | None, Field(..., alias=column.name))
         for i, column in enumerate(columns)
     }
     if id_column:

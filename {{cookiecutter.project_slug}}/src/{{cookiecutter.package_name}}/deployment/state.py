@@ -40,7 +40,7 @@ class LatencyCheck:
 
     p95_ms: float = 200.0
     p99_ms: float = 500.0
-    concurrency: int = 16
+    concurrency: int = 4
     duration_s: float = 5.0
     rows_per_request: int = 1
 
