@@ -49,13 +49,24 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *(session.posargs or ["-n", "2"]))
 
 
-# The chain the generated project's workflows run, in order: (nox session, Hydra overrides).
+# The chain the generated project's workflows run, in order: (nox session, its arguments).
+# pull-request.yml and release.yml: data gate, training, gate, bento, staging and its checks,
+# the promotion proposal; promote.yml: blue/green switch; monitor.yml: drift report.
 DEMO_STAGES: list[tuple[str, ...]] = [
     ("validate-data",),
     ("train",),
     ("compare",),
-    ("predict", "inference.alias=candidate"),
+    ("package", "serving.model_alias=candidate"),
+    ("deploy-staging",),
+    ("check-staging",),
+    ("propose-promotion",),
+    ("promote",),
+    ("simulate-drift", "simulation.shift=covariate"),
+    ("monitor", "monitoring.model_alias=candidate"),
+    ("summary",),
 ]
+# Always run at the end, even after a failed stage: no server outlives the demo.
+DEMO_TEARDOWN: list[tuple[str, ...]] = [("deploy-stop", "staging"), ("deploy-stop", "production")]
 
 
 @nox.session
@@ -70,13 +81,17 @@ def demo(session: nox.Session) -> None:
     project = parent / "customer-churn"
     session.chdir(project)
     timings = [("bake + lock install", _timed(session, "uv", "sync", "--locked", "--quiet"))]
-    for name, *overrides in DEMO_STAGES:
-        args = ["--", *overrides] if overrides else []
-        timings.append((name, _timed(session, "nox", "-s", name, *args)))
+    try:
+        for name, *arguments in DEMO_STAGES:
+            timings.append((name, _timed(session, "nox", "-s", name, "--", *arguments)))
+    finally:
+        for name, *arguments in DEMO_TEARDOWN:
+            session.run("nox", "-s", name, "--", *arguments, external=True, success_codes=[0, 1])
     table = "\n".join(f"  {name:<24}{seconds:7.1f} s" for name, seconds in timings)
     session.log(f"demo finished in {sum(t for _, t in timings):.0f} s\n{table}")
     session.log(
-        f"project: {project}\nreports: {project / 'reports'}\nMLflow UI: cd {project} && "
+        f"project: {project}\nreports: {project / 'reports'} (summary.md, monitoring/report.html)\n"
+        f"MLflow UI: cd {project} && "
         "uv run mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db"
     )
 
