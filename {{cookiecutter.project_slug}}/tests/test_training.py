@@ -62,7 +62,7 @@ def test_train__model_below_the_bar_is_not_registered(make_config: ComposeFn) ->
 
 
 def test_compare__first_candidate_promotes_then_a_worse_one_does_not(make_config: ComposeFn) -> None:
-    good = make_config("model.estimator.n_estimators=30", "training.cv_folds=2")
+    good = make_config("model=random_forest", "model.estimator.n_estimators=30", "training.cv_folds=2")
     training.train(good)
     first = comparison.compare(good)
     assert first.promote
