@@ -53,7 +53,10 @@ def test_train__model_is_logged_with_lineage_and_reloads_identically(quick: Conf
 def test_train__model_below_the_bar_is_not_registered(make_config: ComposeFn) -> None:
     impossible = "1.1" if "{{ cookiecutter.ml_task }}" == "classification" else "0.0"
     cfg = make_config(
-        "model.estimator.n_estimators=5", "training.cv_folds=2", f"training.min_primary_metric={impossible}"
+        "model=random_forest",
+        "model.estimator.n_estimators=5",
+        "training.cv_folds=2",
+        f"training.min_primary_metric={impossible}",
     )
     result = training.train(cfg)
     assert not result.registered_as_candidate
