@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +10,8 @@ import time
 from pathlib import Path
 
 import httpx
+
+from {{ cookiecutter.package_name }}.benchmark import stop_server
 
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 STARTUP_TIMEOUT_S = 300.0
@@ -49,13 +50,5 @@ def start(target: str, cwd: Path, env: dict[str, str], log: Path) -> tuple[subpr
     raise RuntimeError(f"bentoml serve not ready after {STARTUP_TIMEOUT_S:.0f}s:\n{log.read_text()[-3000:]}")
 
 
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM (graceful: shutdown hooks run), then SIGKILL the group if it hangs."""
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+# SIGTERM (graceful: shutdown hooks flush profiles), then SIGKILL the group if it hangs.
+stop = stop_server

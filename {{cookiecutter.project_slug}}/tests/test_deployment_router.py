@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import shutil
-import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -14,21 +13,12 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }}.deployment import local, router
+from {{ cookiecutter.package_name }}.deployment.bench import free_ports
 from {{ cookiecutter.package_name }}.deployment.state import Router, parse
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)"
 )
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 class Answer(BaseHTTPRequestHandler):

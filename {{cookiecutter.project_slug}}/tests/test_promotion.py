@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 from {{ cookiecutter.package_name }} import checks, promotion, registry, training
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.deployment import local, state
+from {{ cookiecutter.package_name }}.deployment.bench import free_ports
 
 SERVICES = Path(__file__).parent / "services"
 pytestmark = pytest.mark.skipif(
@@ -98,16 +98,6 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
         patch.setenv("STANDIN_MODEL", str(root / "model.joblib"))
     assert result.model_version is not None
     return Trained(cfg, result.model_version)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [sock.getsockname()[1] for sock in sockets]
-    for sock in sockets:
-        sock.close()
-    return ports
 
 
 def desired_doc(blue: str, green: str | None, version: str) -> dict[str, Any]:
