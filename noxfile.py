@@ -61,8 +61,8 @@ DEMO_STAGES: list[tuple[str, ...]] = [
     ("check-staging",),
     ("propose-promotion",),
     ("promote",),
-    ("simulate-drift", "simulation.shift=covariate"),
-    ("monitor", "monitoring.model_alias=candidate"),
+    ("simulate-drift", "monitoring.simulation.shift=covariate"),
+    ("monitor", "monitoring.reference_bento=live"),  # the reference inside the bento production serves
     ("summary",),
 ]
 # Always run at the end, even after a failed stage: no server outlives the demo.

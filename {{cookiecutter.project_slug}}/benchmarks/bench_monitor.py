@@ -69,28 +69,27 @@ def write_reference(cfg: Config, folder: Path) -> None:
 def log_traffic(cfg: Config, frame: pd.DataFrame) -> int:
     """Write the rows window by window through the service's profiler; the files written."""
     profiler = TrafficProfiler(cfg.monitoring.profile_dir, id_column=cfg.data.id_column)
-    kept = frame.drop(columns=[cfg.data.target])
+    kept = frame.drop(columns=[cfg.data.target, monitoring.PREDICTION])
+    predictions = frame[monitoring.PREDICTION]
     starts = replay.window_starts(
         WINDOWS, cfg.serving.profile_window_s, pd.Timestamp.now(tz="UTC").to_pydatetime()
     )
     for started, window in zip(starts, range(WINDOWS), strict=True):
-        profiler.record(kept.iloc[window::WINDOWS])
-        path = profiler.flush()
-        if path is not None:
-            replay.backdate(Path(path), started)
+        profiler.record(kept.iloc[window::WINDOWS], predictions.iloc[window::WINDOWS].tolist())
+        profiler.flush(window_start=started)
     return profiler.stats.files_written
 
 
-def monitored_stages(cfg: Config) -> dict[str, float]:
+def monitored_stages(cfg: Config, scratch: Path) -> dict[str, float]:
     """Merge, compare and label steps timed one by one."""
     start, end = monitoring.window_bounds(cfg.monitoring)
-    paths = monitoring.window_files(cfg.monitoring.profile_dir, start, end, {".bin"})
+    paths = monitoring.window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
     reference = monitoring.load_reference(cfg)
     (current, _), merge_s = timed(lambda: monitoring.load_window(paths))
     roles = {name: "feature" for name in reference.features} | {monitoring.PREDICTION: "prediction"}
     _, compare_s = timed(lambda: monitoring.compare_columns(cfg.monitoring, reference.view, current, roles))
     started = time.perf_counter()
-    joined = monitoring.labelled_window(cfg, start, end)
+    joined = monitoring.labelled_window(cfg, start, end, scratch)
     if joined is not None:
         labels = profiling.profile(joined[[cfg.data.target]])
         monitoring.assess_labels(cfg, reference, joined, labels)
@@ -108,7 +107,7 @@ def main(rows: int) -> float:
         frame[[cfg.data.id_column, cfg.data.target]].to_csv(cfg.monitoring.labels_path, index=False)
         cpu_started = time.process_time()
         _, profile_s = timed(lambda: log_traffic(cfg, frame))
-        seconds = {"profile": profile_s, **monitored_stages(cfg)}
+        seconds = {"profile": profile_s, **monitored_stages(cfg, folder)}
         cpu_s = time.process_time() - cpu_started
         comparison = monitoring.monitor(cfg)  # the same work again, whole, for the report's input
         cpu_started = time.process_time()

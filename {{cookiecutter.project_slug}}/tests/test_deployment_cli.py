@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.config import PROJECT_ROOT
+from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
 from {{ cookiecutter.package_name }}.deployment import cli, kubernetes, state
 
 
@@ -73,3 +75,29 @@ def test_cli__bad_desired_state_is_one_line_error(
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0
     assert "production.yaml: live: expected 'blue' or 'green', got 'purple'" in error
+
+
+def test_cli__champion_alias_follows_the_live_production_color(desired_dir: Path) -> None:
+    """A real MLflow registry (sqlite) with two versions; the alias mirrors production.yaml."""
+    root = desired_dir.parent
+    cfg = compose([f"deploy.desired_dir={desired_dir}", f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db"])
+    client = registry.connect(cfg.mlflow)
+    client.create_registered_model(cfg.mlflow.model_name)
+    for _ in range(2):
+        client.create_model_version(cfg.mlflow.model_name, source=str(root / "model"))
+    production = state.load(desired_dir / "production.yaml")
+    both = {"blue": state.Release("svc:one", "1"), "green": state.Release("svc:two", "2")}
+    state.dump(replace(production, colors=both), desired_dir / "production.yaml", "promote")
+
+    def champion() -> str:
+        version = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CHAMPION)
+        assert version is not None
+        return str(version.version)
+
+    assert cli.mirror_champion(cfg, "production", "green") == "2"
+    assert champion() == "2"
+    assert cli.mirror_champion(cfg, "production", "green") is None  # already there: nothing moves
+    assert cli.mirror_champion(cfg, "production", "blue") == "1"  # a rollback moves it back
+    assert champion() == "1"
+    assert cli.mirror_champion(cfg, "staging", "green") is None  # staging never crowns
+    assert champion() == "1"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from {{ cookiecutter.package_name }} import cli, monitoring, profiling
+from {{ cookiecutter.package_name }} import cli, monitoring, profiling, replay
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.profiling import ProfileError
 from monitored import Fitted, configure, fit, replayed
@@ -130,8 +131,28 @@ def test_window_files__by_name_stamp_else_modification_time(tmp_path: Path) -> N
     unnamed.write_bytes(b"")
     os.utime(unnamed, (inside.timestamp(), inside.timestamp()))
     (tmp_path / ".20260301T110000-host.bin.partial").write_bytes(b"")
-    found = monitoring.window_files(tmp_path, end - timedelta(hours=24), end, {".bin"})
+    found = monitoring.window_files(tmp_path, end - timedelta(hours=24), end, {".bin"}, tmp_path)
     assert [p.name for p in found] == ["20260301T110000-host-1-00001.bin", "worker-a.bin"]
+
+
+def test_monitor__object_store_window_reads_the_same_as_a_local_one(
+    tmp_path: Path, fitted: Fitted, results: dict[str, monitoring.Comparison]
+) -> None:
+    """Profiles and prediction logs written to and read from an fsspec store (``memory://``)."""
+    location = f"memory://profiles-{uuid.uuid4().hex}"
+    cfg = configure(
+        tmp_path,
+        fitted.folder,
+        "monitoring.simulation.shift=covariate",
+        f"monitoring.profile_dir={location}",
+        f"monitoring.prediction_log_dir={location}",
+    )
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    remote, local = monitoring.monitor(cfg).result, results["covariate"].result
+    assert not (tmp_path / "profiles").exists()  # nothing went to a local folder by mistake
+    assert (remote.files, remote.rows) == (local.files, local.rows)
+    assert features_drifted(remote) == features_drifted(local)
+    assert remote.performance == local.performance
 
 
 def test_monitor__missing_profile_store_is_a_profile_error_naming_it(

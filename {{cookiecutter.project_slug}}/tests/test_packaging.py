@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 import bento_server
-from {{ cookiecutter.package_name }} import comparison, packaging, registry, training
+from {{ cookiecutter.package_name }} import comparison, packaging, profiling, registry, training
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.data import load_table
 
@@ -80,6 +80,35 @@ def test_packaging__bento_labels_carry_the_lineage(packaged: dict[str, Any]) -> 
     assert bento["labels"]["data_digest"] == lineage.data_digest
     assert bento["labels"]["git_commit"] == lineage.git_commit
     assert [model["tag"] for model in bento["models"]] == [packaged["summary"]["model_tag"]]
+
+
+@pytest.mark.slow
+def test_packaging__bento_carries_the_reference_monitoring_holds_traffic_against(
+    packaged: dict[str, Any],
+) -> None:
+    root, model_tag = packaged["root"], packaged["summary"]["model_tag"]
+    name, version = model_tag.split(":")
+    reference = root / "bentoml" / "models" / name / version / "reference"
+    assert profiling.row_count(profiling.read(reference / "reference.bin")) > 0
+    assert json.loads((reference / "model.json").read_text())["version"] == packaged["lineage"].version
+    monitor = root / "monitor"
+    window = [
+        *packaged["overrides"],
+        f"monitoring.profile_dir={monitor / 'profiles'}",
+        f"monitoring.prediction_log_dir={monitor / 'profiles'}",
+        f"monitoring.labels_path={monitor / 'labels.csv'}",
+        f"monitoring.report_dir={monitor / 'reports'}",
+    ]
+    replayed = stage("simulate-drift", window, packaged["env"])
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    from_bento = [
+        f"monitoring.reference_bento={packaged['summary']['bento_tag']}",
+        "monitoring.model_alias=none",
+    ]
+    monitored = stage("monitor", [*window, *from_bento], packaged["env"])
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr
+    report = json.loads((monitor / "reports" / "monitor.json").read_text())
+    assert report["reference"]["source"] == str(reference / "reference.bin")
 
 
 @pytest.mark.slow

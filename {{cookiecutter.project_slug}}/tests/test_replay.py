@@ -24,18 +24,6 @@ def test_window_starts__aligned_consecutive_and_oldest_first() -> None:
     assert [f"{s:%H:%M:%S}" for s in starts] == ["11:58:00", "11:59:00", "12:00:00"]
 
 
-def test_backdate__moves_the_profile_and_its_predictions_file(tmp_path: Path) -> None:
-    profile = tmp_path / "20260301T120042-host-7-00001.bin"
-    profile.write_bytes(b"profile")
-    (tmp_path / "20260301T120042-host-7-00001.predictions.parquet").write_bytes(b"ids")
-    moved = replay.backdate(profile, datetime(2026, 3, 1, 11, 58, tzinfo=UTC))
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "20260301T115800-host-7-00001.bin",
-        "20260301T115800-host-7-00001.predictions.parquet",
-    ]
-    assert profiling.window_time(moved) == datetime(2026, 3, 1, 11, 58, tzinfo=UTC)
-
-
 @pytest.mark.parametrize(
     ("override", "message"),
     [

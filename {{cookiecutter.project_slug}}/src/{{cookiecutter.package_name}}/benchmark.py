@@ -7,11 +7,15 @@ concurrent connections by ``wrk``, in interleaved rounds; each cell keeps its be
 - ``profiling off``: the same, without profiling (what profiling costs);
 - ``unbatched``: the same, one model call per request (what batching buys);
 - ``fastapi``: a plain FastAPI/uvicorn server with the same model, schema and scoring code;
-- ``no-op model``: the service with the model call replaced by a constant (the stack's ceiling).
+- ``no-op model``: the service with the model call replaced by a constant (the stack's ceiling);
+- ``fastapi no-op``: the FastAPI server with the same constant (what the stacks cost apart from
+  the model: the 1-client gap between the two no-op rows is BentoML's own per-request work).
 
 Requests are single rows taken from the sample data, rotating over 100 bodies. ``wrk`` (Debian
 package ``wrk``) is light on CPU, but it shares the machine with the server: on a small or
-shared machine numbers move between runs, so the report records the load average.
+shared machine numbers move between runs, so the report records the load average. It also
+records the server's own CPU time per request (all its processes, from the OS), which shows
+where throughput comes from: a batched request costs a fraction of an unbatched one.
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import mlflow
+import psutil
 import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
@@ -40,6 +45,7 @@ from pydantic import BaseModel
 from {{ cookiecutter.package_name }} import registry, schema, scoring
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
+from {{ cookiecutter.package_name }}.traffic import TrafficProfiler
 
 CLIENTS = (1, 8, 64)
 SERVICE = "{{ cookiecutter.package_name }}.service:ModelService"
@@ -83,6 +89,7 @@ VARIANTS = (
     Variant("unbatched", {"SERVING_BATCHING": "false"}),
     Variant("fastapi (plain, same model)", {}, fastapi=True),
     Variant("no-op model (ceiling)", {"SERVING_NOOP_MODEL": "true", "SERVING_PROFILING": "false"}),
+    Variant("fastapi no-op", {"SERVING_NOOP_MODEL": "true"}, fastapi=True),
 )
 
 
@@ -97,6 +104,7 @@ class Measurement:
     p95_ms: float
     p99_ms: float
     errors: int
+    cpu_ms: float  # server CPU time per request, all of its processes
 
 
 def require_wrk() -> str:
@@ -209,11 +217,30 @@ def run_wrk(url: str, script: Path, bodies: Path, clients: int, duration_s: floa
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by a server process and every process under it."""
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in tree:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 def measure(
-    variant: Variant, url: str, script: Path, bodies: Path, *, clients: int, duration_s: float
+    variant: Variant, url: str, script: Path, bodies: Path, *, clients: int, duration_s: float, pid: int
 ) -> Measurement:
-    """One wrk run of one variant at one client count."""
+    """One wrk run of one variant at one client count, with the server's CPU time per request."""
+    before = cpu_seconds(pid)
     raw = run_wrk(url, script, bodies, clients, duration_s)
+    cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(1, raw["requests"])
     return Measurement(
         variant.name,
         clients,
@@ -222,21 +249,14 @@ def measure(
         raw["p95"] / 1000,
         raw["p99"] / 1000,
         int(raw["errors"]),
+        cpu_ms,
     )
 
 
 def best(runs: list[Measurement]) -> Measurement:
-    """The run least disturbed by other load (highest req/s); errors summed over every run."""
+    """The run least disturbed by other load (highest req/s, least CPU); errors summed over all."""
     top = max(runs, key=lambda m: m.requests_per_s)
-    return Measurement(
-        top.variant,
-        top.clients,
-        top.requests_per_s,
-        top.p50_ms,
-        top.p95_ms,
-        top.p99_ms,
-        sum(m.errors for m in runs),
-    )
+    return replace(top, errors=sum(m.errors for m in runs), cpu_ms=min(m.cpu_ms for m in runs))
 
 
 def free_port() -> int:
@@ -270,9 +290,17 @@ def run(
                 run_wrk(f"http://127.0.0.1:{ports[variant.name]}", script, bodies, 8, 2)  # warm-up
             for round_number in range(rounds):
                 for clients in CLIENTS:
-                    for variant in variants:
+                    for variant, process in zip(variants, processes, strict=True):
                         url = f"http://127.0.0.1:{ports[variant.name]}"
-                        cell = measure(variant, url, script, bodies, clients=clients, duration_s=duration_s)
+                        cell = measure(
+                            variant,
+                            url,
+                            script,
+                            bodies,
+                            clients=clients,
+                            duration_s=duration_s,
+                            pid=process.pid,
+                        )
                         runs.setdefault((variant.name, clients), []).append(cell)
                 print(f"  round {round_number + 1}/{rounds} measured", flush=True)
         finally:
@@ -288,7 +316,7 @@ def lookup(results: list[Measurement], variant: Variant, clients: int) -> Measur
 
 def targets(results: list[Measurement]) -> list[tuple[str, str, bool]]:
     """The goals from the serving design, each with the measured value and whether it holds."""
-    service, no_profiling, unbatched, fastapi, noop = VARIANTS
+    service, no_profiling, unbatched, fastapi, noop, _ = VARIANTS
     top, one = max(CLIENTS), min(CLIENTS)
     s64, s1 = lookup(results, service, top), lookup(results, service, one)
     checks = [
@@ -331,12 +359,12 @@ def render(results: list[Measurement], duration_s: float, rounds: int, load: tup
         f"{os.cpu_count()} CPUs shared by server and load generator (load average {load[0]:.1f} before, "
         f"{load[1]:.1f} after: other processes share the CPU, so treat differences under ~10% as noise).",
         "",
-        "| variant | clients | req/s | p50 ms | p95 ms | p99 ms | errors |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| variant | clients | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {m.variant} | {m.clients} | {m.requests_per_s:.0f} | {m.p50_ms:.2f} | {m.p95_ms:.2f} | "
-        f"{m.p99_ms:.2f} | {m.errors} |"
+        f"{m.p99_ms:.2f} | {m.errors} | {m.cpu_ms:.2f} |"
         for m in results
     ]
     lines += ["", "| target | measured | met |", "|---|---:|:---:|"]
@@ -344,13 +372,73 @@ def render(results: list[Measurement], duration_s: float, rounds: int, load: tup
     return "\n".join(lines) + "\n"
 
 
-def bench(cfg: Config, duration_s: float = 5.0, rounds: int = 2) -> Path:
+@dataclass(frozen=True)
+class ProfilerCost:
+    """CPU the traffic profiler spends, measured in-process: what profiling costs, without the noise."""
+
+    rows_per_batch: int
+    record_us_per_batch: float  # on the request path, once per model call
+    flush_us_per_row: float  # in the profiler's own thread, once per window
+
+
+def profiler_cost(cfg: Config, sizes: tuple[int, ...], batches: int = 3000) -> list[ProfilerCost]:
+    """Record sample batches the way the service does, then flush; CPU time per request and row.
+
+    Wall-clock throughput with profiling on and off differs by more than profiling costs on a
+    shared machine; process CPU time of the profiler's own work does not.
+    """
+    frame = load_table(cfg.data.path)
+    keep = [*feature_columns(frame, cfg.data), *([cfg.data.id_column] if cfg.data.id_column else [])]
+    costs = []
+    for size in sizes:
+        chunks = [
+            frame[keep].iloc[(i * size) % len(frame) :][:size].reset_index(drop=True) for i in range(batches)
+        ]
+        with tempfile.TemporaryDirectory(prefix="bench-profiler-") as scratch:
+            profiler = TrafficProfiler(scratch, id_column=cfg.data.id_column)
+            started = time.process_time()
+            for chunk in chunks:
+                profiler.record(chunk, ["x"] * len(chunk))
+            recorded = time.process_time()
+            profiler.flush()
+            flushed = time.process_time()
+        rows = sum(len(chunk) for chunk in chunks)
+        costs.append(
+            ProfilerCost(size, (recorded - started) * 1e6 / batches, (flushed - recorded) * 1e6 / rows)
+        )
+    return costs
+
+
+def render_profiler(costs: list[ProfilerCost], results: list[Measurement]) -> str:
+    """The profiler's CPU next to a request's server CPU at as many clients as rows per batch.
+
+    With single-row requests a batch at N clients holds about N rows: 1 row at 1 client, up to 64
+    at 64, so each batch size is set against the service's measurement at that concurrency.
+    """
+    lines = [
+        "",
+        "## Traffic profiler CPU (in process, single thread)",
+        "",
+        "| rows per batch | record, us per batch | flush, us per row | share of a request's server CPU |",
+        "|---:|---:|---:|---:|",
+    ]
+    for cost in costs:
+        service = lookup(results, VARIANTS[0], cost.rows_per_batch)
+        per_request = cost.record_us_per_batch / cost.rows_per_batch + cost.flush_us_per_row
+        share = per_request / (service.cpu_ms * 1000) if service.cpu_ms else 0.0
+        cells = (cost.record_us_per_batch, cost.flush_us_per_row)
+        lines.append(f"| {cost.rows_per_batch} | {cells[0]:.1f} | {cells[1]:.1f} | {share:.1%} |")
+    return "\n".join(lines) + "\n"
+
+
+def bench(cfg: Config, duration_s: float = 5.0, rounds: int = 3) -> Path:
     """Run every variant and write ``reports/bench-serve.md``; prints the table too."""
     before = os.getloadavg()[0]
     results = sorted(
         run(cfg, duration_s, rounds), key=lambda m: ([v.name for v in VARIANTS].index(m.variant), m.clients)
     )
     report = render(results, duration_s, rounds, (before, os.getloadavg()[0]))
+    report += render_profiler(profiler_cost(cfg, sizes=(min(CLIENTS), max(CLIENTS))), results)
     target = resolve(cfg.serving.report_dir) / "bench-serve.md"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(report)
@@ -358,11 +446,11 @@ def bench(cfg: Config, duration_s: float = 5.0, rounds: int = 2) -> Path:
     return target
 
 
-def fastapi_app(model_path: Path, task: str, id_column: str | None) -> FastAPI:
+def fastapi_app(model_path: Path, task: str, id_column: str | None, noop: bool) -> FastAPI:
     """The plain comparison server: same schema, same scoring, no batching, no profiling."""
     columns = schema.read_columns(model_path)
     request_model = schema.request_model(schema.row_model(columns, id_column), 10_000)
-    scorer = scoring.Scorer(mlflow.sklearn.load_model(str(model_path)), columns, task, id_column, noop=False)
+    scorer = scoring.Scorer(mlflow.sklearn.load_model(str(model_path)), columns, task, id_column, noop)
     app = FastAPI()
 
     @app.get("/healthz")
@@ -382,5 +470,6 @@ def fastapi_app(model_path: Path, task: str, id_column: str | None) -> FastAPI:
 
 if __name__ == "__main__":
     path, port, task, id_column = sys.argv[1:5]
-    server_app = fastapi_app(Path(path), task, id_column or None)
+    noop = os.environ.get("SERVING_NOOP_MODEL", "").lower() == "true"
+    server_app = fastapi_app(Path(path), task, id_column or None, noop)
     uvicorn.run(server_app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)

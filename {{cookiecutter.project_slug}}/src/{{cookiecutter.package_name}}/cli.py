@@ -141,7 +141,7 @@ def _simulate_drift(cfg: Config) -> int:
     done = replay.replay(cfg)
     print(f"  replayed {done.rows} rows ({done.shift} shift) over {done.windows} windows via {done.via}")
     if done.profiles:
-        print(f"  profiles: {done.profiles[0].parent}; labels: {done.labels}")
+        print(f"  profiles: {cfg.monitoring.profile_dir}; labels: {done.labels}")
     else:
         print(f"  labels: {done.labels}; the service writes its profiles every serving.profile_window_s")
     return 0

@@ -120,6 +120,7 @@ class MonitoringConfig:
     window_hours: float = 24.0
     window_end: str | None = None
     reference_profile: str | None = None
+    reference_bento: str | None = None
     model_alias: str = "champion"
     prediction_log_dir: str = "profiles"
     labels_path: str = "labels/labels.csv"

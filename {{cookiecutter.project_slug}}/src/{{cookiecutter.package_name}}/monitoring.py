@@ -25,9 +25,10 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
-from {{ cookiecutter.package_name }} import drift, evaluation, profiling, registry
+from {{ cookiecutter.package_name }} import drift, evaluation, profiling, registry, store
 from {{ cookiecutter.package_name }}.config import Config, MonitoringConfig, resolve
 from {{ cookiecutter.package_name }}.data import DataError, load_table
+from {{ cookiecutter.package_name }}.deployment import state
 from {{ cookiecutter.package_name }}.health import Health
 from {{ cookiecutter.package_name }}.profiling import ColumnProfileView, DatasetProfileView, ProfileError
 
@@ -200,32 +201,53 @@ def log_reference(cfg: Config, trained: Training) -> None:
 
 
 def fetch_reference(cfg: Config, alias: str, destination: str | Path) -> Path:
-    """Download the ``reference/`` folder of the model behind ``alias`` (for bentos and monitoring)."""
+    """Download the ``reference/`` folder of the model behind ``alias`` into ``destination``."""
     client = registry.connect(cfg.mlflow)
     version = registry.version_by_alias(client, cfg.mlflow.model_name, alias)
     if version is None:
         raise DataError(f"no model has the alias {alias!r}; run `nox -s train` and promote a model first")
+    model = {"name": cfg.mlflow.model_name, "version": str(version.version), "alias": alias}
+    return download_reference(model, str(version.run_id), destination)
+
+
+def download_reference(model: dict[str, str], run_id: str, destination: str | Path) -> Path:
+    """``reference/`` of a model's training run into ``destination``, with ``model.json`` naming it.
+
+    Monitoring reads it from here; packaging puts it inside the BentoML model, so every bento and
+    image carries the profile its traffic is held against.
+    """
     target = resolve(destination)
     target.mkdir(parents=True, exist_ok=True)
     try:
-        mlflow.artifacts.download_artifacts(
-            run_id=version.run_id, artifact_path=REFERENCE_DIR, dst_path=str(target)
-        )
+        mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_DIR, dst_path=str(target))
     except (MlflowException, OSError) as error:
         raise DataError(
-            f"model {cfg.mlflow.model_name} v{version.version} has no reference profile ({error}); retrain it"
+            f"model {model['name']} v{model['version']} has no reference profile ({error}); retrain it"
         ) from None
     folder = target / REFERENCE_DIR
-    (folder / "model.json").write_text(
-        json.dumps({"name": cfg.mlflow.model_name, "version": str(version.version), "alias": alias})
-    )
+    (folder / "model.json").write_text(json.dumps(model))
     return folder
 
 
+def bento_reference(cfg: Config, bento: str) -> Path:
+    """``reference/`` inside a bento; ``live`` names the bento live in deploy/production.yaml."""
+    from {{ cookiecutter.package_name }} import packaging  # noqa: PLC0415  (packaging imports this module; bentoml is slow to load)
+
+    if bento == "live":
+        desired = state.load(resolve(cfg.deploy.desired_dir) / "production.yaml")
+        release = desired.release(desired.live)
+        if release is None:
+            raise DataError("deploy/production.yaml has no live release yet; promote a bento first")
+        bento = release.bento
+    return packaging.bento_reference(bento)
+
+
 def load_reference(cfg: Config) -> Reference:
-    """The configured reference file, or the registry model's own reference by default."""
+    """The configured reference file, the one a bento carries, or the registry model's own."""
     if cfg.monitoring.reference_profile:
         path = resolve(cfg.monitoring.reference_profile)
+    elif cfg.monitoring.reference_bento:
+        path = bento_reference(cfg, cfg.monitoring.reference_bento) / REFERENCE_PROFILE
     else:
         path = (
             fetch_reference(cfg, cfg.monitoring.model_alias, resolve(cfg.monitoring.report_dir))
@@ -263,21 +285,17 @@ def window_bounds(cfg: MonitoringConfig, now: datetime | None = None) -> tuple[d
     return end - timedelta(hours=cfg.window_hours), end
 
 
-def window_files(folder: str | Path, start: datetime, end: datetime, suffixes: set[str]) -> list[Path]:
-    """Files in ``folder`` whose window time lies in ``[start, end]``, oldest first."""
-    root = resolve(folder)
-    if not root.is_dir():
-        raise ProfileError(
-            f"{root}: profile store not found; check monitoring.profile_dir (is the service profiling?)"
-        )
-    try:
-        candidates = [
-            path for path in root.iterdir() if path.suffix in suffixes and not path.name.startswith(".")
-        ]
-        timed = [(profiling.window_time(path), path) for path in candidates]
-    except OSError as error:
-        raise ProfileError(f"{root}: cannot list the profile store ({error.strerror or error})") from None
-    return [path for when, path in sorted(timed) if start <= when <= end]
+def window_files(
+    location: str | Path, start: datetime, end: datetime, suffixes: set[str], scratch: Path
+) -> list[Path]:
+    """Local paths of the files in ``location`` whose window time lies in ``[start, end]``, oldest first.
+
+    The window time is the stamp in the name, else the modification time. From an object store,
+    only the files of the window are downloaded (into ``scratch``).
+    """
+    found = store.listing(location, suffixes)
+    timed = sorted((profiling.stamp_time(name) or modified, name) for name, modified in found.items())
+    return store.fetch(location, [name for when, name in timed if start <= when <= end], scratch)
 
 
 def load_window(paths: list[Path]) -> tuple[DatasetProfileView, list[dict[str, Any]]]:
@@ -473,13 +491,14 @@ def assess_labels(
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
 
-def labelled_window(cfg: Config, start: datetime, end: datetime) -> pd.DataFrame | None:
+def labelled_window(cfg: Config, start: datetime, end: datetime, scratch: Path) -> pd.DataFrame | None:
     """Logged predictions of the window joined to the labels file; None until labels exist."""
     labels_path = resolve(cfg.monitoring.labels_path)
-    log_dir = resolve(cfg.monitoring.prediction_log_dir)
-    if not labels_path.is_file() or not log_dir.is_dir() or not cfg.data.id_column:
+    log_dir = cfg.monitoring.prediction_log_dir
+    no_logs = not store.is_remote(log_dir) and not store.local(log_dir).is_dir()
+    if not labels_path.is_file() or no_logs or not cfg.data.id_column:
         return None
-    logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES))
+    logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
     if logs.empty:
         return None
     joined = join_labels(cfg, logs, load_table(labels_path), cfg.data.target)
@@ -492,12 +511,18 @@ def labelled_window(cfg: Config, start: datetime, end: datetime) -> pd.DataFrame
 def monitor(cfg: Config, health: Health | None = None, now: datetime | None = None) -> Comparison:
     """Merge the window, compare it with the reference, and assess labels when they exist."""
     logging.getLogger("whylogs").setLevel(logging.WARNING)  # it logs every profile read at INFO
+    with tempfile.TemporaryDirectory(prefix="monitor-window-") as scratch:  # object-store downloads
+        return compare_window(cfg, health, now, Path(scratch))
+
+
+def compare_window(cfg: Config, health: Health | None, now: datetime | None, scratch: Path) -> Comparison:
+    """:func:`monitor` with a folder for the window's files when they come from an object store."""
     reference = load_reference(cfg)
     start, end = window_bounds(cfg.monitoring, now)
-    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"})
+    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
     if not paths:
         raise ProfileError(
-            f"{resolve(cfg.monitoring.profile_dir)}: no profiles between {start:%Y-%m-%d %H:%M} and "
+            f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
             f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
         )
     current, timeline = load_window(paths)
@@ -517,7 +542,7 @@ def monitor(cfg: Config, health: Health | None = None, now: datetime | None = No
         timeline=timeline,
         health=health,
     )
-    joined = labelled_window(cfg, start, end)
+    joined = labelled_window(cfg, start, end, scratch)
     if joined is None:
         return Comparison(result, reference, current)
     labels_view = profiling.profile(joined[[str(reference.meta["target"])]])

@@ -1,10 +1,12 @@
 """Package a registered model as a bento, and (where a docker engine exists) a container image.
 
-The bento is self-contained: the model (imported from MLflow into the BentoML store), the
-package source, the serving settings frozen as bento arguments, pinned requirements exported
-from ``uv.lock``, and labels naming the model version, run id, data digest and git commit, so
-``bentoml list`` and the image metadata answer "what exactly is running?". The BentoML store
-lives in the project (``.bentoml/``, git-ignored) unless ``BENTOML_HOME`` says otherwise.
+The bento is self-contained: the model (imported from MLflow into the BentoML store, with the
+training reference profile beside it in ``reference/``, so the image carries what monitoring
+holds its traffic against), the package source, the serving settings frozen as bento
+arguments, pinned requirements exported from ``uv.lock``, and labels naming the model version,
+run id, data digest and git commit, so ``bentoml list`` and the image metadata answer "what
+exactly is running?". The BentoML store lives in the project (``.bentoml/``, git-ignored)
+unless ``BENTOML_HOME`` says otherwise.
 """
 
 from __future__ import annotations
@@ -14,19 +16,22 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import bentoml
+import mlflow
 from bentoml.exceptions import NotFound
 
-from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }} import monitoring, registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, resolve
 from {{ cookiecutter.package_name }}.data import DataError
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 SERVICE = f"{PACKAGE}.service:ModelService"
+MLFLOW_MODEL_FOLDER = "mlflow_model"  # inside the BentoML model: what the service loads
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
 IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
 
@@ -65,16 +70,41 @@ def model_labels(cfg: Config, alias: str) -> dict[str, str]:
 
 
 def import_model(name: str, labels: dict[str, str]) -> str:
-    """The BentoML model for this registry version, imported once (re-packaging reuses it)."""
+    """The BentoML model for this registry version, imported once (re-packaging reuses it).
+
+    It holds the MLflow model (``mlflow_model/``) and its training reference (``reference/``).
+    """
     try:
         stored_models = bentoml.models.list(name)
     except NotFound:
         stored_models = []
     for stored in stored_models:
-        if all(stored.info.labels.get(key) == labels[key] for key in ("model_version", "run_id")):
+        same = all(stored.info.labels.get(key) == labels[key] for key in ("model_version", "run_id"))
+        if same and Path(stored.path_of(monitoring.REFERENCE_DIR)).is_dir():
             return str(stored.tag)
     uri = f"models:/{labels['model_name']}/{labels['model_version']}"
-    return str(bentoml.mlflow.import_model(name, uri, labels=labels).tag)
+    model = {"name": labels["model_name"], "version": labels["model_version"], "alias": labels["model_alias"]}
+    with tempfile.TemporaryDirectory() as scratch, bentoml.models.create(name, labels=labels) as stored:
+        downloaded = mlflow.artifacts.download_artifacts(uri, dst_path=scratch)
+        shutil.copytree(downloaded, stored.path_of(MLFLOW_MODEL_FOLDER))
+        monitoring.download_reference(model, labels["run_id"], stored.path)
+    return str(stored.tag)
+
+
+def bento_reference(bento_tag: str) -> Path:
+    """The ``reference/`` folder inside a bento's model (from the local BentoML store)."""
+    use_project_store()
+    try:
+        bento = bentoml.bentos.get(bento_tag)
+        folder = Path(bentoml.models.get(bento.info.models[0].tag).path_of(monitoring.REFERENCE_DIR))
+    except (NotFound, IndexError):
+        raise DataError(
+            f"bento {bento_tag!r} is not in {os.environ['BENTOML_HOME']}; "
+            "`nox -s package` it, or `bentoml import` the exported bento"
+        ) from None
+    if not folder.is_dir():
+        raise DataError(f"bento {bento_tag!r} carries no reference profile; package it again")
+    return folder
 
 
 def bento_arguments(cfg: Config, model_tag: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ __all__ = [
     "profile",
     "read",
     "row_count",
+    "stamp_time",
     "window_time",
     "write",
 ]
@@ -43,12 +44,16 @@ class ProfileError(OSError):
     """A profile cannot be read or written; the message names the path."""
 
 
+def stamp_time(name: str) -> datetime | None:
+    """The UTC window start stamped in a file name (``20260301T110000-…``), if any."""
+    match = STAMP_PATTERN.search(name)
+    return datetime.strptime(match.group(1), STAMP).replace(tzinfo=UTC) if match else None
+
+
 def window_time(path: str | Path) -> datetime:
     """When a profile was written: the UTC stamp that starts its name, else its modification time."""
-    match = STAMP_PATTERN.search(Path(path).name)
-    if match:
-        return datetime.strptime(match.group(1), STAMP).replace(tzinfo=UTC)
-    return datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC)
+    stamped = stamp_time(Path(path).name)
+    return stamped or datetime.fromtimestamp(Path(path).stat().st_mtime, tz=UTC)
 
 
 def profile(frame: pd.DataFrame) -> DatasetProfileView:

@@ -40,7 +40,7 @@ class ReplaySummary:
     rows: int
     windows: int
     via: str
-    profiles: list[Path]
+    profiles: list[str]  # paths or URIs
     labels: Path
 
 
@@ -108,32 +108,21 @@ def send(cfg: Config, frame: pd.DataFrame) -> int:
     return answered
 
 
-def backdate(profile: Path, started: datetime) -> Path:
-    """Rename a profile (and its predictions file) to the window it stands for."""
-    stamp = started.astimezone(UTC).strftime(STAMP)
-    renamed = profile.with_name(stamp + profile.name[len(stamp) :])
-    for suffix in (".predictions.parquet",):
-        companion = profile.with_name(profile.name.removesuffix(".bin") + suffix)
-        if companion.exists():
-            companion.replace(renamed.with_name(renamed.name.removesuffix(".bin") + suffix))
-    return profile.replace(renamed)
-
-
-def profile_directly(cfg: Config, frame: pd.DataFrame, predict: Predictor, now: datetime) -> list[Path]:
-    """Score window by window and write each through the service's profiler, backdated."""
+def profile_directly(cfg: Config, frame: pd.DataFrame, predict: Predictor, now: datetime) -> list[str]:
+    """Score window by window and write each through the service's profiler, stamped with its window."""
     sim, key = cfg.monitoring.simulation, cfg.data.id_column
     features = feature_columns(frame, cfg.data)
-    profiler = TrafficProfiler(str(resolve(cfg.monitoring.profile_dir)), id_column=key)
+    profiler = TrafficProfiler(cfg.monitoring.profile_dir, id_column=key)
     starts = window_starts(sim.windows, cfg.serving.profile_window_s, now)
     written = []
     for started, rows in zip(starts, np.array_split(np.arange(len(frame)), sim.windows), strict=True):
         batch = frame.iloc[rows]
         kept = batch[[*features, key]] if key else batch[features]
-        profiler.record(kept.assign(**{PREDICTION: predict(batch[features])}))
-        path = profiler.flush()
+        profiler.record(kept, predict(batch[features]).tolist())
+        path = profiler.flush(window_start=started)
         if path is None:
-            raise DataError(f"{resolve(cfg.monitoring.profile_dir)}: the profile could not be written")
-        written.append(backdate(Path(path), started))
+            raise DataError(f"{cfg.monitoring.profile_dir}: the profile could not be written")
+        written.append(path)
     return written
 
 
@@ -153,7 +142,7 @@ def replay(cfg: Config, predict: Predictor | None = None, now: datetime | None =
     frame = traffic(cfg)
     if sim.url:
         send(cfg, frame)
-        profiles: list[Path] = []
+        profiles: list[str] = []
     else:
         profiles = profile_directly(cfg, frame, predict or model_predictor(cfg), now or datetime.now(UTC))
     labels = append_labels(resolve(cfg.monitoring.labels_path), frame[[key, cfg.data.target]], key)

@@ -1,7 +1,8 @@
 """Production traffic profiling: buffer served rows, profile them in bulk once per window.
 
 whylogs costs ~5 ms per call but ~1 us per row in bulk, so the request path only appends the
-batch it just predicted to an in-memory buffer; a background thread profiles the buffer once
+batch it just predicted and its predictions to an in-memory buffer (no DataFrame work: adding a
+column costs more than scoring a row); a background thread profiles the buffer once
 per window and writes one binary profile per window and process. Files are named
 ``<window start>-<host>-<pid>-<sequence>.bin`` so several workers and blue/green processes
 never overwrite each other (whylogs' rolling logger did, losing rows). Next to each profile, a
@@ -12,7 +13,7 @@ Guarantees, each tested: every recorded row ends up in exactly one profile (stop
 a store that cannot be written never fails a request: the rows stay buffered for the next
 window (up to ``max_buffered_rows``, beyond which the oldest are dropped and counted) and the
 failure is counted. ``directory`` may be a local path or an fsspec URI such as
-``s3://bucket/profiles`` (install the matching fsspec driver, e.g. ``s3fs``).
+``s3://bucket/profiles`` (see :mod:`store`).
 """
 
 from __future__ import annotations
@@ -20,19 +21,18 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import tempfile
 import threading
-import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import chain
 from pathlib import Path
+from typing import Any
 
-import fsspec
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import profiling
+from {{ cookiecutter.package_name }} import profiling, store
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +49,21 @@ class TrafficStats:
     rows_dropped: int = 0
 
 
+@dataclass(frozen=True)
+class Served:
+    """One predicted batch as the request path hands it over: input frame and predictions."""
+
+    frame: pd.DataFrame
+    predictions: Sequence[Any]
+
+
+def combine(served: list[Served]) -> pd.DataFrame:
+    """Many batches as one frame with the ``prediction`` column: one concat, one column insert."""
+    batch = pd.concat([item.frame for item in served], ignore_index=True)
+    batch[PREDICTION_COLUMN] = list(chain.from_iterable(item.predictions for item in served))
+    return batch
+
+
 @dataclass
 class TrafficProfiler:
     """Buffers served frames and writes one whylogs profile per window (see module docstring)."""
@@ -60,7 +75,7 @@ class TrafficProfiler:
     on_write: Callable[[int], None] | None = None
     on_failure: Callable[[int], None] | None = None
     stats: TrafficStats = field(default_factory=TrafficStats)
-    _buffer: deque[pd.DataFrame] = field(default_factory=deque)
+    _buffer: deque[Served] = field(default_factory=deque)
     _buffered_rows: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _flush_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,15 +83,15 @@ class TrafficProfiler:
     _thread: threading.Thread | None = None
     _sequence: int = 0
 
-    def record(self, frame: pd.DataFrame) -> None:
-        """Keep a predicted batch (features, id, prediction) for the next profile; O(1)."""
+    def record(self, frame: pd.DataFrame, predictions: Sequence[Any]) -> None:
+        """Keep a predicted batch (features and id; its predictions) for the next profile; O(1)."""
         with self._lock:
-            self._buffer.append(frame)
+            self._buffer.append(Served(frame, predictions))
             self._buffered_rows += len(frame)
             while self._buffered_rows > self.max_buffered_rows and len(self._buffer) > 1:
                 dropped = self._buffer.popleft()
-                self._buffered_rows -= len(dropped)
-                self.stats.rows_dropped += len(dropped)
+                self._buffered_rows -= len(dropped.frame)
+                self.stats.rows_dropped += len(dropped.frame)
 
     def start(self) -> None:
         """Flush every ``window_s`` seconds in a daemon thread until :meth:`stop`."""
@@ -96,21 +111,24 @@ class TrafficProfiler:
         while not self._stop.wait(self.window_s):
             self.flush()
 
-    def flush(self) -> str | None:
-        """Profile and write everything buffered; on failure keep it for the next window."""
+    def flush(self, window_start: datetime | None = None) -> str | None:
+        """Profile and write everything buffered; on failure keep it for the next window.
+
+        ``window_start`` stamps the file with another time than now (replays of past windows).
+        """
         with self._flush_lock:
-            frames = self._take()
-            if not frames:
+            served = self._take()
+            if not served:
                 return None
-            batch = pd.concat(frames, ignore_index=True)
+            batch = combine(served)
             try:
-                target = self._write(batch)
+                target = self._write(batch, window_start or datetime.now(UTC))
             except Exception as error:  # any store error: keep serving, count, retry next window
                 logger.warning(
                     "profile store unavailable (%s); %d rows kept for the next window", error, len(batch)
                 )
                 self.stats.write_failures += 1
-                self._requeue(batch)
+                self._requeue(served)
                 if self.on_failure is not None:
                     self.on_failure(len(batch))
                 return None
@@ -120,28 +138,29 @@ class TrafficProfiler:
                 self.on_write(len(batch))
             return target
 
-    def _take(self) -> list[pd.DataFrame]:
+    def _take(self) -> list[Served]:
         with self._lock:
-            frames = list(self._buffer)
+            served = list(self._buffer)
             self._buffer.clear()
             self._buffered_rows = 0
-            return frames
+            return served
 
-    def _requeue(self, batch: pd.DataFrame) -> None:
+    def _requeue(self, served: list[Served]) -> None:
+        """Put an unwritten window back in front of what arrived since, in order."""
         with self._lock:
-            self._buffer.appendleft(batch)
-            self._buffered_rows += len(batch)
+            self._buffer.extendleft(reversed(served))
+            self._buffered_rows += sum(len(item.frame) for item in served)
 
-    def _write(self, batch: pd.DataFrame) -> str:
+    def _write(self, batch: pd.DataFrame, window_start: datetime) -> str:
         """One profile (features + prediction) and, with an id column, a predictions file."""
         self._sequence += 1
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
         stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
         view = profiling.profile(batch.drop(columns=[c for c in [self.id_column] if c and c in batch]))
-        profile_path = _store(self.directory, f"{stem}.bin", lambda local: profiling.write(view, local))
+        profile_path = store.put(self.directory, f"{stem}.bin", lambda local: profiling.write(view, local))
         if self.id_column and self.id_column in batch:
-            ids = batch[[self.id_column, PREDICTION_COLUMN]].assign(served_at=time.time())
-            _store(self.directory, f"{stem}.predictions.parquet", lambda local: _write_parquet(ids, local))
+            ids = batch[[self.id_column, PREDICTION_COLUMN]].assign(served_at=window_start.timestamp())
+            store.put(self.directory, f"{stem}.predictions.parquet", lambda local: _write_parquet(ids, local))
         return profile_path
 
 
@@ -149,19 +168,3 @@ def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
     partial = path.with_name(f".{path.name}.partial")
     frame.astype({frame.columns[0]: str}).to_parquet(partial, index=False)
     partial.replace(path)
-
-
-def _store(directory: str, name: str, write: Callable[[Path], object]) -> str:
-    """Write locally (atomically), or to a local temp file then copy to an fsspec URI."""
-    if "://" not in directory or directory.startswith("file://"):
-        local = Path(directory.removeprefix("file://")) / name
-        local.parent.mkdir(parents=True, exist_ok=True)
-        write(local)
-        return str(local)
-    with tempfile.TemporaryDirectory() as scratch:
-        local = Path(scratch) / name
-        write(local)
-        uri = f"{directory.rstrip('/')}/{name}"
-        with fsspec.open(uri, "wb") as remote:
-            remote.write(local.read_bytes())
-    return uri

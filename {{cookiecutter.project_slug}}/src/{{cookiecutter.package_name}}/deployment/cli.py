@@ -5,6 +5,9 @@
 ``deploy check staging`` (``nox -s check-staging``) runs the sanity checks through the
 router; ``deploy rollback production`` (``nox -s rollback``) puts traffic back on the warm
 previous color; ``deploy propose`` writes the promotion edit a pull request carries.
+After every production apply or rollback the registry's ``champion`` alias is moved to the model
+version production now serves: ``deploy/production.yaml`` is the truth, the alias its mirror
+(what ``predict``, ``compare`` and ``monitor`` read by default).
 Trailing ``key=value`` arguments are Hydra overrides of the project config.
 """
 
@@ -16,7 +19,9 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import checks, packaging, promotion
+from mlflow.exceptions import MlflowException
+
+from {{ cookiecutter.package_name }} import checks, packaging, promotion, registry
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve
 from {{ cookiecutter.package_name }}.data import DataError
 from {{ cookiecutter.package_name }}.deployment import bench as switch_bench
@@ -107,6 +112,7 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
     summarize(path.with_suffix(".md"))
     print(f"  {outcome.status}: live={outcome.live} weights={outcome.weights}; report: {path}")
+    mirror_champion(cfg, args.environment, outcome.live)
     return 0 if outcome.ok else 1
 
 
@@ -116,7 +122,35 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     path = outcome.write(resolve(cfg.deploy.report_dir), f"rollback-{args.environment}")
     summarize(path.with_suffix(".md"))
     print(f"  live={outcome.live} weights={outcome.weights}; report: {path}")
+    mirror_champion(cfg, args.environment, outcome.live)
     return 0
+
+
+def mirror_champion(cfg: Config, environment: str, live: str | None) -> str | None:
+    """Point ``champion`` at the model version the live production color serves; the version moved to.
+
+    A registry that cannot be reached does not undo a deployment that happened: it is reported,
+    and the next ``promote`` (which finds production unchanged) moves the alias.
+    """
+    if environment != "production" or live is None:
+        return None
+    release = state.load(desired_path(cfg, environment)).release(live)
+    if release is None:
+        return None
+    name = cfg.mlflow.model_name
+    try:
+        client = registry.connect(cfg.mlflow)
+        current = registry.version_by_alias(client, name, registry.CHAMPION)
+        if current is not None and str(current.version) == release.model_version:
+            return None
+        registry.set_alias(client, name, registry.CHAMPION, release.model_version)
+    except MlflowException as error:
+        print(
+            f"  registry: 'champion' not moved to v{release.model_version} ({error.message}); re-run promote"
+        )
+        return None
+    print(f"  registry: {name} v{release.model_version} is now 'champion' (production serves it)")
+    return release.model_version
 
 
 def check(cfg: Config, args: argparse.Namespace) -> int:
