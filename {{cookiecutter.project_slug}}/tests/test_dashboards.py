@@ -73,7 +73,7 @@ def screenshot(page: Path, target: Path) -> np.ndarray:
         "--hide-scrollbars",
         "--proxy-server=http://127.0.0.1:9",  # offline: anything fetched from a network fails
         f"--user-data-dir={target.parent / 'chromium-profile'}",
-        "--window-size=1200,2400",
+        "--window-size=1200,4000",
         f"--screenshot={target}",
         page.as_uri(),
     ]
@@ -81,10 +81,9 @@ def screenshot(page: Path, target: Path) -> np.ndarray:
     return np.asarray(image.imread(target))
 
 
-def colourful_share(pixels: np.ndarray) -> float:
-    """Share of clearly coloured (not grey, white or black) pixels: chart bars and lines."""
-    rgb = pixels[..., :3]
-    return float(((rgb.max(axis=2) - rgb.min(axis=2)) > 0.2).mean())
+def inked_share(pixels: np.ndarray) -> float:
+    """Share of pixels that are not (near) white: text, table rules, chart axes, bars and lines."""
+    return float((pixels[..., :3].min(axis=2) < 0.9).mean())
 
 
 @pytest.mark.skipif(
@@ -94,9 +93,9 @@ def test_write__html_page_renders_its_charts_offline(written: tuple, tmp_path: P
     _, paths = written
     bare = tmp_path / "without-images.html"
     bare.write_text(re.sub(r"<img [^>]*>", "", paths.html.read_text()))
-    with_charts = colourful_share(screenshot(paths.html, tmp_path / "page.png"))
-    without = colourful_share(screenshot(bare, tmp_path / "bare.png"))
-    assert with_charts > 1.3 * without  # the inline charts drew (measured 1.5-2.2x), with no network
+    with_charts = inked_share(screenshot(paths.html, tmp_path / "page.png"))
+    without = inked_share(screenshot(bare, tmp_path / "bare.png"))
+    assert with_charts > 1.3 * without  # charts drew (1.8-3x measured; broken images give 1.0x), offline
 
 
 def test_write__json_markdown_and_charts_agree(written: tuple) -> None:
