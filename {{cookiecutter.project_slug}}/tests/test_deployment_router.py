@@ -138,3 +138,15 @@ def test_router__state_survives_a_new_tooling_process(loopback: tuple[local.Loca
     actual = again.load()
     assert again.router_running(actual)
     assert again.api().weights() == {"blue": 100, "green": 0}
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__found_through_another_path_to_the_same_state(
+    loopback: tuple[local.LocalTarget, Router], tmp_path: Path
+) -> None:
+    target, _ = loopback
+    elsewhere = tmp_path / "linked-state"
+    elsewhere.symlink_to(target.dir.parent)
+    again = local.LocalTarget("test", elsewhere, target.serve_dir)
+    assert again.router_running(again.load())

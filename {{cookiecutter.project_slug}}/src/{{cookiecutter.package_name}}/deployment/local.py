@@ -163,8 +163,13 @@ class LocalTarget:
         return router.RuntimeApi(self.socket)
 
     def router_running(self, actual: Actual) -> bool:
-        """Whether the recorded HAProxy still runs."""
-        return alive(actual.router_pid, str(self.config_file))
+        """Whether the recorded HAProxy still runs.
+
+        It is recognised by the tail of its config path (``<environment>/haproxy.cfg``), not the
+        whole path, so a project folder that moved, or state reached through a symlink (a CI
+        workspace), still finds, and stops, the router it started.
+        """
+        return alive(actual.router_pid, f"{self.environment}/{self.config_file.name}")
 
     def ensure_router(self, actual: Actual, desired: DesiredState) -> None:
         """Start HAProxy (config generated from desired state) unless it already runs."""
