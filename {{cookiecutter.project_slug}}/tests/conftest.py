@@ -12,6 +12,20 @@ from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import load_table
 
 ComposeFn = Callable[..., Config]
+QUICK_FOREST = ["model=random_forest", "model.estimator.n_estimators=15", "training.cv_folds=2"]
+
+
+def quick_forest(root: Path) -> list[str]:
+    """Overrides for a small forest (two CV folds) trained into throwaway stores under ``root``.
+
+    For module-scoped fixtures, which cannot use the function-scoped ``make_config``.
+    """
+    return [
+        f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
+        f"mlflow.artifact_dir={root}/artifacts",
+        f"training.report_dir={root}/reports",
+        *QUICK_FOREST,
+    ]
 
 
 @pytest.fixture
@@ -36,7 +50,7 @@ def make_config(tmp_path: Path) -> ComposeFn:
 @pytest.fixture
 def quick(make_config: ComposeFn) -> Config:
     """A fast configuration: small forest, two CV folds."""
-    return make_config("model=random_forest", "model.estimator.n_estimators=15", "training.cv_folds=2")
+    return make_config(*QUICK_FOREST)
 
 
 @pytest.fixture(scope="session")

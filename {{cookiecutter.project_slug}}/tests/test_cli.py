@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from mlflow import MlflowClient
+
+from {{ cookiecutter.package_name }}.config import compose
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -54,3 +57,17 @@ def test_stages__validate_train_compare_predict_chain(tmp_path: Path) -> None:
     predicted = run("predict", "inference.alias=candidate", f"inference.output={out}", *common)
     assert predicted.returncode == 0, predicted.stderr
     assert len(pd.read_parquet(out)) == 3000
+
+
+@pytest.mark.slow
+def test_train__multirun_sweep_logs_one_run_per_estimator(tmp_path: Path) -> None:
+    """``train -m model=a,b`` (Hydra's basic sweeper): one MLflow run and one report per choice."""
+    common = [*isolated(tmp_path), f"hydra.sweep.dir={tmp_path}/multirun", "training.cv_folds=2"]
+    swept = run("train", "-m", "model=linear,random_forest", *common)
+    assert swept.returncode == 0, swept.stderr
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.get_experiment_by_name(compose().mlflow.experiment)
+    assert experiment is not None
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(run.data.tags["model"] for run in runs) == ["linear", "random_forest"]
+    assert sorted(path.name for path in (tmp_path / "multirun").iterdir()) == ["0", "1", "multirun.yaml"]

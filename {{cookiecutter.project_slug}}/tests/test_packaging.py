@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import bento_server
+from conftest import quick_forest
 from {{ cookiecutter.package_name }} import comparison, packaging, profiling, registry, training
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.data import load_table
@@ -39,15 +40,7 @@ def stage(name: str, overrides: list[str], env: dict[str, str]) -> subprocess.Co
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """Train and crown a quick model in a throwaway store, then `package` it into a throwaway bento store."""
     root = tmp_path_factory.mktemp("packaging")
-    overrides = [
-        f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-        f"mlflow.artifact_dir={root}/artifacts",
-        f"training.report_dir={root}/reports",
-        f"serving.report_dir={root}/reports",
-        "model=random_forest",
-        "model.estimator.n_estimators=10",
-        "training.cv_folds=2",
-    ]
+    overrides = [*quick_forest(root), f"serving.report_dir={root}/reports"]
     cfg = compose(overrides)
     training.train(cfg)
     comparison.crown(cfg)

@@ -17,6 +17,7 @@ from typing import Any
 import joblib
 import pytest
 
+from conftest import quick_forest
 from {{ cookiecutter.package_name }} import checks, promotion, registry, training
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.deployment import local, state
@@ -81,16 +82,7 @@ class Trained:
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
     """A small forest trained and registered in a throwaway store, saved for the test services."""
     root = tmp_path_factory.mktemp("promotion")
-    cfg = compose(
-        [
-            f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-            f"mlflow.artifact_dir={root}/artifacts",
-            f"training.report_dir={root}/reports",
-            "model=random_forest",
-            "model.estimator.n_estimators=15",
-            "training.cv_folds=2",
-        ]
-    )
+    cfg = compose(quick_forest(root))
     result = training.train(cfg)
     registry.connect(cfg.mlflow)
     joblib.dump(registry.load(cfg.mlflow.model_name, registry.CANDIDATE), root / "model.joblib")

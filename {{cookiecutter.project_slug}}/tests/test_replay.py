@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import bento_server
+from conftest import quick_forest
 from {{ cookiecutter.package_name }} import comparison, health, monitoring, profiling, replay, training
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import DataError
@@ -55,12 +56,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A quick model trained, crowned and served from source, profiling every 2 s."""
     root = tmp_path_factory.mktemp("replay-service")
     overrides = [
-        f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-        f"mlflow.artifact_dir={root}/artifacts",
-        f"training.report_dir={root}/reports",
-        "model=random_forest",
-        "model.estimator.n_estimators=15",
-        "training.cv_folds=2",
+        *quick_forest(root),
         f"serving.profile_dir={root}/profiles",
         "serving.profile_window_s=2",
     ]

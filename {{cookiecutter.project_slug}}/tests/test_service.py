@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 import bento_server
+from conftest import quick_forest
 from {{ cookiecutter.package_name }} import comparison, profiling, registry, training
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import load_table, split
@@ -43,12 +44,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     """A quick model trained into a throwaway store, crowned, served from source."""
     root = tmp_path_factory.mktemp("service")
     overrides = [
-        f"mlflow.tracking_uri=sqlite:///{root}/mlflow.db",
-        f"mlflow.artifact_dir={root}/artifacts",
-        f"training.report_dir={root}/reports",
-        "model=random_forest",
-        "model.estimator.n_estimators=15",
-        "training.cv_folds=2",
+        *quick_forest(root),
         f"serving.profile_dir={root}/profiles",
         "serving.profile_window_s=2",
         f"serving.max_rows_per_request={MAX_ROWS}",
