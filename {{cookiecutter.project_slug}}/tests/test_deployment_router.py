@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -150,3 +152,21 @@ def test_router__found_through_another_path_to_the_same_state(
     elsewhere.symlink_to(target.dir.parent)
     again = local.LocalTarget("test", elsewhere, target.serve_dir)
     assert again.router_running(again.load())
+
+
+def test_local__spawned_process_sees_its_working_directory_as_pwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service resolves its profile directory against PWD: never the launcher's directory."""
+    monkeypatch.setenv("PWD", str(tmp_path / "where-the-tooling-was-started"))
+    serve_dir = tmp_path / "serve"
+    serve_dir.mkdir()
+    target = local.LocalTarget("test", tmp_path / "state", serve_dir)
+    probe = "import os, pathlib; pathlib.Path('pwd.txt').write_text(os.environ['PWD'])"
+    target._spawn([sys.executable, "-c", probe], "probe")
+    written = serve_dir / "pwd.txt"
+    for _ in range(200):
+        if written.is_file() and written.read_text():
+            break
+        time.sleep(0.05)
+    assert written.read_text() == str(serve_dir.resolve())

@@ -244,11 +244,23 @@ class LocalTarget:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
     def _spawn(self, command: list[str], name: str) -> int:
+        """Start ``command`` in ``serve_dir``, detached, logging to ``logs/<name>.log``.
+
+        ``PWD`` is set to ``serve_dir`` too: the service resolves relative paths (its profile
+        directory) against ``PWD``, and an inherited one names whatever directory launched the
+        tooling, not where the color runs.
+        """
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
+        environment = os.environ | {"PWD": str(self.serve_dir.resolve())}
         with (logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
-                command, cwd=self.serve_dir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                command,
+                cwd=self.serve_dir,
+                env=environment,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         return process.pid
 
