@@ -31,7 +31,6 @@ from {{ cookiecutter.package_name }}.data import DataError
 
 PACKAGE = "{{ cookiecutter.package_name }}"
 SERVICE = f"{PACKAGE}.service:ModelService"
-MLFLOW_MODEL_FOLDER = "mlflow_model"  # inside the BentoML model: what the service loads
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
 IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
 
@@ -72,7 +71,8 @@ def model_labels(cfg: Config, alias: str) -> dict[str, str]:
 def import_model(name: str, labels: dict[str, str]) -> str:
     """The BentoML model for this registry version, imported once (re-packaging reuses it).
 
-    It holds the MLflow model (``mlflow_model/``) and its training reference (``reference/``).
+    It holds the MLflow model (``registry.BENTO_MLFLOW_FOLDER``) and its training reference
+    (``reference/``).
     """
     try:
         stored_models = bentoml.models.list(name)
@@ -86,7 +86,7 @@ def import_model(name: str, labels: dict[str, str]) -> str:
     model = {"name": labels["model_name"], "version": labels["model_version"], "alias": labels["model_alias"]}
     with tempfile.TemporaryDirectory() as scratch, bentoml.models.create(name, labels=labels) as stored:
         downloaded = mlflow.artifacts.download_artifacts(uri, dst_path=scratch)
-        shutil.copytree(downloaded, stored.path_of(MLFLOW_MODEL_FOLDER))
+        shutil.copytree(downloaded, stored.path_of(registry.BENTO_MLFLOW_FOLDER))
         monitoring.download_reference(model, labels["run_id"], stored.path)
     return str(stored.tag)
 

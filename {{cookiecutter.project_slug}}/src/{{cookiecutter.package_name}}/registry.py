@@ -22,6 +22,8 @@ from sklearn.base import BaseEstimator
 from {{ cookiecutter.package_name }}.config import MlflowConfig, resolve
 
 CANDIDATE, CHAMPION = "candidate", "champion"
+# Where a BentoML model built by packaging.py keeps its copy of the MLflow model (service.py loads it).
+BENTO_MLFLOW_FOLDER = "mlflow_model"
 
 # skops refuses to load types it is not told to trust. These are exactly the scikit-learn
 # types the template's pipelines (preprocessing + linear, forest, boosting) contain; a new

@@ -64,7 +64,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from {{ cookiecutter.package_name }} import registry, schema, scoring
 from {{ cookiecutter.package_name }}.batching import MicroBatcher, OverloadedError
 from {{ cookiecutter.package_name }}.config import MlflowConfig, compose, resolve
-from {{ cookiecutter.package_name }}.packaging import MLFLOW_MODEL_FOLDER
 from {{ cookiecutter.package_name }}.traffic import TrafficProfiler
 
 LINEAGE_KEYS = ("model_name", "model_version", "run_id", "data_digest", "git_commit")
@@ -167,7 +166,7 @@ def locate_model(settings: Settings) -> ModelSource:
     if settings.model_tag:
         stored = bentoml.models.get(settings.model_tag)
         lineage = {key: str(stored.info.labels.get(key, "")) for key in LINEAGE_KEYS}
-        return ModelSource(stored.path_of(MLFLOW_MODEL_FOLDER), lineage)
+        return ModelSource(stored.path_of(registry.BENTO_MLFLOW_FOLDER), lineage)
     return _from_registry(settings)
 
 
