@@ -39,14 +39,15 @@ def test_store__put_list_and_fetch_round_trip(remote: bool, bucket: str, tmp_pat
     assert all(when.tzinfo is UTC for when in found.values())
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    copies = store.fetch(location, ["20260301T120000-a.bin"], scratch)
+    copies = store.fetch(location, {"20260301T120000-a.bin": found["20260301T120000-a.bin"]}, scratch)
     assert [path.read_text() for path in copies] == ["20260301T120000-a.bin"]
 
 
 def test_store__remote_copies_keep_the_remote_modification_time(bucket: str, tmp_path: Path) -> None:
     store.put(bucket, "worker.bin", lambda path: Path(path).write_bytes(b"x"))
-    remote_time = store.listing(bucket, {".bin"})["worker.bin"]
-    (copy,) = store.fetch(bucket, ["worker.bin"], tmp_path)
+    found = store.listing(bucket, {".bin"})
+    (copy,) = store.fetch(bucket, found, tmp_path)
+    remote_time = found["worker.bin"]
     assert abs(datetime.fromtimestamp(copy.stat().st_mtime, tz=UTC) - remote_time).total_seconds() < 1
 
 

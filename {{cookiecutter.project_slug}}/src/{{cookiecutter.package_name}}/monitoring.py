@@ -295,7 +295,7 @@ def window_files(
     """
     found = store.listing(location, suffixes)
     timed = sorted((profiling.stamp_time(name) or modified, name) for name, modified in found.items())
-    return store.fetch(location, [name for when, name in timed if start <= when <= end], scratch)
+    return store.fetch(location, {name: found[name] for when, name in timed if start <= when <= end}, scratch)
 
 
 def load_window(paths: list[Path]) -> tuple[DatasetProfileView, list[dict[str, Any]]]:

@@ -79,21 +79,21 @@ def listing(location: str | Path, suffixes: set[str]) -> dict[str, datetime]:
     return modified
 
 
-def fetch(location: str | Path, names: list[str], scratch: Path) -> list[Path]:
-    """Local paths of ``names``: the files themselves, or copies downloaded into ``scratch``.
+def fetch(location: str | Path, files: dict[str, datetime], scratch: Path) -> list[Path]:
+    """Local paths of ``files``: the files themselves, or copies downloaded into ``scratch``.
 
-    Copies keep the remote modification time, so a file's window time reads the same either way.
+    ``files`` maps names to the modification times :func:`listing` gave; copies keep them, so a
+    file's window time reads the same either way (and no second request per file asks again).
     """
     if not is_remote(location):
-        return [local(location) / name for name in names]
+        return [local(location) / name for name in files]
     try:
         filesystem, root_path = fsspec.core.url_to_fs(str(location))
         copies = []
-        for name in names:
-            remote, copy = f"{root_path.rstrip('/')}/{name}", scratch / name
-            filesystem.get_file(remote, str(copy))
-            stamp = _modified(filesystem, remote).timestamp()
-            os.utime(copy, (stamp, stamp))
+        for name, modified in files.items():
+            copy = scratch / name
+            filesystem.get_file(f"{root_path.rstrip('/')}/{name}", str(copy))
+            os.utime(copy, (modified.timestamp(), modified.timestamp()))
             copies.append(copy)
         return copies
     except STORE_ERRORS as error:
