@@ -139,7 +139,7 @@ def deploy_stop(session: nox.Session) -> None:
 @nox.session(name="bench-switch")
 def bench_switch(session: nox.Session) -> None:
     """Blue/green switches under 64-client load: failed requests, switch and rollback times."""
-    uv_run(session, "deploy", "bench-switch", "staging", *session.posargs)
+    uv_run(session, "python", "benchmarks/bench_switch.py", *session.posargs)
 
 
 @nox.session(name="propose-promotion")
@@ -171,11 +171,11 @@ def containerize(session: nox.Session) -> None:
 def serve(session: nox.Session) -> None:
     """Serve from source, model from the registry alias: `nox -s serve -- --port 3000` (Ctrl+C stops)."""
     use_bento_store(session)
-    uv_run(session, "bentoml", "serve", "{{ cookiecutter.package_name }}.service:ModelService", *session.posargs)
+    uv_run(session, "bentoml", "serve", "{{ cookiecutter.package_name }}.serving.service:ModelService", *session.posargs)
 
 
 @nox.session(name="bench-serve")
 def bench_serve(session: nox.Session) -> None:
     """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk)."""
     use_bento_store(session)
-    uv_run(session, "bench-serve", *session.posargs)
+    uv_run(session, "python", "benchmarks/bench_serve.py", *session.posargs)

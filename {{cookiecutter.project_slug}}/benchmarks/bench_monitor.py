@@ -18,10 +18,15 @@ from typing import TypeVar
 
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import dashboards, monitoring, profiling, replay, simulation
+from {{ cookiecutter.package_name }} import profiling, simulation
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import feature_columns
-from {{ cookiecutter.package_name }}.traffic import TrafficProfiler
+from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor, replay
+from {{ cookiecutter.package_name }}.monitoring.columns import compare_columns
+from {{ cookiecutter.package_name }}.monitoring.labels import assess_labels, labelled_window
+from {{ cookiecutter.package_name }}.monitoring.window import load_window, window_bounds, window_files
+from {{ cookiecutter.package_name }}.reference import PREDICTION, REFERENCE_PROFILE
+from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
 
 BUDGET_S = 30.0
 WINDOWS = 10
@@ -52,7 +57,7 @@ def traffic(cfg: Config, rows: int) -> pd.DataFrame:
     """Synthetic served rows with ids and a prediction column (the simulated outcome)."""
     frame = simulation.make_customers(rows, seed=3, shift="covariate")
     kept = frame[[*feature_columns(frame, cfg.data), cfg.data.id_column, cfg.data.target]]
-    return kept.assign(**{monitoring.PREDICTION: frame[cfg.data.target]})
+    return kept.assign(**{PREDICTION: frame[cfg.data.target]})
 
 
 def write_reference(cfg: Config, folder: Path) -> None:
@@ -61,16 +66,16 @@ def write_reference(cfg: Config, folder: Path) -> None:
     frame = sample[feature_columns(sample, cfg.data)]
     folder.mkdir(parents=True)
     reference = frame.assign(
-        **{monitoring.PREDICTION: sample[cfg.data.target], cfg.data.target: sample[cfg.data.target]}
+        **{PREDICTION: sample[cfg.data.target], cfg.data.target: sample[cfg.data.target]}
     )
-    profiling.write(profiling.profile(reference), folder / monitoring.REFERENCE_PROFILE)
+    profiling.write(profiling.profile(reference), folder / REFERENCE_PROFILE)
 
 
 def log_traffic(cfg: Config, frame: pd.DataFrame) -> int:
     """Write the rows window by window through the service's profiler; the files written."""
     profiler = TrafficProfiler(cfg.monitoring.profile_dir, id_column=cfg.data.id_column)
-    kept = frame.drop(columns=[cfg.data.target, monitoring.PREDICTION])
-    predictions = frame[monitoring.PREDICTION]
+    kept = frame.drop(columns=[cfg.data.target, PREDICTION])
+    predictions = frame[PREDICTION]
     starts = replay.window_starts(
         WINDOWS, cfg.serving.profile_window_s, pd.Timestamp.now(tz="UTC").to_pydatetime()
     )
@@ -82,17 +87,17 @@ def log_traffic(cfg: Config, frame: pd.DataFrame) -> int:
 
 def monitored_stages(cfg: Config, scratch: Path) -> dict[str, float]:
     """Merge, compare and label steps timed one by one."""
-    start, end = monitoring.window_bounds(cfg.monitoring)
-    paths = monitoring.window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
-    reference = monitoring.load_reference(cfg)
-    (current, _), merge_s = timed(lambda: monitoring.load_window(paths))
-    roles = {name: "feature" for name in reference.features} | {monitoring.PREDICTION: "prediction"}
-    _, compare_s = timed(lambda: monitoring.compare_columns(cfg.monitoring, reference.view, current, roles))
+    start, end = window_bounds(cfg.monitoring)
+    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
+    reference = monitor.load_reference(cfg)
+    (current, _), merge_s = timed(lambda: load_window(paths))
+    roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
+    _, compare_s = timed(lambda: compare_columns(cfg.monitoring, reference.view, current, roles))
     started = time.perf_counter()
-    joined = monitoring.labelled_window(cfg, start, end, scratch)
+    joined = labelled_window(cfg, start, end, scratch)
     if joined is not None:
         labels = profiling.profile(joined[[cfg.data.target]])
-        monitoring.assess_labels(cfg, reference, joined, labels)
+        assess_labels(cfg, reference, joined, labels)
     labels_s = time.perf_counter() - started
     return {"merge": merge_s, "compare": compare_s, "labels": labels_s}
 
@@ -109,7 +114,7 @@ def main(rows: int) -> float:
         _, profile_s = timed(lambda: log_traffic(cfg, frame))
         seconds = {"profile": profile_s, **monitored_stages(cfg, folder)}
         cpu_s = time.process_time() - cpu_started
-        comparison = monitoring.monitor(cfg)  # the same work again, whole, for the report's input
+        comparison = monitor.monitor(cfg)  # the same work again, whole, for the report's input
         cpu_started = time.process_time()
         _, seconds["report"] = timed(lambda: dashboards.write(comparison, cfg.monitoring.report_dir))
         cpu_s += time.process_time() - cpu_started

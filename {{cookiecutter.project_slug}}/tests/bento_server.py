@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +10,10 @@ from pathlib import Path
 
 import httpx
 
-from {{ cookiecutter.package_name }}.benchmark import stop_server
+from {{ cookiecutter.package_name }}.deployment.loopback import free_port, stop_process
 
 BENTOML = str(Path(sys.executable).with_name("bentoml"))
 STARTUP_TIMEOUT_S = 300.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def start(target: str, cwd: Path, env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -50,5 +43,6 @@ def start(target: str, cwd: Path, env: dict[str, str], log: Path) -> tuple[subpr
     raise RuntimeError(f"bentoml serve not ready after {STARTUP_TIMEOUT_S:.0f}s:\n{log.read_text()[-3000:]}")
 
 
-# SIGTERM (graceful: shutdown hooks flush profiles), then SIGKILL the group if it hangs.
-stop = stop_server
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (graceful: shutdown hooks flush profiles), then SIGKILL the whole tree if it hangs."""
+    stop_process(process.pid, grace_s=60)

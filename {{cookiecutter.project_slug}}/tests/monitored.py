@@ -9,11 +9,12 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from {{ cookiecutter.package_name }} import evaluation, monitoring, replay
+from {{ cookiecutter.package_name }} import evaluation, reference
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import split
-from {{ cookiecutter.package_name }}.preprocessing import infer_features
-from {{ cookiecutter.package_name }}.training import build_pipeline
+from {{ cookiecutter.package_name }}.monitoring import monitor, replay
+from {{ cookiecutter.package_name }}.training.preprocessing import infer_features
+from {{ cookiecutter.package_name }}.training.train import build_pipeline
 
 
 @dataclass(frozen=True)
@@ -29,8 +30,8 @@ def fit(folder: Path, sample: pd.DataFrame) -> Fitted:
     spec = infer_features(data.x_train, cfg.data)
     model = build_pipeline(cfg, spec).fit(data.x_train[spec.columns], data.y_train)
     scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
-    trained = monitoring.Training(model, data.x_train[spec.columns], data.y_train, scores)
-    monitoring.write_reference(cfg, trained, folder)
+    trained = reference.Training(model, data.x_train[spec.columns], data.y_train, scores)
+    reference.write_reference(cfg, trained, folder)
     return Fitted(folder, model)
 
 
@@ -49,8 +50,8 @@ def configure(folder: Path, reference_dir: Path, *overrides: str) -> Config:
     )
 
 
-def replayed(folder: Path, fitted: Fitted, shift: str) -> monitoring.Comparison:
+def replayed(folder: Path, fitted: Fitted, shift: str) -> monitor.Comparison:
     """Replay one shift straight into profiles (the service's writer), then monitor the window."""
     cfg = configure(folder, fitted.folder, f"monitoring.simulation.shift={shift}")
     replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
-    return monitoring.monitor(cfg)
+    return monitor.monitor(cfg)

@@ -2,7 +2,9 @@
 
 Each is a Hydra app, so every config value can be overridden on the command line
 (``train model=hgb data.path=data/other.parquet``) and ``-m`` runs sweeps. Expected failures
-(bad data, missing model) print one clear message and exit 1; they never print a traceback.
+(any :class:`~.errors.PipelineError`) print one clear message and exit 1; they never print a
+traceback. Each stage imports its own modules when it runs, so ``validate-data`` does not pay
+for MLflow, BentoML and whylogs at start-up.
 """
 
 from __future__ import annotations
@@ -15,27 +17,12 @@ from functools import wraps
 import hydra
 from omegaconf import DictConfig
 
-from {{ cookiecutter.package_name }} import (
-    benchmark,
-    comparison,
-    dashboards,
-    health,
-    inference,
-    monitoring,
-    packaging,
-    profiling,
-    replay,
-    reports,
-    training,
-    validation,
-)
-from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, register, resolve, to_typed
-from {{ cookiecutter.package_name }}.data import DataError, load_table
-from {{ cookiecutter.package_name }}.profiling import ProfileError
+from .config import CONF_DIR, Config, register, resolve, to_typed
+from .errors import PipelineError
 
 register()
 CONF = str(CONF_DIR)
-EXPECTED = (DataError, ProfileError, FileNotFoundError)
+EXPECTED = (PipelineError, FileNotFoundError)
 
 
 def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig], int]]:
@@ -64,6 +51,8 @@ def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig
 
 @stage("validate-data")
 def _validate_data(cfg: Config) -> int:
+    from . import validation
+
     report = validation.validate_file(cfg.data, cfg.validation)
     json_path, _ = validation.write_report(report, cfg.validation.report_dir)
     for violation in report.violations:
@@ -74,6 +63,9 @@ def _validate_data(cfg: Config) -> int:
 
 @stage("derive-contract")
 def _derive_contract(cfg: Config) -> int:
+    from . import profiling, validation
+    from .data import load_table
+
     frame = load_table(cfg.data.path)
     contract = validation.derive_contract(frame, cfg.data)
     path = contract.save(cfg.validation.contract_path)
@@ -86,8 +78,10 @@ def _derive_contract(cfg: Config) -> int:
 
 @stage("train")
 def _train(cfg: Config) -> int:
-    result = training.train(cfg)
-    path = training.write_result(result, cfg.training.report_dir)
+    from .training import train
+
+    result = train.train(cfg)
+    path = train.write_result(result, cfg.training.report_dir)
     metric = cfg.training.primary_metric
     score = f"test {metric}={result.metrics[metric]:.4f} (cv {result.cv_mean:.4f})"
     print(f"  {cfg.model.name}: {score}; run {result.run_id}")
@@ -103,7 +97,9 @@ def _train(cfg: Config) -> int:
 
 @stage("compare")
 def _compare(cfg: Config) -> int:
-    decision = comparison.compare(cfg)
+    from .training import selection
+
+    decision = selection.compare(cfg)
     path = decision.write(resolve(cfg.training.report_dir) / "gate.json")
     verdict = "PROMOTE" if decision.promote else "KEEP CHAMPION"
     print(f"  {verdict}: {decision.reason}; decision: {path}")
@@ -112,6 +108,8 @@ def _compare(cfg: Config) -> int:
 
 @stage("predict")
 def _predict(cfg: Config) -> int:
+    from .training import inference
+
     path = inference.predict_file(cfg, cfg.inference.input, cfg.inference.output, cfg.inference.alias)
     print(f"  predictions: {path}")
     return 0
@@ -119,6 +117,8 @@ def _predict(cfg: Config) -> int:
 
 @stage("summary")
 def _summary(cfg: Config) -> int:
+    from . import reports
+
     path = reports.publish(resolve(cfg.training.report_dir).parent)
     print(f"  dashboard: {path}")
     return 0
@@ -126,8 +126,10 @@ def _summary(cfg: Config) -> int:
 
 @stage("monitor")
 def _monitor(cfg: Config) -> int:
+    from .monitoring import dashboards, health, monitor
+
     service = health.collect(cfg.monitoring, cfg.serving.latency_budget_ms)
-    checked = monitoring.monitor(cfg, service)
+    checked = monitor.monitor(cfg, service)
     paths = dashboards.write(checked, cfg.monitoring.report_dir)
     dashboards.publish(checked.result, paths)
     for alert in checked.result.alerts:
@@ -138,6 +140,8 @@ def _monitor(cfg: Config) -> int:
 
 @stage("simulate-drift")
 def _simulate_drift(cfg: Config) -> int:
+    from .monitoring import replay
+
     done = replay.replay(cfg)
     print(f"  replayed {done.rows} rows ({done.shift} shift) over {done.windows} windows via {done.via}")
     if done.profiles:
@@ -149,6 +153,8 @@ def _simulate_drift(cfg: Config) -> int:
 
 @stage("package")
 def _package(cfg: Config) -> int:
+    from .serving import packaging
+
     built = packaging.package(cfg)
     path = packaging.write_summary(built, cfg.serving.report_dir)
     print(f"  bento {built.bento_tag} (model v{built.labels['model_version']}, run {built.labels['run_id']})")
@@ -158,18 +164,14 @@ def _package(cfg: Config) -> int:
 
 @stage("containerize")
 def _containerize(cfg: Config) -> int:
+    from .serving import packaging
+
     bento = packaging.latest_bento(cfg.mlflow.model_name)
     missing = packaging.docker_engine()
     if missing:
         print(f"  skipped: {missing}. The bento {bento} is built; the image is built where docker runs (CI).")
         return 0
     print(f"  image: {packaging.containerize(bento, packaging.image_reference(bento))}")
-    return 0
-
-
-@stage("bench-serve")
-def _bench_serve(cfg: Config) -> int:
-    print(f"  report: {benchmark.bench(cfg)}")
     return 0
 
 
@@ -189,4 +191,3 @@ simulate_drift = _app(_simulate_drift)
 summary = _app(_summary)
 package = _app(_package)
 containerize = _app(_containerize)
-bench_serve = _app(_bench_serve)

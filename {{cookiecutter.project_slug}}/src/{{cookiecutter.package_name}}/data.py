@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from {{ cookiecutter.package_name }}.config import DataConfig, resolve
+from .config import DataConfig, resolve
+from .errors import PipelineError
 
 READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
     ".csv": pd.read_csv,
@@ -19,7 +20,7 @@ READERS: dict[str, Callable[[Path], pd.DataFrame]] = {
 }
 
 
-class DataError(ValueError):
+class DataError(PipelineError, ValueError):
     """Input data cannot be used; the message says why and how to fix it."""
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from {{ cookiecutter.package_name }}.profiling import DatasetProfileView
+from .profiling import DatasetProfileView, frequencies
 
 QUANTILES = np.linspace(0.01, 0.99, 99)
 
@@ -76,16 +76,6 @@ def ks_statistic(ref_kll: object, cur_kll: object) -> float:
     ref_cdf = np.asarray(ref_kll.get_cdf(points))[:-1]  # type: ignore[attr-defined]
     cur_cdf = np.asarray(cur_kll.get_cdf(points))[:-1]  # type: ignore[attr-defined]
     return float(np.max(np.abs(ref_cdf - cur_cdf)))
-
-
-def frequencies(column: object) -> dict[str, float]:
-    """Relative frequency of each frequent string in a column profile."""
-    metric = column.get_metric("frequent_items")  # type: ignore[attr-defined]
-    if metric is None:
-        return {}
-    items = metric.to_summary_dict().get("frequent_strings", [])
-    total = sum(item.est for item in items)
-    return {item.value: item.est / total for item in items} if total else {}
 
 
 def hellinger(p: dict[str, float], q: dict[str, float]) -> float:

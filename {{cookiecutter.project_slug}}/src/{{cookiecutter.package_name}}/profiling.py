@@ -22,6 +22,8 @@ if not hasattr(np, "unicode_"):
 import whylogs as why
 from whylogs.core import ColumnProfileView, DatasetProfileView
 
+from .errors import PipelineError
+
 __all__ = [
     "ColumnProfileView",
     "DatasetProfileView",
@@ -40,7 +42,7 @@ STAMP = "%Y%m%dT%H%M%S"  # as the service names its files (traffic.py)
 STAMP_PATTERN = re.compile(r"(\d{8}T\d{6})Z?")
 
 
-class ProfileError(OSError):
+class ProfileError(PipelineError, OSError):
     """A profile cannot be read or written; the message names the path."""
 
 
@@ -91,3 +93,49 @@ def row_count(view: DatasetProfileView) -> int:
     """Rows profiled: the largest column count (every logged row counts in each column)."""
     counts = [col.get_metric("counts").n.value for col in view.get_columns().values()]
     return int(max(counts, default=0))
+
+
+def quantiles(column: ColumnProfileView, points: list[float]) -> list[float] | None:
+    """Values at the given quantiles, from the column's KLL sketch; None when it holds no numbers."""
+    metric = column.get_metric("distribution")
+    if metric is None or metric.kll.value.is_empty():
+        return None
+    return [float(value) for value in metric.kll.value.get_quantiles(points)]
+
+
+def histogram(column: ColumnProfileView, edges: np.ndarray) -> np.ndarray:
+    """Share of the column's values in each bin between consecutive edges, from its KLL sketch."""
+    return np.asarray(column.get_metric("distribution").kll.value.get_pmf(list(edges[1:-1])))
+
+
+def missing_share(column: ColumnProfileView) -> float:
+    """Share of rows with no value (None or NaN)."""
+    counts = column.get_metric("counts")
+    total = counts.n.value if counts else 0
+    return float(counts.null.value / total) if total else 0.0
+
+
+def value_type(column: ColumnProfileView) -> str:
+    """The column's dominant family of values: numeric, string, boolean or object."""
+    metric = column.get_metric("types")
+    if metric is None:
+        return "unknown"
+    seen = metric.to_summary_dict()
+    families = {
+        "numeric": seen.get("integral", 0) + seen.get("fractional", 0),
+        "string": seen.get("string", 0),
+        "boolean": seen.get("boolean", 0),
+        "object": seen.get("object", 0) + seen.get("tensor", 0),
+    }
+    best = max(families, key=lambda name: families[name])
+    return best if families[best] else "empty"
+
+
+def frequencies(column: object) -> dict[str, float]:
+    """Relative frequency of each frequent string in a column profile."""
+    metric = column.get_metric("frequent_items")  # type: ignore[attr-defined]
+    if metric is None:
+        return {}
+    items = metric.to_summary_dict().get("frequent_strings", [])
+    total = sum(item.est for item in items)
+    return {item.value: item.est / total for item in items} if total else {}

@@ -19,7 +19,7 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
-from {{ cookiecutter.package_name }}.config import MlflowConfig, resolve
+from .config import MlflowConfig, resolve
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # Where a BentoML model built by packaging.py keeps its copy of the MLflow model (service.py loads it).

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import fsspec
 
-from {{ cookiecutter.package_name }}.config import resolve
-from {{ cookiecutter.package_name }}.profiling import ProfileError
+from .config import resolve
+from .profiling import ProfileError
 
 # What fsspec raises for a missing driver, an unknown protocol, a denied or absent path.
 STORE_ERRORS = (OSError, ValueError, ImportError)

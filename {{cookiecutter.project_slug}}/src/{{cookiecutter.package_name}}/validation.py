@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from {{ cookiecutter.package_name }} import drift, profiling
-from {{ cookiecutter.package_name }}.config import DataConfig, ValidationConfig, resolve
-from {{ cookiecutter.package_name }}.data import DataError, load_table
+from . import drift, profiling
+from .config import DataConfig, ValidationConfig, resolve
+from .data import DataError, load_table
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 

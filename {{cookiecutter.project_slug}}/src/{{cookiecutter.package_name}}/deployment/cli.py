@@ -21,20 +21,13 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from {{ cookiecutter.package_name }} import checks, packaging, promotion, registry
-from {{ cookiecutter.package_name }}.config import Config, compose, resolve
-from {{ cookiecutter.package_name }}.data import DataError
-from {{ cookiecutter.package_name }}.deployment import bench as switch_bench
-from {{ cookiecutter.package_name }}.deployment import kubernetes, local, router, state
+from .. import registry
+from ..config import Config, compose, resolve
+from ..errors import PipelineError
+from ..serving import packaging
+from . import checks, kubernetes, local, loopback, promotion, router, state
 
-EXPECTED = (
-    state.StateError,
-    local.DeployError,
-    promotion.PromotionError,
-    checks.HoldoutError,
-    router.RouterError,
-    DataError,
-)
+EXPECTED = (PipelineError,)
 SESSIONS = {"staging": "deploy-staging", "production": "promote"}
 
 
@@ -81,7 +74,7 @@ def summarize(markdown: Path) -> None:
 
 def latest_release(cfg: Config) -> state.Release | None:
     """The newest bento of this model in the project's bento store (what ``nox -s package`` built)."""
-    import bentoml  # noqa: PLC0415  (after use_project_store() has set BENTOML_HOME)
+    import bentoml
 
     bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
     if not bentos:
@@ -189,9 +182,8 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
     for color in state.COLORS:
         process = actual.colors.get(color)
         running = target.color_running(process)
-        health = (
-            "ready" if process and running and local.ready(process.port) else ("up" if running else "stopped")
-        )
+        answering = process is not None and running and loopback.ready(process.port)
+        health = "ready" if answering else ("up" if running else "stopped")
         print(
             f"  {color:5} desired={desired.release(color)} running={process.release if process else None} "
             f"{health} weight={weights.get(color, '-')} (desired {desired.traffic[color]})"
@@ -236,17 +228,6 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def bench(cfg: Config, args: argparse.Namespace) -> int:
-    """Switch benchmark on staging's live release (see :mod:`.bench`)."""
-    source = state.load(desired_path(cfg, args.environment))
-    release = source.release(source.live) or latest_release(cfg)
-    if release is None:
-        raise state.StateError(
-            "nothing to benchmark: run `nox -s package` (and `nox -s deploy-staging`) first"
-        )
-    return switch_bench.run(cfg, source, release, args)
-
-
 def parser() -> argparse.ArgumentParser:
     """The argument parser: subcommands, environment, Hydra overrides."""
     root = argparse.ArgumentParser(
@@ -256,7 +237,6 @@ def parser() -> argparse.ArgumentParser:
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
         "propose": propose,
-        "bench-switch": bench,
     }  # fmt: skip
     for name, handler in handlers.items():
         command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
@@ -268,10 +248,6 @@ def parser() -> argparse.ArgumentParser:
     )
     commands.choices["propose"].add_argument("--bento", help="bento tag (default: staging's live release)")
     commands.choices["propose"].add_argument("--model-version", help="MLflow model version inside the bento")
-    bench_args = commands.choices["bench-switch"]
-    bench_args.add_argument("--clients", type=int, default=64)
-    bench_args.add_argument("--requests", type=int, default=10_000)
-    bench_args.add_argument("--switches", type=int, default=6)
     return root
 
 

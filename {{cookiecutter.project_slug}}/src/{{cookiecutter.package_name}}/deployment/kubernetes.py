@@ -16,7 +16,7 @@ from typing import Any
 import kubernetes_validate
 import yaml
 
-from {{ cookiecutter.package_name }}.deployment.state import DesiredState
+from .state import DesiredState
 
 UNRELEASED = "unreleased"
 IMAGE_NAME = "model-image"

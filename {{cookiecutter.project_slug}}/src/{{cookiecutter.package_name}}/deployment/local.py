@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from {{ cookiecutter.package_name }}.deployment import router
-from {{ cookiecutter.package_name }}.deployment.state import COLORS, DesiredState, Release
+from ..errors import PipelineError
+from . import router
+from .loopback import alive, ready, stop_process
+from .state import COLORS, DesiredState, Release
 
 
-class DeployError(RuntimeError):
+class DeployError(PipelineError, RuntimeError):
     """A process would not start, became unready, or the recorded state is unusable."""
 
 
@@ -60,73 +60,6 @@ class Actual:
         """Inverse of :func:`dataclasses.asdict`."""
         colors = {color: ColorProcess(**spec) for color, spec in doc.get("colors", {}).items()}
         return cls(**(doc | {"colors": colors}))
-
-
-def alive(pid: int | None, marker: str) -> bool:
-    """Whether ``pid`` runs and is still the process we started (its command line has ``marker``)."""
-    if pid is None:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[-1].split()[0] != "Z" and marker in cmdline
-
-
-def ready(port: int, timeout_s: float = 1.0) -> bool:
-    """Whether the service on ``port`` answers ``/readyz`` with 200."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=timeout_s) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
-def stop_process(pid: int, grace_s: float = 10.0) -> None:
-    """SIGTERM the process group, SIGKILL it after ``grace_s``, then any process left of its tree."""
-    tree = process_tree(pid)
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + wait_s
-        while time.monotonic() < deadline:
-            if _reaped(pid):
-                break
-            time.sleep(0.1)
-        else:
-            continue
-        break
-    for leftover in tree[1:]:
-        if alive(leftover, ""):
-            os.kill(leftover, signal.SIGKILL)
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and every process below it (BentoML's workers keep serving if only the arbiter dies)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[-1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending += children.get(current, [])
-    return tree
-
-
-def _reaped(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:  # not our child: gone once /proc says so
-        return not Path(f"/proc/{pid}").exists() or not alive(pid, "")
-    return done == pid
 
 
 class LocalTarget:

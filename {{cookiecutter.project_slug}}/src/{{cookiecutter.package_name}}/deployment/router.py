@@ -16,7 +16,8 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from {{ cookiecutter.package_name }}.deployment.state import COLORS, Router
+from ..errors import PipelineError
+from .state import COLORS, Router
 
 BACKEND = "colors"
 PREVIEW = "preview"
@@ -76,7 +77,7 @@ backend {preview}
 """
 
 
-class RouterError(RuntimeError):
+class RouterError(PipelineError, RuntimeError):
     """HAProxy's runtime API refused a command or could not be reached."""
 
 

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from ..errors import PipelineError
+
 COLORS = ("blue", "green")
 Fill = TypeVar("Fill")
 HEADER = (
@@ -22,7 +24,7 @@ HEADER = (
 )
 
 
-class StateError(ValueError):
+class StateError(PipelineError, ValueError):
     """A desired-state file is missing, unparsable, or has a field with a bad value."""
 
 

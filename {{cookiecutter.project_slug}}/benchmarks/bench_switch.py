@@ -1,0 +1,322 @@
+"""Switch benchmark (``nox -s bench-switch``): blue/green flips under continuous load.
+
+Both colors serve staging's live release on a throwaway ``bench`` environment (its own
+loopback ports and state). Three measurements, printed as a table and written to
+``reports/checks/bench-switch.{json,md}``:
+
+1. flips: ``--switches`` weight flips while wrk keeps ``--clients`` connections busy for at
+   least ``--requests`` requests; every failed request is counted, and each switch is timed
+   from the runtime-API command until a fresh request is answered by the new color;
+2. refusal: a candidate held to an impossible latency budget is refused by the gate, and
+   HAProxy's counters prove it received no production request;
+3. rollback: the new color is killed right after a switch, under load; the time from the
+   kill until the watch has put traffic back is measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from {{ cookiecutter.package_name }}.config import Config, compose, resolve
+from {{ cookiecutter.package_name }}.deployment import checks, cli, local, loopback, promotion, router, state
+from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.serving import packaging
+
+COUNTING_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [=[__BODY__]=]
+-- counters are per-thread globals (no `init`: defining one would replace wrk's, which builds the request)
+blue, green, other = 0, 0, 0
+local threads = {}
+function setup(thread) table.insert(threads, thread) end
+function response(status, headers, body)
+  if status ~= 200 then return end  -- counted by wrk as a status error
+  local color = headers["x-deploy-color"] or headers["X-Deploy-Color"]
+  if color == "blue" then blue = blue + 1
+  elseif color == "green" then green = green + 1
+  else other = other + 1 end
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  local b, g, o = 0, 0, 0
+  for _, t in ipairs(threads) do b = b + t:get("blue"); g = g + t:get("green"); o = o + t:get("other") end
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p95_us": %d, "p99_us": %d, "connect": %d, "read": %d, ' ..
+    '"write": %d, "timeout": %d, "status": %d, "blue": %d, "green": %d, "other": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(95), latency:percentile(99), e.connect, e.read,
+    e.write, e.timeout, e.status, b, g, o))
+end
+"""
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    measure: str
+    target: str
+    value: str
+    passed: bool
+
+
+@dataclass
+class Load:
+    """wrk running in the background with the color-counting script."""
+
+    port: int
+    body: str
+    clients: int
+    duration_s: float
+    process: subprocess.Popen[str] | None = None
+    script: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".lua")[1]))
+
+    def __enter__(self) -> Load:
+        self.script.write_text(COUNTING_SCRIPT.replace("__BODY__", self.body))
+        command = checks.wrk_command(self.port, self.script, self.clients, self.duration_s)
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        self.script.unlink(missing_ok=True)
+
+    def result(self) -> dict[str, float]:
+        """Wait for wrk and return its counters; failures are every kind of error wrk counts."""
+        assert self.process is not None
+        stdout, stderr = self.process.communicate(timeout=self.duration_s + 60)
+        numbers = checks.wrk_numbers(stdout, stderr)
+        numbers["failed"] = sum(
+            numbers[k] for k in ("connect", "read", "write", "timeout", "status", "other")
+        )
+        return numbers
+
+
+def observe_switch(port: int, body: bytes, color: str, timeout_s: float = 10.0) -> float:
+    """Seconds until a fresh connection's request is answered by ``color``."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+        try:
+            connection.request(
+                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            response.read()
+            if response.getheader(router.COLOR_HEADER) == color:
+                return time.perf_counter() - started
+        except (OSError, http.client.HTTPException):
+            continue  # the load's own counters report failures; this only times the switch
+        finally:
+            connection.close()
+    return math.inf
+
+
+def bench_desired(source: state.DesiredState, release: state.Release) -> state.DesiredState:
+    """Both colors on the release, blue live, on fresh ports, gate off (the flips measure the router)."""
+    port, preview, blue, green = loopback.free_ports(4)
+    post_switch = replace(source.checks.post_switch, window_s=3.0, min_requests=5, p95_ms=10_000.0)
+    return replace(
+        source,
+        environment="bench",
+        live="blue",
+        colors={"blue": release, "green": release},
+        traffic={"blue": 100, "green": 0},
+        canary_steps=(),
+        router=replace(source.router, port=port, preview_port=preview, blue_port=blue, green_port=green),
+        checks=replace(source.checks, gate=False, post_switch=post_switch),
+    )
+
+
+@dataclass
+class Bench:
+    """The bench environment and its promoter factory."""
+
+    cfg: Config
+    desired: state.DesiredState
+    target: local.LocalTarget
+    body: str
+    flip_numbers: dict[str, Any] = field(default_factory=dict)
+
+    def promoter(
+        self, desired: state.DesiredState, on_switch: Callable[[dict[str, int]], None] | None = None
+    ) -> promotion.Promoter:
+        """A promoter on the bench environment, quiet (the table is the output)."""
+        return promotion.Promoter(
+            desired=desired,
+            target=self.target,
+            journal=promotion.Journal("bench", self.target.dir / "decisions.jsonl", echo=lambda line: None),
+            holdout=lambda version: checks.load_holdout(self.cfg, version),
+            report_dir=resolve(self.cfg.deploy.report_dir) / "bench",
+            on_switch=on_switch,
+        )
+
+    def flips(self, clients: int, requests: int, switches: int) -> list[Row]:
+        """Flip the live color ``switches`` times while wrk runs; count failures, time each switch."""
+        rate = checks.run_wrk(self.desired.router.port, self.body, clients, 3.0)
+        duration = max(10.0, 1.3 * requests / max(rate["requests"] / 3.0, 1.0))
+        api, timings, commands = self.target.api(), [], []
+        with Load(self.desired.router.port, self.body, clients, duration) as load:
+            for i in range(switches):
+                time.sleep(duration / (switches + 1))
+                color = "green" if i % 2 == 0 else "blue"
+                started = time.perf_counter()
+                api.set_weights({color: 100, state.other(color): 0})
+                commands.append(time.perf_counter() - started)
+                timings.append(
+                    time.perf_counter()
+                    - started
+                    + observe_switch(self.desired.router.port, self.body.encode(), color)
+                )
+            numbers = load.result()
+        self.flip_numbers = numbers | {"switch_s": timings, "command_s": commands}
+        return [
+            Row(
+                "requests under load",
+                f">= {requests:,}",
+                f"{numbers['requests']:,.0f} ({clients} clients)",
+                numbers["requests"] >= requests,
+            ),
+            Row(
+                "answered by blue / green",
+                "both",
+                f"{numbers['blue']:,.0f} / {numbers['green']:,.0f}",
+                min(numbers["blue"], numbers["green"]) > 0,
+            ),
+            Row("switches", f">= {switches}", str(len(timings)), len(timings) >= switches),
+            Row("failed requests", "0", f"{numbers['failed']:.0f}", numbers["failed"] == 0),
+            Row(
+                "switch time (max)",
+                "<= 1 s",
+                f"{max(timings):.3f} s (runtime API {max(commands) * 1000:.1f} ms)",
+                max(timings) <= 1.0,
+            ),
+            Row("p99 latency during flips", "report", f"{numbers['p99_us'] / 1000:.1f} ms", True),
+        ]
+
+    def refusal(self) -> list[Row]:
+        """A candidate failing a check (latency budget 0.001 ms) never gets a production request."""
+        impossible = replace(self.desired.checks.latency, p95_ms=0.001, duration_s=2.0, concurrency=4)
+        strict = replace(self.desired.checks, gate=True, latency=impossible, schemathesis_examples=5)
+        self.target.api().set_weights({"blue": 100, "green": 0})
+        actual = self.target.load()
+        actual.weights, actual.live = {"blue": 100, "green": 0}, "blue"
+        self.target.save(actual)
+        candidate = replace(self.desired, live="green", traffic={"blue": 0, "green": 100}, checks=strict)
+        before = {s.color: s.requests for s in self.target.api().stats()}["green"]
+        outcome = self.promoter(candidate).apply()
+        after = {s.color: s.requests for s in self.target.api().stats()}["green"]
+        return [
+            Row("failing candidate refused", "refused", outcome.status, outcome.status == "refused"),
+            Row("production requests to it", "0", str(after - before), after == before),
+        ]
+
+    def rollback(self, clients: int) -> list[Row]:
+        """Kill the new color right after the switch, under load; time the automatic rollback."""
+        killed: dict[str, float] = {}
+
+        def kill(weights: dict[str, int]) -> None:
+            process = self.target.load().colors["green"]
+            for pid in loopback.process_tree(process.pid):
+                os.kill(pid, signal.SIGKILL)
+            killed["at"] = time.time()
+
+        candidate = replace(self.desired, live="green", traffic={"blue": 0, "green": 100})
+        with Load(self.desired.router.port, self.body, clients, 10.0) as load:
+            time.sleep(2.0)
+            outcome = self.promoter(candidate, on_switch=kill).apply()
+            numbers = load.result()
+        back = next((d.at for d in outcome.decisions if d.step == "rollback"), math.inf)
+        seconds = back - killed.get("at", math.inf)
+        return [
+            Row(
+                "post-switch failure rolled back",
+                "rolled_back",
+                outcome.status,
+                outcome.status == "rolled_back",
+            ),
+            Row("failure to rollback", "<= 5 s", f"{seconds:.3f} s", seconds <= 5.0),
+            Row(
+                "requests failed meanwhile",
+                "report",
+                f"{numbers['failed']:.0f} of {numbers['requests']:,.0f}",
+                True,
+            ),
+        ]
+
+
+def table(rows: list[Row]) -> str:
+    """The result table as Markdown."""
+    lines = ["| measure | target | measured | pass |", "|---|---|---|---|"]
+    lines += [f"| {r.measure} | {r.target} | {r.value} | {'yes' if r.passed else '**NO**'} |" for r in rows]
+    return "\n".join(lines)
+
+
+def run(cfg: Config, source: state.DesiredState, release: state.Release, args: argparse.Namespace) -> int:
+    """Run the three measurements on a throwaway environment and print the table."""
+    desired = bench_desired(source, release)
+    target = local.LocalTarget("bench", resolve(cfg.deploy.state_dir), resolve(cfg.deploy.serve_dir))
+    sample = checks.load_holdout(cfg, release.model_version).x_test.head(1)
+    bench = Bench(cfg, desired, target, json.dumps(checks.request_body(sample)))
+    try:
+        print(f"bench-switch: serving {release.bento} on both colors (ports {desired.router})", flush=True)
+        bench.promoter(desired).apply()
+        rows = bench.flips(args.clients, args.requests, args.switches)
+        rows += bench.refusal()
+        rows += bench.rollback(args.clients)
+    finally:
+        target.stop_all(target.load())
+    text = table(rows)
+    print(text)
+    report = resolve(cfg.deploy.report_dir)
+    report.mkdir(parents=True, exist_ok=True)
+    (report / "bench-switch.md").write_text("## Blue/green switch benchmark\n\n" + text + "\n")
+    doc = {
+        "rows": [r.__dict__ for r in rows],
+        "flips": bench.flip_numbers,
+        "passed": all(r.passed for r in rows),
+    }
+    (report / "bench-switch.json").write_text(json.dumps(doc, indent=2, default=str))
+    return 0 if doc["passed"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``nox -s bench-switch -- --clients 64``: staging's live release (else the newest bento)."""
+    parser = argparse.ArgumentParser(prog="bench-switch", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--requests", type=int, default=10_000)
+    parser.add_argument("--switches", type=int, default=6)
+    given = sys.argv[1:] if argv is None else argv
+    overrides = [word for word in given if "=" in word and not word.startswith("-")]
+    args = parser.parse_args([word for word in given if word not in overrides])
+    packaging.use_project_store()
+    cfg = compose(overrides)
+    try:
+        source = state.load(resolve(cfg.deploy.desired_dir) / "staging.yaml")
+        release = source.release(source.live) or cli.latest_release(cfg)
+        if release is None:
+            raise state.StateError(
+                "nothing to benchmark: run `nox -s package` (and `nox -s deploy-staging`) first"
+            )
+        return run(cfg, source, release, args)
+    except PipelineError as error:
+        print(f"bench-switch: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,434 @@
+"""Sanity checks a service must pass before it takes production traffic.
+
+Each check is pass/fail with the numbers that decided it: health and readiness, output format
+(every response validates against the service's own OpenAPI schema, and schemathesis finds no
+5xx), latency (p95/p99 under budget at a fixed concurrency, measured with wrk), and metric
+parity (the served model reproduces its offline test metrics on the held-out split). The same
+checks gate staging (``nox -s check-staging``) and every promotion's candidate color.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import numpy as np
+import pandas as pd
+from mlflow.exceptions import MlflowException
+
+from .. import evaluation, registry
+from ..config import Config
+from ..data import digest, load_table, split
+from ..errors import PipelineError
+from .state import Checks
+
+PREDICT_PATH = "/predict"
+BATCH_ROWS = 100
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = [=[__BODY__]=]
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, ' ..
+    '"connect": %d, "read": %d, "write": %d, "timeout": %d, "status": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.timeout, e.status))
+end
+"""
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's verdict and the numbers behind it."""
+
+    name: str
+    passed: bool
+    numbers: dict[str, float | int | str]
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    """Every check run against one service URL."""
+
+    environment: str
+    target: str
+    url: str
+    results: list[CheckResult] = field(default_factory=list)
+    started_at: float = field(default_factory=time.time)
+
+    @property
+    def passed(self) -> bool:
+        """All checks passed (and there was at least one)."""
+        return bool(self.results) and all(result.passed for result in self.results)
+
+    def failures(self) -> list[CheckResult]:
+        """The checks that failed."""
+        return [result for result in self.results if not result.passed]
+
+    def write(self, directory: str | Path, name: str) -> tuple[Path, Path]:
+        """Write ``<name>.json`` (machine-readable) and ``<name>.md`` (the job summary)."""
+        target = Path(directory)
+        target.mkdir(parents=True, exist_ok=True)
+        doc = asdict(self) | {"passed": self.passed}
+        json_path, md_path = target / f"{name}.json", target / f"{name}.md"
+        json_path.write_text(json.dumps(doc, indent=2))
+        md_path.write_text(self.markdown())
+        return json_path, md_path
+
+    def markdown(self) -> str:
+        """A Markdown table: one row per check, numbers inline."""
+        verdict = "PASSED" if self.passed else "FAILED"
+        lines = [
+            f"## Checks: {self.environment} ({self.target}) {verdict}",
+            "",
+            f"Service: `{self.url}`",
+            "",
+            "| check | result | numbers | detail |",
+            "|---|---|---|---|",
+        ]
+        for result in self.results:
+            numbers = ", ".join(f"{key}={_fmt(value)}" for key, value in result.numbers.items())
+            mark = "pass" if result.passed else "**FAIL**"
+            lines.append(f"| {result.name} | {mark} | {numbers} | {result.detail.replace('|', '/')} |")
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """The held-out test split and the metrics the model scored on it offline."""
+
+    task: str
+    x_test: pd.DataFrame
+    y_test: pd.Series
+    offline: dict[str, float]
+
+
+def _fmt(value: float | int | str) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def request_body(rows: pd.DataFrame) -> dict[str, Any]:
+    """The predict endpoint's request: rows as JSON records (missing values as null)."""
+    records = json.loads(rows.to_json(orient="records"))
+    return {"rows": records}
+
+
+def predictions_of(body: object) -> list[Any]:
+    """The predictions in a predict response; raises ValueError when the response has none.
+
+    Items are either bare values or objects with ``prediction`` (and, for classifiers,
+    ``probabilities`` by class name); objects are returned as they are.
+    """
+    if not isinstance(body, dict) or not isinstance(body.get("predictions"), list):
+        raise ValueError("response has no 'predictions' list")
+    items = list(body["predictions"])
+    if any(isinstance(item, dict) and "prediction" not in item for item in items):
+        raise ValueError("a prediction object has no 'prediction' field")
+    return items
+
+
+def _labels_and_probabilities(
+    items: list[Any], y_true: np.ndarray
+) -> tuple[np.ndarray, np.ndarray | None, list[Any]]:
+    """Split served items into labels and a probability matrix in class order (when served)."""
+    labels = np.asarray([item["prediction"] if isinstance(item, dict) else item for item in items])
+    by_name = {str(value): value for value in sorted(set(y_true.tolist()))}
+    served: list[dict[str, float]] = [
+        item["probabilities"]
+        for item in items
+        if isinstance(item, dict) and isinstance(item.get("probabilities"), dict)
+    ]
+    if len(served) != len(items):
+        return labels, None, list(by_name.values())
+    names = list(served[0])
+    classes = [by_name.get(name, name) for name in names]
+    matrix = np.asarray([[float(p[name]) for name in names] for p in served])
+    return labels, matrix, classes
+
+
+def _request(
+    port: int, method: str, path: str, body: object = None, timeout_s: float = 30.0
+) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        payload = json.dumps(body).encode() if body is not None else None
+        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        raw = response.read()
+    finally:
+        connection.close()
+    try:
+        return response.status, json.loads(raw) if raw else None
+    except ValueError:
+        return response.status, raw.decode(errors="replace")
+
+
+def health(port: int) -> CheckResult:
+    """``/livez`` and ``/readyz`` answer 200, and how fast."""
+    numbers: dict[str, float | int | str] = {}
+    passed = True
+    for path in ("/livez", "/readyz"):
+        started = time.perf_counter()
+        try:
+            status, _ = _request(port, "GET", path, timeout_s=5.0)
+        except OSError as error:
+            return CheckResult("health", False, numbers, f"{path}: {error}")
+        numbers[f"{path[1:]}_status"] = status
+        numbers[f"{path[1:]}_ms"] = round((time.perf_counter() - started) * 1000, 2)
+        passed = passed and status == 200
+    return CheckResult("health", passed, numbers, "" if passed else "a probe did not answer 200")
+
+
+def response_schema(spec: dict[str, Any], path: str = PREDICT_PATH) -> dict[str, Any]:
+    """The JSON schema of ``path``'s 200 response, with the spec's components for ``$ref``."""
+    try:
+        schema = spec["paths"][path]["post"]["responses"]["200"]["content"]["application/json"]["schema"]
+    except KeyError as error:
+        raise ValueError(f"the OpenAPI document has no JSON 200 response for POST {path}") from error
+    return dict(schema) | {"components": spec.get("components", {})}
+
+
+def _batches(frame: pd.DataFrame, size: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start : start + size]
+
+
+def serve_holdout(port: int, holdout: Holdout) -> tuple[list[Any], list[str]]:
+    """Send the held-out rows in batches; collect predictions and everything that went wrong."""
+    status, spec = _request(port, "GET", "/docs.json")
+    if status != 200 or not isinstance(spec, dict):
+        return [], [f"GET /docs.json answered {status}"]
+    try:
+        validator = jsonschema.Draft7Validator(response_schema(spec))
+    except ValueError as error:
+        return [], [str(error)]
+    predictions: list[Any] = []
+    problems: list[str] = []
+    for batch in _batches(holdout.x_test, BATCH_ROWS):
+        try:
+            status, body = _request(port, "POST", PREDICT_PATH, request_body(batch))
+        except (OSError, http.client.HTTPException) as error:
+            problems.append(f"rows {batch.index[0]}..: no response ({error!r})")
+            continue
+        errors = [error.message for error in validator.iter_errors(body)] if status == 200 else []
+        try:
+            served = predictions_of(body) if status == 200 else []
+        except ValueError as error:
+            errors.append(str(error))
+            served = []
+        if status != 200 or errors or len(served) != len(batch):
+            problems.append(
+                f"rows {batch.index[0]}..: status {status}, {len(served)} predictions, {errors[:2]}"
+            )
+        predictions.extend(served)
+    return predictions, problems
+
+
+def output_format(problems: list[str], responses: int) -> CheckResult:
+    """Every predict response validated against the service's OpenAPI schema."""
+    passed = not problems and responses > 0
+    detail = "; ".join(problems[:3])
+    return CheckResult("output_format", passed, {"responses": responses, "invalid": len(problems)}, detail)
+
+
+def parity(predictions: list[Any], holdout: Holdout, tolerance: float) -> CheckResult:
+    """The served predictions reproduce the offline test metrics within ``tolerance`` (default exact)."""
+    if len(predictions) != len(holdout.x_test):
+        return CheckResult(
+            "metric_parity", False, {"served_rows": len(predictions)}, "not every held-out row was scored"
+        )
+    y_true = holdout.y_test.to_numpy()
+    if holdout.task == evaluation.REGRESSION:
+        values = [item["prediction"] if isinstance(item, dict) else item for item in predictions]
+        served = evaluation.regression_metrics(y_true.astype(float), np.asarray(values, dtype=float))
+    else:
+        labels, probabilities, classes = _labels_and_probabilities(predictions, y_true)
+        served = evaluation.classification_metrics(y_true, labels, probabilities, classes)
+    numbers: dict[str, float | int | str] = {"rows": len(predictions)}
+    worst = 0.0
+    for name, value in served.items():
+        if name in holdout.offline:
+            numbers[f"served_{name}"], numbers[f"offline_{name}"] = value, holdout.offline[name]
+            worst = max(worst, abs(value - holdout.offline[name]))
+    compared = [name for name in served if name in holdout.offline]
+    numbers["max_abs_diff"] = worst
+    passed = bool(compared) and worst <= tolerance + 1e-12
+    detail = f"compared {', '.join(compared)}" if compared else "no offline metric to compare with"
+    return CheckResult("metric_parity", passed, numbers, detail)
+
+
+def schemathesis_run(port: int, examples: int) -> CheckResult:
+    """Property-based requests generated from the service's OpenAPI schema: no 5xx allowed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        junit = Path(scratch) / "junit.xml"
+        command = [
+            str(Path(sys.executable).parent / "schemathesis"), "run", f"http://127.0.0.1:{port}/docs.json",
+            "--checks", "not_a_server_error", "--max-examples", str(examples), "--seed", "1",
+            "--request-timeout", "30", "--report", "junit", "--report-junit-path", str(junit), "--no-color",
+        ]  # fmt: skip
+        outcome = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+        numbers = _junit_numbers(junit)
+    passed = outcome.returncode == 0
+    numbers["exit_code"] = outcome.returncode
+    detail = "" if passed else _last_lines(outcome.stdout + outcome.stderr, 4)
+    return CheckResult("schemathesis", passed, numbers, detail)
+
+
+def _junit_numbers(path: Path) -> dict[str, float | int | str]:
+    if not path.is_file():
+        return {}
+    root = ET.parse(path).getroot()  # noqa: S314
+    suites = [root] if root.tag == "testsuite" else list(root)
+    totals = {"operations": 0, "failures": 0, "errors": 0}
+    for suite in suites:
+        totals["operations"] += int(suite.get("tests", 0))
+        totals["failures"] += int(suite.get("failures", 0))
+        totals["errors"] += int(suite.get("errors", 0))
+    return dict(totals)
+
+
+def _last_lines(text: str, count: int) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " / ".join(lines[-count:])
+
+
+def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
+    """p95 and p99 of the predict endpoint under ``concurrency`` clients, measured with wrk."""
+    budget = checks.latency
+    if shutil.which("wrk") is None:
+        return CheckResult("latency", False, {}, "wrk is not installed (apt-get install wrk)")
+    body = json.dumps(request_body(sample.head(budget.rows_per_request)))
+    numbers = run_wrk(port, body, budget.concurrency, budget.duration_s)
+    errors = sum(int(numbers[key]) for key in ("connect", "read", "write", "timeout", "status"))
+    p95, p99 = float(numbers["p95_us"]) / 1000, float(numbers["p99_us"]) / 1000
+    result: dict[str, float | int | str] = {
+        "concurrency": budget.concurrency,
+        "requests": int(numbers["requests"]),
+        "rps": round(int(numbers["requests"]) / max(float(numbers["duration_us"]) / 1e6, 1e-9), 1),
+        "p50_ms": float(numbers["p50_us"]) / 1000,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "budget_p95_ms": budget.p95_ms,
+        "budget_p99_ms": budget.p99_ms,
+        "errors": errors,
+    }
+    passed = p95 <= budget.p95_ms and p99 <= budget.p99_ms and errors == 0 and int(numbers["requests"]) > 0
+    detail = (
+        ""
+        if passed
+        else f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
+    )
+    return CheckResult("latency", passed, result, detail)
+
+
+def wrk_command(
+    port: int, script: Path, concurrency: int, duration_s: float, path: str = PREDICT_PATH
+) -> list[str]:
+    """A wrk command line: two threads at most (the machine's cores are shared with the service)."""
+    threads = max(1, min(2, concurrency))
+    return ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(duration_s))}s",
+            "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
+
+
+def wrk_numbers(stdout: str, stderr: str = "") -> dict[str, float]:
+    """The ``WRK_JSON`` line our Lua ``done`` hooks print."""
+    for line in stdout.splitlines():
+        if line.startswith("WRK_JSON "):
+            return {key: float(value) for key, value in json.loads(line.removeprefix("WRK_JSON ")).items()}
+    raise RuntimeError(f"wrk printed no result: {stderr.strip() or stdout.strip()}")
+
+
+def run_wrk(
+    port: int, body: str, concurrency: int, duration_s: float, path: str = PREDICT_PATH
+) -> dict[str, float]:
+    """Run wrk against ``path`` with a JSON POST body; its Lua ``done`` hook prints the numbers."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT.replace("__BODY__", body))
+    command = wrk_command(port, Path(script.name), concurrency, duration_s, path)
+    try:
+        outcome = subprocess.run(
+            command, capture_output=True, text=True, timeout=duration_s + 60, check=False
+        )
+    finally:
+        Path(script.name).unlink(missing_ok=True)
+    return wrk_numbers(outcome.stdout, outcome.stderr)
+
+
+def run_all(
+    port: int,
+    holdout: Holdout,
+    checks: Checks,
+    report: Report,
+    *,
+    log: Callable[[str], None] = print,
+    stop_on_failure: bool = False,
+) -> Report:
+    """Run every check, cheapest first; an unhealthy service gets no load, a gate stops at a failure."""
+    served: dict[str, Any] = {}
+
+    def format_step() -> CheckResult:
+        served["predictions"], problems = serve_holdout(port, holdout)
+        return output_format(problems, math.ceil(len(holdout.x_test) / BATCH_ROWS))
+
+    steps: list[Callable[[], CheckResult]] = [
+        lambda: health(port),
+        format_step,
+        lambda: parity(served.get("predictions", []), holdout, checks.parity_tolerance),
+        lambda: latency(port, holdout.x_test, checks),
+        lambda: schemathesis_run(port, checks.schemathesis_examples),
+    ]
+    for step in steps:
+        result = step()
+        report.results.append(result)
+        log(f"  check {result.name}: {'pass' if result.passed else 'FAIL'} {result.numbers} {result.detail}")
+        if not result.passed and (stop_on_failure or result.name == "health"):
+            break
+    return report
+
+
+class HoldoutError(PipelineError, ValueError):
+    """The offline metrics or the held-out data of a model version cannot be found."""
+
+
+def load_holdout(cfg: Config, model_version: str) -> Holdout:
+    """The held-out split and offline test metrics of one registered model version.
+
+    The split is recomputed from ``cfg.data`` with the training seed; the data digest logged
+    at training must match, or parity could not be exact and the check would mislead.
+    """
+    client = registry.connect(cfg.mlflow)
+    try:
+        lineage = registry.lineage(client, cfg.mlflow.model_name, model_version)
+        metrics = client.get_run(lineage.run_id).data.metrics
+    except MlflowException as error:
+        raise HoldoutError(
+            f"model {cfg.mlflow.model_name!r} version {model_version!r} is not in the registry at "
+            f"{cfg.mlflow.tracking_uri}; check model_version in the desired-state file"
+        ) from error
+    frame = load_table(cfg.data.path)
+    if lineage.data_digest and digest(frame) != lineage.data_digest:
+        raise HoldoutError(
+            f"{cfg.data.path} changed since version {model_version} was trained "
+            f"(digest {digest(frame)} != {lineage.data_digest}); point data.path at the training data"
+        )
+    data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
+    offline = {
+        name.removeprefix("test_"): value for name, value in metrics.items() if name.startswith("test_")
+    }
+    return Holdout(cfg.task, data.x_test, data.y_test, offline)

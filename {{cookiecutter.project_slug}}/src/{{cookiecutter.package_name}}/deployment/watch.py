@@ -1,0 +1,127 @@
+"""The post-switch watch: after traffic moves, the new color proves itself under real traffic.
+
+For ``post_switch.window_s`` seconds, probe threads send requests through the router (counting
+only answers from the watched color, by HAProxy's ``X-Deploy-Color`` header) while HAProxy's own
+counters show failures seen by real clients. A failure rate over ``max_error_rate`` or a p95 over
+``p95_ms`` ends the watch at once; too few answers fail it too. The promoter rolls back on failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import checks
+from .local import LocalTarget
+from .state import PostSwitch
+
+
+@dataclass(frozen=True)
+class WatchResult:
+    """The post-switch watch: healthy or not, why, and the numbers."""
+
+    passed: bool
+    reason: str
+    numbers: dict[str, Any]
+
+
+@dataclass
+class _Probes:
+    """Probe requests through the router, answered by the color being watched."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    failures: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, ok: bool, latency_ms: float) -> None:
+        with self.lock:
+            self.latencies_ms.append(latency_ms)
+            self.failures += 0 if ok else 1
+
+
+def _probe_loop(port: int, body: bytes, color: str, probes: _Probes, stop: threading.Event) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    while not stop.is_set():
+        started = time.perf_counter()
+        try:
+            connection.request(
+                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
+            )
+            response = connection.getresponse()
+            response.read()
+            if response.getheader("X-Deploy-Color") not in (color, None):
+                continue
+            probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
+        except (OSError, http.client.HTTPException):
+            probes.add(False, (time.perf_counter() - started) * 1000)
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+    connection.close()
+
+
+def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple[bool | None, str]:
+    """True/False once decided, None while undecided; a failure decides at once."""
+    with probes.lock:
+        count, failed = len(probes.latencies_ms), probes.failures + router_failures
+        p95 = float(np.percentile(probes.latencies_ms, 95)) if count else 0.0
+    total = max(count, 1)
+    if failed / total > limits.max_error_rate and failed:
+        return False, f"error rate {failed}/{count} over {limits.max_error_rate:.1%}"
+    if count >= limits.min_requests and p95 > limits.p95_ms:
+        return False, f"p95 {p95:.1f} ms over {limits.p95_ms:g} ms"
+    return None, ""
+
+
+def watch(
+    target: LocalTarget, router_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame
+) -> WatchResult:
+    """Watch ``color`` for ``window_s`` through the router: probe it and read HAProxy's counters."""
+    body = json.dumps(checks.request_body(sample)).encode()
+    api = target.api()
+    baseline = {s.color: s.failures for s in api.stats()}
+    probes, stop = _Probes(), threading.Event()
+    threads = [
+        threading.Thread(target=_probe_loop, args=(router_port, body, color, probes, stop), daemon=True)
+        for _ in range(limits.probe_concurrency)
+    ]
+    for thread in threads:
+        thread.start()
+    started = time.monotonic()
+    verdict: bool | None = None
+    reason = ""
+    router_failures = 0
+    try:
+        while verdict is None and time.monotonic() - started < limits.window_s:
+            time.sleep(0.1)
+            router_failures = sum(
+                s.failures - baseline.get(s.color, 0) for s in api.stats() if s.color == color
+            )
+            verdict, reason = _verdict(probes, router_failures, limits)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=6.0)
+    if verdict is None:  # answers that arrived while the threads stopped count too
+        verdict, reason = _verdict(probes, router_failures, limits)
+    with probes.lock:
+        count = len(probes.latencies_ms)
+        p95 = float(np.percentile(probes.latencies_ms, 95)) if count else 0.0
+    numbers = {
+        "probes": count,
+        "probe_failures": probes.failures,
+        "router_failures": router_failures,
+        "p95_ms": round(p95, 2),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if verdict is None and count < limits.min_requests:
+        return WatchResult(
+            False, f"only {count} probe answers in {limits.window_s:g}s (need {limits.min_requests})", numbers
+        )
+    return WatchResult(verdict is not False, reason or "no errors, latency within budget", numbers)

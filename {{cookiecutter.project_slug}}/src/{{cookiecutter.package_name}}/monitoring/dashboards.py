@@ -1,0 +1,338 @@
+"""Monitoring reports people look at: charts, a self-contained HTML page, a Markdown summary, JSON.
+
+The HTML page carries its charts inline (base64 PNG) and its style in the page, so it opens from
+a CI artifact or an e-mail attachment with no network. Distribution charts are drawn from the
+profiles' sketches (KLL quantiles for numbers, frequent items for categories), never from raw
+rows, so they cost the same for a thousand rows or a billion.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+from dataclasses import dataclass
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..config import resolve
+from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
+from .columns import ColumnReport
+from .monitor import Comparison, MonitorResult
+
+REFERENCE_COLOR, CURRENT_COLOR, ALERT_COLOR, OK_COLOR = "#4c72b0", "#dd8452", "#c44e52", "#55a868"
+MAX_CATEGORIES = 12
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
+h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
+.verdict { padding: .6rem 1rem; border-radius: .4rem; color: white; display: inline-block; }
+.bad { background: #c44e52; } .good { background: #55a868; }
+table { border-collapse: collapse; margin: .5rem 0; }
+td, th { padding: .25rem .7rem; border-bottom: 1px solid #eee; }
+th { text-align: left; background: #f6f6f6; } td.flag { color: #c44e52; font-weight: 600; }
+img { max-width: 100%; margin: .5rem 0; } .charts img { max-width: 48%; }
+"""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A titled table, rendered alike in Markdown and HTML."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    verdict_column: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    """Where a monitoring run left its outputs."""
+
+    json: Path
+    markdown: Path
+    html: Path
+    charts: list[Path]
+
+
+# ---------------------------------------------------------------- charts
+
+
+def overview_chart(result: MonitorResult) -> Figure:
+    """Every column's drift score against its threshold; red bars are over."""
+    columns = result.columns
+    figure, axis = plt.subplots(figsize=(7, 0.35 * len(columns) + 1.2), dpi=100)
+    names = [f"{c.column} ({c.role})" if c.role != "feature" else c.column for c in columns]
+    colors = [ALERT_COLOR if c.drifted else OK_COLOR for c in columns]
+    axis.barh(names, [c.statistic for c in columns], color=colors)
+    axis.scatter([c.threshold for c in columns], names, marker="|", s=200, color="black", label="threshold")
+    axis.invert_yaxis()
+    axis.set(xlim=(0, 1), xlabel="KS (numeric) / Hellinger (categorical)", title="Drift score by column")
+    axis.legend(loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def distribution_chart(column: str, reference: ColumnProfileView, current: ColumnProfileView) -> Figure:
+    """Reference versus production: histograms from KLL sketches, or category shares."""
+    figure, axis = plt.subplots(figsize=(6, 3.4), dpi=100)
+    ref_range, cur_range = quantiles(reference, [0.0, 1.0]), quantiles(current, [0.0, 1.0])
+    if ref_range is not None and cur_range is not None:
+        low, high = min(ref_range[0], cur_range[0]), max(ref_range[1], cur_range[1])
+        edges = np.linspace(low, high if high > low else low + 1, 31)
+        for view, label, color in (
+            (reference, "reference", REFERENCE_COLOR),
+            (current, "production", CURRENT_COLOR),
+        ):
+            axis.stairs(histogram(view, edges), edges, label=label, color=color, fill=True, alpha=0.45)
+        axis.set(xlabel=column, ylabel="share of rows")
+    else:
+        ref, cur = frequencies(reference), frequencies(current)
+        names = sorted(set(ref) | set(cur), key=lambda name: -max(ref.get(name, 0.0), cur.get(name, 0.0)))[
+            :MAX_CATEGORIES
+        ]
+        positions = np.arange(len(names))
+        axis.bar(
+            positions - 0.2, [ref.get(n, 0.0) for n in names], 0.4, label="reference", color=REFERENCE_COLOR
+        )
+        axis.bar(
+            positions + 0.2, [cur.get(n, 0.0) for n in names], 0.4, label="production", color=CURRENT_COLOR
+        )
+        axis.set_xticks(positions, names, rotation=30, ha="right")
+        axis.set(ylabel="share of rows")
+    axis.set_title(f"{column}: reference vs production")
+    axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def timeline_chart(timeline: list[dict[str, Any]]) -> Figure:
+    """Prediction mix per profile window: class shares, or the p10-p90 band and median."""
+    figure, axis = plt.subplots(figsize=(7, 3.2), dpi=100)
+    times = [point["time"][5:16].replace("T", " ") for point in timeline]
+    positions = np.arange(len(times))
+    if any("quantiles" in point for point in timeline):
+        quantiles = [point.get("quantiles", {}) for point in timeline]
+        low, mid, high = ([q.get(k, np.nan) for q in quantiles] for k in ("p10", "p50", "p90"))
+        axis.fill_between(positions, low, high, color=CURRENT_COLOR, alpha=0.3, label="p10-p90")
+        axis.plot(positions, mid, marker="o", color=CURRENT_COLOR, label="median")
+        axis.set(ylabel="prediction")
+    else:
+        classes = sorted({name for point in timeline for name in point.get("shares", {})})
+        for name in classes:
+            axis.plot(
+                positions, [p.get("shares", {}).get(name, 0.0) for p in timeline], marker="o", label=str(name)
+            )
+        axis.set(ylabel="share of predictions", ylim=(0, 1))
+    step = max(1, len(times) // 8)
+    axis.set_xticks(positions[::step], times[::step], rotation=20, ha="right")
+    axis.set(title="Predictions over time (per profile window, UTC)")
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def charts(comparison: Comparison) -> dict[str, Figure]:
+    """Overview, prediction timeline, and one distribution chart per drifted column (and prediction)."""
+    result = comparison.result
+    figures = {"overview": overview_chart(result), "prediction-timeline": timeline_chart(result.timeline)}
+    for column in result.columns:
+        source = comparison.labels if column.role == "label" else comparison.current
+        if (column.drifted or column.role == "prediction") and source is not None:
+            ref, cur = comparison.reference.view.get_column(column.column), source.get_column(column.column)
+            figures[f"distribution-{column.column}"] = distribution_chart(column.column, ref, cur)
+    return figures
+
+
+# ---------------------------------------------------------------- tables
+
+
+def sections(result: MonitorResult) -> list[Section]:
+    """The report's tables, in reading order, shared by the Markdown and HTML renderings."""
+    found = [Section("Alerts", ["finding"], [[alert] for alert in result.alerts] or [["none"]], 0)]
+    found.append(
+        Section(
+            "Columns",
+            ["column", "role", "kind", "score", "threshold", "missing (ref -> now)", "type", "status"],
+            [_column_row(c) for c in result.columns],
+            verdict_column=7,
+        )
+    )
+    if result.performance:
+        perf = result.performance
+        rows = [[n, _num(perf.training.get(n)), _num(v)] for n, v in perf.metrics.items()]
+        found.append(
+            Section(
+                f"Performance on {perf.labelled} labelled requests",
+                ["metric", "training (test)", "production"],
+                rows,
+            )
+        )
+    if result.health:
+        found.append(Section("Service health", ["measure", "value"], _health_rows(result)))
+    return found
+
+
+def _column_row(column: ColumnReport) -> list[str]:
+    """One table row per column; the status names what is wrong, if anything."""
+    status = "; ".join(alert.split(": ", 1)[1] for alert in column.alerts) or "ok"
+    types = (
+        column.type_reference
+        if column.type_reference == column.type_current
+        else f"{column.type_reference} -> {column.type_current}"
+    )
+    missing = f"{column.missing_reference:.1%} -> {column.missing_current:.1%}"
+    return [
+        column.column,
+        column.role,
+        column.kind,
+        f"{column.statistic:.3f}",
+        f"{column.threshold:.2f}",
+        missing,
+        types,
+        status,
+    ]
+
+
+def _health_rows(result: MonitorResult) -> list[list[str]]:
+    """Requests, errors, latency percentiles, resources, per-endpoint counts."""
+    health = result.health
+    assert health is not None
+    rows = [
+        ["requests", str(health.requests)],
+        ["server errors (5xx)", str(health.server_errors)],
+        ["client errors (4xx)", str(health.client_errors)],
+        ["error rate", f"{health.error_rate:.2%}"],
+    ]
+    rows += [[f"latency {name}", f"{value:.1f} ms"] for name, value in health.latency_ms.items()]
+    rows += [[name, f"{value:.1f}"] for name, value in health.resources.items()]
+    return rows + [
+        [f"{endpoint} HTTP {code}", str(n)]
+        for endpoint, codes in health.by_endpoint.items()
+        for code, n in codes.items()
+    ]
+
+
+def _num(value: float | None) -> str:
+    """Three decimals, or a dash when unknown."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def headline(result: MonitorResult) -> str:
+    """One line: the verdict and what the window held."""
+    verdict = "DRIFT DETECTED" if result.drift_detected else "no drift"
+    model = result.reference.get("model")
+    against = f"model {model} v{result.reference.get('version')}" if model else result.reference["source"]
+    window = f"{result.window_start} to {result.window_end}"
+    return (
+        f"{verdict}: {result.rows} rows in {result.files} profiles, {window}, "
+        f"against {against} ({result.reference['rows']} training rows)"
+    )
+
+
+# ---------------------------------------------------------------- renderings
+
+
+def markdown(result: MonitorResult) -> str:
+    """The job-summary rendering: headline, then each table."""
+    lines = ["## Production monitoring", "", f"**{headline(result)}**", ""]
+    for section in sections(result):
+        lines += [
+            f"### {section.title}",
+            "",
+            "| " + " | ".join(section.header) + " |",
+            "|" + "---|" * len(section.header),
+        ]
+        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in section.rows]
+        lines.append("")
+    lines.append("Charts and the full page: `report.html` in the monitoring artifact.")
+    return "\n".join(lines) + "\n"
+
+
+def page(result: MonitorResult, images: dict[str, bytes]) -> str:
+    """The self-contained HTML page: inline style, inline base64 PNG charts, no external URL."""
+    verdict = "bad" if result.drift_detected else "good"
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Production monitoring</title>",
+        f"<style>{STYLE}</style></head><body><h1>Production monitoring</h1>",
+        f"<p class='verdict {verdict}'>{html.escape(headline(result))}</p>",
+    ]
+    for section in sections(result):
+        parts.append(f"<h2>{html.escape(section.title)}</h2>{_table(section)}")
+    parts.append("<h2>Charts</h2><div class='charts'>")
+    for name, png in images.items():
+        encoded = base64.b64encode(png).decode()
+        parts.append(f"<img alt='{html.escape(name)}' src='data:image/png;base64,{encoded}'>")
+    parts.append("</div></body></html>")
+    return "\n".join(parts)
+
+
+def _table(section: Section) -> str:
+    """An HTML table; cells that report a problem are highlighted."""
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in section.header)
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td{_flag(section, i, cell)}>{html.escape(cell)}</td>" for i, cell in enumerate(row))
+        + "</tr>"
+        for row in section.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _flag(section: Section, index: int, cell: str) -> str:
+    """Highlight verdict cells that report a problem."""
+    return " class='flag'" if index == section.verdict_column and cell not in {"ok", "none"} else ""
+
+
+def png(figure: Figure) -> bytes:
+    """Render and close a figure (matplotlib keeps open figures alive otherwise)."""
+    buffer = BytesIO()
+    figure.savefig(buffer, format="png")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
+    """``monitor.json``, ``summary.md``, ``report.html`` and one PNG per chart into ``folder``."""
+    target = resolve(folder)
+    target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob("distribution-*.png"):
+        stale.unlink()
+    images = {name: png(figure) for name, figure in charts(comparison).items()}
+    chart_paths = []
+    for name, data in images.items():
+        path = target / f"{name}.png"
+        path.write_bytes(data)
+        chart_paths.append(path)
+    result = comparison.result
+    json_path = target / "monitor.json"
+    json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    md_path = target / "summary.md"
+    md_path.write_text(markdown(result))
+    html_path = target / "report.html"
+    html_path.write_text(page(result, images))
+    return ReportPaths(json_path, md_path, html_path, chart_paths)
+
+
+def publish(result: MonitorResult, paths: ReportPaths) -> None:
+    """In GitHub Actions: ``drift=true|false`` and the report path as step outputs, and the job summary."""
+    output, summary = os.environ.get("GITHUB_OUTPUT"), os.environ.get("GITHUB_STEP_SUMMARY")
+    if output:
+        with Path(output).open("a") as handle:
+            handle.write(
+                f"drift={str(result.drift_detected).lower()}\nreport={paths.html}\njson={paths.json}\n"
+            )
+            handle.write(f"drifted_columns={','.join(result.drifted_columns)}\n")
+    if summary:
+        with Path(summary).open("a") as handle:
+            handle.write(paths.markdown.read_text())

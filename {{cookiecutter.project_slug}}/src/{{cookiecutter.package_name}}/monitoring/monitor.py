@@ -1,0 +1,174 @@
+"""Production monitoring: one window of served traffic held against the model's training reference.
+
+The service writes one whylogs profile per window per worker (features plus ``prediction``).
+:func:`monitor` merges the profiles of the configured window (:mod:`.window`) and compares them
+column by column with the training reference (:mod:`..reference`): distribution drift, missing
+values, types and unseen categories (:mod:`.columns`), the prediction mix, and, once ground-truth
+labels arrive, the label mix and the realised metric against the training metric (:mod:`.labels`).
+:mod:`.dashboards` draws the result, :mod:`.health` reads the service's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .. import profiling, reference
+from ..config import Config, resolve
+from ..data import DataError
+from ..deployment import state
+from ..profiling import DatasetProfileView, ProfileError
+from ..reference import PREDICTION, REFERENCE_PROFILE, Reference
+from ..serving import packaging
+from .columns import ColumnReport, compare_columns
+from .health import Health
+from .labels import Performance, assess_labels, labelled_window
+from .window import load_window, window_bounds, window_files
+
+
+@dataclass
+class MonitorResult:
+    """Everything the reports show and ``monitor.json`` holds."""
+
+    generated_at: str
+    window_start: str
+    window_end: str
+    files: int
+    rows: int
+    reference: dict[str, Any]
+    columns: list[ColumnReport]
+    missing_columns: list[str]
+    timeline: list[dict[str, Any]]
+    performance: Performance | None = None
+    health: Health | None = None
+
+    @property
+    def alerts(self) -> list[str]:
+        """Every finding a person should look at, data first, then model, then service."""
+        found = [f"{name}: column missing from production profiles" for name in self.missing_columns]
+        found += [alert for column in self.columns for alert in column.alerts]
+        if self.performance and self.performance.degraded:
+            perf, nan = self.performance, float("nan")
+            realised, trained = (
+                perf.metrics.get(perf.primary_metric, nan),
+                perf.training.get(perf.primary_metric, nan),
+            )
+            cause = "concept drift" if self.concept_drift else "inputs moved"
+            found.append(
+                f"performance: {perf.primary_metric} {realised:.3f} vs {trained:.3f} at training"
+                f" ({perf.relative_drop:.0%} worse; {cause})"
+            )
+        return found + (self.health.alerts if self.health else [])
+
+    @property
+    def drift_detected(self) -> bool:
+        """Data, prediction, label or concept drift, or a data-quality change; not service health."""
+        data_alerts = len(self.alerts) - (len(self.health.alerts) if self.health else 0)
+        return data_alerts > 0
+
+    @property
+    def concept_drift(self) -> bool:
+        """The model got worse while its inputs did not move: the input -> outcome relation changed."""
+        degraded = self.performance is not None and self.performance.degraded
+        return degraded and not any(c.drifted for c in self.columns if c.role == "feature")
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        """Columns whose distribution moved past their threshold."""
+        return [column.column for column in self.columns if column.drifted]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, with the derived verdicts spelled out for machines."""
+        return asdict(self) | {
+            "drift_detected": self.drift_detected,
+            "concept_drift": self.concept_drift,
+            "drifted_columns": self.drifted_columns,
+            "alerts": self.alerts,
+        }
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A result plus the merged profiles it came from (the charts draw from the sketches)."""
+
+    result: MonitorResult
+    reference: Reference
+    current: DatasetProfileView
+    labels: DatasetProfileView | None = None
+
+
+def bento_reference(cfg: Config, bento: str) -> Path:
+    """``reference/`` inside a bento; ``live`` names the bento live in deploy/production.yaml."""
+    if bento == "live":
+        desired = state.load(resolve(cfg.deploy.desired_dir) / "production.yaml")
+        release = desired.release(desired.live)
+        if release is None:
+            raise DataError("deploy/production.yaml has no live release yet; promote a bento first")
+        bento = release.bento
+    return packaging.bento_reference(bento)
+
+
+def load_reference(cfg: Config) -> Reference:
+    """The configured reference file, the one a bento carries, or the registry model's own."""
+    if cfg.monitoring.reference_profile:
+        path = resolve(cfg.monitoring.reference_profile)
+    elif cfg.monitoring.reference_bento:
+        path = bento_reference(cfg, cfg.monitoring.reference_bento) / REFERENCE_PROFILE
+    else:
+        report_dir = resolve(cfg.monitoring.report_dir)
+        folder = reference.fetch_reference(cfg, cfg.monitoring.model_alias, report_dir)
+        path = folder / REFERENCE_PROFILE
+    return reference.read(path, cfg)
+
+
+def monitor(cfg: Config, health: Health | None = None, now: datetime | None = None) -> Comparison:
+    """Merge the window, compare it with the reference, and assess labels when they exist."""
+    logging.getLogger("whylogs").setLevel(logging.WARNING)  # it logs every profile read at INFO
+    with tempfile.TemporaryDirectory(prefix="monitor-window-") as scratch:  # object-store downloads
+        return compare_window(cfg, health, now, Path(scratch))
+
+
+def compare_window(cfg: Config, health: Health | None, now: datetime | None, scratch: Path) -> Comparison:
+    """:func:`monitor` with a folder for the window's files when they come from an object store."""
+    reference = load_reference(cfg)
+    start, end = window_bounds(cfg.monitoring, now)
+    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
+    if not paths:
+        raise ProfileError(
+            f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
+            f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
+        )
+    current, timeline = load_window(paths)
+    roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
+    columns = compare_columns(cfg.monitoring, reference.view, current, roles)
+    present = set(current.get_columns())
+    result = MonitorResult(
+        generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        window_start=start.isoformat(timespec="seconds"),
+        window_end=end.isoformat(timespec="seconds"),
+        files=len(paths),
+        rows=profiling.row_count(current),
+        reference={"source": reference.source, "rows": profiling.row_count(reference.view)}
+        | _model_info(reference),
+        columns=columns,
+        missing_columns=[name for name in reference.features if name not in present],
+        timeline=timeline,
+        health=health,
+    )
+    joined = labelled_window(cfg, start, end, scratch)
+    if joined is None:
+        return Comparison(result, reference, current)
+    labels_view = profiling.profile(joined[[str(reference.meta["target"])]])
+    result.performance, label_columns = assess_labels(cfg, reference, joined, labels_view)
+    result.columns = [*result.columns, *label_columns]
+    return Comparison(result, reference, current, labels_view)
+
+
+def _model_info(reference: Reference) -> dict[str, Any]:
+    """Model name and version when the reference came from the registry."""
+    model = reference.meta.get("model", {})
+    return {"model": model.get("name"), "version": model.get("version")} if model else {}

@@ -1,0 +1,188 @@
+"""Package a registered model as a bento, and (where a docker engine exists) a container image.
+
+The bento is self-contained: the model (imported from MLflow into the BentoML store, with the
+training reference profile beside it in ``reference/``, so the image carries what monitoring
+holds its traffic against), the package source, the serving settings frozen as bento
+arguments, pinned requirements exported from ``uv.lock``, and labels naming the model version,
+run id, data digest and git commit, so ``bentoml list`` and the image metadata answer "what
+exactly is running?". The BentoML store lives in the project (``.bentoml/``, git-ignored)
+unless ``BENTOML_HOME`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import bentoml
+import mlflow
+from bentoml.exceptions import NotFound
+
+from .. import reference, registry
+from ..config import PROJECT_ROOT, Config, resolve
+from ..data import DataError
+from . import settings
+
+PACKAGE = __name__.split(".")[0]
+SERVICE = f"{PACKAGE}.serving.service:ModelService"
+BENTOML_HOME = PROJECT_ROOT / ".bentoml"
+IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
+
+
+@dataclass(frozen=True)
+class Packaged:
+    """What ``nox -s package`` built."""
+
+    bento_tag: str
+    model_tag: str
+    labels: dict[str, str]
+
+
+def use_project_store() -> Path:
+    """Point BentoML at ``.bentoml/`` in the project (before bentoml is imported) unless set."""
+    home = Path(os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME)))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def model_labels(cfg: Config, alias: str) -> dict[str, str]:
+    """Lineage of the version behind ``alias``; a clear error when there is none yet."""
+    client = registry.connect(cfg.mlflow)
+    version = registry.version_by_alias(client, cfg.mlflow.model_name, alias)
+    if version is None:
+        raise DataError(f"no model has the alias {alias!r}; run `nox -s train` (and `nox -s compare`) first")
+    lineage = registry.lineage(client, cfg.mlflow.model_name, str(version.version))
+    return {
+        "model_name": lineage.model_name,
+        "model_version": lineage.version,
+        "model_alias": alias,
+        "run_id": lineage.run_id,
+        "data_digest": lineage.data_digest,
+        "git_commit": lineage.git_commit,
+    }
+
+
+def import_model(name: str, labels: dict[str, str]) -> str:
+    """The BentoML model for this registry version, imported once (re-packaging reuses it).
+
+    It holds the MLflow model (``registry.BENTO_MLFLOW_FOLDER``) and its training reference
+    (``reference/``).
+    """
+    try:
+        stored_models = bentoml.models.list(name)
+    except NotFound:
+        stored_models = []
+    for stored in stored_models:
+        same = all(stored.info.labels.get(key) == labels[key] for key in ("model_version", "run_id"))
+        if same and Path(stored.path_of(reference.REFERENCE_DIR)).is_dir():
+            return str(stored.tag)
+    uri = f"models:/{labels['model_name']}/{labels['model_version']}"
+    model = {"name": labels["model_name"], "version": labels["model_version"], "alias": labels["model_alias"]}
+    with tempfile.TemporaryDirectory() as scratch, bentoml.models.create(name, labels=labels) as stored:
+        downloaded = mlflow.artifacts.download_artifacts(uri, dst_path=scratch)
+        shutil.copytree(downloaded, stored.path_of(registry.BENTO_MLFLOW_FOLDER))
+        reference.download_reference(model, labels["run_id"], stored.path)
+    return str(stored.tag)
+
+
+def bento_reference(bento_tag: str) -> Path:
+    """The ``reference/`` folder inside a bento's model (from the local BentoML store)."""
+    use_project_store()
+    try:
+        bento = bentoml.bentos.get(bento_tag)
+        folder = Path(bentoml.models.get(bento.info.models[0].tag).path_of(reference.REFERENCE_DIR))
+    except (NotFound, IndexError):
+        raise DataError(
+            f"bento {bento_tag!r} is not in {os.environ['BENTOML_HOME']}; "
+            "`nox -s package` it, or `bentoml import` the exported bento"
+        ) from None
+    if not folder.is_dir():
+        raise DataError(f"bento {bento_tag!r} carries no reference profile; package it again")
+    return folder
+
+
+def bento_arguments(cfg: Config, model_tag: str) -> dict[str, Any]:
+    """The service's settings, frozen into the bento: no tracking URI, the model is inside."""
+    return asdict(settings.from_config(cfg, model_tag=model_tag, tracking_uri=""))
+
+
+def pinned_requirements() -> list[str]:
+    """Runtime pins exported from uv.lock, for the image (the package itself ships as source)."""
+    exported = subprocess.run(
+        ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"],
+        cwd=PROJECT_ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    lines = (line.split("#")[0].strip() for line in exported.splitlines())
+    return [line for line in lines if line and not line.startswith("-")]
+
+
+def package(cfg: Config, alias: str | None = None) -> Packaged:
+    """Import the model behind ``alias`` (default ``serving.model_alias``) and build the bento."""
+    use_project_store()
+    labels = model_labels(cfg, alias or cfg.serving.model_alias)
+    model_tag = import_model(cfg.mlflow.model_name, labels)
+    bento = bentoml.bentos.build(
+        SERVICE,
+        name=cfg.mlflow.model_name,
+        labels=labels,
+        description=f"{cfg.mlflow.model_name} v{labels['model_version']} (run {labels['run_id']})",
+        include=[f"{PACKAGE}/**/*.py"],
+        models=[model_tag],
+        build_ctx=str(PROJECT_ROOT / "src"),
+        python={"packages": pinned_requirements(), "lock_packages": False},
+        docker={"python_version": f"{sys.version_info.major}.{sys.version_info.minor}"},
+        args=bento_arguments(cfg, model_tag),
+    )
+    return Packaged(str(bento.tag), model_tag, labels)
+
+
+def docker_engine() -> str | None:
+    """Why no image can be built here, or None when a docker engine answers."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on PATH"
+    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
+    return (
+        None if probe.returncode == 0 else "the docker CLI is installed but no engine answers `docker info`"
+    )
+
+
+def containerize(bento_tag: str, image: str) -> str:
+    """``bentoml containerize`` the bento as ``image`` (call only where docker_engine() is None)."""
+    use_project_store()
+    subprocess.run(["bentoml", "containerize", bento_tag, "--image-tag", image], check=True)
+    return image
+
+
+def latest_bento(name: str) -> str:
+    """The newest bento of this project, or an error saying to package first."""
+    use_project_store()
+    try:
+        return str(bentoml.bentos.get(f"{name}:latest").tag)
+    except NotFound:
+        raise DataError(
+            f"no bento named {name!r} in {os.environ['BENTOML_HOME']}; run `nox -s package` first"
+        ) from None
+
+
+def image_reference(bento_tag: str) -> str:
+    """``ghcr.io/<owner>/<repo>:<bento version>``: the image says which bento it holds."""
+    return f"{IMAGE_REPOSITORY}:{bento_tag.partition(':')[2]}"
+
+
+def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
+    """``package.json``: the bento tag and lineage, for CI and the deploy stage."""
+    folder = resolve(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "package.json"
+    target.write_text(json.dumps(asdict(packaged), indent=2))
+    return target

@@ -1,0 +1,84 @@
+"""The service's settings: the ONE mapping from the project config to what a server needs.
+
+A built bento freezes these as its arguments (``bentoml build --args``, see :mod:`.packaging`);
+serving from source composes them from ``conf/``. Either way ``SERVING_*`` environment variables
+win last (see :mod:`.service` for the list), so an operator can switch profiling or tracing
+without rebuilding.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+
+TRUE = {"1", "true", "yes", "on"}
+FLAGS = ("profiling", "batching", "noop_model", "access_log", "tracing")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service needs, from bento arguments (built) or the Hydra config (source)."""
+
+    service_name: str
+    task: str
+    id_column: str | None
+    model_name: str
+    model_alias: str
+    model_tag: str | None
+    tracking_uri: str
+    max_batch_size: int
+    max_latency_ms: float
+    workers: int
+    max_rows_per_request: int
+    profile_dir: str
+    profile_window_s: float
+    profiling: bool
+    batching: bool = True
+    noop_model: bool = False
+    access_log: bool = False
+    tracing: bool = False
+
+
+def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | None = None) -> Settings:
+    """Settings from the composed config; a bento passes its model tag and no tracking URI."""
+    serving = cfg.serving
+    return Settings(
+        service_name=cfg.mlflow.model_name,
+        task=cfg.task,
+        id_column=cfg.data.id_column,
+        model_name=cfg.mlflow.model_name,
+        model_alias=serving.model_alias,
+        model_tag=model_tag,
+        tracking_uri=cfg.mlflow.tracking_uri if tracking_uri is None else tracking_uri,
+        max_batch_size=serving.max_batch_size,
+        max_latency_ms=serving.max_latency_ms,
+        workers=serving.workers,
+        max_rows_per_request=serving.max_rows_per_request,
+        profile_dir=serving.profile_dir,
+        profile_window_s=serving.profile_window_s,
+        profiling=serving.profiling,
+    )
+
+
+def apply_environment(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """``SERVING_*`` variables win over built-in settings; a relative profile dir is resolved.
+
+    It is resolved against ``PWD`` (the directory serve started in), not the package's folder.
+    """
+    changes: dict[str, Any] = {}
+    for flag in FLAGS:
+        value = env.get(f"SERVING_{flag.upper()}")
+        if value is not None:
+            changes[flag] = value.strip().lower() in TRUE
+    if env.get("SERVING_MODEL_TAG"):
+        changes["model_tag"] = env["SERVING_MODEL_TAG"]
+    directory = env.get("SERVING_PROFILE_DIR", settings.profile_dir)
+    if "://" not in directory and not Path(directory).is_absolute():
+        directory = str(Path(env.get("PWD", os.getcwd())) / directory)
+    changes["profile_dir"] = directory
+    return replace(settings, **changes)

@@ -1,0 +1,170 @@
+"""Production traffic profiling: buffer served rows, profile them in bulk once per window.
+
+whylogs costs ~5 ms per call but ~1 us per row in bulk, so the request path only appends the
+batch it just predicted and its predictions to an in-memory buffer (no DataFrame work: adding a
+column costs more than scoring a row); a background thread profiles the buffer once
+per window and writes one binary profile per window and process. Files are named
+``<window start>-<host>-<pid>-<sequence>.bin`` so several workers and blue/green processes
+never overwrite each other (whylogs' rolling logger did, losing rows). Next to each profile, a
+``.predictions.parquet`` file keeps id, prediction and time per row, so late labels can be
+joined by id.
+
+Guarantees, each tested: every recorded row ends up in exactly one profile (stop() flushes);
+a store that cannot be written never fails a request: the rows stay buffered for the next
+window (up to ``max_buffered_rows``, beyond which the oldest are dropped and counted) and the
+failure is counted. ``directory`` may be a local path or an fsspec URI such as
+``s3://bucket/profiles`` (see :mod:`store`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import profiling, store
+
+logger = logging.getLogger(__name__)
+
+PREDICTION_COLUMN = "prediction"
+
+
+@dataclass
+class TrafficStats:
+    """Counters the service exports as metrics."""
+
+    rows_written: int = 0
+    files_written: int = 0
+    write_failures: int = 0
+    rows_dropped: int = 0
+
+
+@dataclass(frozen=True)
+class Served:
+    """One predicted batch as the request path hands it over: input frame and predictions."""
+
+    frame: pd.DataFrame
+    predictions: Sequence[Any]
+
+
+def combine(served: list[Served]) -> pd.DataFrame:
+    """Many batches as one frame with the ``prediction`` column: one concat, one column insert."""
+    batch = pd.concat([item.frame for item in served], ignore_index=True)
+    batch[PREDICTION_COLUMN] = list(chain.from_iterable(item.predictions for item in served))
+    return batch
+
+
+@dataclass
+class TrafficProfiler:
+    """Buffers served frames and writes one whylogs profile per window (see module docstring)."""
+
+    directory: str
+    window_s: float = 60.0
+    id_column: str | None = None
+    max_buffered_rows: int = 1_000_000
+    on_write: Callable[[int], None] | None = None
+    on_failure: Callable[[int], None] | None = None
+    stats: TrafficStats = field(default_factory=TrafficStats)
+    _buffer: deque[Served] = field(default_factory=deque)
+    _buffered_rows: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _flush_lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _sequence: int = 0
+
+    def record(self, frame: pd.DataFrame, predictions: Sequence[Any]) -> None:
+        """Keep a predicted batch (features and id; its predictions) for the next profile; O(1)."""
+        with self._lock:
+            self._buffer.append(Served(frame, predictions))
+            self._buffered_rows += len(frame)
+            while self._buffered_rows > self.max_buffered_rows and len(self._buffer) > 1:
+                dropped = self._buffer.popleft()
+                self._buffered_rows -= len(dropped.frame)
+                self.stats.rows_dropped += len(dropped.frame)
+
+    def start(self) -> None:
+        """Flush every ``window_s`` seconds in a daemon thread until :meth:`stop`."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="traffic-profiler", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the timer and flush what is left: shutting down loses no rows."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+        self.flush()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.window_s):
+            self.flush()
+
+    def flush(self, window_start: datetime | None = None) -> str | None:
+        """Profile and write everything buffered; on failure keep it for the next window.
+
+        ``window_start`` stamps the file with another time than now (replays of past windows).
+        """
+        with self._flush_lock:
+            served = self._take()
+            if not served:
+                return None
+            batch = combine(served)
+            try:
+                target = self._write(batch, window_start or datetime.now(UTC))
+            except Exception as error:  # any store error: keep serving, count, retry next window
+                logger.warning(
+                    "profile store unavailable (%s); %d rows kept for the next window", error, len(batch)
+                )
+                self.stats.write_failures += 1
+                self._requeue(served)
+                if self.on_failure is not None:
+                    self.on_failure(len(batch))
+                return None
+            self.stats.rows_written += len(batch)
+            self.stats.files_written += 1
+            if self.on_write is not None:
+                self.on_write(len(batch))
+            return target
+
+    def _take(self) -> list[Served]:
+        with self._lock:
+            served = list(self._buffer)
+            self._buffer.clear()
+            self._buffered_rows = 0
+            return served
+
+    def _requeue(self, served: list[Served]) -> None:
+        """Put an unwritten window back in front of what arrived since, in order."""
+        with self._lock:
+            self._buffer.extendleft(reversed(served))
+            self._buffered_rows += sum(len(item.frame) for item in served)
+
+    def _write(self, batch: pd.DataFrame, window_start: datetime) -> str:
+        """One profile (features + prediction) and, with an id column, a predictions file."""
+        self._sequence += 1
+        stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
+        stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
+        view = profiling.profile(batch.drop(columns=[c for c in [self.id_column] if c and c in batch]))
+        profile_path = store.put(self.directory, f"{stem}.bin", lambda local: profiling.write(view, local))
+        if self.id_column and self.id_column in batch:
+            ids = batch[[self.id_column, PREDICTION_COLUMN]].assign(served_at=window_start.timestamp())
+            store.put(self.directory, f"{stem}.predictions.parquet", lambda local: _write_parquet(ids, local))
+        return profile_path
+
+
+def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    frame.astype({frame.columns[0]: str}).to_parquet(partial, index=False)
+    partial.replace(path)

@@ -1,0 +1,196 @@
+"""Train, evaluate and log one model; register it as ``candidate`` if it clears the bar."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+from hydra.utils import instantiate
+from mlflow.models import infer_signature
+from omegaconf import OmegaConf
+from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.pipeline import Pipeline
+
+from .. import evaluation, reference, registry
+from ..config import PROJECT_ROOT, Config, resolve
+from ..data import Split, digest, load_table, split
+from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
+
+SCORERS = {
+    "f1_macro": "f1_macro",
+    "accuracy": "accuracy",
+    "roc_auc": "roc_auc",
+    "rmse": "neg_root_mean_squared_error",
+    "mae": "neg_mean_absolute_error",
+    "r2": "r2",
+}
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a training run produced, as written to ``reports/training/train.json``."""
+
+    run_id: str
+    model_name: str
+    model_version: str | None
+    registered_as_candidate: bool
+    metrics: dict[str, float]
+    cv_mean: float
+    data_digest: str
+    data_path: str
+    git_commit: str
+    estimator: str
+
+
+def build_pipeline(cfg: Config, spec: FeatureSpec) -> Pipeline:
+    """Preprocessing plus the configured ``_target_`` estimator in one Pipeline."""
+    estimator = instantiate(OmegaConf.create(cfg.model.estimator))
+    if cfg.model.categorical_encoding == "ordinal" and "categorical_features" in estimator.get_params():
+        estimator.set_params(categorical_features=categorical_mask(spec))
+    return Pipeline([("preprocess", build_preprocessor(spec, cfg.model)), ("model", estimator)])
+
+
+def cross_validate(cfg: Config, model: Pipeline, data: Split) -> float:
+    """Mean CV score of the primary metric on the training split (sign as the metric reads)."""
+    folds_cls = StratifiedKFold if cfg.task == evaluation.CLASSIFICATION else KFold
+    folds = folds_cls(n_splits=cfg.training.cv_folds, shuffle=True, random_state=cfg.training.seed)
+    scores = cross_val_score(
+        model, data.x_train, data.y_train, cv=folds, scoring=SCORERS[cfg.training.primary_metric]
+    )
+    mean = float(scores.mean())
+    return -mean if SCORERS[cfg.training.primary_metric].startswith("neg_") else mean
+
+
+def git_commit() -> str:
+    """The commit the code was trained from ('unknown' outside a git checkout)."""
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() or "unknown"
+
+
+def clears_bar(cfg: Config, value: float) -> bool:
+    """The absolute floor a model must reach to become a candidate at all."""
+    floor = cfg.training.min_primary_metric
+    return value >= floor if cfg.training.greater_is_better else value <= floor
+
+
+def train(cfg: Config) -> TrainResult:
+    """Fit on the training split, score on the held-out split, log everything, register."""
+    frame = load_table(cfg.data.path)
+    data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
+    spec = infer_features(data.x_train, cfg.data)
+    model = build_pipeline(cfg, spec)
+    client = registry.connect(cfg.mlflow)
+    with mlflow.start_run(run_name=cfg.model.name) as run:
+        cv_mean = cross_validate(cfg, model, data)
+        model.fit(data.x_train[spec.columns], data.y_train)
+        scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
+        data_digest, commit = digest(frame), git_commit()
+        _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
+        version = _log_model(cfg, model, data, spec, scores)
+        trained = reference.Training(model, data.x_train[spec.columns], data.y_train, scores)
+        reference.log_reference(cfg, trained)
+    candidate = version is not None
+    if version is not None:
+        registry.set_alias(client, cfg.mlflow.model_name, registry.CANDIDATE, version)
+    return TrainResult(
+        run.info.run_id,
+        cfg.mlflow.model_name,
+        version,
+        candidate,
+        scores,
+        cv_mean,
+        data_digest,
+        cfg.data.path,
+        commit,
+        str(cfg.model.estimator.get("_target_", "")),
+    )
+
+
+def _log_run(
+    cfg: Config,
+    frame: pd.DataFrame,
+    *,
+    scores: dict[str, float],
+    cv_mean: float,
+    data_digest: str,
+    commit: str,
+) -> None:
+    """Params, metrics, plots, dataset input, resolved config, data snapshot, lineage tags."""
+    config = OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    mlflow.log_params(
+        _flatten({"model": cfg.model.estimator, "training": asdict(cfg.training), "data": asdict(cfg.data)})
+    )
+    mlflow.log_metrics(
+        {f"test_{k}": v for k, v in scores.items()} | {f"cv_{cfg.training.primary_metric}": cv_mean}
+    )
+    mlflow.set_tags(
+        {
+            "data_digest": data_digest,
+            "data_path": cfg.data.path,
+            "git_commit": commit,
+            "task": cfg.task,
+            "model": cfg.model.name,
+        }
+    )
+    mlflow.log_text(config, "config/config.yaml")
+    mlflow.log_artifact(str(resolve(cfg.data.path)), artifact_path="data")
+    dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
+        frame,
+        source=str(cfg.data.path),
+        targets=cfg.data.target,
+        name=Path(cfg.data.path).stem,
+        digest=data_digest,
+    )
+    mlflow.log_input(dataset, context="training")
+
+
+def _log_model(
+    cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, scores: dict[str, float]
+) -> str | None:
+    """Log the pipeline (skops, signature, example); register it when it clears the bar."""
+    x_test = data.x_test[spec.columns]
+    mlflow.log_figure(
+        evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test), "plots/diagnostic.png"
+    )
+    info = mlflow.sklearn.log_model(
+        model,
+        name="model",
+        serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=registry.trusted_types_for(model),
+        signature=infer_signature(x_test.head(50), model.predict(x_test.head(50))),
+        input_example=x_test.head(3),
+    )
+    if not clears_bar(cfg, scores[cfg.training.primary_metric]):
+        return None
+    registered = mlflow.register_model(
+        info.model_uri, cfg.mlflow.model_name, tags={"primary_metric": cfg.training.primary_metric}
+    )
+    return str(registered.version)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts to dotted MLflow param names."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat |= _flatten(value, f"{name}.")
+        else:
+            flat[name] = value
+    return flat
+
+
+def write_result(result: TrainResult, report_dir: str | Path) -> Path:
+    """``train.json`` for CI and later stages."""
+    folder = resolve(report_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "train.json"
+    path.write_text(json.dumps(asdict(result), indent=2))
+    return path

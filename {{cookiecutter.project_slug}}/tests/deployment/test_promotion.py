@@ -1,0 +1,212 @@
+"""Promotion on the local target, for real: bentoml serve processes behind a real HAProxy.
+
+The services are small BentoML services in ``tests/deployment/services/`` serving a model these tests
+train and register; broken ones (slow, wrong output format, crashing, failing after switch)
+must never keep production traffic.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import joblib
+import pytest
+
+from conftest import quick_forest
+from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }}.config import Config, compose
+from {{ cookiecutter.package_name }}.deployment import checks, local, promotion, state
+from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
+from {{ cookiecutter.package_name }}.training import train
+
+SERVICES = Path(__file__).parent / "services"
+pytestmark = pytest.mark.skipif(
+    shutil.which("haproxy") is None or shutil.which("wrk") is None,
+    reason="needs haproxy and wrk (apt-get install haproxy wrk)",
+)
+
+
+@pytest.mark.parametrize(
+    ("current", "desired", "canary", "steps"),
+    [
+        ({"blue": 100, "green": 0}, {"blue": 100, "green": 0}, (), []),
+        ({"blue": 100, "green": 0}, {"blue": 0, "green": 100}, (), [{"blue": 0, "green": 100}]),
+        (
+            {"blue": 100, "green": 0},
+            {"blue": 0, "green": 100},
+            (2, 25, 75),
+            [
+                {"green": 2, "blue": 98},
+                {"green": 25, "blue": 75},
+                {"green": 75, "blue": 25},
+                {"blue": 0, "green": 100},
+            ],
+        ),
+        (
+            {"blue": 0, "green": 100},
+            {"blue": 100, "green": 0},
+            (50,),
+            [{"blue": 50, "green": 50}, {"blue": 100, "green": 0}],
+        ),
+    ],
+)
+def test_weight_steps__all_at_once_or_through_canary_steps(
+    current: dict[str, int], desired: dict[str, int], canary: tuple[int, ...], steps: list[dict[str, int]]
+) -> None:
+    assert promotion.weight_steps(current, desired, canary) == steps
+
+
+def test_exclusive__second_promotion_is_refused(tmp_path: Path) -> None:
+    target = local.LocalTarget("production", tmp_path, tmp_path)
+    with (
+        promotion.exclusive(target),
+        pytest.raises(promotion.PromotionError, match="another promotion"),
+        promotion.exclusive(target),
+    ):
+        pass
+    with promotion.exclusive(target):  # released: the next one goes ahead
+        pass
+
+
+@dataclass
+class Trained:
+    cfg: Config
+    version: str
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    """A small forest trained and registered in a throwaway store, saved for the test services."""
+    root = tmp_path_factory.mktemp("promotion")
+    cfg = compose(quick_forest(root))
+    result = train.train(cfg)
+    registry.connect(cfg.mlflow)
+    joblib.dump(registry.load(cfg.mlflow.model_name, registry.CANDIDATE), root / "model.joblib")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STANDIN_MODEL", str(root / "model.joblib"))
+    assert result.model_version is not None
+    return Trained(cfg, result.model_version)
+
+
+def desired_doc(blue: str, green: str | None, version: str) -> dict[str, Any]:
+    port, preview_port, blue_port, green_port = free_ports(4)
+    return {
+        "environment": "production",
+        "live": "blue",
+        "colors": {
+            "blue": {"bento": f"{blue}:Service", "model_version": version},
+            "green": {"bento": f"{green}:Service", "model_version": version} if green else None,
+        },
+        "traffic": {"blue": 100, "green": 0},
+        "router": {
+            "port": port,
+            "preview_port": preview_port,
+            "blue_port": blue_port,
+            "green_port": green_port,
+        },
+        "checks": {
+            "gate": True,
+            "readiness_timeout_s": 90,
+            "latency": {"p95_ms": 500, "p99_ms": 2000, "concurrency": 4, "duration_s": 1},
+            "schemathesis_examples": 5,
+            "post_switch": {"window_s": 2.0, "p95_ms": 2000, "min_requests": 5},
+        },
+    }
+
+
+@dataclass
+class Env:
+    target: local.LocalTarget
+    trained: Trained
+    reports: Path
+    desired: state.DesiredState
+
+    def promoter(self, desired: state.DesiredState, **kwargs: Any) -> promotion.Promoter:
+        return promotion.Promoter(
+            desired=desired,
+            target=self.target,
+            journal=promotion.Journal("production", self.target.dir / "decisions.jsonl"),
+            holdout=lambda version: checks.load_holdout(self.trained.cfg, version),
+            report_dir=self.reports,
+            **kwargs,
+        )
+
+    def candidate(self, service: str) -> state.DesiredState:
+        """The promotion edit: ``service`` on green, green live."""
+        return state.with_release(self.desired, state.Release(f"{service}:Service", self.trained.version))
+
+    def router_stats(self) -> dict[str, Any]:
+        return {s.color: s for s in self.target.api().stats()}
+
+
+@pytest.fixture
+def env(trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Env]:
+    """Blue serves the good service and takes all traffic; green is empty."""
+    monkeypatch.setenv(
+        "STANDIN_MODEL", str(Path(str(trained.cfg.mlflow.artifact_dir)).parent / "model.joblib")
+    )
+    monkeypatch.setenv("STANDIN_FAIL_FLAG", str(tmp_path / "fail"))
+    target = local.LocalTarget("production", tmp_path / ".deploy", SERVICES)
+    desired = state.parse(desired_doc("good", None, trained.version))
+    env = Env(target, trained, tmp_path / "reports", desired)
+    try:
+        first = env.promoter(replace(desired, checks=replace(desired.checks, gate=False))).apply()
+        assert first.status == "promoted", first.decisions
+        yield env
+    finally:
+        target.stop_all(target.load())
+
+
+@pytest.mark.slow
+def test_promotion__good_candidate_goes_live_and_rollback_restores(env: Env) -> None:
+    candidate = env.candidate("good")
+    outcome = env.promoter(candidate).apply()
+    assert outcome.status == "promoted", outcome.decisions
+    assert env.target.api().weights() == {"blue": 0, "green": 100}
+    assert all(report.passed for report in outcome.reports)
+    report = json.loads((env.reports / "production-green.json").read_text())
+    assert {r["name"] for r in report["results"]} == {
+        "health",
+        "output_format",
+        "schemathesis",
+        "metric_parity",
+        "latency",
+    }
+    # a fresh tooling process (new objects, same state dir) finds the warm blue and rolls back
+    again = local.LocalTarget("production", env.target.dir.parent, SERVICES)
+    env.target = again
+    back = env.promoter(candidate).rollback()
+    assert back.status == "rolled_back"
+    assert again.api().weights() == {"blue": 100, "green": 0}
+    assert again.load().live == "blue"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("service", "failing_check"),
+    [("slow", "latency"), ("wrong_format", "output_format"), ("crashing", "output_format")],
+)
+def test_promotion__broken_candidate_is_refused(env: Env, service: str, failing_check: str) -> None:
+    outcome = env.promoter(env.candidate(service)).apply()
+    assert outcome.status == "refused"
+    assert failing_check in {result.name for result in outcome.reports[0].failures()}
+    assert env.target.api().weights() == {"blue": 100, "green": 0}
+    assert env.router_stats()["green"].requests == 0  # not one production request reached it
+    assert env.target.load().live == "blue"
+
+
+@pytest.mark.slow
+def test_promotion__failure_after_switch_rolls_back(env: Env, tmp_path: Path) -> None:
+    flag = tmp_path / "fail"
+    outcome = env.promoter(env.candidate("flaky"), on_switch=lambda weights: flag.touch()).apply()
+    assert outcome.status == "rolled_back", outcome.decisions
+    assert env.target.api().weights() == {"blue": 100, "green": 0}
+    watch = next(d for d in outcome.decisions if d.step == "watch green")
+    assert watch.outcome == "unhealthy"
+    steps = [d.step for d in outcome.decisions]
+    assert steps.index("rollback") > steps.index("switch")

@@ -1,0 +1,172 @@
+"""HAProxy config and runtime API, against a real haproxy fronting two tiny loopback servers."""
+
+from __future__ import annotations
+
+import http.client
+import shutil
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.deployment import local, router
+from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
+from {{ cookiecutter.package_name }}.deployment.state import Router, parse
+
+needs_haproxy = pytest.mark.skipif(
+    shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)"
+)
+
+
+class Answer(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def do_POST(self) -> None:
+        self.do_GET()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def loopback(tmp_path: Path) -> Iterator[tuple[local.LocalTarget, Router]]:
+    port, preview, blue, green = free_ports(4)
+    servers = [ThreadingHTTPServer(("127.0.0.1", p), Answer) for p in (blue, green)]
+    for server in servers:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    target = local.LocalTarget("test", tmp_path / ".deploy", tmp_path)
+    desired = parse(
+        {
+            "environment": "test",
+            "live": "blue",
+            "colors": {
+                "blue": {"bento": "a:1", "model_version": "1"},
+                "green": {"bento": "b:2", "model_version": "2"},
+            },
+            "traffic": {"blue": 100, "green": 0},
+            "router": {"port": port, "preview_port": preview, "blue_port": blue, "green_port": green},
+        }
+    )
+    actual = local.Actual(weights={"blue": 100, "green": 0})
+    target.ensure_router(actual, desired)
+    target.save(actual)
+    yield target, desired.router
+    target.stop_all(actual)
+    for server in servers:
+        server.shutdown()
+
+
+def colors_seen(port: int, requests: int) -> Counter[str]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    seen: Counter[str] = Counter()
+    for _ in range(requests):
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        response.read()
+        seen[response.getheader(router.COLOR_HEADER, "none")] += 1
+    connection.close()
+    return seen
+
+
+def test_router__config_names_both_colors_and_the_socket(tmp_path: Path) -> None:
+    text = router.render(
+        "production", Router(8080, 8081, 3001, 3002), {"blue": 100, "green": 0}, tmp_path / "s.sock"
+    )
+    assert "server blue 127.0.0.1:3001 weight 100 check" in text
+    assert "server green 127.0.0.1:3002 weight 0 check" in text
+    assert f"stats socket {tmp_path / 's.sock'}" in text
+    assert "bind 127.0.0.1:8080" in text
+    assert "bind 127.0.0.1:8081" in text
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__weights_move_keep_alive_traffic(loopback: tuple[local.LocalTarget, Router]) -> None:
+    target, ports = loopback
+    api = target.api()
+    assert colors_seen(ports.port, 20) == Counter({"blue": 20})
+    api.set_weights({"blue": 0, "green": 100})
+    assert api.weights() == {"blue": 0, "green": 100}
+    assert colors_seen(ports.port, 20) == Counter({"green": 20})
+    api.set_weights({"blue": 50, "green": 50})
+    assert set(colors_seen(ports.port, 40)) == {"blue", "green"}
+    stats = {s.color: s for s in api.stats()}
+    assert stats["green"].requests >= 20
+    assert stats["blue"].failures == 0
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalTarget, Router]) -> None:
+    target, ports = loopback
+    target.api().set_weights({"blue": 0, "green": 100}, backend=router.PREVIEW)
+    target.wait_router_sees("green", backend=router.PREVIEW)
+    assert colors_seen(ports.preview_port, 10) == Counter({"green": 10})
+    assert colors_seen(ports.port, 10) == Counter({"blue": 10})
+    assert {s.color: s.requests for s in target.api().stats()}["green"] == 0
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.LocalTarget, Router]) -> None:
+    _, ports = loopback
+    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
+    connection.request("POST", "/predict", body=b"{}", headers={"Content-Type": "multipart/form-data"})
+    assert connection.getresponse().status == 415
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__refused_command_raises(loopback: tuple[local.LocalTarget, Router]) -> None:
+    target, _ = loopback
+    with pytest.raises(router.RouterError, match="refused"):
+        target.api().change("set weight colors/purple 10")
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__state_survives_a_new_tooling_process(loopback: tuple[local.LocalTarget, Router]) -> None:
+    target, _ = loopback
+    again = local.LocalTarget("test", target.dir.parent, target.serve_dir)
+    actual = again.load()
+    assert again.router_running(actual)
+    assert again.api().weights() == {"blue": 100, "green": 0}
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__found_through_another_path_to_the_same_state(
+    loopback: tuple[local.LocalTarget, Router], tmp_path: Path
+) -> None:
+    target, _ = loopback
+    elsewhere = tmp_path / "linked-state"
+    elsewhere.symlink_to(target.dir.parent)
+    again = local.LocalTarget("test", elsewhere, target.serve_dir)
+    assert again.router_running(again.load())
+
+
+def test_local__spawned_process_sees_its_working_directory_as_pwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service resolves its profile directory against PWD: never the launcher's directory."""
+    monkeypatch.setenv("PWD", str(tmp_path / "where-the-tooling-was-started"))
+    serve_dir = tmp_path / "serve"
+    serve_dir.mkdir()
+    target = local.LocalTarget("test", tmp_path / "state", serve_dir)
+    probe = "import os, pathlib; pathlib.Path('pwd.txt').write_text(os.environ['PWD'])"
+    target._spawn([sys.executable, "-c", probe], "probe")
+    written = serve_dir / "pwd.txt"
+    for _ in range(200):
+        if written.is_file() and written.read_text():
+            break
+        time.sleep(0.05)
+    assert written.read_text() == str(serve_dir.resolve())

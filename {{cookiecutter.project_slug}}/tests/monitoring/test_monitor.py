@@ -1,0 +1,197 @@
+"""Production monitoring: quiet on fresh traffic, and each simulated shift flags what moved."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from {{ cookiecutter.package_name }} import cli, profiling
+from {{ cookiecutter.package_name }}.config import compose
+from {{ cookiecutter.package_name }}.monitoring import columns, labels, monitor, replay, window
+from {{ cookiecutter.package_name }}.profiling import ProfileError
+from monitored import Fitted, configure, fit, replayed
+
+FEATURES_MOVED_BY_COVARIATE_SHIFT = {"tenure_months", "monthly_charges", "internet_service"}
+CLASSIFICATION = compose().task == "classification"
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory, sample: pd.DataFrame) -> Fitted:
+    return fit(tmp_path_factory.mktemp("reference"), sample)
+
+
+@pytest.fixture(scope="module")
+def reference_dir(fitted: Fitted) -> Path:
+    return fitted.folder
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory, fitted: Fitted) -> dict[str, monitor.Comparison]:
+    return {
+        shift: replayed(tmp_path_factory.mktemp(shift), fitted, shift)
+        for shift in ("none", "covariate", "label", "concept")
+    }
+
+
+def features_drifted(result: monitor.MonitorResult) -> set[str]:
+    return {c.column for c in result.columns if c.role == "feature" and c.drifted}
+
+
+def role_drifted(result: monitor.MonitorResult, role: str) -> bool:
+    return any(c.drifted for c in result.columns if c.role == role)
+
+
+def test_monitor__traffic_without_drift_raises_no_alert(results: dict[str, monitor.Comparison]) -> None:
+    result = results["none"].result
+    assert result.alerts == []
+    assert result.drift_detected is False
+    assert result.rows == 2000
+    assert result.performance is not None
+    assert result.performance.labelled == 2000
+
+
+@pytest.mark.parametrize(
+    ("shift", "features", "prediction", "label", "concept"),
+    [
+        # shift       features that must drift              prediction  label   concept drift
+        ("covariate", FEATURES_MOVED_BY_COVARIATE_SHIFT, True if CLASSIFICATION else None, None, False),
+        ("label", set(), False, True, False if CLASSIFICATION else None),  # regression: error grows
+        ("concept", set(), False, None, True),
+    ],
+)
+def test_monitor__each_shift_flags_what_moved(
+    results: dict[str, monitor.Comparison],
+    shift: str,
+    features: set[str],
+    prediction: bool | None,
+    label: bool | None,
+    concept: bool | None,
+) -> None:
+    result = results[shift].result
+    assert result.drift_detected
+    assert features <= features_drifted(result)
+    if not features:
+        assert features_drifted(result) == set()
+    if prediction is not None:  # regression: shorter tenure and higher charges offset each other
+        assert role_drifted(result, "prediction") is prediction
+    if label is not None:
+        assert role_drifted(result, "label") is label
+    if concept is not None:
+        assert result.concept_drift is concept
+
+
+def test_monitor__timeline_has_one_point_per_replayed_window(
+    results: dict[str, monitor.Comparison],
+) -> None:
+    timeline = results["none"].result.timeline
+    assert len(timeline) == 6
+    assert sum(point["rows"] for point in timeline) == 2000
+    summary = "shares" if CLASSIFICATION else "quantiles"
+    assert all(summary in point for point in timeline)
+
+
+def test_compare_columns__missing_values_type_change_and_new_category_are_alerts() -> None:
+    reference = pd.DataFrame({"plan": ["a", "b"] * 500, "calls": np.arange(1000.0), "age": np.arange(1000)})
+    current = reference.copy()
+    current.loc[:299, "calls"] = np.nan
+    current["age"] = current["age"].astype(str) + " years"
+    current.loc[:99, "plan"] = "brand-new"
+    roles = {name: "feature" for name in reference.columns}
+    cfg = compose().monitoring
+    found = columns.compare_columns(cfg, profiling.profile(reference), profiling.profile(current), roles)
+    alerts = {c.column: " ".join(c.alerts) for c in found}
+    assert "missing values 0.0% -> 30.0%" in alerts["calls"]
+    assert "changed type numeric -> string" in alerts["age"]
+    assert "new categories ['brand-new']" in alerts["plan"]
+
+
+@pytest.mark.parametrize(
+    ("realised", "trained", "greater_is_better", "drop"),
+    [(0.6, 0.8, True, 0.25), (0.9, 0.8, True, 0.0), (12.0, 10.0, False, 0.2), (8.0, 10.0, False, 0.0)],
+)
+def test_relative_drop__counts_only_getting_worse(
+    realised: float, trained: float, greater_is_better: bool, drop: float
+) -> None:
+    assert labels.relative_drop(realised, trained, greater_is_better) == pytest.approx(drop)
+
+
+def test_window_files__by_name_stamp_else_modification_time(tmp_path: Path) -> None:
+    end = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    inside, outside = end - timedelta(hours=1), end - timedelta(hours=30)
+    for when in (inside, outside):
+        (tmp_path / f"{when:%Y%m%dT%H%M%S}-host-1-00001.bin").write_bytes(b"")
+    unnamed = tmp_path / "worker-a.bin"
+    unnamed.write_bytes(b"")
+    os.utime(unnamed, (inside.timestamp(), inside.timestamp()))
+    (tmp_path / ".20260301T110000-host.bin.partial").write_bytes(b"")
+    found = window.window_files(tmp_path, end - timedelta(hours=24), end, {".bin"}, tmp_path)
+    assert [p.name for p in found] == ["20260301T110000-host-1-00001.bin", "worker-a.bin"]
+
+
+def test_monitor__object_store_window_reads_the_same_as_a_local_one(
+    tmp_path: Path, fitted: Fitted, results: dict[str, monitor.Comparison]
+) -> None:
+    """Profiles and prediction logs written to and read from an fsspec store (``memory://``)."""
+    location = f"memory://profiles-{uuid.uuid4().hex}"
+    cfg = configure(
+        tmp_path,
+        fitted.folder,
+        "monitoring.simulation.shift=covariate",
+        f"monitoring.profile_dir={location}",
+        f"monitoring.prediction_log_dir={location}",
+    )
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    remote, local = monitor.monitor(cfg).result, results["covariate"].result
+    assert not (tmp_path / "profiles").exists()  # nothing went to a local folder by mistake
+    assert (remote.files, remote.rows) == (local.files, local.rows)
+    assert features_drifted(remote) == features_drifted(local)
+    assert remote.performance == local.performance
+
+
+def test_monitor__missing_profile_store_is_a_profile_error_naming_it(
+    tmp_path: Path, reference_dir: Path
+) -> None:
+    cfg = configure(tmp_path, reference_dir)
+    with pytest.raises(
+        ProfileError, match=re.escape("profile store not found; check monitoring.profile_dir")
+    ):
+        monitor.monitor(cfg)
+
+
+def test_monitor_stage__unreadable_profile_is_one_line_not_a_traceback(
+    tmp_path: Path, reference_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-host-1-00001.bin").write_text(
+        "not a profile"
+    )
+    cfg = configure(tmp_path, reference_dir)
+    with pytest.raises(SystemExit) as exit_info:
+        cli._monitor(OmegaConf.structured(cfg))
+    error = capsys.readouterr().err
+    assert exit_info.value.code == 1
+    assert error.startswith("[monitor] error: ")
+    assert "not a readable whylogs profile" in error
+    assert "Traceback" not in error
+
+
+def test_monitor_stage__drift_exits_3_when_asked_and_tells_the_workflow(
+    tmp_path: Path, fitted: Fitted, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    replayed(tmp_path, fitted, "covariate")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(tmp_path / "outputs"))
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    cfg = configure(tmp_path, fitted.folder, "monitoring.fail_on_drift=true")
+    with pytest.raises(SystemExit) as exit_info:
+        cli._monitor(OmegaConf.structured(cfg))
+    assert exit_info.value.code == 3
+    assert "drift=true" in (tmp_path / "outputs").read_text().splitlines()
+    assert "ALERT tenure_months: feature drift" in capsys.readouterr().out

@@ -1,0 +1,141 @@
+"""Packaging: a bento carrying its lineage, served by `bentoml serve <tag>` from anywhere."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+import bento_server
+from conftest import quick_forest
+from crowning import crown
+from {{ cookiecutter.package_name }} import profiling, registry
+from {{ cookiecutter.package_name }}.config import compose
+from {{ cookiecutter.package_name }}.data import load_table
+from {{ cookiecutter.package_name }}.serving import packaging
+from {{ cookiecutter.package_name }}.training import train
+
+LINEAGE = ("model_version", "run_id", "data_digest", "git_commit")
+
+
+def test_packaging__no_docker_engine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packaging.shutil, "which", lambda name: None)
+    assert packaging.docker_engine() == "no docker CLI on PATH"
+
+
+def test_packaging__image_is_named_after_the_bento_version() -> None:
+    assert packaging.image_reference("model:abc123").endswith("/{{ cookiecutter.project_slug }}:abc123")
+
+
+def stage(name: str, overrides: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    command = [str(Path(sys.executable).with_name(name)), *overrides]
+    return subprocess.run(command, env=os.environ | env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="module")
+def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Train and crown a quick model in a throwaway store, then `package` it into a throwaway bento store."""
+    root = tmp_path_factory.mktemp("packaging")
+    overrides = [*quick_forest(root), f"serving.report_dir={root}/reports"]
+    cfg = compose(overrides)
+    train.train(cfg)
+    crown(cfg)
+    env = {"BENTOML_HOME": str(root / "bentoml")}
+    result = stage("package", overrides, env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((root / "reports" / "package.json").read_text())
+    client = registry.connect(cfg.mlflow)
+    version = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CHAMPION)
+    assert version is not None
+    return {
+        "root": root,
+        "env": env,
+        "overrides": overrides,
+        "summary": summary,
+        "cfg": cfg,
+        "lineage": registry.lineage(client, cfg.mlflow.model_name, str(version.version)),
+    }
+
+
+@pytest.mark.slow
+def test_packaging__bento_labels_carry_the_lineage(packaged: dict[str, Any]) -> None:
+    name, version = packaged["summary"]["bento_tag"].split(":")
+    bento = yaml.safe_load(
+        (packaged["root"] / "bentoml" / "bentos" / name / version / "bento.yaml").read_text()
+    )
+    lineage = packaged["lineage"]
+    assert bento["labels"]["model_version"] == lineage.version
+    assert bento["labels"]["run_id"] == lineage.run_id
+    assert bento["labels"]["data_digest"] == lineage.data_digest
+    assert bento["labels"]["git_commit"] == lineage.git_commit
+    assert [model["tag"] for model in bento["models"]] == [packaged["summary"]["model_tag"]]
+
+
+@pytest.mark.slow
+def test_packaging__bento_carries_the_reference_monitoring_holds_traffic_against(
+    packaged: dict[str, Any],
+) -> None:
+    root, model_tag = packaged["root"], packaged["summary"]["model_tag"]
+    name, version = model_tag.split(":")
+    reference = root / "bentoml" / "models" / name / version / "reference"
+    assert profiling.row_count(profiling.read(reference / "reference.bin")) > 0
+    assert json.loads((reference / "model.json").read_text())["version"] == packaged["lineage"].version
+    monitor = root / "monitor"
+    window = [
+        *packaged["overrides"],
+        f"monitoring.profile_dir={monitor / 'profiles'}",
+        f"monitoring.prediction_log_dir={monitor / 'profiles'}",
+        f"monitoring.labels_path={monitor / 'labels.csv'}",
+        f"monitoring.report_dir={monitor / 'reports'}",
+    ]
+    replayed = stage("simulate-drift", window, packaged["env"])
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    from_bento = [
+        f"monitoring.reference_bento={packaged['summary']['bento_tag']}",
+        "monitoring.model_alias=none",
+    ]
+    monitored = stage("monitor", [*window, *from_bento], packaged["env"])
+    assert monitored.returncode == 0, monitored.stdout + monitored.stderr
+    report = json.loads((monitor / "reports" / "monitor.json").read_text())
+    assert report["reference"]["source"] == str(reference / "reference.bin")
+
+
+@pytest.mark.slow
+def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -> None:
+    elsewhere = packaged["root"] / "elsewhere"
+    elsewhere.mkdir()
+    tag = packaged["summary"]["bento_tag"]
+    env = packaged["env"] | {"SERVING_PROFILE_DIR": str(elsewhere / "profiles")}
+    process, url = bento_server.start(tag, elsewhere, env, packaged["root"] / "serve.log")
+    try:
+        metadata = httpx.get(f"{url}/metadata").json()
+        row = json.loads(load_table(packaged["cfg"].data.path).head(1).to_json(orient="records"))[0]
+        answer = httpx.post(f"{url}/predict", json={"rows": [row]}, timeout=30)
+        metrics = httpx.get(f"{url}/metrics").text
+    finally:
+        bento_server.stop(process)
+    assert metadata["bento"] == tag
+    assert {key: metadata[key] for key in LINEAGE} == {
+        key: packaged["summary"]["labels"][key] for key in LINEAGE
+    }
+    assert answer.status_code == 200
+    assert answer.json()["predictions"][0]["id"] == row[packaged["cfg"].data.id_column]
+    assert f'service_version="{tag.split(":")[1]}"' in metrics
+    assert list((elsewhere / "profiles").glob("*.bin"))
+
+
+@pytest.mark.slow
+def test_packaging__containerize_explains_a_missing_engine(packaged: dict[str, Any]) -> None:
+    if packaging.docker_engine() is None:
+        pytest.skip("a docker engine answers here: containerize would really build")
+    result = stage("containerize", packaged["overrides"], packaged["env"])
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout
+    assert packaged["summary"]["bento_tag"] in result.stdout

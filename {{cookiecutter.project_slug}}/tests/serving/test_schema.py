@@ -1,0 +1,85 @@
+"""The HTTP contract generated from a model signature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from {{ cookiecutter.package_name }}.serving import schema
+
+SIGNATURE = [
+    {"name": "tenure_months", "type": "long", "required": True},
+    {"name": "monthly charges", "type": "double", "required": True},
+    {"name": "contract", "type": "string", "required": False},
+]
+COLUMNS = schema.columns_from_signature(SIGNATURE)
+ROW = schema.row_model(COLUMNS, "customer_id")
+REQUEST = schema.request_model(ROW, max_rows=10)
+
+
+def test_schema__valid_rows_become_a_typed_frame() -> None:
+    body = {
+        "rows": [
+            {
+                "customer_id": "C1",
+                "tenure_months": 3,
+                "monthly charges": 10.5,
+                "contract": "monthly",
+                "churned": "yes",
+            },
+            {"customer_id": "C2", "tenure_months": None, "monthly charges": 7, "contract": None},
+        ]
+    }
+    rows = REQUEST.model_validate(body).rows  # type: ignore[attr-defined]
+    frame = schema.to_frame(rows, COLUMNS, "customer_id")
+    assert list(frame.columns) == ["tenure_months", "monthly charges", "contract", "customer_id"]
+    assert frame["tenure_months"].dtype == np.float64
+    assert np.isnan(frame["tenure_months"].iloc[1])
+    assert frame["monthly charges"].tolist() == [10.5, 7.0]
+    assert frame["contract"].iloc[0] == "monthly"
+    assert pd.isna(frame["contract"].iloc[1])
+    assert frame["customer_id"].tolist() == ["C1", "C2"]
+
+
+def test_schema__complete_integer_column_stays_integer() -> None:
+    rows = REQUEST.model_validate(
+        {"rows": [{"tenure_months": 3, "monthly charges": 1.0, "contract": "x"}]}
+    ).rows  # type: ignore[attr-defined]
+    assert schema.to_frame(rows, COLUMNS, None)["tenure_months"].dtype == np.int64
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"tenure_months": "abc", "monthly charges": 1.0, "contract": "x"}, "int_parsing"),
+        ({"monthly charges": 1.0, "contract": "x"}, "missing"),
+        ({"tenure_months": 1, "monthly charges": 1.0, "contract": 5}, "string_type"),
+        ({"tenure_months": 1.5, "monthly charges": 1.0, "contract": "x"}, "int_from_float"),
+        ({"tenure_months": 1, "monthly charges": 1.79e308, "contract": "x"}, "less_than_equal"),
+        ({"tenure_months": 2**70, "monthly charges": 1.0, "contract": "x"}, "less_than_equal"),
+    ],
+    ids=[
+        "wrong-type",
+        "missing-field",
+        "number-for-text",
+        "fraction-for-integer",
+        "beyond-float32",
+        "beyond-int64",
+    ],
+)
+def test_schema__bad_rows_are_refused_naming_the_field(row: dict[str, object], problem: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        REQUEST.model_validate({"rows": [row]})
+    assert caught.value.errors()[0]["type"] == problem
+
+
+def test_schema__empty_request_is_refused() -> None:
+    with pytest.raises(ValidationError, match="at least 1"):
+        REQUEST.model_validate({"rows": []})
+
+
+def test_schema__unsupported_signature_type_names_the_column() -> None:
+    with pytest.raises(schema.SchemaError, match="picture"):
+        schema.columns_from_signature([{"name": "picture", "type": "binary"}])

@@ -1,0 +1,193 @@
+"""The real service on loopback: offline parity, bad input, metrics, metadata, profiles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+import bento_server
+from conftest import quick_forest
+from crowning import crown
+from {{ cookiecutter.package_name }} import profiling, registry
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
+from {{ cookiecutter.package_name }}.data import load_table, split
+from {{ cookiecutter.package_name }}.training import train
+
+pytestmark = pytest.mark.slow
+MAX_ROWS = 500
+
+
+@dataclass
+class Served:
+    url: str
+    cfg: Config
+    profile_dir: Path
+    process: Any
+    rows_answered: int = 0
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+
+    def predict(self, rows: list[dict[str, Any]]) -> httpx.Response:
+        response = self.client.post(f"{self.url}/predict", json={"rows": rows})
+        if response.status_code == 200:
+            self.rows_answered += len(rows)
+        return response
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """A quick model trained into a throwaway store, crowned, served from source."""
+    root = tmp_path_factory.mktemp("service")
+    overrides = [
+        *quick_forest(root),
+        f"serving.profile_dir={root}/profiles",
+        "serving.profile_window_s=2",
+        f"serving.max_rows_per_request={MAX_ROWS}",
+    ]
+    cfg = compose(overrides)
+    train.train(cfg)
+    crown(cfg)
+    env = {"SERVING_CONFIG_OVERRIDES": " ".join(overrides), "BENTOML_HOME": str(root / "bentoml")}
+    target = "{{ cookiecutter.package_name }}.serving.service:ModelService"
+    process, url = bento_server.start(target, PROJECT_ROOT, env, root / "serve.log")
+    yield Served(url, cfg, root / "profiles", process)
+    bento_server.stop(process)
+
+
+@pytest.fixture(scope="module")
+def test_rows(served: Served) -> tuple[list[dict[str, Any]], list[Any]]:
+    """The sample test split as JSON rows (with ids), and the offline pipeline's predictions."""
+    cfg = served.cfg
+    frame = load_table(cfg.data.path)
+    x_test = split(frame, cfg.data, stratify=cfg.task == "classification").x_test
+    registry.connect(cfg.mlflow)
+    model = registry.load(cfg.mlflow.model_name, registry.CHAMPION)
+    features = x_test[list(model.feature_names_in_)]
+    with_ids = features.assign(**{cfg.data.id_column: frame.loc[x_test.index, cfg.data.id_column]})
+    rows = json.loads(with_ids.to_json(orient="records"))
+    return rows, model.predict(features).tolist()
+
+
+def test_service__one_request_matches_offline_predictions(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    rows, expected = test_rows
+    response = served.predict(rows[:MAX_ROWS])
+    assert response.status_code == 200, response.text
+    predictions = response.json()["predictions"]
+    assert [p["prediction"] for p in predictions] == pytest.approx(expected[:MAX_ROWS])  # labels or values
+    assert [p["id"] for p in predictions] == [r[served.cfg.data.id_column] for r in rows[:MAX_ROWS]]
+
+
+def test_service__concurrent_single_rows_match_offline_predictions(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    rows, expected = test_rows
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        responses = list(pool.map(lambda row: served.predict([row]), rows))
+    assert all(r.status_code == 200 for r in responses)
+    assert [r.json()["predictions"][0]["prediction"] for r in responses] == pytest.approx(expected)
+
+
+def test_service__unknown_category_is_answered_as_the_model_would(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    row = dict(test_rows[0][0], contract="lifetime-deal")
+    response = served.predict([row])
+    assert response.status_code == 200
+    assert response.json()["predictions"][0]["prediction"] is not None
+
+
+BAD_BODIES = {
+    "wrong-type": lambda row: {"rows": [dict(row, tenure_months="twelve")]},
+    "missing-field": lambda row: {"rows": [{k: v for k, v in row.items() if k != "monthly_charges"}]},
+    "empty": lambda row: {"rows": []},
+    "no-rows-key": lambda row: {"row": row},
+    "rows-not-a-list": lambda row: {"rows": row},
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BODIES), ids=list(BAD_BODIES))
+def test_service__bad_input_is_a_400_naming_the_problem(
+    served: Served, test_rows: tuple[list, list], case: str
+) -> None:
+    response = served.client.post(f"{served.url}/predict", json=BAD_BODIES[case](test_rows[0][0]))
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"][0]["loc"]
+
+
+def test_service__malformed_json_is_a_400(served: Served) -> None:
+    response = served.client.post(
+        f"{served.url}/predict", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400
+
+
+def test_service__oversize_payload_is_a_413_with_the_limit(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    rows = (test_rows[0] * (MAX_ROWS // len(test_rows[0]) + 2))[: MAX_ROWS + 1]
+    response = served.predict(rows)
+    assert response.status_code == 413
+    assert str(MAX_ROWS) in response.text
+
+
+def test_service__health_endpoints(served: Served) -> None:
+    assert served.client.get(f"{served.url}/livez").status_code == 200
+    assert served.client.get(f"{served.url}/readyz").status_code == 200
+
+
+def test_service__metadata_names_the_model_lineage(served: Served) -> None:
+    client = registry.connect(served.cfg.mlflow)
+    champion = registry.version_by_alias(client, served.cfg.mlflow.model_name, registry.CHAMPION)
+    assert champion is not None
+    lineage = registry.lineage(client, served.cfg.mlflow.model_name, str(champion.version))
+    metadata = served.client.get(f"{served.url}/metadata").json()
+    assert metadata["model_version"] == str(champion.version)
+    assert metadata["run_id"] == lineage.run_id
+    assert metadata["data_digest"] == lineage.data_digest
+    assert metadata["git_commit"] == lineage.git_commit
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """Sum of a Prometheus sample over series whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        series, _, value = line.rpartition(" ")
+        if series.partition("{")[0] == name and all(
+            f'{key}="{val}"' in series for key, val in labels.items()
+        ):
+            total += float(value)
+    return total
+
+
+def test_service__metrics_count_requests_errors_and_classes(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    served.predict(test_rows[0][:3])
+    served.client.post(f"{served.url}/predict", json={"rows": []})
+    text = served.client.get(f"{served.url}/metrics").text
+    assert metric(text, "bentoml_service_request_total", endpoint="/predict", http_response_code="200") >= 1
+    assert metric(text, "bentoml_service_request_total", endpoint="/predict", http_response_code="400") >= 1
+    assert metric(text, "bentoml_service_request_duration_seconds_count", endpoint="/predict") >= 2
+    assert metric(text, "predicted_rows_total") == served.rows_answered  # summed over the class label
+    assert metric(text, "batch_rows_count") >= 1
+    assert metric(text, "profile_write_failures_total") == 0
+
+
+def test_service__profiles_hold_exactly_the_rows_served(served: Served) -> None:
+    """Runs last: stopping the service flushes the partial window."""
+    assert served.rows_answered > 0
+    bento_server.stop(served.process)
+    profiles = sorted(served.profile_dir.glob("*.bin"))
+    assert sum(profiling.row_count(profiling.read(path)) for path in profiles) == served.rows_answered
+    ids = pd.concat(pd.read_parquet(path) for path in served.profile_dir.glob("*.predictions.parquet"))
+    assert len(ids) == served.rows_answered
+    assert set(ids.columns) == {served.cfg.data.id_column, "prediction", "served_at"}

@@ -1,0 +1,82 @@
+"""Traffic profiling: every served row lands in exactly one profile, whatever the store does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from {{ cookiecutter.package_name }} import profiling
+from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
+
+
+def batch(start: int, size: int) -> tuple[pd.DataFrame, list[str]]:
+    """A served batch: its input frame (id + one feature) and one prediction per row."""
+    numbers = range(start, start + size)
+    frame = pd.DataFrame({"customer_id": [f"C{i}" for i in numbers], "tenure": range(size)})
+    return frame, [f"P{i}" for i in numbers]
+
+
+def profiled_rows(folder: Path) -> int:
+    return sum(profiling.row_count(profiling.read(path)) for path in folder.glob("*.bin"))
+
+
+def test_traffic__every_recorded_row_is_in_a_profile(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), window_s=3600, id_column="customer_id")
+    profiler.record(*batch(0, 7))
+    assert profiler.flush() is not None
+    profiler.record(*batch(7, 5))
+    profiler.record(*batch(12, 1))
+    profiler.stop()  # the partial window is flushed on stop
+    assert profiled_rows(tmp_path) == 13
+    assert profiler.stats.files_written == 2
+    ids = pd.concat(pd.read_parquet(path) for path in tmp_path.glob("*.predictions.parquet"))
+    assert sorted(ids["customer_id"]) == sorted(f"C{i}" for i in range(13))
+    assert (ids["prediction"] == "P" + ids["customer_id"].str[1:]).all()  # each row kept its own
+
+
+def test_traffic__id_column_is_not_profiled(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id")
+    profiler.record(*batch(0, 3))
+    path = profiler.flush()
+    assert path is not None
+    assert set(profiling.read(path).get_columns()) == {"tenure", "prediction"}
+
+
+def test_traffic__timer_writes_windows_in_the_background(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), window_s=0.05)
+    profiler.start()
+    profiler.record(*batch(0, 4))
+    for _ in range(100):
+        if profiler.stats.rows_written:
+            break
+        __import__("time").sleep(0.02)
+    profiler.stop()
+    assert profiled_rows(tmp_path) == 4
+
+
+def test_traffic__unwritable_store_counts_failures_and_keeps_rows(tmp_path: Path) -> None:
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the profile directory should be")
+    failures: list[int] = []
+    profiler = TrafficProfiler(str(blocked), id_column="customer_id", on_failure=failures.append)
+    profiler.record(*batch(0, 5))
+    assert profiler.flush() is None
+    assert profiler.stats.write_failures == 1
+    assert failures == [5]
+    blocked.unlink()
+    profiler.record(*batch(5, 2))
+    profiler.stop()
+    assert profiled_rows(blocked) == 7
+    ids = pd.read_parquet(next(blocked.glob("*.predictions.parquet")))
+    assert list(ids["customer_id"]) == [f"C{i}" for i in range(7)]  # kept rows first, in order
+    assert list(ids["prediction"]) == [f"P{i}" for i in range(7)]
+
+
+def test_traffic__buffer_is_bounded_and_drops_are_counted(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), max_buffered_rows=10)
+    for start in range(0, 30, 5):
+        profiler.record(*batch(start, 5))
+    profiler.stop()
+    assert profiler.stats.rows_dropped == 20
+    assert profiled_rows(tmp_path) == 10

@@ -1,0 +1,83 @@
+"""Training: every estimator trains on the sample; runs carry metrics, lineage and a loadable model."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from conftest import ComposeFn
+from crowning import crown
+from {{ cookiecutter.package_name }} import evaluation, registry
+from {{ cookiecutter.package_name }}.config import Config
+from {{ cookiecutter.package_name }}.data import load_table, split
+from {{ cookiecutter.package_name }}.training import selection, train
+
+TASK_METRICS = {
+    "classification": {"accuracy", "f1_macro", "roc_auc"},
+    "regression": {"rmse", "mae", "r2"},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["linear", "random_forest", "hgb"])
+def test_train__every_estimator_trains_and_registers_a_candidate(make_config: ComposeFn, model: str) -> None:
+    cfg = make_config(f"model={model}", "training.cv_folds=2")
+    result = train.train(cfg)
+    assert set(result.metrics) == TASK_METRICS[cfg.task]
+    assert result.registered_as_candidate
+    client = registry.connect(cfg.mlflow)
+    version = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CANDIDATE)
+    assert version is not None
+    assert str(version.version) == result.model_version
+
+
+def test_train__model_is_logged_with_lineage_and_reloads_identically(quick: Config) -> None:
+    result = train.train(quick)
+    client = registry.connect(quick.mlflow)
+    assert result.model_version is not None
+    lineage = registry.lineage(client, quick.mlflow.model_name, result.model_version)
+    assert lineage.run_id == result.run_id
+    assert lineage.data_digest == result.data_digest
+    run = client.get_run(result.run_id)
+    assert run.inputs.dataset_inputs[0].dataset.digest == result.data_digest
+    assert {"test_" + m for m in result.metrics} <= set(run.data.metrics)
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"config", "data", "plots"} <= artifacts
+    snapshot = mlflow.artifacts.download_artifacts(lineage.data_artifact)
+    assert load_table(snapshot).equals(load_table(quick.data.path))
+    data = split(load_table(quick.data.path), quick.data, stratify=quick.task == "classification")
+    model = registry.load(quick.mlflow.model_name, registry.CANDIDATE)
+    x_test = data.x_test[list(model.feature_names_in_)]
+    assert evaluation.score(quick.task, model, x_test, data.y_test) == pytest.approx(result.metrics)
+
+
+def test_train__model_below_the_bar_is_not_registered(make_config: ComposeFn) -> None:
+    impossible = "1.1" if "{{ cookiecutter.ml_task }}" == "classification" else "0.0"
+    cfg = make_config(
+        "model=random_forest",
+        "model.estimator.n_estimators=5",
+        "training.cv_folds=2",
+        f"training.min_primary_metric={impossible}",
+    )
+    result = train.train(cfg)
+    assert not result.registered_as_candidate
+    assert result.model_version is None
+    assert registry.version_by_alias(MlflowClient(), cfg.mlflow.model_name, registry.CANDIDATE) is None
+
+
+def test_compare__first_candidate_promotes_then_a_worse_one_does_not(make_config: ComposeFn) -> None:
+    good = make_config("model=random_forest", "model.estimator.n_estimators=30", "training.cv_folds=2")
+    train.train(good)
+    first = selection.compare(good)
+    assert first.promote
+    assert first.champion is None
+    crown(good)
+    classification = good.task == "classification"
+    crippled = "model.estimator.max_iter=1" if classification else "model.estimator.alpha=100000"
+    no_floor = f"training.min_primary_metric={0.0 if classification else 1e12}"
+    weak = make_config("model=linear", crippled, no_floor, "training.cv_folds=2")
+    train.train(weak)
+    second = selection.compare(weak)
+    assert not second.promote
+    assert second.champion_version == first.candidate_version
