@@ -68,7 +68,7 @@ def compare(session: nox.Session) -> None:
 
 @nox.session
 def predict(session: nox.Session) -> None:
-    """Batch inference: `nox -s predict -- inference.input=new.csv inference.alias=candidate`."""
+    """Batch inference: `nox -s predict -- inference.input=new.csv inference.model_alias=candidate`."""
     uv_run(session, "predict", *session.posargs)
 
 

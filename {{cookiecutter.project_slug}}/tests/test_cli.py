@@ -44,6 +44,13 @@ def test_predict__without_a_model_says_what_to_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_predict__renamed_override_names_the_new_key() -> None:
+    result = run("predict", "inference.alias=candidate")
+    assert result.returncode == 1
+    assert "inference.alias is now inference.model_alias" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_stages__validate_train_compare_predict_chain(tmp_path: Path) -> None:
     common = isolated(tmp_path)
     assert run("validate-data", *common).returncode == 0
@@ -54,7 +61,7 @@ def test_stages__validate_train_compare_predict_chain(tmp_path: Path) -> None:
     assert compared.returncode == 0, compared.stderr
     assert json.loads((tmp_path / "training" / "gate.json").read_text())["promote"] is True
     out = tmp_path / "predictions.parquet"
-    predicted = run("predict", "inference.alias=candidate", f"inference.output={out}", *common)
+    predicted = run("predict", "inference.model_alias=candidate", f"inference.output={out}", *common)
     assert predicted.returncode == 0, predicted.stderr
     assert len(pd.read_parquet(out)) == 3000
 

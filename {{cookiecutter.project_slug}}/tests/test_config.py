@@ -7,7 +7,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, compose
+from {{ cookiecutter.package_name }}.config import CONF_DIR, RENAMED, Config, ConfigError, compose
 
 
 def options(group: str) -> list[str]:
@@ -47,3 +47,10 @@ def test_config__wrong_type_fails_at_composition() -> None:
 
 def test_config__task_matches_the_template_choice() -> None:
     assert compose().task == "{{ cookiecutter.ml_task }}"
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(RENAMED.items()))
+def test_config__renamed_key_fails_naming_the_new_one(old: str, new: str) -> None:
+    with pytest.raises(ConfigError, match=f"{old} is now {new}"):
+        compose([f"{old}=1"])
+    assert OmegaConf.select(OmegaConf.structured(Config), new) is not None

@@ -17,7 +17,7 @@ from functools import wraps
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONF_DIR, Config, register, resolve, to_typed
+from .config import CONF_DIR, Config, ConfigError, check_renamed, register, resolve, to_typed
 from .errors import PipelineError
 
 register()
@@ -110,7 +110,7 @@ def _compare(cfg: Config) -> int:
 def _predict(cfg: Config) -> int:
     from .training import inference
 
-    path = inference.predict_file(cfg, cfg.inference.input, cfg.inference.output, cfg.inference.alias)
+    path = inference.predict_file(cfg, cfg.inference.input, cfg.inference.output, cfg.inference.model_alias)
     print(f"  predictions: {path}")
     return 0
 
@@ -128,7 +128,7 @@ def _summary(cfg: Config) -> int:
 def _monitor(cfg: Config) -> int:
     from .monitoring import dashboards, health, monitor
 
-    service = health.collect(cfg.monitoring, cfg.serving.latency_budget_ms)
+    service = health.collect(cfg.monitoring)
     checked = monitor.monitor(cfg, service)
     paths = dashboards.write(checked, cfg.monitoring.report_dir)
     dashboards.publish(checked.result, paths)
@@ -178,7 +178,17 @@ def _containerize(cfg: Config) -> int:
 def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     """Bind a stage to the project's conf/ tree as a Hydra application."""
     app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
-    return app
+
+    @wraps(body)
+    def run() -> None:
+        try:
+            check_renamed(sys.argv[1:])
+        except ConfigError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(1)
+        app()
+
+    return run
 
 
 validate_data = _app(_validate_data)

@@ -8,6 +8,7 @@ DictConfig.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,28 @@ from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
+from .errors import PipelineError
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
+# Keys renamed so that each word means one thing; the old name fails with the new one.
+RENAMED = {
+    "serving.max_latency_ms": "serving.max_queue_ms",  # a queue budget, not a latency target
+    "serving.latency_budget_ms": "monitoring.latency_budget_ms",  # only monitoring alerts on it
+    "inference.alias": "inference.model_alias",  # one name for the registry alias everywhere
+}
+
+
+class ConfigError(PipelineError):
+    """A command-line override names a key that no longer exists."""
+
+
+def check_renamed(overrides: Iterable[str]) -> None:
+    """Refuse overrides of renamed keys with the new name, before Hydra's generic message."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in RENAMED:
+            raise ConfigError(f"{key} is now {RENAMED[key]}: write {RENAMED[key]}=... instead")
 
 
 @dataclass
@@ -83,9 +104,8 @@ class ServingConfig:
     """How the BentoML service loads and batches."""
 
     model_alias: str = "champion"
-    latency_budget_ms: float = 50.0
     max_batch_size: int = 512
-    max_latency_ms: float = 250.0
+    max_queue_ms: float = 250.0
     workers: int = 1
     max_rows_per_request: int = 10_000
     profile_dir: str = "profiles"
@@ -128,6 +148,7 @@ class MonitoringConfig:
     min_category_share: float = 0.01
     max_metric_drop: float = 0.1
     max_error_rate: float = 0.01
+    latency_budget_ms: float = 50.0
     metrics_sources: list[str] = field(default_factory=list)
     fail_on_drift: bool = False
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
@@ -139,7 +160,7 @@ class InferenceConfig:
 
     input: str = "data/sample/customers.csv"
     output: str = "reports/predictions.csv"
-    alias: str = "champion"
+    model_alias: str = "champion"
 
 
 @dataclass
@@ -183,6 +204,7 @@ def to_typed(cfg: DictConfig) -> Config:
 
 def compose(overrides: list[str] | None = None) -> Config:
     """Compose the config outside a Hydra app (tests, notebooks, the BentoML service)."""
+    check_renamed(overrides or [])
     register()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return to_typed(hydra_compose(config_name="config", overrides=overrides or []))

@@ -98,7 +98,7 @@ def wait_for_rows(folder: str, rows: int, timeout_s: float = 30.0) -> None:
 def test_replay__through_the_service_every_row_is_monitored_and_the_shift_is_flagged(served: Served) -> None:
     done = replay.replay(served.cfg)
     metrics = compose([f"monitoring.metrics_sources=[{served.url}/metrics]"]).monitoring
-    service = health.collect(metrics, served.cfg.serving.latency_budget_ms)
+    service = health.collect(metrics)
     wait_for_rows(served.cfg.monitoring.profile_dir, done.rows)
     result = monitor.monitor(served.cfg, service).result
     assert done.profiles == []

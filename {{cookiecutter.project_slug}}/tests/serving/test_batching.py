@@ -21,7 +21,7 @@ def slow_double(calls: list[int]):
 
 def test_batching__concurrent_requests_share_calls_and_keep_their_answers() -> None:
     calls: list[int] = []
-    batcher = MicroBatcher(slow_double(calls), max_batch_rows=100, latency_budget_s=10)
+    batcher = MicroBatcher(slow_double(calls), max_batch_rows=100, max_queue_s=10)
 
     async def scenario() -> list[list[int]]:
         return await asyncio.gather(*(batcher.submit([i, i + 1000]) for i in range(40)))
@@ -34,7 +34,7 @@ def test_batching__concurrent_requests_share_calls_and_keep_their_answers() -> N
 
 def test_batching__a_batch_never_exceeds_max_rows_nor_splits_a_request() -> None:
     calls: list[int] = []
-    batcher = MicroBatcher(slow_double(calls), max_batch_rows=10, latency_budget_s=10)
+    batcher = MicroBatcher(slow_double(calls), max_batch_rows=10, max_queue_s=10)
 
     async def scenario() -> None:
         await asyncio.gather(*(batcher.submit([1, 2, 3]) for _ in range(20)))
@@ -45,7 +45,7 @@ def test_batching__a_batch_never_exceeds_max_rows_nor_splits_a_request() -> None
 
 
 def test_batching__lone_request_is_not_held_back() -> None:
-    batcher = MicroBatcher(lambda items: items, max_batch_rows=512, latency_budget_s=1)
+    batcher = MicroBatcher(lambda items: items, max_batch_rows=512, max_queue_s=1)
 
     async def one() -> float:
         started = time.perf_counter()
@@ -56,7 +56,7 @@ def test_batching__lone_request_is_not_held_back() -> None:
 
 
 def test_batching__queue_beyond_the_latency_budget_is_refused() -> None:
-    batcher = MicroBatcher(slow_double([]), max_batch_rows=1, latency_budget_s=0.05)
+    batcher = MicroBatcher(slow_double([]), max_batch_rows=1, max_queue_s=0.05)
     batcher.cost = CostModel(fixed=0.02, per_row=0.0)
 
     async def flood() -> list[object]:
@@ -73,7 +73,7 @@ def test_batching__model_error_reaches_every_waiting_request() -> None:
     def broken(items: list[int]) -> list[int]:
         raise RuntimeError("model exploded")
 
-    batcher = MicroBatcher(broken, max_batch_rows=10, latency_budget_s=10)
+    batcher = MicroBatcher(broken, max_batch_rows=10, max_queue_s=10)
 
     async def scenario() -> list[object]:
         return await asyncio.gather(*(batcher.submit([1]) for _ in range(3)), return_exceptions=True)

@@ -157,9 +157,9 @@ def _alerts(health: Health, max_error_rate: float, latency_budget_ms: float) -> 
     return alerts
 
 
-def collect(cfg: MonitoringConfig, latency_budget_ms: float) -> Health | None:
+def collect(cfg: MonitoringConfig) -> Health | None:
     """Read and summarise every ``metrics_sources`` entry; None when none is configured."""
     if not cfg.metrics_sources:
         return None
     texts = {source: read_source(source) for source in cfg.metrics_sources}
-    return summarize(texts, cfg.max_error_rate, latency_budget_ms)
+    return summarize(texts, cfg.max_error_rate, cfg.latency_budget_ms)

@@ -2,7 +2,7 @@
 
 A tree ensemble predicts 512 rows in about the time it takes for one, so throughput lives in
 batching. BentoML's built-in dispatcher waits to grow batches and cancels requests (HTTP 503)
-whenever its latency estimate crosses ``max_latency_ms``; under 64 connections with a tight
+whenever its latency estimate crosses ``max_queue_ms``; under 64 connections with a tight
 budget it rejected most requests. This batcher never waits on purpose: when the model is idle
 a request runs at once (no added latency at low load); while a batch runs, new requests queue
 and the next call takes all of them, up to ``max_batch_rows`` rows. Batch size therefore
@@ -61,11 +61,11 @@ class MicroBatcher(Generic[Item, Out]):
     """Runs ``predict`` on concatenated request items in a worker thread, one batch at a time."""
 
     def __init__(
-        self, predict: Callable[[list[Item]], list[Out]], max_batch_rows: int, latency_budget_s: float
+        self, predict: Callable[[list[Item]], list[Out]], max_batch_rows: int, max_queue_s: float
     ) -> None:
         self._predict = predict
         self.max_batch_rows = max_batch_rows
-        self.latency_budget_s = latency_budget_s
+        self.max_queue_s = max_queue_s
         self.cost = CostModel()
         self._queue: deque[_Job[Item, Out]] = deque()
         self._queued_rows = 0
@@ -84,13 +84,13 @@ class MicroBatcher(Generic[Item, Out]):
         Rows that fit in the next call are never refused: they leave with it, so refusing them
         would not make anyone faster. Only a backlog of several batches is shed.
         """
-        return self._queued_rows >= self.max_batch_rows and self.queued_wait() > self.latency_budget_s
+        return self._queued_rows >= self.max_batch_rows and self.queued_wait() > self.max_queue_s
 
     async def submit(self, items: Sequence[Item]) -> list[Out]:
         """Queue one request's items and wait for their outputs, in order."""
         if self.over_budget():
             raise OverloadedError(
-                f"{self._queued_rows} rows are queued, more than the {self.latency_budget_s * 1000:.0f} ms "
+                f"{self._queued_rows} rows are queued, more than the {self.max_queue_s * 1000:.0f} ms "
                 "latency budget allows; retry later or add workers"
             )
         loop = asyncio.get_running_loop()

@@ -206,7 +206,7 @@ class ModelService:
             SETTINGS.noop_model,
         )
         self.batcher: MicroBatcher[BaseModel, dict[str, Any]] = MicroBatcher(
-            self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_latency_ms / 1000
+            self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000
         )
         self.profiler: TrafficProfiler | None = None
         if SETTINGS.profiling:

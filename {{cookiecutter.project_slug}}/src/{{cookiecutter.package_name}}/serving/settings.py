@@ -32,7 +32,7 @@ class Settings:
     model_tag: str | None
     tracking_uri: str
     max_batch_size: int
-    max_latency_ms: float
+    max_queue_ms: float
     workers: int
     max_rows_per_request: int
     profile_dir: str
@@ -56,7 +56,7 @@ def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | N
         model_tag=model_tag,
         tracking_uri=cfg.mlflow.tracking_uri if tracking_uri is None else tracking_uri,
         max_batch_size=serving.max_batch_size,
-        max_latency_ms=serving.max_latency_ms,
+        max_queue_ms=serving.max_queue_ms,
         workers=serving.workers,
         max_rows_per_request=serving.max_rows_per_request,
         profile_dir=serving.profile_dir,
