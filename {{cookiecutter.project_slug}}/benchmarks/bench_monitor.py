@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import profiling, simulation
+from {{ cookiecutter.package_name }} import profiling, reports, simulation
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import feature_columns
 from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor, replay
@@ -127,8 +127,8 @@ def main(rows: int) -> float:
         "CPU (s)",
         f"wall < {BUDGET_S:.0f} s",
     ]
-    cells = [f"{rows:,}", *(f"{value:.2f}" for value in [*seconds.values(), total, cpu_s]), verdict]
-    print("| " + " | ".join(header) + " |\n|" + "---:|" * len(header) + "\n| " + " | ".join(cells) + " |")
+    cells = [rows, *(round(value, 2) for value in [*seconds.values(), total, cpu_s]), verdict]
+    print(reports.table(header, [cells]))
     result = comparison.result
     labelled = result.performance.labelled if result.performance else 0
     print(f"\n{result.rows:,} rows in {result.files} profiles, {labelled:,} labelled.")

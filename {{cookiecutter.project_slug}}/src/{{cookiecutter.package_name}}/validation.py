@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import drift, profiling
+from . import drift, profiling, reports
 from .config import DataConfig, ValidationConfig, resolve
 from .data import DataError, load_table
 
@@ -242,12 +242,12 @@ def render_markdown(report: ValidationReport) -> str:
     status = "passed" if report.passed else "FAILED"
     lines = [f"### Data validation {status}", "", f"`{report.path}`: {report.rows} rows", ""]
     if report.violations:
-        lines += ["| column | rule | detail |", "|---|---|---|"]
-        lines += [f"| `{v.column}` | {v.rule} | {v.detail} |" for v in report.violations]
+        violations = [(f"`{v.column}`", v.rule, v.detail) for v in report.violations]
+        lines.append(reports.table(["column", "rule", "detail"], violations))
     if report.drift:
-        lines += ["", "| column | kind | distance | threshold |", "|---|---|---:|---:|"]
-        lines += [
-            f"| `{d['column']}` | {d['kind']} | {d['statistic']:.3f} | {d['threshold']} |"
-            for d in report.drift
+        header = ["column", "kind", "distance", "threshold"]
+        moved = [
+            (f"`{d['column']}`", d["kind"], round(d["statistic"], 3), d["threshold"]) for d in report.drift
         ]
+        lines += ["", reports.table(header, moved)]
     return "\n".join(lines) + "\n"

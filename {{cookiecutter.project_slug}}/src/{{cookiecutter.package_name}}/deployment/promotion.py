@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import reports
 from ..errors import PipelineError
 from . import checks, router, watch
 from .local import Actual, DeployError, LocalTarget
@@ -92,15 +93,14 @@ class Outcome:
             "checks": [asdict(r) | {"passed": r.passed} for r in self.reports],
         }
         (target / f"{name}.json").write_text(json.dumps(doc, indent=2))
+        steps = [(d.step, d.outcome, d.detail) for d in self.decisions]
         lines = [
             f"## {name}: {self.status}",
             "",
             f"Live color: `{self.live}`, weights {self.weights}",
             "",
-            "| step | outcome | detail |",
-            "|---|---|---|",
+            reports.table(["step", "outcome", "detail"], steps),
         ]
-        lines += [f"| {d.step} | {d.outcome} | {d.detail.replace('|', '/')} |" for d in self.decisions]
         body = "\n".join(lines) + "\n" + "".join("\n" + report.markdown() for report in self.reports)
         (target / f"{name}.md").write_text(body)
         return target / f"{name}.json"

@@ -25,6 +25,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from .. import reports
 from ..config import resolve
 from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
 from .columns import ColumnReport
@@ -247,14 +248,7 @@ def markdown(result: MonitorResult) -> str:
     """The job-summary rendering: headline, then each table."""
     lines = ["## Production monitoring", "", f"**{headline(result)}**", ""]
     for section in sections(result):
-        lines += [
-            f"### {section.title}",
-            "",
-            "| " + " | ".join(section.header) + " |",
-            "|" + "---|" * len(section.header),
-        ]
-        lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in section.rows]
-        lines.append("")
+        lines += [f"### {section.title}", "", reports.table(section.header, section.rows), ""]
     lines.append("Charts and the full page: `report.html` in the monitoring artifact.")
     return "\n".join(lines) + "\n"
 
