@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -65,6 +66,8 @@ DEMO_STAGES: list[tuple[str, ...]] = [
     ("monitor", "monitoring.reference_bento=live"),  # the reference inside the bento production serves
     ("summary",),
 ]
+# System programs the generated project's stages run: HAProxy (router), wrk (latency check).
+DEMO_TOOLS = ("haproxy", "wrk")
 # Always run at the end, even after a failed stage: no server outlives the demo.
 DEMO_TEARDOWN: list[tuple[str, ...]] = [("deploy-stop", "staging"), ("deploy-stop", "production")]
 
@@ -76,6 +79,7 @@ def demo(session: nox.Session) -> None:
     Set DEMO_DIR to choose the folder; each stage prints its progress and time.
     """
     install_group(session, "test")
+    ensure_system_tools(session, DEMO_TOOLS)
     parent = Path(os.environ.get("DEMO_DIR") or tempfile.mkdtemp(prefix="mlops-demo-"))
     session.run("cookiecutter", "--no-input", "--overwrite-if-exists", "--output-dir", str(parent), str(ROOT))
     project = parent / "customer-churn"
@@ -94,6 +98,22 @@ def demo(session: nox.Session) -> None:
         f"MLflow UI: cd {project} && "
         "uv run mlflow ui --backend-store-uri sqlite:///.mlflow/mlflow.db"
     )
+
+
+def ensure_system_tools(session: nox.Session, tools: tuple[str, ...]) -> None:
+    """Install missing programs with apt-get, as .ci/run does; elsewhere stop with the one command."""
+    missing = [tool for tool in tools if shutil.which(tool) is None]
+    if not missing:
+        return
+    names = " ".join(missing)
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if shutil.which("apt-get") is None or sudo is None:
+        how = f"sudo apt-get install {names}, or brew install {names}"
+        session.error(f"the demo runs {names}: install them ({how}) and run it again")
+    session.log(f"installing {names} with apt-get (the generated project's router and load tool)")
+    session.run(*sudo, "apt-get", "update", "-qq", external=True)
+    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    session.run(*sudo, "env", "DEBIAN_FRONTEND=noninteractive", *install, external=True)
 
 
 def _timed(session: nox.Session, *command: str) -> float:

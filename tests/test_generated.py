@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
 import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -20,9 +27,12 @@ CURATED = {
 }
 
 
-def run(project: Path, *command: str) -> subprocess.CompletedProcess[str]:
+def run(project: Path, *command: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a command in the baked project (conftest keeps nox's venv variables out of it)."""
-    return subprocess.run(command, cwd=project, capture_output=True, text=True, check=False, timeout=1800)
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        command, cwd=project, capture_output=True, text=True, check=False, timeout=1800, env=environment
+    )
 
 
 def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
@@ -35,10 +45,52 @@ def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bak
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
 
 
-def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Bake) -> None:
+def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Bake, tmp_path: Path) -> None:
     project = bake(**CURATED["regression-both-remote"])
     assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests", "--", "-m", "not slow"))
     assert_ok(run(project, "nox", "-s", "validate-data"))
-    trained = run(project, "nox", "-s", "train", "--", "experiment=quick")
-    assert_ok(trained)
-    assert "test rmse=" in trained.stdout
+    unset = run(project, "nox", "-s", "train", env={"MLFLOW_TRACKING_URI": ""})
+    assert unset.returncode != 0
+    assert "MLFLOW_TRACKING_URI is empty or not set" in unset.stdout + unset.stderr
+    with mlflow_server(project, tmp_path) as uri:
+        trained = run(
+            project, "nox", "-s", "train", "--", "experiment=quick", env={"MLFLOW_TRACKING_URI": uri}
+        )
+        assert_ok(trained)
+        assert "test rmse=" in trained.stdout
+        assert "registered" in trained.stdout
+
+
+@contextmanager
+def mlflow_server(project: Path, folder: Path) -> Iterator[str]:
+    """A real ``mlflow server`` on loopback (sqlite backend, proxied artifacts): the shared registry."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = ["uv", "run", "--locked", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+               "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination",
+               str(folder / "artifacts")]  # fmt: skip
+    with (folder / "mlflow-server.log").open("wb") as log:
+        server = subprocess.Popen(
+            command, cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    uri = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not healthy(uri):
+            output = (folder / "mlflow-server.log").read_text()
+            assert server.poll() is None, output
+            assert time.monotonic() < deadline, output
+            time.sleep(1)
+        yield uri
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def healthy(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -13,8 +14,11 @@ from mlflow import MlflowClient
 from {{ cookiecutter.package_name }}.config import compose
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(list(args), capture_output=True, text=True, check=False, timeout=300)
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, **(env or {})}
+    return subprocess.run(
+        list(args), capture_output=True, text=True, check=False, timeout=300, env=environment
+    )
 
 
 def isolated(tmp_path: Path) -> list[str]:
@@ -44,6 +48,18 @@ def test_predict__without_a_model_says_what_to_run(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("uri", ["", " "])
+def test_train__empty_tracking_secret_names_it_and_logs_nothing(tmp_path: Path, uri: str) -> None:
+    result = run(
+        "train", "mlflow=remote", f"training.report_dir={tmp_path}", env={"MLFLOW_TRACKING_URI": uri}
+    )
+    assert result.returncode == 1
+    assert "MLFLOW_TRACKING_URI is empty or not set" in result.stderr
+    assert "Settings > Environments" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "train.json").exists()
+
+
 def test_predict__renamed_override_names_the_new_key() -> None:
     result = run("predict", "inference.alias=candidate")
     assert result.returncode == 1

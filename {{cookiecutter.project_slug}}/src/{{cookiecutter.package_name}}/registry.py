@@ -20,6 +20,7 @@ from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
 from .config import MlflowConfig, resolve
+from .errors import PipelineError
 
 CANDIDATE, CHAMPION = "candidate", "champion"
 # Where a BentoML model built by packaging.py keeps its copy of the MLflow model (service.py loads it).
@@ -56,13 +57,24 @@ class Lineage:
     data_path: str
     git_commit: str
     config_artifact: str
+    config_digest: str
     data_artifact: str
+
+
+class TrackingError(PipelineError):
+    """No tracking URI: the shared MLflow server was not named."""
 
 
 def connect(cfg: MlflowConfig) -> MlflowClient:
     """Point MLflow at the configured store and make sure the experiment exists."""
     quiet_mlflow()
-    uri = cfg.tracking_uri
+    uri = cfg.tracking_uri.strip()
+    if not uri:
+        raise TrackingError(
+            "MLFLOW_TRACKING_URI is empty or not set, and this project tracks to a shared MLflow "
+            "server (conf/mlflow/remote.yaml): export it locally; on GitHub set the secrets "
+            "MLFLOW_TRACKING_URI (and MLFLOW_TRACKING_TOKEN) in Settings > Environments"
+        )
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
         database = resolve(uri.removeprefix("sqlite:///"))
         database.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +86,11 @@ def connect(cfg: MlflowConfig) -> MlflowClient:
         mlflow.create_experiment(cfg.experiment, artifact_location=location)
     mlflow.set_experiment(cfg.experiment)
     return MlflowClient()
+
+
+def is_shared(cfg: MlflowConfig) -> bool:
+    """Whether the registry outlives this machine (a server), unlike a sqlite file or folder."""
+    return not cfg.tracking_uri.startswith(("sqlite:", "file:", "/", "."))
 
 
 def quiet_mlflow() -> None:
@@ -132,5 +149,6 @@ def lineage(client: MlflowClient, name: str, version: str) -> Lineage:
         data_path=tags.get("data_path", ""),
         git_commit=tags.get("mlflow.source.git.commit", tags.get("git_commit", "")),
         config_artifact=f"runs:/{run.info.run_id}/config/config.yaml",
+        config_digest=tags.get("config_digest", ""),
         data_artifact=f"runs:/{run.info.run_id}/data/{Path(tags.get('data_path', 'data')).name}",
     )

@@ -81,3 +81,27 @@ def test_compare__first_candidate_promotes_then_a_worse_one_does_not(make_config
     second = selection.compare(weak)
     assert not second.promote
     assert second.champion_version == first.candidate_version
+
+
+def test_compare__retraining_the_champion_unchanged_promotes_nothing(make_config: ComposeFn) -> None:
+    cfg = make_config("model=random_forest", "model.estimator.n_estimators=10", "training.cv_folds=2")
+    train.train(cfg)
+    crown(cfg)
+    train.train(cfg)  # the same push again: same data, same config, same seed
+    again = selection.compare(cfg)
+    assert not again.promote
+    assert "same data and training config" in again.reason
+    other = make_config("model=random_forest", "model.estimator.n_estimators=11", "training.cv_folds=2")
+    train.train(other)
+    assert "same data" not in selection.compare(other).reason  # a changed config is compared on merit
+
+
+def test_compare__first_model_on_a_ci_runner_says_its_registry_is_throwaway(
+    make_config: ComposeFn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", "true")
+    cfg = make_config("model=random_forest", "model.estimator.n_estimators=5", "training.cv_folds=2")
+    train.train(cfg)
+    decision = selection.compare(cfg)
+    assert decision.promote
+    assert "fresh sqlite file" in decision.reason

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
+from ..tools import require
 from . import router
 from .loopback import alive, ready, stop_process
 from .state import COLORS, DesiredState, Release
@@ -108,19 +109,20 @@ class LocalTarget:
         """Start HAProxy (config generated from desired state) unless it already runs."""
         if self.router_running(actual):
             return
+        haproxy = require("haproxy", f"the {self.environment} router")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         self.config_file.write_text(
             router.render(self.environment, desired.router, actual.weights, self.socket)
         )
         check = subprocess.run(
-            ["haproxy", "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False
+            [haproxy, "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False
         )
         if check.returncode:
             raise DeployError(
                 f"generated {self.config_file} is invalid: {check.stderr.strip() or check.stdout.strip()}"
             )
-        actual.router_pid = self._spawn(["haproxy", "-db", "-f", str(self.config_file)], "haproxy")
+        actual.router_pid = self._spawn([haproxy, "-db", "-f", str(self.config_file)], "haproxy")
         actual.router_port = desired.router.port
         self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
 

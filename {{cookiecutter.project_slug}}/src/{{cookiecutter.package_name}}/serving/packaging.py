@@ -28,6 +28,7 @@ from bentoml.exceptions import NotFound
 from .. import reference, registry
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError
+from ..tools import require
 from . import settings
 
 PACKAGE = __name__.split(".")[0]
@@ -116,7 +117,15 @@ def bento_arguments(cfg: Config, model_tag: str) -> dict[str, Any]:
 def pinned_requirements() -> list[str]:
     """Runtime pins exported from uv.lock, for the image (the package itself ships as source)."""
     exported = subprocess.run(
-        ["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-emit-project", "--no-header"],
+        [
+            require("uv", "packaging"),
+            "export",
+            "--frozen",
+            "--no-dev",
+            "--no-hashes",
+            "--no-emit-project",
+            "--no-header",
+        ],
         cwd=PROJECT_ROOT,
         check=True,
         capture_output=True,

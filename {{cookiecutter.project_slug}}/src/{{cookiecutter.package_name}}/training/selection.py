@@ -8,8 +8,12 @@ to ``reports/training/gate.json`` for CI to act on.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import os
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
 
 from .. import evaluation, registry
 from ..config import Config
@@ -38,14 +42,25 @@ class GateDecision:
 
 
 def decide(
-    metric: str, candidate: float, champion: float | None, margin: float, greater_is_better: bool
+    metric: str,
+    candidate: float,
+    champion: float | None,
+    margin: float,
+    greater_is_better: bool,
+    *,
+    same_as_champion: bool = False,
 ) -> GateDecision:
-    """Promote when there is no champion yet, or the candidate beats it by at least ``margin``.
+    """Promote when there is no champion yet, or a different candidate beats it by ``margin``.
 
-    ``margin`` is in the metric's own units; a candidate exactly ``margin`` better passes.
+    ``margin`` is in the metric's own units; a candidate exactly ``margin`` better passes. A
+    candidate trained on the champion's data with the champion's config is the champion again:
+    it is never promoted, whatever the margin, so an unchanged push opens no promotion.
     """
     if champion is None:
         return GateDecision(True, "no champion yet", metric, candidate, None, margin)
+    if same_as_champion:
+        reason = "same data and training config as the champion: nothing new to promote"
+        return GateDecision(False, reason, metric, candidate, champion, margin)
     gain = candidate - champion if greater_is_better else champion - candidate
     if gain >= margin:
         reason = f"candidate is better by {gain:.4f} (margin {margin})"
@@ -77,11 +92,25 @@ def compare(cfg: Config) -> GateDecision:
         champion_score,
         cfg.training.promotion_margin,
         cfg.training.greater_is_better,
+        same_as_champion=champion is not None and same_lineage(client, name, candidate, champion),
     )
-    return GateDecision(
-        **{
-            **decision.__dict__,
-            "candidate_version": str(candidate.version),
-            "champion_version": str(champion.version) if champion else None,
-        }
+    reason = decision.reason
+    if champion is None and not registry.is_shared(cfg.mlflow) and os.environ.get("CI") == "true":
+        reason = (
+            "no champion to compare with: this CI job's registry is a fresh sqlite file "
+            "(mlflow_tracking=local); point MLFLOW_TRACKING_URI at a shared MLflow server to compare"
+        )
+    return replace(
+        decision,
+        reason=reason,
+        candidate_version=str(candidate.version),
+        champion_version=str(champion.version) if champion else None,
     )
+
+
+def same_lineage(client: MlflowClient, name: str, candidate: ModelVersion, champion: ModelVersion) -> bool:
+    """Both versions trained on the same data digest with the same config digest."""
+    ours = registry.lineage(client, name, str(candidate.version))
+    theirs = registry.lineage(client, name, str(champion.version))
+    keys = (ours.data_digest, ours.config_digest)
+    return all(keys) and keys == (theirs.data_digest, theirs.config_digest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from dataclasses import asdict, dataclass
@@ -74,6 +75,21 @@ def git_commit() -> str:
     return result.stdout.strip() or "unknown"
 
 
+def config_digest(cfg: Config) -> str:
+    """SHA-256 of everything that decides the fitted model apart from the data itself.
+
+    Same data digest and same config digest mean the same model (the seed is in the config), so
+    a release that changes neither has nothing new to promote. Output folders do not count.
+    """
+    decisive = {
+        "task": cfg.task,
+        "model": asdict(cfg.model),
+        "training": asdict(cfg.training) | {"report_dir": None},
+        "data": asdict(cfg.data) | {"path": None},
+    }
+    return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def clears_bar(cfg: Config, value: float) -> bool:
     """The absolute floor a model must reach to become a candidate at all."""
     floor = cfg.training.min_primary_metric
@@ -133,6 +149,7 @@ def _log_run(
     mlflow.set_tags(
         {
             "data_digest": data_digest,
+            "config_digest": config_digest(cfg),
             "data_path": cfg.data.path,
             "git_commit": commit,
             "task": cfg.task,
