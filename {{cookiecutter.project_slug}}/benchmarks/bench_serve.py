@@ -24,7 +24,6 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,35 +42,13 @@ from pydantic import BaseModel
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose, resolve
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
-from {{ cookiecutter.package_name }}.deployment import loopback
+from {{ cookiecutter.package_name }}.deployment import load, loopback
 from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.serving import packaging, schema, scoring
 from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
 
 CLIENTS = (1, 8, 64)
 STARTUP_TIMEOUT_S = 300.0
-
-# wrk runs this per thread: rotate over the request bodies (one JSON document per line of the
-# file named by BODIES), and print the summary as one JSON line for the benchmark to parse.
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local bodies = {}
-for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
-local i = 0
-request = function()
-  i = i % #bodies + 1
-  return wrk.format(nil, nil, nil, bodies[i])
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    "RESULT {\\"requests\\": %d, \\"duration_us\\": %d, \\"p50\\": %d, \\"p95\\": %d, \\"p99\\": %d, "
-    .. "\\"errors\\": %d}\\n",
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), e.connect + e.read + e.write + e.status + e.timeout))
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -107,24 +84,12 @@ class Measurement:
     cpu_ms: float  # server CPU time per request, all of its processes
 
 
-def require_wrk() -> str:
-    """The wrk binary, or an error that says how to install it."""
-    found = shutil.which("wrk")
-    if found is None:
-        raise DataError(
-            "wrk is not installed: `sudo apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
-        )
-    return found
-
-
-def write_bodies(cfg: Config, folder: Path, count: int = 100) -> Path:
-    """One single-row request body per line, from the sample data (id column included)."""
+def request_bodies(cfg: Config, count: int = 100) -> list[str]:
+    """Single-row request bodies from the sample data (id column included), one JSON line each."""
     frame = load_table(cfg.data.path).head(count)
     keep = [*feature_columns(frame, cfg.data), *([cfg.data.id_column] if cfg.data.id_column else [])]
     records = json.loads(frame[keep].to_json(orient="records"))
-    path = folder / "bodies.jsonl"
-    path.write_text("".join(json.dumps({"rows": [record]}) + "\n" for record in records))
-    return path
+    return [json.dumps({"rows": [record]}) for record in records]
 
 
 def model_dir(cfg: Config, folder: Path) -> Path:
@@ -183,28 +148,9 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"server for {url} not ready after {STARTUP_TIMEOUT_S:.0f}s")
 
 
-def run_wrk(url: str, script: Path, bodies: Path, clients: int, duration_s: float) -> dict[str, Any]:
-    """One wrk run; returns the summary its Lua ``done`` hook printed."""
-    command = [
-        require_wrk(),
-        "-t1",
-        f"-c{clients}",
-        f"-d{duration_s:g}s",
-        "--timeout",
-        "10s",
-        "-s",
-        str(script),
-    ]
-    completed = subprocess.run(
-        [*command, f"{url}/predict"],
-        env=os.environ | {"BODIES": str(bodies)},
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    line = next(line for line in completed.stdout.splitlines() if line.startswith("RESULT "))
-    result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
-    return result
+def run_wrk(url: str, bodies: list[str], clients: int, duration_s: float) -> load.LoadResult:
+    """One wrk run on one thread (the server needs the other cores), rotating over the bodies."""
+    return load.run(f"{url}/predict", bodies, clients=clients, duration_s=duration_s, threads=1)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -225,20 +171,20 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(
-    variant: Variant, url: str, script: Path, bodies: Path, *, clients: int, duration_s: float, pid: int
+    variant: Variant, url: str, bodies: list[str], *, clients: int, duration_s: float, pid: int
 ) -> Measurement:
     """One wrk run of one variant at one client count, with the server's CPU time per request."""
     before = cpu_seconds(pid)
-    raw = run_wrk(url, script, bodies, clients, duration_s)
-    cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(1, raw["requests"])
+    raw = run_wrk(url, bodies, clients, duration_s)
+    cpu_ms = (cpu_seconds(pid) - before) * 1000 / max(1, raw.requests)
     return Measurement(
         variant.name,
         clients,
-        raw["requests"] / (raw["duration_us"] / 1e6),
-        raw["p50"] / 1000,
-        raw["p95"] / 1000,
-        raw["p99"] / 1000,
-        int(raw["errors"]),
+        raw.requests_per_s,
+        raw.p50_us / 1000,
+        raw.p95_us / 1000,
+        raw.p99_us / 1000,
+        raw.errors,
         cpu_ms,
     )
 
@@ -256,21 +202,19 @@ def run(
 
     Interleaving makes drifting background load on a shared machine hit every variant alike.
     """
-    require_wrk()
+    load.require_wrk()
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness poll otherwise
     runs: dict[tuple[str, int], list[Measurement]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-serve-") as scratch:
         folder = Path(scratch)
-        script = folder / "post.lua"
-        script.write_text(WRK_SCRIPT)
-        bodies = write_bodies(cfg, folder)
+        bodies = request_bodies(cfg)
         model = model_dir(cfg, folder)
         ports = {variant.name: loopback.free_port() for variant in variants}
         processes = [start_server(v, cfg, folder, model, ports[v.name]) for v in variants]
         try:
             for variant, process in zip(variants, processes, strict=True):
                 wait_ready(f"http://127.0.0.1:{ports[variant.name]}", process)
-                run_wrk(f"http://127.0.0.1:{ports[variant.name]}", script, bodies, 8, 2)  # warm-up
+                run_wrk(f"http://127.0.0.1:{ports[variant.name]}", bodies, 8, 2)  # warm-up
             for round_number in range(rounds):
                 for clients in CLIENTS:
                     for variant, process in zip(variants, processes, strict=True):
@@ -278,7 +222,6 @@ def run(
                         cell = measure(
                             variant,
                             url,
-                            script,
                             bodies,
                             clients=clients,
                             duration_s=duration_s,

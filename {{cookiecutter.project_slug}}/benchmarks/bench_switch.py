@@ -21,46 +21,16 @@ import json
 import math
 import os
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from pathlib import Path
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve
-from {{ cookiecutter.package_name }}.deployment import checks, cli, local, loopback, promotion, router, state
+from {{ cookiecutter.package_name }}.deployment import checks, cli, load, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.errors import PipelineError
 from {{ cookiecutter.package_name }}.serving import packaging
-
-COUNTING_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [=[__BODY__]=]
--- counters are per-thread globals (no `init`: defining one would replace wrk's, which builds the request)
-blue, green, other = 0, 0, 0
-local threads = {}
-function setup(thread) table.insert(threads, thread) end
-function response(status, headers, body)
-  if status ~= 200 then return end  -- counted by wrk as a status error
-  local color = headers["x-deploy-color"] or headers["X-Deploy-Color"]
-  if color == "blue" then blue = blue + 1
-  elseif color == "green" then green = green + 1
-  else other = other + 1 end
-end
-done = function(summary, latency, requests)
-  local e = summary.errors
-  local b, g, o = 0, 0, 0
-  for _, t in ipairs(threads) do b = b + t:get("blue"); g = g + t:get("green"); o = o + t:get("other") end
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "p95_us": %d, "p99_us": %d, "connect": %d, "read": %d, ' ..
-    '"write": %d, "timeout": %d, "status": %d, "blue": %d, "green": %d, "other": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(95), latency:percentile(99), e.connect, e.read,
-    e.write, e.timeout, e.status, b, g, o))
-end
-"""
 
 
 @dataclass
@@ -73,37 +43,9 @@ class Row:
     passed: bool
 
 
-@dataclass
-class Load:
-    """wrk running in the background with the color-counting script."""
-
-    port: int
-    body: str
-    clients: int
-    duration_s: float
-    process: subprocess.Popen[str] | None = None
-    script: Path = field(default_factory=lambda: Path(tempfile.mkstemp(suffix=".lua")[1]))
-
-    def __enter__(self) -> Load:
-        self.script.write_text(COUNTING_SCRIPT.replace("__BODY__", self.body))
-        command = checks.wrk_command(self.port, self.script, self.clients, self.duration_s)
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-        self.script.unlink(missing_ok=True)
-
-    def result(self) -> dict[str, float]:
-        """Wait for wrk and return its counters; failures are every kind of error wrk counts."""
-        assert self.process is not None
-        stdout, stderr = self.process.communicate(timeout=self.duration_s + 60)
-        numbers = checks.wrk_numbers(stdout, stderr)
-        numbers["failed"] = sum(
-            numbers[k] for k in ("connect", "read", "write", "timeout", "status", "other")
-        )
-        return numbers
+def counters(result: load.LoadResult) -> dict[str, Any]:
+    """The numbers of a wrk run, plus ``failed``: every error wrk counts, and any 200 naming no color."""
+    return asdict(result) | {"failed": result.errors + result.other}
 
 
 def observe_switch(port: int, body: bytes, color: str, timeout_s: float = 10.0) -> float:
@@ -152,6 +94,11 @@ class Bench:
     body: str
     flip_numbers: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def url(self) -> str:
+        """The router's predict URL: the production door, where the flips happen."""
+        return f"http://127.0.0.1:{self.desired.router.port}{checks.PREDICT_PATH}"
+
     def promoter(
         self, desired: state.DesiredState, on_switch: Callable[[dict[str, int]], None] | None = None
     ) -> promotion.Promoter:
@@ -167,10 +114,10 @@ class Bench:
 
     def flips(self, clients: int, requests: int, switches: int) -> list[Row]:
         """Flip the live color ``switches`` times while wrk runs; count failures, time each switch."""
-        rate = checks.run_wrk(self.desired.router.port, self.body, clients, 3.0)
-        duration = max(10.0, 1.3 * requests / max(rate["requests"] / 3.0, 1.0))
+        rate = load.run(self.url, self.body, clients=clients, duration_s=3.0)
+        duration = max(10.0, 1.3 * requests / max(rate.requests / 3.0, 1.0))
         api, timings, commands = self.target.api(), [], []
-        with Load(self.desired.router.port, self.body, clients, duration) as load:
+        with load.background(self.url, self.body, clients=clients, duration_s=duration) as wrk:
             for i in range(switches):
                 time.sleep(duration / (switches + 1))
                 color = "green" if i % 2 == 0 else "blue"
@@ -182,7 +129,7 @@ class Bench:
                     - started
                     + observe_switch(self.desired.router.port, self.body.encode(), color)
                 )
-            numbers = load.result()
+            numbers = counters(wrk.result())
         self.flip_numbers = numbers | {"switch_s": timings, "command_s": commands}
         return [
             Row(
@@ -236,10 +183,10 @@ class Bench:
             killed["at"] = time.time()
 
         candidate = replace(self.desired, live="green", traffic={"blue": 0, "green": 100})
-        with Load(self.desired.router.port, self.body, clients, 10.0) as load:
+        with load.background(self.url, self.body, clients=clients, duration_s=10.0) as wrk:
             time.sleep(2.0)
             outcome = self.promoter(candidate, on_switch=kill).apply()
-            numbers = load.result()
+            numbers = counters(wrk.result())
         back = next((d.at for d in outcome.decisions if d.step == "rollback"), math.inf)
         seconds = back - killed.get("at", math.inf)
         return [

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +14,10 @@ import jsonschema
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.deployment import checks
+from {{ cookiecutter.package_name }}.deployment import checks, loopback
+from {{ cookiecutter.package_name }}.deployment.state import Checks, LatencyCheck
+
+needs_wrk = pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed (apt-get install wrk)")
 
 
 def holdout(task: str = "classification") -> checks.Holdout:
@@ -119,3 +126,72 @@ def test_output_format__any_problem_fails() -> None:
     assert checks.output_format([], 6).passed
     assert not checks.output_format(["rows 0..: status 500"], 6).passed
     assert not checks.output_format([], 0).passed
+
+
+class Predict(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+    disable_nagle_algorithm = True  # headers and body go out apart: no 40 ms delayed-ACK stall
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200 if self.path == checks.PREDICT_PATH else 404)
+        self.send_header("Content-Length", "18")
+        self.end_headers()
+        self.wfile.write(b'{"predictions":[]}')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, *args: object) -> None:
+        pass  # wrk resets its connections when it stops
+
+
+@pytest.fixture
+def predict_port() -> Iterator[int]:
+    server = QuietServer(("127.0.0.1", loopback.free_port()), Predict)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def budget(**latency: Any) -> Checks:
+    return Checks(latency=LatencyCheck(**{"concurrency": 2, "duration_s": 1.0} | latency))
+
+
+@needs_wrk
+def test_latency__measured_with_wrk(predict_port: int) -> None:
+    result = checks.latency(predict_port, holdout().x_test, budget())
+    assert result.passed, result
+    assert result.numbers["requests"] > 0
+    assert result.numbers["errors"] == 0
+    assert 0 < result.numbers["p50_ms"] <= result.numbers["p95_ms"] <= result.numbers["p99_ms"]
+    assert result.numbers["concurrency"] == 2
+
+
+@needs_wrk
+def test_latency__over_budget_fails_with_the_numbers(predict_port: int) -> None:
+    result = checks.latency(predict_port, holdout().x_test, budget(p95_ms=0.0001))
+    assert not result.passed
+    assert result.detail.startswith("p95/p99 ")
+    assert "budget 0.0001/500, 0 errors" in result.detail
+
+
+@needs_wrk
+def test_latency__nothing_listening_fails_the_check() -> None:
+    result = checks.latency(loopback.free_port(), holdout().x_test, budget())
+    assert not result.passed
+    assert "unable to connect" in result.detail
+
+
+def test_latency__missing_wrk_fails_the_check(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    result = checks.latency(1, holdout().x_test, budget())
+    assert not result.passed
+    assert result.numbers == {}
+    assert result.detail.startswith("wrk is not installed (load generation")
+    assert "apt-get install wrk" in result.detail

@@ -47,6 +47,17 @@ def test_cli__propose_edits_desired_state_and_overlay(desired_dir: Path) -> None
     assert (again.live, again.release("green")) == ("blue", state.Release("svc:abc123", "4"))
 
 
+def test_cli__propose_of_a_blank_bento_is_one_line_and_writes_nothing(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = (desired_dir / "production.yaml").read_text()
+    assert run(desired_dir, "propose", "production", "--bento", " ", "--model-version", "4") == 1
+    error = capsys.readouterr().err
+    assert error.startswith("deploy propose: error: release: bento:")
+    assert len(error.strip().splitlines()) == 1
+    assert (desired_dir / "production.yaml").read_text() == before
+
+
 def test_cli__propose_defaults_to_staging_release(desired_dir: Path) -> None:
     staging = state.load(desired_dir / "staging.yaml")
     state.dump(

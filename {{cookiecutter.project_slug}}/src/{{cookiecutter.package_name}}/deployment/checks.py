@@ -12,7 +12,6 @@ from __future__ import annotations
 import http.client
 import json
 import math
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,24 +31,12 @@ from .. import evaluation, registry
 from ..config import Config
 from ..data import digest, load_table, split
 from ..errors import PipelineError
+from ..tools import MissingToolError
+from . import load
 from .state import Checks
 
 PREDICT_PATH = "/predict"
 BATCH_ROWS = 100
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.body = [=[__BODY__]=]
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'WRK_JSON {"requests": %d, "duration_us": %d, "p50_us": %d, "p95_us": %d, "p99_us": %d, "max_us": %d, ' ..
-    '"connect": %d, "read": %d, "write": %d, "timeout": %d, "status": %d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.timeout, e.status))
-end
-"""
 
 
 @dataclass(frozen=True)
@@ -311,63 +298,24 @@ def _last_lines(text: str, count: int) -> str:
 def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
     """p95 and p99 of the predict endpoint under ``concurrency`` clients, measured with wrk."""
     budget = checks.latency
-    if shutil.which("wrk") is None:
-        return CheckResult("latency", False, {}, "wrk is not installed (apt-get install wrk)")
     body = json.dumps(request_body(sample.head(budget.rows_per_request)))
-    numbers = run_wrk(port, body, budget.concurrency, budget.duration_s)
-    errors = sum(int(numbers[key]) for key in ("connect", "read", "write", "timeout", "status"))
-    p95, p99 = float(numbers["p95_us"]) / 1000, float(numbers["p99_us"]) / 1000
-    result: dict[str, float | int | str] = {
-        "concurrency": budget.concurrency,
-        "requests": int(numbers["requests"]),
-        "rps": round(int(numbers["requests"]) / max(float(numbers["duration_us"]) / 1e6, 1e-9), 1),
-        "p50_ms": float(numbers["p50_us"]) / 1000,
-        "p95_ms": p95,
-        "p99_ms": p99,
-        "budget_p95_ms": budget.p95_ms,
-        "budget_p99_ms": budget.p99_ms,
-        "errors": errors,
-    }
-    passed = p95 <= budget.p95_ms and p99 <= budget.p99_ms and errors == 0 and int(numbers["requests"]) > 0
-    detail = (
-        ""
-        if passed
-        else f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
-    )
-    return CheckResult("latency", passed, result, detail)
-
-
-def wrk_command(
-    port: int, script: Path, concurrency: int, duration_s: float, path: str = PREDICT_PATH
-) -> list[str]:
-    """A wrk command line: two threads at most (the machine's cores are shared with the service)."""
-    threads = max(1, min(2, concurrency))
-    return ["wrk", "-t", str(threads), "-c", str(concurrency), "-d", f"{max(1, math.ceil(duration_s))}s",
-            "--timeout", "10s", "-s", str(script), f"http://127.0.0.1:{port}{path}"]  # fmt: skip
-
-
-def wrk_numbers(stdout: str, stderr: str = "") -> dict[str, float]:
-    """The ``WRK_JSON`` line our Lua ``done`` hooks print."""
-    for line in stdout.splitlines():
-        if line.startswith("WRK_JSON "):
-            return {key: float(value) for key, value in json.loads(line.removeprefix("WRK_JSON ")).items()}
-    raise RuntimeError(f"wrk printed no result: {stderr.strip() or stdout.strip()}")
-
-
-def run_wrk(
-    port: int, body: str, concurrency: int, duration_s: float, path: str = PREDICT_PATH
-) -> dict[str, float]:
-    """Run wrk against ``path`` with a JSON POST body; its Lua ``done`` hook prints the numbers."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.replace("__BODY__", body))
-    command = wrk_command(port, Path(script.name), concurrency, duration_s, path)
+    url = f"http://127.0.0.1:{port}{PREDICT_PATH}"
     try:
-        outcome = subprocess.run(
-            command, capture_output=True, text=True, timeout=duration_s + 60, check=False
-        )
-    finally:
-        Path(script.name).unlink(missing_ok=True)
-    return wrk_numbers(outcome.stdout, outcome.stderr)
+        measured = load.run(url, body, clients=budget.concurrency, duration_s=budget.duration_s)
+    except (
+        load.LoadError,
+        MissingToolError,
+    ) as error:  # wrk missing or silent: a failed check with the reason, not a crash
+        return CheckResult("latency", False, {}, str(error))
+    p95, p99, errors = measured.p95_us / 1000, measured.p99_us / 1000, measured.errors
+    numbers: dict[str, float | int | str] = {
+        "concurrency": budget.concurrency, "requests": measured.requests,
+        "rps": round(measured.requests_per_s, 1), "p50_ms": measured.p50_us / 1000, "p95_ms": p95,
+        "p99_ms": p99, "budget_p95_ms": budget.p95_ms, "budget_p99_ms": budget.p99_ms, "errors": errors,
+    }  # fmt: skip
+    passed = p95 <= budget.p95_ms and p99 <= budget.p99_ms and errors == 0 and measured.requests > 0
+    detail = f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
+    return CheckResult("latency", passed, numbers, "" if passed else detail)
 
 
 def run_all(

@@ -85,7 +85,7 @@ def latest_release(cfg: Config) -> state.Release | None:
         raise state.StateError(
             f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`"
         )
-    return state.Release(str(newest.tag), str(version))
+    return state.release_of(str(newest.tag), str(version))
 
 
 def apply(cfg: Config, args: argparse.Namespace) -> int:
@@ -212,7 +212,7 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     path = desired_path(cfg, args.environment)
     current = state.load(path)
     if args.bento and args.model_version:
-        release: state.Release | None = state.Release(args.bento, args.model_version)
+        release: state.Release | None = state.release_of(args.bento, args.model_version)
     else:
         staging = state.load(desired_path(cfg, "staging"))
         release = staging.release(staging.live)

@@ -4,97 +4,189 @@ The file is the GitOps contract. A promotion pull request edits ``deploy/product
 it puts the candidate's bento tag and model version on the idle color and makes that color
 live. Deployment then reconciles the running system to the file. Every field is checked
 here, once, and a bad file fails with the field's dotted name and what would fix it.
+
+The checks are declarative: each field's type says what it accepts (strictly: ``"3"`` is not a
+port), cross-field rules sit on the model they constrain. The models are pydantic dataclasses, not
+``BaseModel``, so callers keep positional construction and :func:`dataclasses.replace` (re-validated).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import dataclasses
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, get_args, get_type_hints
 
 import yaml
+from pydantic import (
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from ..errors import PipelineError
 
 COLORS = ("blue", "green")
-Fill = TypeVar("Fill")
 HEADER = (
     "# Desired state of the {environment} environment. A promotion pull request edits this file;\n"
     "# `nox -s {session}` reconciles the running system to it. Field reference: README.md.\n"
 )
+# Strictness is set per field type below: a model-wide strict=True would refuse the nested
+# sections, which arrive from YAML as mappings rather than instances.
+MODEL = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StateError(PipelineError, ValueError):
     """A desired-state file is missing, unparsable, or has a field with a bad value."""
 
 
-@dataclass(frozen=True)
+def _expect(what: str) -> WrapValidator:
+    """Replace pydantic's wording for a field type with what the file's editor should write."""
+
+    def check(value: object, handler: ValidatorFunctionWrapHandler) -> object:
+        try:
+            return handler(value)
+        except ValidationError:
+            raise PydanticCustomError("expected", f"expected {what}, got {value!r}") from None
+
+    return WrapValidator(check)
+
+
+def _rule(message: str) -> PydanticCustomError:
+    """A broken cross-field rule, worded as the fix (no pydantic "Value error," prefix)."""
+    return PydanticCustomError("rule", message)
+
+
+# YAML reads `model_version: 3` as an int; the version is still the text "3".
+Text = Annotated[str, Field(pattern=r"\S", coerce_numbers_to_str=True), _expect("a non-empty string")]
+Color = Annotated[str, Field(strict=True, pattern=f"^({'|'.join(COLORS)})$"), _expect("'blue' or 'green'")]
+Percent = Annotated[int, Field(strict=True, ge=0, le=100), _expect("a whole percentage 0-100")]
+Step = Annotated[int, Field(strict=True, ge=1, le=99), _expect("a whole percentage 1-99")]
+Port = Annotated[int, Field(strict=True, ge=1024, le=65535), _expect("an unprivileged port 1024-65535")]
+Count = Annotated[int, Field(strict=True, ge=0), _expect("a whole number >= 0")]
+Clients = Annotated[int, Field(strict=True, ge=1), _expect("a whole number >= 1")]
+Amount = Annotated[float, Field(strict=True, ge=0), _expect("a number >= 0")]  # strict floats take ints too
+Flag = Annotated[bool, Field(strict=True), _expect("true or false")]
+
+
+@dataclass(frozen=True, config=MODEL)
 class Release:
     """What one color serves: the bento ``bentoml serve`` runs and the model version inside."""
 
-    bento: str
-    model_version: str
+    bento: Text
+    model_version: Text
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL)
 class LatencyCheck:
     """Latency budget held at a fixed concurrency, measured with wrk."""
 
-    p95_ms: float = 200.0
-    p99_ms: float = 500.0
-    concurrency: int = 4
-    duration_s: float = 5.0
-    rows_per_request: int = 1
+    p95_ms: Amount = 200.0
+    p99_ms: Amount = 500.0
+    concurrency: Clients = 4
+    duration_s: Amount = 5.0
+    rows_per_request: Count = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL)
 class PostSwitch:
     """How long and how hard the new color is watched after it receives traffic."""
 
-    window_s: float = 3.0
-    max_error_rate: float = 0.0
-    p95_ms: float = 1000.0
-    probe_concurrency: int = 2
-    min_requests: int = 20
+    window_s: Amount = 3.0
+    max_error_rate: Amount = 0.0
+    p95_ms: Amount = 1000.0
+    probe_concurrency: Count = 2
+    min_requests: Count = 20
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL)
 class Checks:
     """Thresholds of the staging sanity checks and the promotion gate."""
 
-    gate: bool = True
-    readiness_timeout_s: float = 300.0
-    latency: LatencyCheck = field(default_factory=LatencyCheck)
-    schemathesis_examples: int = 20
-    parity_tolerance: float = 0.0
-    post_switch: PostSwitch = field(default_factory=PostSwitch)
+    gate: Flag = True
+    readiness_timeout_s: Amount = 300.0
+    latency: LatencyCheck = Field(default_factory=LatencyCheck)
+    schemathesis_examples: Count = 20
+    parity_tolerance: Amount = 0.0
+    post_switch: PostSwitch = Field(default_factory=PostSwitch)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL)
 class Router:
     """Loopback ports: HAProxy's front door, its candidate-only preview door, one per color."""
 
-    port: int = 8080
-    preview_port: int = 8081
-    blue_port: int = 3001
-    green_port: int = 3002
+    port: Port = 8080
+    preview_port: Port = 8081
+    blue_port: Port = 3001
+    green_port: Port = 3002
+
+    @model_validator(mode="after")
+    def _distinct(self) -> Router:
+        """Two listeners cannot share a port; the second would fail to bind only at deploy time."""
+        ports = [self.port, self.preview_port, self.blue_port, self.green_port]
+        if len(set(ports)) < len(ports):
+            raise _rule(f"port, preview_port, blue_port and green_port must all differ, got {ports}")
+        return self
 
     def color_port(self, color: str) -> int:
         """The port the given color's ``bentoml serve`` listens on."""
         return self.blue_port if color == "blue" else self.green_port
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=MODEL)
 class DesiredState:
     """One environment's desired state."""
 
-    environment: str
-    live: str
-    colors: dict[str, Release | None]
-    traffic: dict[str, int]
-    canary_steps: tuple[int, ...] = ()
-    router: Router = field(default_factory=Router)
-    checks: Checks = field(default_factory=Checks)
+    environment: Text
+    live: Color
+    colors: dict[Color, Release | None]
+    traffic: dict[Color, Percent]
+    canary_steps: tuple[Step, ...] = ()
+    router: Router = Field(default_factory=Router)
+    checks: Checks = Field(default_factory=Checks)
+
+    @field_validator("colors")
+    @classmethod
+    def _both_colors(cls, colors: dict[str, Release | None]) -> dict[str, Release | None]:
+        """A color left out is empty; keeping both, in order, makes a dumped file list both."""
+        return {color: colors.get(color) for color in COLORS}
+
+    @field_validator("traffic")
+    @classmethod
+    def _whole(cls, traffic: dict[str, int]) -> dict[str, int]:
+        """HAProxy weights are shares of every request: a missing color gets 0, the sum is 100."""
+        weights = {color: traffic.get(color, 0) for color in COLORS}
+        if sum(weights.values()) != 100:
+            raise _rule(f"weights must add up to 100, got {weights}")
+        return weights
+
+    @field_validator("canary_steps")
+    @classmethod
+    def _increasing(cls, steps: tuple[int, ...]) -> tuple[int, ...]:
+        """Each canary step must widen the new color's share, or the rollout would go backwards."""
+        if list(steps) != sorted(set(steps)):
+            raise _rule(f"expected strictly increasing percentages like [2, 25, 75], got {list(steps)}")
+        return steps
+
+    @model_validator(mode="after")
+    def _servable(self) -> DesiredState:
+        """Traffic only goes to a color with a release (an empty state, before the first package, aside)."""
+        live, weights = self.live, self.traffic
+        unreleased = [] if self.empty else [c for c in COLORS if self.colors[c] is None]
+        starved = [f"traffic.{c}: {weights[c]}%" for c in unreleased if weights[c] > 0]
+        if live in unreleased:
+            raise _rule(f"live: color {live!r} has no release; set colors.{live}.bento and model_version")
+        if starved:
+            raise _rule(f"{starved[0]} goes to a color with no release; set it to 0")
+        if weights[live] < weights[self.idle]:
+            raise _rule(f"traffic: the live color {live!r} must carry the larger share, got {weights}")
+        return self
 
     @property
     def idle(self) -> str:
@@ -109,6 +201,16 @@ class DesiredState:
     def release(self, color: str) -> Release | None:
         """The release a color should serve, or None for an empty color."""
         return self.colors.get(color)
+
+
+STATE = TypeAdapter(DesiredState)
+RELEASE = TypeAdapter(Release)
+HINTS = {  # pydantic error types not already worded by a field type's _expect
+    "missing": "required field is missing; add it",
+    "dataclass_type": "expected a mapping of fields",
+    "dict_type": "expected a mapping of blue/green to a value",
+    "tuple_type": "expected a list of percentages like [2, 25, 75]",
+}
 
 
 def other(color: str) -> str:
@@ -134,39 +236,25 @@ def load(path: str | Path) -> DesiredState:
 
 
 def parse(raw: object) -> DesiredState:
-    """Validate a parsed YAML document into a :class:`DesiredState`."""
-    doc = _mapping(raw, "top level")
-    _no_extra(doc, {"environment", "live", "colors", "traffic", "canary_steps", "router", "checks"}, "")
-    live = _color(doc.get("live"), "live")
-    colors = _colors(doc.get("colors"))
-    state = DesiredState(
-        environment=_text(doc.get("environment"), "environment"),
-        live=live,
-        colors=colors,
-        traffic=_traffic(doc.get("traffic")),
-        canary_steps=_canary(doc.get("canary_steps", [])),
-        router=_router(doc.get("router", {})),
-        checks=_checks(doc.get("checks", {})),
-    )
-    _consistent(state)
-    return state
+    """Validate a parsed YAML document into a :class:`DesiredState`.
+
+    Raises:
+        StateError: one line for the first bad field (the count of further ones appended),
+            never pydantic's multi-line report: it ends up in a CI log next to a pull request.
+    """
+    try:
+        return STATE.validate_python(raw)
+    except ValidationError as error:
+        first, *rest = error.errors()
+        more = f" (and {len(rest)} more)" if rest else ""
+        raise StateError(_describe(first) + more) from None
 
 
 def dump(state: DesiredState, path: str | Path, session: str) -> Path:
-    """Write a desired state back in the same layout :func:`load` reads."""
+    """Write a desired state back in the same layout :func:`load` reads, atomically."""
     target = Path(path)
-    doc: dict[str, Any] = {
-        "environment": state.environment,
-        "live": state.live,
-        "colors": {c: (asdict(r) if r else None) for c, r in ((c, state.colors.get(c)) for c in COLORS)},
-        "traffic": {color: state.traffic[color] for color in COLORS},
-        "canary_steps": list(state.canary_steps),
-        "router": asdict(state.router),
-        "checks": asdict(state.checks),
-    }
-    text = HEADER.format(environment=state.environment, session=session) + yaml.safe_dump(
-        doc, sort_keys=False
-    )
+    header = HEADER.format(environment=state.environment, session=session)
+    text = header + yaml.safe_dump(STATE.dump_python(state, mode="json"), sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(text)
@@ -174,138 +262,36 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     return target
 
 
+def release_of(bento: str, model_version: str) -> Release:
+    """A release named on the command line or read from the bento store, held to the file's rules."""
+    try:
+        return RELEASE.validate_python({"bento": bento, "model_version": model_version})
+    except ValidationError as error:
+        raise StateError(f"release: {_describe(error.errors()[0])}") from None
+
+
 def with_release(state: DesiredState, release: Release) -> DesiredState:
     """The promotion edit: the release goes to the idle color, which becomes live."""
     target = state.idle
     colors = dict(state.colors) | {target: release}
-    return replace(state, colors=colors, live=target, traffic={target: 100, other(target): 0})
+    return dataclasses.replace(state, colors=colors, live=target, traffic={target: 100, other(target): 0})
 
 
-def _consistent(state: DesiredState) -> None:
-    if not state.empty and state.release(state.live) is None:
-        raise StateError(
-            f"live: color {state.live!r} has no release; set colors.{state.live}.bento and model_version"
-        )
-    for color, weight in state.traffic.items():
-        if weight > 0 and not state.empty and state.release(color) is None:
-            raise StateError(f"traffic.{color}: {weight}% goes to a color with no release; set it to 0")
-    if state.traffic[state.live] < state.traffic[other(state.live)]:
-        raise StateError(
-            f"traffic: the live color {state.live!r} must carry the larger share, got {state.traffic}"
-        )
-    ports = [value for name, value in asdict(state.router).items() if name.endswith("port")]
-    if len(set(ports)) != len(ports):
-        raise StateError(f"router: port, preview_port, blue_port and green_port must all differ, got {ports}")
+def _describe(error: ErrorDetails) -> str:
+    """One pydantic error as ``dotted.field[index]: what would fix it``."""
+    loc = tuple(part for part in error["loc"] if part != "[key]")
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    if error["type"] == "unexpected_keyword_argument":
+        hint = f"unknown field; allowed: {', '.join(_fields_at(loc[:-1]))}"
+    else:
+        hint = HINTS.get(error["type"], error["msg"])
+    return f"{where}: {hint}" if where else hint
 
 
-def _mapping(value: object, where: str) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise StateError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _no_extra(doc: dict[str, Any], allowed: set[str], prefix: str) -> None:
-    extra = sorted(set(doc) - allowed)
-    if extra:
-        raise StateError(f"{prefix}{extra[0]}: unknown field; allowed: {', '.join(sorted(allowed))}")
-
-
-def _text(value: object, where: str) -> str:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        value = str(value)
-    if not isinstance(value, str) or not value.strip():
-        raise StateError(f"{where}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _color(value: object, where: str) -> str:
-    if value not in COLORS:
-        raise StateError(f"{where}: expected 'blue' or 'green', got {value!r}")
-    return str(value)
-
-
-def _colors(value: object) -> dict[str, Release | None]:
-    doc = _mapping(value, "colors")
-    _no_extra(doc, set(COLORS), "colors.")
-    colors: dict[str, Release | None] = {}
-    for color in COLORS:
-        entry = doc.get(color)
-        if entry is None:
-            colors[color] = None
-            continue
-        spec = _mapping(entry, f"colors.{color}")
-        _no_extra(spec, {"bento", "model_version"}, f"colors.{color}.")
-        colors[color] = Release(
-            bento=_text(spec.get("bento"), f"colors.{color}.bento"),
-            model_version=_text(spec.get("model_version"), f"colors.{color}.model_version"),
-        )
-    return colors
-
-
-def _percent(value: object, where: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise StateError(f"{where}: expected a whole percentage 0-100, got {value!r}")
-    return value
-
-
-def _traffic(value: object) -> dict[str, int]:
-    doc = _mapping(value, "traffic")
-    _no_extra(doc, set(COLORS), "traffic.")
-    traffic = {color: _percent(doc.get(color, 0), f"traffic.{color}") for color in COLORS}
-    if sum(traffic.values()) != 100:
-        raise StateError(f"traffic: weights must add up to 100, got {traffic}")
-    return traffic
-
-
-def _canary(value: object) -> tuple[int, ...]:
-    if not isinstance(value, list):
-        raise StateError(f"canary_steps: expected a list of percentages like [2, 25, 75], got {value!r}")
-    steps = tuple(_percent(step, f"canary_steps[{i}]") for i, step in enumerate(value))
-    if list(steps) != sorted(set(steps)) or 0 in steps:
-        raise StateError(f"canary_steps: expected strictly increasing percentages above 0, got {list(steps)}")
-    return steps
-
-
-def _number(value: object, where: str, whole: bool = False) -> float:
-    kinds: tuple[type, ...] = (int,) if whole else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or float(value) < 0:  # type: ignore[arg-type]
-        kind = "a whole number" if whole else "a number"
-        raise StateError(f"{where}: expected {kind} >= 0, got {value!r}")
-    return value  # type: ignore[return-value]
-
-
-def _fill(cls: type[Fill], value: object, where: str) -> Fill:
-    """Build a flat dataclass of numbers/bools from a mapping, checking every field's type."""
-    doc = _mapping(value, where)
-    defaults: Any = cls()
-    _no_extra(doc, set(asdict(defaults)), f"{where}.")
-    values: dict[str, Any] = {}
-    for name, default in asdict(defaults).items():
-        if name not in doc:
-            continue
-        if isinstance(default, bool):
-            if not isinstance(doc[name], bool):
-                raise StateError(f"{where}.{name}: expected true or false, got {doc[name]!r}")
-            values[name] = doc[name]
-        elif not isinstance(default, dict):
-            values[name] = _number(doc[name], f"{where}.{name}", whole=isinstance(default, int))
-    filled: Fill = replace(defaults, **values)
-    return filled
-
-
-def _router(value: object) -> Router:
-    router = _fill(Router, value, "router")
-    for name, port in asdict(router).items():
-        if name.endswith("port") and not 1024 <= port <= 65535:
-            raise StateError(f"router.{name}: expected an unprivileged port 1024-65535, got {port}")
-    return router
-
-
-def _checks(value: object) -> Checks:
-    doc = dict(_mapping(value, "checks"))
-    latency = _fill(LatencyCheck, doc.pop("latency", {}), "checks.latency")
-    post_switch = _fill(PostSwitch, doc.pop("post_switch", {}), "checks.post_switch")
-    flat: Checks = _fill(Checks, doc, "checks")
-    if latency.concurrency < 1:
-        raise StateError("checks.latency.concurrency: expected at least 1 client")
-    return replace(flat, latency=latency, post_switch=post_switch)
+def _fields_at(path: tuple[int | str, ...]) -> list[str]:
+    """The field names valid at ``path``: walk the models (and the per-color mappings) down to it."""
+    node: Any = DesiredState
+    for key in path:
+        node = get_type_hints(node)[str(key)] if dataclasses.is_dataclass(node) else get_args(node)[-1]
+    model = next(kind for kind in (node, *get_args(node)) if dataclasses.is_dataclass(kind))
+    return [field.name for field in dataclasses.fields(model)]
