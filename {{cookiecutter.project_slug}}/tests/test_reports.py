@@ -162,3 +162,12 @@ def test_publish__outside_ci_only_writes_the_file(tmp_path: Path) -> None:
     path = reports.publish(tmp_path / "reports", {})
 
     assert path.read_text().startswith(reports.MARKER)
+
+
+def test_write_json__undefined_metrics_become_null_so_strict_readers_parse_it(tmp_path: Path) -> None:
+    payload = {"metrics": {"roc_auc": float("nan"), "f1": 0.5}, "rows": [float("inf"), 1]}
+    path = reports.write_json(payload, tmp_path / "deep" / "train.json")
+    text = path.read_text()
+    assert "NaN" not in text
+    assert "Infinity" not in text
+    assert json.loads(text) == {"metrics": {"roc_auc": None, "f1": 0.5}, "rows": [None, 1]}

@@ -10,6 +10,7 @@ stages it ran. Reports this module does not know are still shown, as generic tab
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -236,6 +237,29 @@ def percentile_maps(payload: object, name: str = "latency") -> Iterable[tuple[st
         yield str(payload.get("name", name)), numbers
     for key, value in payload.items():
         yield from percentile_maps(value, str(payload.get("name", key)))
+
+
+def write_json(payload: object, path: str | Path) -> Path:
+    """Write one stage report as strict JSON: NaN and infinities become null, folders are made.
+
+    A metric can be undefined (ROC AUC with one class in the test split); ``json.dumps`` would
+    write a bare ``NaN``, which no strict JSON reader (``jq``, JavaScript) accepts.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(_finite(payload), indent=2, default=str, allow_nan=False))
+    return target
+
+
+def _finite(value: object) -> object:
+    """``value`` with every non-finite float, at any depth, replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def load(path: Path) -> Json | None:

@@ -7,7 +7,6 @@ bad file yields one report naming each failing column and rule, not just the fir
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -231,7 +230,7 @@ def write_report(report: ValidationReport, report_dir: str | Path) -> tuple[Path
     folder.mkdir(parents=True, exist_ok=True)
     payload = asdict(report) | {"passed": report.passed}
     json_path = folder / "validation.json"
-    json_path.write_text(json.dumps(payload, indent=2))
+    reports.write_json(payload, json_path)
     md_path = folder / "validation.md"
     md_path.write_text(render_markdown(report))
     return json_path, md_path

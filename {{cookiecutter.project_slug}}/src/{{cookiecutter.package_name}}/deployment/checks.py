@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from .. import evaluation, registry
+from .. import evaluation, registry, reports
 from ..config import Config
 from ..data import digest, load_table, split
 from ..errors import PipelineError
@@ -74,7 +74,7 @@ class Report:
         target.mkdir(parents=True, exist_ok=True)
         doc = asdict(self) | {"passed": self.passed}
         json_path, md_path = target / f"{name}.json", target / f"{name}.md"
-        json_path.write_text(json.dumps(doc, indent=2))
+        reports.write_json(doc, json_path)
         md_path.write_text(self.markdown())
         return json_path, md_path
 

@@ -92,7 +92,7 @@ class Outcome:
             "decisions": [asdict(d) for d in self.decisions],
             "checks": [asdict(r) | {"passed": r.passed} for r in self.reports],
         }
-        (target / f"{name}.json").write_text(json.dumps(doc, indent=2))
+        reports.write_json(doc, target / f"{name}.json")
         steps = [(d.step, d.outcome, d.detail) for d in self.decisions]
         lines = [
             f"## {name}: {self.status}",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 from dataclasses import dataclass
 from io import BytesIO
@@ -309,8 +308,7 @@ def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
         path.write_bytes(data)
         chart_paths.append(path)
     result = comparison.result
-    json_path = target / "monitor.json"
-    json_path.write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    json_path = reports.write_json(result.to_dict(), target / "monitor.json")
     md_path = target / "summary.md"
     md_path.write_text(markdown(result))
     html_path = target / "report.html"

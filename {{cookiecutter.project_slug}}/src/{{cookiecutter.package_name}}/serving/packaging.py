@@ -11,7 +11,6 @@ unless ``BENTOML_HOME`` says otherwise.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ import bentoml
 import mlflow
 from bentoml.exceptions import NotFound
 
-from .. import reference, registry
+from .. import reference, registry, reports
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError
 from ..tools import require
@@ -190,8 +189,4 @@ def image_reference(bento_tag: str) -> str:
 
 def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
     """``package.json``: the bento tag and lineage, for CI and the deploy stage."""
-    folder = resolve(report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / "package.json"
-    target.write_text(json.dumps(asdict(packaged), indent=2))
-    return target
+    return reports.write_json(asdict(packaged), resolve(report_dir) / "package.json")

@@ -7,7 +7,6 @@ to ``reports/training/gate.json`` for CI to act on.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from .. import evaluation, registry
+from .. import evaluation, registry, reports
 from ..config import Config
 from ..data import DataError, load_table, split
 
@@ -35,10 +34,7 @@ class GateDecision:
 
     def write(self, path: str | Path) -> Path:
         """Write the decision as JSON (CI reads ``promote``)."""
-        target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(asdict(self), indent=2))
-        return target
+        return reports.write_json(asdict(self), path)
 
 
 def decide(

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from .. import evaluation, reference, registry
+from .. import evaluation, reference, registry, reports
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import Split, digest, load_table, split
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
@@ -206,8 +206,4 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def write_result(result: TrainResult, report_dir: str | Path) -> Path:
     """``train.json`` for CI and later stages."""
-    folder = resolve(report_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "train.json"
-    path.write_text(json.dumps(asdict(result), indent=2))
-    return path
+    return reports.write_json(asdict(result), resolve(report_dir) / "train.json")
