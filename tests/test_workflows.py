@@ -3,9 +3,15 @@
 The fast tier renders the workflows for each option that changes them and lints them offline.
 The slow tier bakes a git repository and runs its pull_request, push and promotion workflows
 with act on this machine (no docker): every remote action is mapped to a stub in tests/act/.
-Each job gets a fresh copy of the repository, as on GitHub, with the stores a real setup keeps
-off the runner (registry, bento store, deployment state, reports) linked to the baked folder. Steps needing
-GitHub, docker or a registry skip themselves because act sets ``ACT=true``.
+Every job gets a fresh clone of the repository, as on GitHub. Two harnesses:
+
+- fresh jobs (a GitHub-hosted runner): nothing but the clone; the registry is the job's own
+  sqlite file, or a real ``mlflow server`` on loopback for ``mlflow_tracking=remote``; only
+  artifacts pass between jobs;
+- a self-hosted runner on the production host: the folders such a host keeps (registry, bento
+  store, deployment state, reports) outlive the jobs, so a merged promotion finds the release.
+
+Steps needing GitHub, docker or a registry skip themselves because act sets ``ACT=true``.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, Bake
+from test_generated import mlflow_server
 
 ACT_STUBS = ROOT / "tests" / "act"
 # One actionlint runner: the one the generated project ships (its pre-commit hook uses it too).
@@ -184,18 +191,24 @@ def run(
 
 
 class Act:
-    """Runs a baked project's workflows with act, with remote actions mapped to local stubs."""
+    """Runs a baked project's workflows with act, with remote actions mapped to local stubs.
 
-    def __init__(self, project: Path, home: Path) -> None:
-        self.project, self.home = project, home
+    ``kept`` names the folders that outlive a job (a self-hosted runner's host); none for a
+    GitHub-hosted runner. ``secrets`` are the repository's secrets, as ``--secret`` arguments.
+    """
+
+    def __init__(
+        self, project: Path, home: Path, kept: str = "", secrets: dict[str, str] | None = None
+    ) -> None:
+        self.project, self.home, self.secrets = project, home, secrets or {}
         self.env = {
             # nox is installed by the setup action into this run's own tool folder, not the host's.
             "UV_TOOL_DIR": str(home / "uv-tools"),
             "UV_TOOL_BIN_DIR": str(home / "bin"),
             "PATH": f"{home / 'bin'}{os.pathsep}{os.environ['PATH']}",
-            # Jobs get fresh clones of the repository, as on GitHub; these stores outlive them.
+            # Jobs get fresh clones of the repository, as on GitHub; `kept` folders outlive them.
             "ACT_SHARED_FROM": str(project),
-            "ACT_SHARED_DIRS": ".mlflow .bentoml .deploy reports",
+            "ACT_SHARED_DIRS": kept,
             "ACT_ARTIFACTS": str(home / "artifacts"),
             # Each job's fresh environment would compile all 12k files of the stack up front
             # (~1-2 min on 2 busy cores); Python compiles, and keeps, just what it imports instead.
@@ -226,6 +239,7 @@ class Act:
             str(BIN / "act"), event, "-W", f".github/workflows/{workflow}", "-e", str(event_file),
             "-P", "ubuntu-latest=-self-hosted", "--concurrent-jobs", "1",
             "--action-offline-mode", "--no-skip-checkout", *self.stubs(), *(["--job", job] if job else []),
+            *(arg for name, value in self.secrets.items() for arg in ("--secret", f"{name}={value}")),
         ]  # fmt: skip
         log_file = self.home / f"act-{event}-{workflow}.log"  # streamed, to follow a long run
         with log_file.open("w") as sink:
@@ -243,9 +257,10 @@ class Act:
         return log
 
     def artifact(self, name: str) -> Path:
-        """Unpack an artifact a workflow uploaded (through the upload stub)."""
+        """Unpack the newest upload of an artifact (through the upload stub), replacing older ones."""
         target = self.home / "unpacked" / name
-        target.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
         run(["tar", "-xf", str(self.home / "artifacts" / f"{name}.tar"), "-C", str(target)])
         return target
 
@@ -260,29 +275,53 @@ class Act:
             check=False,
         )
 
+    def python(self, code: str, env: dict[str, str] | None = None) -> str:
+        """Python in the baked project's environment (``PKG`` is its package name); its stdout."""
+        script = code.replace("PKG", self.project.name.replace("-", "_"))
+        command = ["uv", "run", "--locked", "python", "-c", script]
+        return run(command, cwd=self.project, env=env, timeout=900).stdout
 
-@pytest.fixture(scope="module")
-def act(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
-    """A baked git repository with a synced environment, and servers stopped afterwards."""
-    out = tmp_path_factory.mktemp("act")
+
+def baked_repository(out: Path, **context: str) -> Path:
+    """A baked git repository (origin on GitHub) with its locked environment synced."""
     from cookiecutter.main import cookiecutter
 
-    project = Path(
-        cookiecutter(
-            str(ROOT), no_input=True, extra_context={"init_git": "yes"}, output_dir=str(out / "bake")
-        )
-    )
+    context = {"init_git": "yes", **context}
+    baked = cookiecutter(str(ROOT), no_input=True, extra_context=context, output_dir=str(out / "bake"))
+    project = Path(baked)
     git = ["git", "-c", "user.name=act", "-c", "user.email=act@example.com"]
     run([*git, "remote", "add", "origin", "https://github.com/example-org/customer-churn.git"], cwd=project)
     run(["uv", "sync", "--locked", "--quiet"], cwd=project)
+    return project
+
+
+@pytest.fixture(scope="module")
+def hosted(tmp_path_factory: pytest.TempPathFactory) -> Act:
+    """GitHub-hosted runners: every job starts from its clone alone (local tracking: a fresh sqlite)."""
+    out = tmp_path_factory.mktemp("hosted")
+    return Act(baked_repository(out), out)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
+    """A self-hosted runner on the production host: its stores outlive jobs; servers stopped afterwards."""
+    out = tmp_path_factory.mktemp("host")
+    project = baked_repository(out)
     # The experiment is created here so its artifact root is this folder, not a job's workspace.
-    package = project.name.replace("-", "_")
-    connect = f"from {package} import registry, config; registry.connect(config.compose().mlflow)"
-    run(["uv", "run", "--locked", "python", "-c", connect], cwd=project)
-    runner = Act(project, out)
+    runner = Act(project, out, kept=".mlflow .bentoml .deploy reports")
+    runner.python("from PKG import registry, config; registry.connect(config.compose().mlflow)")
     yield runner
     for environment in ("staging", "production"):
         runner.nox("deploy-stop", "--", environment)
+
+
+@pytest.fixture(scope="module")
+def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
+    """GitHub-hosted runners and a real ``mlflow server`` on loopback as the shared registry."""
+    out = tmp_path_factory.mktemp("remote")
+    project = baked_repository(out, mlflow_tracking="remote")
+    with mlflow_server(project, out) as uri:
+        yield Act(project, out, secrets={"MLFLOW_TRACKING_URI": uri})
 
 
 def job_results(log: str) -> dict[str, str]:
@@ -309,23 +348,59 @@ def summaries(log: str) -> str:
 
 
 @pytest.mark.slow
-def test_act__pull_request_validates_trains_and_compares(act: Act) -> None:
+def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no_champion(
+    hosted: Act,
+) -> None:
     # The model job only: the lint and tests jobs are `nox -s lint/typecheck/tests`, which the
     # baked-project gate tests already run, and they would double this test's minutes.
-    log = act.run("pull_request", "pull-request.yml", PULL_REQUEST, job="model")
+    log = hosted.run("pull_request", "pull-request.yml", PULL_REQUEST, job="model")
 
     assert job_results(log) == {"model (validate, quick train, compare)": "succeeded"}
     summary = summaries(log)
     assert "Data validation: passed" in summary
     assert "Gate: PROMOTE" in summary
+    assert "fresh sqlite file" in summary  # not a pretended first model
     assert "xychart-beta" in summary
     assert "| f1_macro |" in summary or "| rmse |" in summary
-    gate = json.loads((act.project / "reports" / "training" / "gate.json").read_text())
+    gate = json.loads((hosted.artifact("pull-request-reports") / "training" / "gate.json").read_text())
     assert gate["promote"] is True
+    assert not (hosted.project / "reports").exists()  # nothing leaked back from the job
 
 
 @pytest.mark.slow
-def test_act__push_releases_to_staging_then_merged_promotion_goes_live(act: Act) -> None:
+def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shared_registry: Act) -> None:
+    act = shared_registry
+    env = {"MLFLOW_TRACKING_URI": act.secrets["MLFLOW_TRACKING_URI"]}
+    weak = ["model=linear", "model.estimator.max_iter=1", "training.min_primary_metric=0"]
+    run(["uv", "run", "--locked", "train", *weak], cwd=act.project, env=env, timeout=900)
+    champion = act.python(CROWN, env).strip()
+
+    log = act.run("push", "release.yml", PUSH)  # a better model: staged, checked, proposed
+
+    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    evidence = act.artifact("release-evidence")
+    gate = json.loads((evidence / "reports" / "training" / "gate.json").read_text())
+    assert gate["promote"] is True
+    assert gate["champion_version"] == champion  # the shared champion, seen from a fresh runner
+    proposed = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
+    assert proposed["colors"][proposed["live"]]["model_version"] == gate["candidate_version"]
+    act.python(CROWN, env)  # the promotion merged: production serves it, the alias mirrors it
+
+    log = act.run("push", "release.yml", PUSH)  # the same commit again: nothing new to promote
+
+    assert job_results(log) == {"release (validate, train, package, staging)": "succeeded"}
+    evidence = act.artifact("release-evidence")
+    gate = json.loads((evidence / "reports" / "training" / "gate.json").read_text())
+    assert gate["promote"] is False
+    assert "same data and training config" in gate["reason"]
+    assert (evidence / "deploy" / "production.yaml").read_text() == (
+        act.project / "deploy" / "production.yaml"
+    ).read_text()
+
+
+@pytest.mark.slow
+def test_act__push_releases_to_staging_then_merged_promotion_goes_live(host: Act) -> None:
+    act = host
     log = act.run("push", "release.yml", PUSH)
 
     assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
@@ -373,3 +448,9 @@ PUSH = {
         "owner": {"login": "example-org"},
     },
 }
+# What a merged promotion does to the registry: the candidate becomes the champion.
+CROWN = (
+    "from PKG import config, registry; cfg = config.compose().mlflow; client = registry.connect(cfg); "
+    "version = registry.version_by_alias(client, cfg.model_name, 'candidate').version; "
+    "registry.set_alias(client, cfg.model_name, 'champion', version); print(version)"
+)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from {{ cookiecutter.package_name }}.serving import schema
@@ -41,6 +43,23 @@ def test_schema__valid_rows_become_a_typed_frame() -> None:
     assert frame["contract"].iloc[0] == "monthly"
     assert pd.isna(frame["contract"].iloc[1])
     assert frame["customer_id"].tolist() == ["C1", "C2"]
+
+
+IDS = st.one_of(st.none(), st.text(max_size=8), st.integers(-(2**53), 2**53))
+
+
+@given(st.lists(IDS, min_size=1, max_size=20))
+def test_schema__ids_come_back_as_sent_whatever_rows_share_a_batch(ids: list[object]) -> None:
+    # Rows with and without the optional id, merged into one model call (one request, or the
+    # micro-batcher joining concurrent ones): every answer carries its own row's id, None included.
+    body = [{"tenure_months": 1, "monthly charges": 1.0, "contract": "x"} for _ in ids]
+    rows = REQUEST.model_validate(
+        {"rows": [row | ({} if i is None else {"customer_id": i}) for row, i in zip(body, ids, strict=True)]}
+    ).rows  # type: ignore[attr-defined]
+    frame = schema.to_frame(rows, COLUMNS, "customer_id")
+    assert frame["customer_id"].tolist() == ids
+    answers = [schema.Prediction(id=i, prediction="no") for i in frame["customer_id"].tolist()]
+    assert [answer.id for answer in answers] == ids
 
 
 def test_schema__complete_integer_column_stays_integer() -> None:

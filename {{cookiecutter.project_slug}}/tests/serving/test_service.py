@@ -96,6 +96,23 @@ def test_service__concurrent_single_rows_match_offline_predictions(
     assert [r.json()["predictions"][0]["prediction"] for r in responses] == pytest.approx(expected)
 
 
+def test_service__concurrent_requests_with_and_without_ids_are_all_answered(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    rows, _ = test_rows
+    id_column = served.cfg.data.id_column
+    without = [{k: v for k, v in row.items() if k != id_column} for row in rows[:120]]
+    mixed = [row for pair in zip(rows[:120], without, strict=True) for row in pair]  # alternating
+    with ThreadPoolExecutor(16) as pool:  # concurrent single rows: the batcher mixes them
+        answers = list(pool.map(lambda row: served.predict([row]), mixed))
+    assert [answer.status_code for answer in answers] == [200] * len(mixed)
+    sent = [row.get(id_column) for row in mixed]
+    assert [answer.json()["predictions"][0]["id"] for answer in answers] == sent
+    both = served.predict([rows[0], without[1]])  # one request holding both kinds
+    assert both.status_code == 200
+    assert [p["id"] for p in both.json()["predictions"]] == [rows[0][id_column], None]
+
+
 def test_service__unknown_category_is_answered_as_the_model_would(
     served: Served, test_rows: tuple[list, list]
 ) -> None:

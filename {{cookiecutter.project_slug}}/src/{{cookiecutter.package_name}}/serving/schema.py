@@ -124,7 +124,10 @@ def to_frame(rows: list[BaseModel], columns: list[Column], id_column: str | None
         values = [getattr(row, field_name(i, column.name)) for row in rows]
         data[column.name] = _typed(values, column)
     if id_column:
-        data[id_column] = [getattr(row, field_name(len(columns), id_column)) for row in rows]
+        # object dtype, explicitly: pandas 3 would infer a string column for ["C1", None] and
+        # give back NaN for the missing id, which is not a valid id in the response.
+        ids = [getattr(row, field_name(len(columns), id_column)) for row in rows]
+        data[id_column] = pd.Series(ids, dtype=object)
     return pd.DataFrame(data)
 
 

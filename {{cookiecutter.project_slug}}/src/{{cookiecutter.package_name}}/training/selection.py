@@ -93,8 +93,8 @@ def compare(cfg: Config) -> GateDecision:
     reason = decision.reason
     if champion is None and not registry.is_shared(cfg.mlflow) and os.environ.get("CI") == "true":
         reason = (
-            "no champion to compare with: this CI job's registry is a fresh sqlite file "
-            "(mlflow_tracking=local); point MLFLOW_TRACKING_URI at a shared MLflow server to compare"
+            "no champion to compare with: this CI job's registry is a fresh sqlite file, "
+            "not a shared MLflow server (mlflow_tracking=remote keeps one across jobs)"
         )
     return replace(
         decision,
