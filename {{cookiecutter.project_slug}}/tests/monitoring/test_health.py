@@ -15,9 +15,13 @@ CAPTURED = Path(__file__).parent / "data" / "bentoml_metrics.txt"
 
 def summary(*sources: str, max_error_rate: float = 0.01, budget_ms: float = 50.0) -> health.Health:
     cfg = compose(
-        [f"monitoring.metrics_sources=[{','.join(sources)}]", f"monitoring.max_error_rate={max_error_rate}"]
+        [
+            f"monitoring.metrics_sources=[{','.join(sources)}]",
+            f"monitoring.max_error_rate={max_error_rate}",
+            f"monitoring.latency_budget_ms={budget_ms}",
+        ]
     )
-    found = health.collect(cfg.monitoring, budget_ms)
+    found = health.collect(cfg.monitoring)
     assert found is not None
     return found
 
@@ -51,7 +55,7 @@ def test_collect__latency_over_budget_is_an_alert() -> None:
 
 
 def test_collect__no_sources_means_no_health_section() -> None:
-    assert health.collect(compose().monitoring, 50.0) is None
+    assert health.collect(compose().monitoring) is None
 
 
 @pytest.mark.parametrize(
