@@ -283,11 +283,11 @@ class Promoter:
             self.journal.record(
                 f"watch {gaining}",
                 "healthy" if watched.passed else "unhealthy",
-                watched.reason,
+                watched.detail,
                 **watched.numbers,
             )
             if not watched.passed:
-                self._set(actual, before, "rollback", f"automatic: {watched.reason}")
+                self._set(actual, before, "rollback", f"automatic: {watched.detail}")
                 return self._finish(actual, "rolled_back")
         if actual.live != self.desired.live:
             actual.previous = actual.live

@@ -13,7 +13,6 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,15 +20,6 @@ import pandas as pd
 from . import checks
 from .local import LocalTarget
 from .state import PostSwitch
-
-
-@dataclass(frozen=True)
-class WatchResult:
-    """The post-switch watch: healthy or not, why, and the numbers."""
-
-    passed: bool
-    reason: str
-    numbers: dict[str, Any]
 
 
 @dataclass
@@ -81,7 +71,7 @@ def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple
 
 def watch(
     target: LocalTarget, router_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame
-) -> WatchResult:
+) -> checks.CheckResult:
     """Watch ``color`` for ``window_s`` through the router: probe it and read HAProxy's counters."""
     body = json.dumps(checks.request_body(sample)).encode()
     api = target.api()
@@ -113,7 +103,7 @@ def watch(
     with probes.lock:
         count = len(probes.latencies_ms)
         p95 = float(np.percentile(probes.latencies_ms, 95)) if count else 0.0
-    numbers = {
+    numbers: dict[str, float | int | str] = {
         "probes": count,
         "probe_failures": probes.failures,
         "router_failures": router_failures,
@@ -121,7 +111,8 @@ def watch(
         "seconds": round(time.monotonic() - started, 3),
     }
     if verdict is None and count < limits.min_requests:
-        return WatchResult(
-            False, f"only {count} probe answers in {limits.window_s:g}s (need {limits.min_requests})", numbers
-        )
-    return WatchResult(verdict is not False, reason or "no errors, latency within budget", numbers)
+        reason = f"only {count} probe answers in {limits.window_s:g}s (need {limits.min_requests})"
+        return checks.CheckResult("watch", False, numbers, reason)
+    return checks.CheckResult(
+        "watch", verdict is not False, numbers, reason or "no errors, latency within budget"
+    )
