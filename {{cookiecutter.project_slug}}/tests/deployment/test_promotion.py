@@ -7,8 +7,12 @@ must never keep production traffic.
 
 from __future__ import annotations
 
+import http.client
 import json
+import os
 import shutil
+import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,7 +24,7 @@ import pytest
 from conftest import quick_forest
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import Config, compose
-from {{ cookiecutter.package_name }}.deployment import checks, local, promotion, state
+from {{ cookiecutter.package_name }}.deployment import checks, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
 from {{ cookiecutter.package_name }}.training import train
 
@@ -210,3 +214,46 @@ def test_promotion__failure_after_switch_rolls_back(env: Env, tmp_path: Path) ->
     assert watch.outcome == "unhealthy"
     steps = [d.step for d in outcome.decisions]
     assert steps.index("rollback") > steps.index("switch")
+
+
+def answering_color(env: Env, body: bytes) -> str | None:
+    """The color that answered one request through the front door; None for a failed request."""
+    connection = http.client.HTTPConnection("127.0.0.1", env.desired.router.port, timeout=5)
+    try:
+        connection.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        response.read()
+        return response.getheader(router.COLOR_HEADER) if response.status == 200 else None
+    except (OSError, http.client.HTTPException):
+        return None
+    finally:
+        connection.close()
+
+
+@pytest.mark.slow
+def test_promotion__killed_live_color_fails_over_to_the_warm_previous_one(env: Env) -> None:
+    assert env.promoter(env.candidate("good")).apply().status == "promoted"  # green live, blue warm
+    assert env.target.api().weights(router.FALLBACK) == {"blue": 100, "green": 0}
+    body = json.dumps(
+        checks.request_body(checks.load_holdout(env.trained.cfg, env.trained.version).x_test.head(1))
+    )
+    for pid in loopback.process_tree(env.target.load().colors["green"].pid):  # kill -9, no warning
+        os.kill(pid, signal.SIGKILL)
+    killed, answers = time.monotonic(), []
+    while time.monotonic() - killed < 30 and answers[-20:] != ["blue"] * 20:
+        answers.append(answering_color(env, body.encode()))
+    assert answers[-20:] == ["blue"] * 20, answers  # traffic is back without anyone running rollback
+    assert "green" not in answers[answers.index("blue") :]
+
+
+@pytest.mark.slow
+def test_promotion__refused_candidate_on_the_warm_color_is_no_fallback_nor_rollback_target(env: Env) -> None:
+    promoted = env.candidate("good")
+    assert env.promoter(promoted).apply().status == "promoted"  # green live, blue warm
+    refused = state.with_release(promoted, state.Release("slow:Service", env.trained.version))  # onto blue
+    assert env.promoter(refused).apply().status == "refused"
+    assert env.target.api().weights() == {"blue": 0, "green": 100}
+    assert env.target.api().weights(router.FALLBACK) == {"blue": 0, "green": 0}
+    with pytest.raises(promotion.PromotionError, match="no warm previous color"):
+        env.promoter(refused).rollback()
+    assert env.target.api().weights() == {"blue": 0, "green": 100}

@@ -83,6 +83,9 @@ def test_router__config_names_both_colors_and_the_socket(tmp_path: Path) -> None
     )
     assert "server blue 127.0.0.1:3001 weight 100 check" in text
     assert "server green 127.0.0.1:3002 weight 0 check" in text
+    assert "acl nothing_live nbsrv(colors) eq 0" in text
+    assert "use_backend fallback if nothing_live" in text
+    assert "server green 127.0.0.1:3002 weight 0 track colors/green" in text
     assert f"stats socket {tmp_path / 's.sock'}" in text
     assert "bind 127.0.0.1:8080" in text
     assert "bind 127.0.0.1:8081" in text
@@ -102,6 +105,24 @@ def test_router__weights_move_keep_alive_traffic(loopback: tuple[local.LocalTarg
     stats = {s.color: s for s in api.stats()}
     assert stats["green"].requests >= 20
     assert stats["blue"].failures == 0
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_router__no_weighted_color_up_fails_over_to_the_fallback_only(
+    loopback: tuple[local.LocalTarget, Router],
+) -> None:
+    target, ports = loopback
+    api = target.api()
+    api.set_fallback("green")
+    assert api.weights(router.FALLBACK) == {"blue": 0, "green": 100}
+    assert colors_seen(ports.port, 10) == Counter({"blue": 10})  # the live color is up: no failover
+    api.set_weights({"blue": 0, "green": 0})  # what a dead live color leaves: nothing weighted is up
+    assert colors_seen(ports.port, 10) == Counter({"green": 10})
+    api.set_fallback(None)
+    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
+    connection.request("GET", "/readyz")
+    assert connection.getresponse().status == 503  # no warm previous color: nothing to fail over to
 
 
 @pytest.mark.slow

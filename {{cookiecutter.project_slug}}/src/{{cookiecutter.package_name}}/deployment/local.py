@@ -113,7 +113,7 @@ class LocalTarget:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         self.config_file.write_text(
-            router.render(self.environment, desired.router, actual.weights, self.socket)
+            router.render(self.environment, desired.router, actual.weights, self.socket, actual.previous)
         )
         check = subprocess.run(
             [haproxy, "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False

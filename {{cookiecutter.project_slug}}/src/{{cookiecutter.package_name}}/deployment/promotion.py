@@ -196,7 +196,7 @@ class Promoter:
                     f"{self.target.environment}: previous color {back!r} is not ready; nothing was changed"
                 )
             self._set(actual, {back: 100, other(back): 0}, "rollback", "on demand")
-            actual.live, actual.previous = back, other(back)
+            actual.live, actual.previous = back, None  # undone: the abandoned color is no fallback
             self.target.save(actual)
             self.journal.record(
                 "git",
@@ -221,6 +221,8 @@ class Promoter:
                     f"{actual.weights[color]}% of traffic; put the new release on the idle color instead"
                 )
             self.target.stop_color(actual, color)
+            if actual.previous == color:  # the warm previous release is being replaced
+                actual.previous = None
             self.journal.record(
                 f"deploy {color}", "starting", f"{release.bento} (model v{release.model_version})"
             )
@@ -310,7 +312,10 @@ class Promoter:
 
     def _finish(self, actual: Actual, status: str) -> Outcome:
         self.target.save(actual)
-        self.journal.record("result", status, f"live={actual.live} weights={actual.weights}")
+        if self.target.router_running(actual):  # failover follows the warm previous color
+            self.target.api().set_fallback(actual.previous)
+        detail = f"live={actual.live} fallback={actual.previous} weights={actual.weights}"
+        self.journal.record("result", status, detail)
         return Outcome(
             status, actual.live, dict(actual.weights), list(self.journal.decisions), list(self.reports)
         )

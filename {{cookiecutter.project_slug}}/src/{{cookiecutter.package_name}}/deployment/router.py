@@ -3,7 +3,10 @@
 Traffic moves with ``set weight`` over the admin socket, never with a reload or restart: a
 weight change takes effect for the next request, while requests in flight finish where they
 started, so a switch drops nothing. Failed connections are retried on the other color
-(``retry-on`` + ``option redispatch``), which covers the moment a color dies. Every response
+(``retry-on`` + ``option redispatch``), which covers the moment a color dies. When no weighted
+color is up at all (the live color died outside a promotion), the front door fails over to the
+warm previous color, the one a rollback would choose, through the ``fallback`` backend; a color
+that was refused or rolled back from is never a fallback. Every response
 carries ``X-Deploy-Color`` naming the color that answered, which the checks and the switch
 benchmark read.
 """
@@ -21,6 +24,7 @@ from .state import COLORS, Router
 
 BACKEND = "colors"
 PREVIEW = "preview"
+FALLBACK = "fallback"
 COLOR_HEADER = "X-Deploy-Color"
 
 CONFIG = """\
@@ -51,6 +55,8 @@ frontend public
     bind 127.0.0.1:{port}
     acl json req.hdr(content-type) -m beg -i application/json
     http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+    acl nothing_live nbsrv({backend}) eq 0
+    use_backend {fallback} if nothing_live
     default_backend {backend}
 
 # Candidate traffic only: the checks reach the idle color here, through the same edge rules,
@@ -74,6 +80,13 @@ backend {preview}
     http-check expect status 200
     http-response set-header {header} %s
 {preview_servers}
+
+# Failover: used only while no color of {backend} is up with weight; the warm previous color
+# has weight 100 here, the other 0. Health comes from {backend}'s checks (track).
+backend {fallback}
+    balance roundrobin
+    http-response set-header {header} %s
+{fallback_servers}
 """
 
 
@@ -81,12 +94,16 @@ class RouterError(PipelineError, RuntimeError):
     """HAProxy's runtime API refused a command or could not be reached."""
 
 
-def render(environment: str, router: Router, weights: dict[str, int], socket_path: Path) -> str:
-    """The HAProxy configuration for one environment, starting at the given weights."""
+def render(
+    environment: str, router: Router, weights: dict[str, int], socket_path: Path, fallback: str | None = None
+) -> str:
+    """The HAProxy configuration for one environment, starting at the given weights and fallback."""
 
-    def servers(chosen: dict[str, int]) -> str:
+    def servers(chosen: dict[str, int], tracked: str | None = None) -> str:
         lines = [
-            f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} check" for c in COLORS
+            f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} "
+            + (f"track {tracked}/{c}" if tracked else "check")
+            for c in COLORS
         ]
         return "\n".join(lines)
 
@@ -100,7 +117,14 @@ def render(environment: str, router: Router, weights: dict[str, int], socket_pat
         header=COLOR_HEADER,
         servers=servers(weights),
         preview_servers=servers(dict.fromkeys(COLORS, 0)),
+        fallback=FALLBACK,
+        fallback_servers=servers(fallback_weights(fallback), tracked=BACKEND),
     )
+
+
+def fallback_weights(color: str | None) -> dict[str, int]:
+    """All failover traffic to ``color``; none anywhere when there is no warm previous color."""
+    return {c: 100 if c == color else 0 for c in COLORS}
 
 
 @dataclass(frozen=True)
@@ -153,6 +177,10 @@ class RuntimeApi:
         """Apply new weights; the color gaining traffic first, so there is never a moment with none."""
         for color in sorted(weights, key=lambda c: -weights[c]):
             self.change(f"set weight {backend}/{color} {weights[color]}")
+
+    def set_fallback(self, color: str | None) -> None:
+        """Name the color the front door fails over to when no weighted color is up (None: none)."""
+        self.set_weights(fallback_weights(color), backend=FALLBACK)
 
     def weights(self, backend: str = BACKEND) -> dict[str, int]:
         """Current weight of each color."""
