@@ -47,7 +47,7 @@ def tests(session: nox.Session) -> None:
     Pass pytest arguments after --, e.g. `nox -s tests -- -m "not slow"`.
     """
     install_group(session, "test")
-    session.run("pytest", *(session.posargs or ["-n", "2"]))
+    session.run("pytest", *(session.posargs or ["-n", "2", "--durations=12"]))
 
 
 # The chain the generated project's workflows run, in order: (nox session, its arguments).

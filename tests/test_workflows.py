@@ -362,7 +362,8 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
     assert "fresh sqlite file" in summary  # not a pretended first model
     assert "xychart-beta" in summary
     assert "| f1_macro |" in summary or "| rmse |" in summary
-    gate = json.loads((hosted.artifact("pull-request-reports") / "training" / "gate.json").read_text())
+    reports = hosted.artifact("pull-request-reports") / "reports"
+    gate = json.loads((reports / "training" / "gate.json").read_text())
     assert gate["promote"] is True
     assert not (hosted.project / "reports").exists()  # nothing leaked back from the job
 
