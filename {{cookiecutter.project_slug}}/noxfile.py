@@ -162,7 +162,7 @@ def package(session: nox.Session) -> None:
 
 @nox.session
 def containerize(session: nox.Session) -> None:
-    """Container image of the latest bento; skipped with a message where no docker engine answers."""
+    """OCI image of the latest bento (docker, else podman; CONTAINER_ENGINE chooses); says why if neither."""
     use_bento_store(session)
     uv_run(session, "containerize", *session.posargs)
 

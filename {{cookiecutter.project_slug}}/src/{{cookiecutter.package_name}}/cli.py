@@ -167,11 +167,14 @@ def _containerize(cfg: Config) -> int:
     from .serving import packaging
 
     bento = packaging.latest_bento(cfg.mlflow.model_name)
-    missing = packaging.docker_engine()
-    if missing:
-        print(f"  skipped: {missing}. The bento {bento} is built; the image is built where docker runs (CI).")
+    engine = packaging.container_engine()
+    if engine.name is None:
+        print(f"  skipped: no container engine ({engine.reason}); the bento {bento} is built")
         return 0
-    print(f"  image: {packaging.containerize(bento, packaging.image_reference(bento))}")
+    image = packaging.containerize(bento, packaging.image_reference(bento), engine.name)
+    path = packaging.write_image(image, cfg.serving.report_dir)
+    print(f"  image {image.reference} ({image.image_id[:19]}, {image.size_mb:,.0f} MB) by {image.engine}")
+    print(f"  built in {image.build_s:.0f}s; report: {path}")
     return 0
 
 

@@ -77,6 +77,18 @@ def test_cli__empty_environment_deploys_nothing(
     assert "nothing to deploy" in capsys.readouterr().out
 
 
+def test_cli__status_exits_1_when_what_runs_differs_from_the_file(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(desired_dir, "status", "production") == 0  # nothing released, nothing running: matches
+    assert "matches deploy/production.yaml" in capsys.readouterr().out
+    assert run(desired_dir, "propose", "production", "--bento", "svc:abc123", "--model-version", "4") == 0
+    assert run(desired_dir, "status", "production") == 1  # green should serve svc:abc123; nothing runs
+    out = capsys.readouterr().out
+    assert "router: stopped" in out
+    assert "DIFFERS FROM deploy/production.yaml" in out
+
+
 def test_cli__bad_desired_state_is_one_line_error(
     desired_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -205,6 +205,16 @@ def test_promotion__broken_candidate_is_refused(env: Env, service: str, failing_
 
 
 @pytest.mark.slow
+def test_promotion__a_two_percent_canary_step_is_judged_on_enough_answers(env: Env) -> None:
+    candidate = replace(env.candidate("good"), canary_steps=(2,))
+    outcome = env.promoter(candidate).apply()
+    assert outcome.status == "promoted", outcome.decisions
+    watches = [d for d in outcome.decisions if d.step == "watch green"]
+    assert [d.outcome for d in watches] == ["healthy", "healthy"]  # at 2 %, then at 100 %
+    assert all(d.numbers["probes"] >= candidate.checks.post_switch.min_requests for d in watches)
+
+
+@pytest.mark.slow
 def test_promotion__failure_after_switch_rolls_back(env: Env, tmp_path: Path) -> None:
     flag = tmp_path / "fail"
     outcome = env.promoter(env.candidate("flaky"), on_switch=lambda weights: flag.touch()).apply()

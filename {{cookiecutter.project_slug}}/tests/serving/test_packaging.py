@@ -25,9 +25,23 @@ from {{ cookiecutter.package_name }}.training import train
 LINEAGE = ("model_version", "run_id", "data_digest", "git_commit")
 
 
-def test_packaging__no_docker_engine_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(packaging.shutil, "which", lambda name: None)
-    assert packaging.docker_engine() == "no docker CLI on PATH"
+def test_packaging__no_container_engine_names_each_one_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine with neither engine
+    engine = packaging.container_engine({})
+    assert engine.name is None
+    assert engine.reason == "no docker on PATH; no podman on PATH"
+
+
+def test_packaging__container_engine_can_be_chosen_or_turned_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    assert packaging.container_engine({"CONTAINER_ENGINE": "none"}) == packaging.Engine(
+        None, "CONTAINER_ENGINE=none"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert packaging.container_engine({"CONTAINER_ENGINE": "podman"}).reason == "no podman on PATH"
 
 
 def test_packaging__image_is_named_after_the_bento_version() -> None:
@@ -133,9 +147,7 @@ def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -
 
 @pytest.mark.slow
 def test_packaging__containerize_explains_a_missing_engine(packaged: dict[str, Any]) -> None:
-    if packaging.docker_engine() is None:
-        pytest.skip("a docker engine answers here: containerize would really build")
-    result = stage("containerize", packaged["overrides"], packaged["env"])
+    result = stage("containerize", packaged["overrides"], packaged["env"] | {"CONTAINER_ENGINE": "none"})
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout
     assert packaged["summary"]["bento_tag"] in result.stdout

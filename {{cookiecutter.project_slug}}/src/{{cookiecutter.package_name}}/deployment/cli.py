@@ -171,7 +171,11 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def status(cfg: Config, args: argparse.Namespace) -> int:
-    """Desired against running, color by color, with HAProxy's live weights."""
+    """Desired against running, color by color, with HAProxy's live weights; 1 when they differ.
+
+    An environment with nothing released yet matches. Otherwise the router must run, every color
+    with a release must serve it and answer, and the weights must be the desired traffic.
+    """
     desired = state.load(desired_path(cfg, args.environment))
     target = target_of(cfg, args.environment)
     actual = target.load()
@@ -179,16 +183,21 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
     print(
         f"  router: {'running' if weights else 'stopped'} on port {desired.router.port}; live={actual.live}"
     )
+    matches = desired.empty or bool(weights)
     for color in state.COLORS:
         process = actual.colors.get(color)
         running = target.color_running(process)
         answering = process is not None and running and loopback.ready(process.port)
         health = "ready" if answering else ("up" if running else "stopped")
+        serving = process.release if process and answering else None
         print(
             f"  {color:5} desired={desired.release(color)} running={process.release if process else None} "
             f"{health} weight={weights.get(color, '-')} (desired {desired.traffic[color]})"
         )
-    return 0
+        if not desired.empty and desired.release(color) is not None:
+            matches &= serving == desired.release(color) and weights.get(color) == desired.traffic[color]
+    print(f"  {'matches' if matches else 'DIFFERS FROM'} deploy/{args.environment}.yaml")
+    return 0 if matches else 1
 
 
 def stop(cfg: Config, args: argparse.Namespace) -> int:

@@ -280,7 +280,11 @@ class Promoter:
             gaining = max(COLORS, key=lambda c: weights[c] - before.get(c, 0))
             sample = self.holdout_of(gaining).x_test.head(1)
             watched = watch.watch(
-                self.target, self.desired.router.port, gaining, self.desired.checks.post_switch, sample
+                self.target,
+                self.desired.router.color_port(gaining),
+                gaining,
+                self.desired.checks.post_switch,
+                sample,
             )
             self.journal.record(
                 f"watch {gaining}",

@@ -1,8 +1,8 @@
 """The post-switch watch: after traffic moves, the new color proves itself under real traffic.
 
-For ``post_switch.window_s`` seconds, probe threads send requests through the router (counting
-only answers from the watched color, by HAProxy's ``X-Deploy-Color`` header) while HAProxy's own
-counters show failures seen by real clients. A failure rate over ``max_error_rate`` or a p95 over
+For ``post_switch.window_s`` seconds, probe threads send requests to the watched color on its own
+port, whatever share of traffic the router gives it, while HAProxy's own counters show failures
+seen by real clients. A failure rate over ``max_error_rate`` or a p95 over
 ``p95_ms`` ends the watch at once; too few answers fail it too. The promoter rolls back on failure.
 """
 
@@ -70,15 +70,20 @@ def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple
 
 
 def watch(
-    target: LocalTarget, router_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame
+    target: LocalTarget, color_port: int, color: str, limits: PostSwitch, sample: pd.DataFrame
 ) -> checks.CheckResult:
-    """Watch ``color`` for ``window_s`` through the router: probe it and read HAProxy's counters."""
+    """Watch ``color`` for ``window_s``: probe it on its own port and read HAProxy's counters.
+
+    Probing the color directly, not through the router, judges a 2 % canary step on as many
+    answers as a full switch (through the router only 2 % of the probes would reach it); what
+    real clients saw through the router comes from HAProxy's per-color failure counters.
+    """
     body = json.dumps(checks.request_body(sample)).encode()
     api = target.api()
     baseline = {s.color: s.failures for s in api.stats()}
     probes, stop = _Probes(), threading.Event()
     threads = [
-        threading.Thread(target=_probe_loop, args=(router_port, body, color, probes, stop), daemon=True)
+        threading.Thread(target=_probe_loop, args=(color_port, body, color, probes, stop), daemon=True)
         for _ in range(limits.probe_concurrency)
     ]
     for thread in threads:

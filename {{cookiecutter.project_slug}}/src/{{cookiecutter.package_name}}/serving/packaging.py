@@ -1,4 +1,4 @@
-"""Package a registered model as a bento, and (where a docker engine exists) a container image.
+"""Package a registered model as a bento, and (where docker or podman runs) its container image.
 
 The bento is self-contained: the model (imported from MLflow into the BentoML store, with the
 training reference profile beside it in ``reference/``, so the image carries what monitoring
@@ -11,11 +11,14 @@ unless ``BENTOML_HOME`` says otherwise.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ from . import settings
 PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
+ENGINES = ("docker", "podman")
 IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
 
 
@@ -154,21 +158,70 @@ def package(cfg: Config, alias: str | None = None) -> Packaged:
     return Packaged(str(bento.tag), model_tag, labels)
 
 
-def docker_engine() -> str | None:
-    """Why no image can be built here, or None when a docker engine answers."""
-    if shutil.which("docker") is None:
-        return "no docker CLI on PATH"
-    probe = subprocess.run(["docker", "info"], capture_output=True, text=True, check=False)
-    return (
-        None if probe.returncode == 0 else "the docker CLI is installed but no engine answers `docker info`"
-    )
+@dataclass(frozen=True)
+class Engine:
+    """The container engine that builds images here, or why none can."""
+
+    name: str | None
+    reason: str = ""
 
 
-def containerize(bento_tag: str, image: str) -> str:
-    """``bentoml containerize`` the bento as ``image`` (call only where docker_engine() is None)."""
+@dataclass(frozen=True)
+class Image:
+    """What ``nox -s containerize`` built: the reference, its content-addressed id and size."""
+
+    reference: str
+    bento_tag: str
+    image_id: str
+    size_mb: float
+    engine: str
+    build_s: float
+
+
+def container_engine(environ: Mapping[str, str] = os.environ) -> Engine:
+    """Docker where its daemon answers, else podman (daemonless); ``CONTAINER_ENGINE`` picks one.
+
+    ``CONTAINER_ENGINE=none`` builds no image (a machine whose image builds happen elsewhere).
+    """
+    wanted = environ.get("CONTAINER_ENGINE", "auto").strip().lower() or "auto"
+    if wanted == "none":
+        return Engine(None, "CONTAINER_ENGINE=none")
+    reasons = []
+    for name in ENGINES if wanted == "auto" else (wanted,):
+        if shutil.which(name) is None:
+            reasons.append(f"no {name} on PATH")
+            continue
+        probe = subprocess.run([name, "info"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return Engine(name)
+        reasons.append(f"`{name} info` fails: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    return Engine(None, "; ".join(reasons))
+
+
+def containerize(bento_tag: str, reference: str, engine: str) -> Image:
+    """Build the bento's OCI image as ``reference`` with ``engine`` and measure what it built.
+
+    ``bentoml containerize`` assembles the build context (the bento plus its models) and runs the
+    engine; the build uses the host's network, so package indexes reachable here are reachable
+    inside the build too.
+    """
     use_project_store()
-    subprocess.run(["bentoml", "containerize", bento_tag, "--image-tag", image], check=True)
-    return image
+    bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
+    started = time.perf_counter()
+    build = [bentoml_cli, "containerize", bento_tag, "--backend", engine, "--opt", "network=host"]
+    subprocess.run([*build, "--image-tag", reference], check=True)
+    seconds = time.perf_counter() - started
+    inspected = subprocess.run(
+        [engine, "image", "inspect", reference], capture_output=True, text=True, check=True
+    ).stdout
+    found = json.loads(inspected)[0]
+    image_id = "sha256:" + str(found["Id"]).removeprefix("sha256:")  # podman omits the algorithm
+    return Image(reference, bento_tag, image_id, round(found["Size"] / 1e6, 1), engine, round(seconds, 1))
+
+
+def write_image(image: Image, report_dir: str | Path) -> Path:
+    """``image.json``: which image holds which bento, for the release evidence."""
+    return reports.write_json(asdict(image), resolve(report_dir) / "image.json")
 
 
 def latest_bento(name: str) -> str:
