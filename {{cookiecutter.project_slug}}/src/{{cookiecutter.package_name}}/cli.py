@@ -171,7 +171,9 @@ def _containerize(cfg: Config) -> int:
     if engine.name is None:
         print(f"  skipped: no container engine ({engine.reason}); the bento {bento} is built")
         return 0
-    image = packaging.containerize(bento, packaging.image_reference(bento), engine.name)
+    image = packaging.containerize(
+        bento, packaging.image_reference(cfg.serving.image_repository, bento), engine.name
+    )
     path = packaging.write_image(image, cfg.serving.report_dir)
     print(f"  image {image.reference} ({image.image_id[:19]}, {image.size_mb:,.0f} MB) by {image.engine}")
     print(f"  built in {image.build_s:.0f}s; report: {path}")

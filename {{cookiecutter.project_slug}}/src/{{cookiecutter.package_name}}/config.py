@@ -112,6 +112,7 @@ class ServingConfig:
     profile_window_s: float = 60.0
     profiling: bool = True
     report_dir: str = "reports"
+    image_repository: str = ""  # set in conf/serving: ghcr.io/<owner>/<repository>
 
 
 @dataclass

@@ -45,7 +45,9 @@ def test_packaging__container_engine_can_be_chosen_or_turned_off(
 
 
 def test_packaging__image_is_named_after_the_bento_version() -> None:
-    assert packaging.image_reference("model:abc123").endswith("/{{ cookiecutter.project_slug }}:abc123")
+    repository = compose().serving.image_repository
+    assert repository.endswith("/{{ cookiecutter.project_slug }}")
+    assert packaging.image_reference(repository, "model:abc123") == f"{repository}:abc123"
 
 
 def stage(name: str, overrides: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -37,7 +37,6 @@ PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
 ENGINES = ("docker", "podman")
-IMAGE_REPOSITORY = {{ ("ghcr.io/" ~ cookiecutter.github_owner.lower() ~ "/" ~ cookiecutter.project_slug) | tojson }}
 
 
 @dataclass(frozen=True)
@@ -235,9 +234,9 @@ def latest_bento(name: str) -> str:
         ) from None
 
 
-def image_reference(bento_tag: str) -> str:
-    """``ghcr.io/<owner>/<repo>:<bento version>``: the image says which bento it holds."""
-    return f"{IMAGE_REPOSITORY}:{bento_tag.partition(':')[2]}"
+def image_reference(repository: str, bento_tag: str) -> str:
+    """``<repository>:<bento version>``: the image says which bento it holds."""
+    return f"{repository}:{bento_tag.partition(':')[2]}"
 
 
 def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
