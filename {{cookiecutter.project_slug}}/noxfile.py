@@ -23,6 +23,7 @@ def uv_run(session: nox.Session, *args: str) -> None:
     session.run("uv", "run", "--locked", *args, external=True)
 
 
+# The project's own gate: what every pull request runs.
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff lint and format check over code and tests."""
@@ -42,6 +43,7 @@ def tests(session: nox.Session) -> None:
     uv_run(session, "pytest", *session.posargs)
 
 
+# Data: the contract and the gate in front of training.
 @nox.session(name="derive-contract")
 def derive_contract(session: nox.Session) -> None:
     """Derive data/sample/contract.yaml and the reference profile from reference data."""
@@ -54,6 +56,7 @@ def validate_data(session: nox.Session) -> None:
     uv_run(session, "validate-data", *session.posargs)
 
 
+# Training: fit and register, select against the champion, score files.
 @nox.session
 def train(session: nox.Session) -> None:
     """Train, evaluate, log to MLflow and register the model as 'candidate'."""
@@ -72,82 +75,7 @@ def predict(session: nox.Session) -> None:
     uv_run(session, "predict", *session.posargs)
 
 
-@nox.session
-def monitor(session: nox.Session) -> None:
-    """Production profiles of a window vs the training reference: reports/monitoring/ (HTML, MD, JSON, PNG).
-
-    `nox -s monitor -- monitoring.fail_on_drift=true` exits 3 on drift;
-    `monitoring.metrics_sources=[http://127.0.0.1:3000/metrics]` adds service health.
-    """
-    uv_run(session, "monitor", *session.posargs)
-
-
-@nox.session(name="simulate-drift")
-def simulate_drift(session: nox.Session) -> None:
-    """Replay synthetic traffic: `-- monitoring.simulation.shift=covariate` (none|covariate|label|concept)."""
-    uv_run(session, "simulate-drift", *session.posargs)
-
-
-@nox.session(name="bench-monitor")
-def bench_monitor(session: nox.Session) -> None:
-    """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""
-    uv_run(session, "python", "benchmarks/bench_monitor.py", *session.posargs)
-
-
-@nox.session
-def summary(session: nox.Session) -> None:
-    """Render reports/*.json as reports/summary.md (tables + charts); CI appends it to the job summary."""
-    uv_run(session, "summary", *session.posargs)
-
-
-@nox.session(name="deploy-staging")
-def deploy_staging(session: nox.Session) -> None:
-    """Put the newest packaged bento in deploy/staging.yaml and reconcile staging to it."""
-    uv_run(session, "deploy", "apply", "staging", "--from-store", *session.posargs)
-
-
-@nox.session(name="check-staging")
-def check_staging(session: nox.Session) -> None:
-    """Sanity checks through the staging router: health, OpenAPI format, schemathesis, latency, parity."""
-    uv_run(session, "deploy", "check", "staging", *session.posargs)
-
-
-@nox.session
-def promote(session: nox.Session) -> None:
-    """Reconcile production to deploy/production.yaml: candidate on the idle color, checks, switch, watch."""
-    uv_run(session, "deploy", "apply", "production", *session.posargs)
-
-
-@nox.session
-def rollback(session: nox.Session) -> None:
-    """Send production traffic back to the warm previous color."""
-    uv_run(session, "deploy", "rollback", "production", *session.posargs)
-
-
-@nox.session(name="deploy-status")
-def deploy_status(session: nox.Session) -> None:
-    """Desired against running for an environment: `nox -s deploy-status -- production`."""
-    uv_run(session, "deploy", "status", *(session.posargs or ["production"]))
-
-
-@nox.session(name="deploy-stop")
-def deploy_stop(session: nox.Session) -> None:
-    """Stop an environment's processes (state is kept): `nox -s deploy-stop -- staging`."""
-    uv_run(session, "deploy", "stop", *(session.posargs or ["staging"]))
-
-
-@nox.session(name="bench-switch")
-def bench_switch(session: nox.Session) -> None:
-    """Blue/green switches under 64-client load: failed requests, switch and rollback times."""
-    uv_run(session, "python", "benchmarks/bench_switch.py", *session.posargs)
-
-
-@nox.session(name="propose-promotion")
-def propose_promotion(session: nox.Session) -> None:
-    """The promotion edit: staging's checked release onto production's idle color (deploy/production.yaml)."""
-    uv_run(session, "deploy", "propose", "production", *session.posargs)
-
-
+# Serving: the bento, its image, the service from source.
 def use_bento_store(session: nox.Session) -> None:
     """Keep BentoML's models and bentos in the project (``.bentoml/``, git-ignored), not in ~."""
     session.env.setdefault("BENTOML_HOME", str(Path(__file__).parent / ".bentoml"))
@@ -174,8 +102,87 @@ def serve(session: nox.Session) -> None:
     uv_run(session, "bentoml", "serve", "{{ cookiecutter.package_name }}.serving.service:ModelService", *session.posargs)
 
 
+# Deployment: staging, its checks, the promotion edit, production (desired state in deploy/).
+@nox.session(name="deploy-staging")
+def deploy_staging(session: nox.Session) -> None:
+    """Put the newest packaged bento in deploy/staging.yaml and reconcile staging to it."""
+    uv_run(session, "deploy", "apply", "staging", "--from-store", *session.posargs)
+
+
+@nox.session(name="check-staging")
+def check_staging(session: nox.Session) -> None:
+    """Sanity checks through the staging router: health, OpenAPI format, schemathesis, latency, parity."""
+    uv_run(session, "deploy", "check", "staging", *session.posargs)
+
+
+@nox.session(name="propose-promotion")
+def propose_promotion(session: nox.Session) -> None:
+    """The promotion edit: staging's checked release onto production's idle color (deploy/production.yaml)."""
+    uv_run(session, "deploy", "propose", "production", *session.posargs)
+
+
+@nox.session
+def promote(session: nox.Session) -> None:
+    """Reconcile production to deploy/production.yaml: candidate on the idle color, checks, switch, watch."""
+    uv_run(session, "deploy", "apply", "production", *session.posargs)
+
+
+@nox.session
+def rollback(session: nox.Session) -> None:
+    """Undo the last promotion: traffic back to the warm previous color (never a refused one)."""
+    uv_run(session, "deploy", "rollback", "production", *session.posargs)
+
+
+@nox.session(name="deploy-status")
+def deploy_status(session: nox.Session) -> None:
+    """Desired against running: `nox -s deploy-status -- production`; exits 1 when they differ."""
+    uv_run(session, "deploy", "status", *(session.posargs or ["production"]))
+
+
+@nox.session(name="deploy-stop")
+def deploy_stop(session: nox.Session) -> None:
+    """Stop an environment's processes (state is kept): `nox -s deploy-stop -- staging`."""
+    uv_run(session, "deploy", "stop", *(session.posargs or ["staging"]))
+
+
+# Monitoring: traffic against the training reference, and the CI dashboard.
+@nox.session(name="simulate-drift")
+def simulate_drift(session: nox.Session) -> None:
+    """Replay synthetic traffic: `-- monitoring.simulation.shift=covariate` (none|covariate|label|concept)."""
+    uv_run(session, "simulate-drift", *session.posargs)
+
+
+@nox.session
+def monitor(session: nox.Session) -> None:
+    """Production profiles of a window vs the training reference: reports/monitoring/ (HTML, MD, JSON, PNG).
+
+    `nox -s monitor -- monitoring.fail_on_drift=true` exits 3 on drift;
+    `monitoring.metrics_sources=[http://127.0.0.1:3000/metrics]` adds service health.
+    """
+    uv_run(session, "monitor", *session.posargs)
+
+
+@nox.session
+def summary(session: nox.Session) -> None:
+    """Render reports/*.json as reports/summary.md (tables + charts); CI appends it to the job summary."""
+    uv_run(session, "summary", *session.posargs)
+
+
+# Benchmarks: benchmarks/, run here, not shipped in the bento; each prints a table.
 @nox.session(name="bench-serve")
 def bench_serve(session: nox.Session) -> None:
     """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk)."""
     use_bento_store(session)
     uv_run(session, "python", "benchmarks/bench_serve.py", *session.posargs)
+
+
+@nox.session(name="bench-switch")
+def bench_switch(session: nox.Session) -> None:
+    """Blue/green switches under 64-client load: failed requests, switch and rollback times."""
+    uv_run(session, "python", "benchmarks/bench_switch.py", *session.posargs)
+
+
+@nox.session(name="bench-monitor")
+def bench_monitor(session: nox.Session) -> None:
+    """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""
+    uv_run(session, "python", "benchmarks/bench_monitor.py", *session.posargs)
