@@ -39,7 +39,7 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }} import registry, reports
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose, resolve
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
 from {{ cookiecutter.package_name }}.deployment import load, loopback
@@ -285,16 +285,22 @@ def render(results: list[Measurement], duration_s: float, rounds: int, load: tup
         f"{os.cpu_count()} CPUs shared by server and load generator (load average {load[0]:.1f} before, "
         f"{load[1]:.1f} after: other processes share the CPU, so treat differences under ~10% as noise).",
         "",
-        "| variant | clients | req/s | p50 ms | p95 ms | p99 ms | errors | server CPU ms/req |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    lines += [
-        f"| {m.variant} | {m.clients} | {m.requests_per_s:.0f} | {m.p50_ms:.2f} | {m.p95_ms:.2f} | "
-        f"{m.p99_ms:.2f} | {m.errors} | {m.cpu_ms:.2f} |"
+    header = ["variant", "clients", "req/s", "p50 ms", "p95 ms", "p99 ms", "errors", "server CPU ms/req"]
+    measured = [
+        (
+            m.variant,
+            m.clients,
+            round(m.requests_per_s),
+            *_ms(m.p50_ms, m.p95_ms, m.p99_ms),
+            m.errors,
+            _ms(m.cpu_ms)[0],
+        )
         for m in results
     ]
-    lines += ["", "| target | measured | met |", "|---|---:|:---:|"]
-    lines += [f"| {name} | {value} | {'yes' if ok else 'NO'} |" for name, value, ok in targets(results)]
+    lines += [reports.table(header, measured), ""]
+    met = [(name, value, "yes" if ok else "NO") for name, value, ok in targets(results)]
+    lines.append(reports.table(["target", "measured", "met"], met))
     return "\n".join(lines) + "\n"
 
 
@@ -335,6 +341,11 @@ def profiler_cost(cfg: Config, sizes: tuple[int, ...], batches: int = 3000) -> l
     return costs
 
 
+def _ms(*values: float) -> tuple[float, ...]:
+    """Milliseconds to two decimals, as the tables show them."""
+    return tuple(round(value, 2) for value in values)
+
+
 def render_profiler(costs: list[ProfilerCost], results: list[Measurement]) -> str:
     """The profiler's CPU next to a request's server CPU at as many clients as rows per batch.
 
@@ -345,15 +356,21 @@ def render_profiler(costs: list[ProfilerCost], results: list[Measurement]) -> st
         "",
         "## Traffic profiler CPU (in process, single thread)",
         "",
-        "| rows per batch | record, us per batch | flush, us per row | share of a request's server CPU |",
-        "|---:|---:|---:|---:|",
     ]
+    rows = []
     for cost in costs:
         service = lookup(results, VARIANTS[0], cost.rows_per_batch)
         per_request = cost.record_us_per_batch / cost.rows_per_batch + cost.flush_us_per_row
         share = per_request / (service.cpu_ms * 1000) if service.cpu_ms else 0.0
-        cells = (cost.record_us_per_batch, cost.flush_us_per_row)
-        lines.append(f"| {cost.rows_per_batch} | {cells[0]:.1f} | {cells[1]:.1f} | {share:.1%} |")
+        record, flush = round(cost.record_us_per_batch, 1), round(cost.flush_us_per_row, 1)
+        rows.append((cost.rows_per_batch, record, flush, f"{share:.1%}"))
+    header = [
+        "rows per batch",
+        "record, us per batch",
+        "flush, us per row",
+        "share of a request's server CPU",
+    ]
+    lines.append(reports.table(header, rows))
     return "\n".join(lines) + "\n"
 
 

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from {{ cookiecutter.package_name }} import reports
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve
 from {{ cookiecutter.package_name }}.deployment import checks, cli, load, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.errors import PipelineError
@@ -208,9 +209,8 @@ class Bench:
 
 def table(rows: list[Row]) -> str:
     """The result table as Markdown."""
-    lines = ["| measure | target | measured | pass |", "|---|---|---|---|"]
-    lines += [f"| {r.measure} | {r.target} | {r.value} | {'yes' if r.passed else '**NO**'} |" for r in rows]
-    return "\n".join(lines)
+    cells = [(r.measure, r.target, r.value, "yes" if r.passed else "**NO**") for r in rows]
+    return reports.table(["measure", "target", "measured", "pass"], cells)
 
 
 def run(cfg: Config, source: state.DesiredState, release: state.Release, args: argparse.Namespace) -> int:
