@@ -11,7 +11,7 @@ import yaml
 
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
-from {{ cookiecutter.package_name }}.deployment import cli, kubernetes, state
+from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, state
 
 
 @pytest.fixture
@@ -58,16 +58,42 @@ def test_cli__propose_of_a_blank_bento_is_one_line_and_writes_nothing(
     assert (desired_dir / "production.yaml").read_text() == before
 
 
-def test_cli__propose_defaults_to_staging_release(desired_dir: Path) -> None:
+def staged(desired_dir: Path, *, checked: bool | None) -> None:
+    """svc:stg live in staging; its check-staging report passed, failed, or was never written (None)."""
     staging = state.load(desired_dir / "staging.yaml")
     state.dump(
         state.with_release(staging, state.Release("svc:stg", "2")),
         desired_dir / "staging.yaml",
         "deploy-staging",
     )
+    if checked is not None:
+        results = [checks.CheckResult("health", True, {}), checks.CheckResult("latency", checked, {})]
+        report = checks.Report("staging", "green (svc:stg)", "http://127.0.0.1:1", results, bento="svc:stg")
+        report.write(desired_dir.parent / "reports", "staging")
+
+
+def test_cli__propose_defaults_to_staging_release(desired_dir: Path) -> None:
+    staged(desired_dir, checked=True)
     assert run(desired_dir, "propose", "production") == 0
     production = state.load(desired_dir / "production.yaml")
     assert production.release(production.live) == state.Release("svc:stg", "2")
+
+
+@pytest.mark.parametrize(
+    ("checked", "message"),
+    [
+        (False, "svc:stg failed check-staging (latency): nothing to propose"),
+        (None, "run `nox -s check-staging`"),
+    ],
+)
+def test_cli__propose_refuses_a_staging_release_that_did_not_pass_its_checks(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str], checked: bool | None, message: str
+) -> None:
+    staged(desired_dir, checked=checked)
+    before = (desired_dir / "production.yaml").read_text()
+    assert run(desired_dir, "propose", "production") == 1
+    assert message in capsys.readouterr().err
+    assert (desired_dir / "production.yaml").read_text() == before
 
 
 def test_cli__empty_environment_deploys_nothing(

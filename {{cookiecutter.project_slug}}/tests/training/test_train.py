@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pytest
 from mlflow import MlflowClient
@@ -10,7 +12,7 @@ from conftest import ComposeFn
 from crowning import crown
 from {{ cookiecutter.package_name }} import evaluation, registry
 from {{ cookiecutter.package_name }}.config import Config
-from {{ cookiecutter.package_name }}.data import load_table, split
+from {{ cookiecutter.package_name }}.data import DataError, load_table, split
 from {{ cookiecutter.package_name }}.training import selection, train
 
 TASK_METRICS = {
@@ -105,3 +107,15 @@ def test_compare__first_model_on_a_ci_runner_says_its_registry_is_throwaway(
     decision = selection.compare(cfg)
     assert decision.promote
     assert "fresh sqlite file" in decision.reason
+
+
+def test_train__a_table_the_data_gate_refuses_trains_nothing(make_config: ComposeFn, tmp_path: Path) -> None:
+    sample = load_table("data/sample/customers.csv")
+    broken = tmp_path / "broken.csv"
+    sample.drop(columns=["tenure_months"]).to_csv(broken, index=False)  # breaks the contract
+    cfg = make_config("model=random_forest", "model.estimator.n_estimators=5", f"data.path={broken}")
+    with pytest.raises(DataError, match=r"fails the data gate .*tenure_months"):
+        train.train(cfg)
+    client = registry.connect(cfg.mlflow)
+    assert client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id]) == []
+    assert registry.version_by_alias(client, cfg.mlflow.model_name, registry.CANDIDATE) is None

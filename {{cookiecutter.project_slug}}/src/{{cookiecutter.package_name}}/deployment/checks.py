@@ -58,6 +58,7 @@ class Report:
     url: str
     results: list[CheckResult] = field(default_factory=list)
     started_at: float = field(default_factory=time.time)
+    bento: str = ""  # the release checked: a promotion proposes only a bento whose checks passed
 
     @property
     def passed(self) -> bool:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mlflow.exceptions import MlflowException
 
-from .. import registry
+from .. import registry, reports
 from ..config import Config, compose, resolve
 from ..errors import PipelineError
 from ..serving import packaging
@@ -162,7 +162,9 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
         target.api().set_weights({color: 100, state.other(color): 0}, backend=router.PREVIEW)
         target.wait_router_sees(color, backend=router.PREVIEW)
         port = desired.router.preview_port
-    report = checks.Report(args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}")
+    report = checks.Report(
+        args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}", bento=release.bento
+    )
     checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
     json_path, md_path = report.write(resolve(cfg.deploy.report_dir), args.environment)
     summarize(md_path)
@@ -225,6 +227,8 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     else:
         staging = state.load(desired_path(cfg, "staging"))
         release = staging.release(staging.live)
+        if release is not None:
+            require_checked(cfg, release)
     if release is None:
         raise state.StateError(
             "nothing to propose: staging has no live release and --bento/--model-version are not given"
@@ -235,6 +239,19 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     write_desired(cfg, state.with_release(current, release))
     print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
     return 0
+
+
+def require_checked(cfg: Config, release: state.Release) -> None:
+    """Refuse to propose a release unless ``check-staging`` passed for exactly that bento."""
+    path = resolve(cfg.deploy.report_dir) / "staging.json"
+    report = reports.load(path)
+    if report is None or report.get("bento") != release.bento:
+        raise state.StateError(
+            f"{release.bento} has no staging check report ({path}): run `nox -s check-staging` first"
+        )
+    if not report.get("passed"):
+        failed = ", ".join(r["name"] for r in report.get("results", []) if not r.get("passed"))
+        raise state.StateError(f"{release.bento} failed check-staging ({failed}): nothing to propose")
 
 
 def parser() -> argparse.ArgumentParser:

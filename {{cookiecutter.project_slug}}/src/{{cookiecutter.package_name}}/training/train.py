@@ -17,9 +17,9 @@ from omegaconf import OmegaConf
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from .. import evaluation, reference, registry, reports
+from .. import evaluation, reference, registry, reports, validation
 from ..config import PROJECT_ROOT, Config, resolve
-from ..data import Split, digest, load_table, split
+from ..data import DataError, Split, digest, load_table, split
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
 SCORERS = {
@@ -90,6 +90,23 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def hold_data_gate(cfg: Config) -> None:
+    """Refuse, before any MLflow run exists, a table that ``validate-data`` refuses.
+
+    The workflows run validate-data first, but a run by hand (or a sweep) must not train on data
+    that breaks the contract and take the ``candidate`` alias from a model that was checked.
+    """
+    report = validation.validate_file(cfg.data, cfg.validation)
+    if report.passed:
+        return
+    first = report.violations[0]
+    raise DataError(
+        f"{cfg.data.path} fails the data gate ({len(report.violations)} violations; first: {first.column}: "
+        f"{first.rule}: {first.detail}); nothing was trained: `nox -s validate-data` writes the report, "
+        "and a new table needs its own contract (`nox -s derive-contract -- data.path=...`)"
+    )
+
+
 def clears_bar(cfg: Config, value: float) -> bool:
     """The absolute floor a model must reach to become a candidate at all."""
     floor = cfg.training.min_primary_metric
@@ -97,7 +114,8 @@ def clears_bar(cfg: Config, value: float) -> bool:
 
 
 def train(cfg: Config) -> TrainResult:
-    """Fit on the training split, score on the held-out split, log everything, register."""
+    """Hold the data gate, fit on the training split, score on the held-out split, log, register."""
+    hold_data_gate(cfg)
     frame = load_table(cfg.data.path)
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
     spec = infer_features(data.x_train, cfg.data)
