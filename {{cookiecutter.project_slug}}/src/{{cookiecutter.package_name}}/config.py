@@ -133,7 +133,7 @@ class SimulationConfig:
 class MonitoringConfig:
     """Drift thresholds, the production window, and where profiles, labels and metrics live."""
 
-    profile_dir: str = "profiles"
+    profile_dir: str = "profiles/production"
     report_dir: str = "reports/monitoring"
     drift_threshold: float = 0.25
     column_thresholds: dict[str, float] = field(default_factory=dict)
@@ -143,7 +143,7 @@ class MonitoringConfig:
     reference_profile: str | None = None
     reference_bento: str | None = None
     model_alias: str = "champion"
-    prediction_log_dir: str = "profiles"
+    prediction_log_dir: str = "profiles/production"
     labels_path: str = "labels/labels.csv"
     max_missing_increase: float = 0.05
     min_category_share: float = 0.01

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.deployment import local, router
 from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
 from {{ cookiecutter.package_name }}.deployment.state import Router, parse
@@ -191,3 +192,15 @@ def test_local__spawned_process_sees_its_working_directory_as_pwd(
             break
         time.sleep(0.05)
     assert written.read_text() == str(serve_dir.resolve())
+
+
+def test_local__each_environment_profiles_into_its_own_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("SERVING_PROFILE_DIR", raising=False)
+    assert local.LocalTarget("staging", tmp_path, tmp_path).profile_dir() == "profiles/staging"
+    production = local.LocalTarget("production", tmp_path, tmp_path)
+    assert production.profile_dir() == "profiles/production"
+    assert compose().monitoring.profile_dir == production.profile_dir()  # monitor reads production only
+    monkeypatch.setenv("SERVING_PROFILE_DIR", "s3://bucket/profiles/")
+    assert production.profile_dir() == "s3://bucket/profiles/production"

@@ -140,7 +140,7 @@ class LocalTarget:
             str(port),
         ]
         command += ["--working-dir", str(self.serve_dir)]
-        pid = self._spawn(command, f"{color}")
+        pid = self._spawn(command, f"{color}", {"SERVING_PROFILE_DIR": self.profile_dir()})
         self._wait(lambda: ready(port), pid, color, timeout_s)
         return ColorProcess(release.bento, release.model_version, pid, port, time.time())
 
@@ -178,7 +178,15 @@ class LocalTarget:
         path = self.dir / "logs" / f"{name}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.is_file() else ""
 
-    def _spawn(self, command: list[str], name: str) -> int:
+    def profile_dir(self) -> str:
+        """Where this environment's colors profile their traffic: ``<profiles>/<environment>``.
+
+        Staging's checks and fuzzing then never count as production traffic: ``monitor`` reads
+        ``profiles/production``. ``SERVING_PROFILE_DIR`` (a folder or an fsspec URI) moves the root.
+        """
+        return f"{os.environ.get('SERVING_PROFILE_DIR', 'profiles').rstrip('/')}/{self.environment}"
+
+    def _spawn(self, command: list[str], name: str, env: dict[str, str] | None = None) -> int:
         """Start ``command`` in ``serve_dir``, detached, logging to ``logs/<name>.log``.
 
         ``PWD`` is set to ``serve_dir`` too: the service resolves relative paths (its profile
@@ -187,7 +195,7 @@ class LocalTarget:
         """
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        environment = os.environ | {"PWD": str(self.serve_dir.resolve())}
+        environment = os.environ | {"PWD": str(self.serve_dir.resolve())} | (env or {})
         with (logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 command,
