@@ -84,6 +84,10 @@ def demo(session: nox.Session) -> None:
     session.run("cookiecutter", "--no-input", "--overwrite-if-exists", "--output-dir", str(parent), str(ROOT))
     project = parent / "customer-churn"
     session.chdir(project)
+    # The project's stages run in its own .venv, as a user's would: nox points uv at this
+    # session's environment otherwise, and the demo would run in the template's.
+    own = str(project / ".venv")
+    session.env.update({"UV_PROJECT_ENVIRONMENT": own, "VIRTUAL_ENV": own})
     timings = [("bake + lock install", _timed(session, "uv", "sync", "--locked", "--quiet"))]
     try:
         for name, *arguments in DEMO_STAGES:
