@@ -204,3 +204,22 @@ def test_local__each_environment_profiles_into_its_own_folder(
     assert compose().monitoring.profile_dir == production.profile_dir()  # monitor reads production only
     monkeypatch.setenv("SERVING_PROFILE_DIR", "s3://bucket/profiles/")
     assert production.profile_dir() == "s3://bucket/profiles/production"
+
+
+def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its_port(tmp_path: Path) -> None:
+    target = local.LocalTarget("staging", tmp_path / "state", tmp_path)
+    command = target.container_command("podman", "ghcr.io/o/svc:abc", "staging-green", 3102)
+    assert command[:3] == ["podman", "run", "--rm"]
+    assert "-d" not in command  # the tooling's own process: stopping it stops the container
+    assert command[-5:] == ["ghcr.io/o/svc:abc", "--host", "127.0.0.1", "--port", "3102"]
+    profiles = tmp_path / "profiles" / "staging"
+    assert f"{profiles}:{profiles}" in command
+    assert f"SERVING_PROFILE_DIR={profiles}" in command
+
+
+def test_local__admin_socket_of_a_deep_project_stays_within_haproxys_limit(tmp_path: Path) -> None:
+    deep = tmp_path / ("a-project-folder-with-a-long-name-" * 3) / ".deploy" / "staging"
+    socket_path = local.admin_socket(deep)
+    assert len(str(socket_path)) <= local.SOCKET_PATH_MAX
+    assert local.admin_socket(deep) == socket_path  # every tooling process finds the same one
+    assert local.admin_socket(tmp_path) == tmp_path.resolve() / "haproxy.sock"  # short paths stay put

@@ -308,3 +308,12 @@ def test_state__promoting_any_state_puts_the_release_live_and_keeps_the_previous
     assert promoted.release(desired.live) == desired.release(desired.live)
     assert promoted.traffic == {desired.idle: 100, desired.live: 0}
     assert state.load(state.dump(promoted, tmp_path / "production.yaml", "promote")) == promoted
+
+
+def test_state__a_release_with_its_image_round_trips_and_one_without_reads_as_before(tmp_path: Path) -> None:
+    desired = state.parse(valid())
+    promoted = state.with_release(desired, state.Release("svc:two", "2", "ghcr.io/o/svc:two"))
+    path = state.dump(promoted, tmp_path / "production.yaml", "promote")
+    assert state.load(path) == promoted
+    assert "image: ghcr.io/o/svc:two" in path.read_text()
+    assert path.read_text().count("image:") == 1  # the release without one has no `image: null`

@@ -73,7 +73,7 @@ def summarize(markdown: Path) -> None:
 
 
 def latest_release(cfg: Config) -> state.Release | None:
-    """The newest bento of this model in the project's bento store (what ``nox -s package`` built)."""
+    """The newest bento of this model in the store, with its image when ``containerize`` built one."""
     import bentoml
 
     bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
@@ -85,7 +85,8 @@ def latest_release(cfg: Config) -> state.Release | None:
         raise state.StateError(
             f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`"
         )
-    return state.release_of(str(newest.tag), str(version))
+    image = packaging.built_image(cfg.serving.report_dir, str(newest.tag))
+    return state.release_of(str(newest.tag), str(version), image)
 
 
 def apply(cfg: Config, args: argparse.Namespace) -> int:
@@ -100,7 +101,8 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
         current = state.load(path)
         if current.release(current.live) != release:
             write_desired(cfg, state.with_release(current, release))
-            print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
+            served = f"{release.bento} as {release.image}" if release.image else release.bento
+            print(f"  {path}: {served} (model v{release.model_version}) on {current.idle}, now live")
     outcome = promoter(cfg, args.environment).apply()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
     summarize(path.with_suffix(".md"))

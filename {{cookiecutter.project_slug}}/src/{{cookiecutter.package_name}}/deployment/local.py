@@ -8,10 +8,12 @@ off, even after the tooling itself restarted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -19,10 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
+from ..serving.packaging import container_engine
 from ..tools import require
 from . import router
 from .loopback import alive, ready, stop_process
 from .state import COLORS, DesiredState, Release
+
+SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
 
 
 class DeployError(PipelineError, RuntimeError):
@@ -38,11 +43,13 @@ class ColorProcess:
     pid: int
     port: int
     started_at: float
+    image: str | None = None
+    container: str | None = None  # the engine's name for it, when the color runs the image
 
     @property
     def release(self) -> Release:
         """The release this process serves."""
-        return Release(self.bento, self.model_version)
+        return Release(self.bento, self.model_version, self.image)
 
 
 @dataclass
@@ -63,6 +70,19 @@ class Actual:
         return cls(**(doc | {"colors": colors}))
 
 
+def admin_socket(folder: Path) -> Path:
+    """``<folder>/haproxy.sock``, or a stable short path in the temp dir when that is too long.
+
+    HAProxy refuses a socket path over 97 characters (a project in a deep folder reaches it), so
+    the long path is replaced by one derived from it: every tooling process finds the same one.
+    """
+    natural = folder.resolve() / "haproxy.sock"
+    if len(str(natural)) <= SOCKET_PATH_MAX:
+        return natural
+    digest = hashlib.sha256(str(natural).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"haproxy-{digest}.sock"
+
+
 class LocalTarget:
     """One environment's processes and recorded state under ``<state_dir>/<environment>/``."""
 
@@ -71,7 +91,7 @@ class LocalTarget:
         self.dir = state_dir / environment
         self.serve_dir = serve_dir
         self.state_file = self.dir / "state.json"
-        self.socket = self.dir / "haproxy.sock"
+        self.socket = admin_socket(self.dir)
         self.config_file = self.dir / "haproxy.cfg"
 
     def load(self) -> Actual:
@@ -140,9 +160,41 @@ class LocalTarget:
             str(port),
         ]
         command += ["--working-dir", str(self.serve_dir)]
+        container = None
+        if release.image:
+            engine = container_engine()
+            if engine.name is None:
+                raise DeployError(
+                    f"{release.image}: cannot run the image, no container engine ({engine.reason})"
+                )
+            container = f"{self.environment}-{color}"
+            subprocess.run([engine.name, "rm", "--force", container], capture_output=True, check=False)
+            command = self.container_command(engine.name, release.image, container, port)
         pid = self._spawn(command, f"{color}", {"SERVING_PROFILE_DIR": self.profile_dir()})
         self._wait(lambda: ready(port), pid, color, timeout_s)
-        return ColorProcess(release.bento, release.model_version, pid, port, time.time())
+        return ColorProcess(
+            release.bento, release.model_version, pid, port, time.time(), release.image, container
+        )
+
+    def container_command(self, engine: str, image: str, name: str, port: int) -> list[str]:
+        """``<engine> run`` of the image in the foreground, on the host network, profiles mounted.
+
+        The image's entrypoint passes ``--host``/``--port`` to ``bentoml serve``, so the command
+        line carries ``--port N`` like a bento process and is recognised the same way. It runs as
+        the container's root: with rootless podman that is the calling user, who owns the mounted
+        profile folder.
+        """
+        profiles = self.profile_dir()
+        mount: list[str] = []
+        if "://" not in profiles:
+            host = (self.serve_dir / profiles).resolve()
+            host.mkdir(parents=True, exist_ok=True)
+            profiles = str(host)
+            mount = ["--volume", f"{host}:{host}"]
+        return [
+            engine, "run", "--rm", "--name", name, "--network=host", "--user", "0:0", *mount,
+            "--env", f"SERVING_PROFILE_DIR={profiles}", image, "--host", "127.0.0.1", "--port", str(port),
+        ]  # fmt: skip
 
     def color_running(self, process: ColorProcess | None) -> bool:
         """Whether a recorded color process still runs."""
@@ -153,6 +205,12 @@ class LocalTarget:
         process = actual.colors.pop(color, None)
         if process and self.color_running(process):
             stop_process(process.pid)
+        if process and process.container:  # a killed `run` client can leave its container behind
+            engine = container_engine()
+            if engine.name:
+                subprocess.run(
+                    [engine.name, "rm", "--force", process.container], capture_output=True, check=False
+                )
 
     def stop_all(self, actual: Actual) -> None:
         """Stop every process of this environment."""

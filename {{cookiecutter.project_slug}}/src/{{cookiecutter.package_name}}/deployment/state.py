@@ -77,10 +77,15 @@ Flag = Annotated[bool, Field(strict=True), _expect("true or false")]
 
 @dataclass(frozen=True, config=MODEL)
 class Release:
-    """What one color serves: the bento ``bentoml serve`` runs and the model version inside."""
+    """What one color serves: the bento, the model version inside, and the bento's image if built.
+
+    With an image the color runs that image (the artifact staging checked is the one production
+    runs); without one, ``bentoml serve`` runs the bento from the local store.
+    """
 
     bento: Text
     model_version: Text
+    image: Text | None = None
 
 
 @dataclass(frozen=True, config=MODEL)
@@ -254,7 +259,11 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     """Write a desired state back in the same layout :func:`load` reads, atomically."""
     target = Path(path)
     header = HEADER.format(environment=state.environment, session=session)
-    text = header + yaml.safe_dump(STATE.dump_python(state, mode="json"), sort_keys=False)
+    document = STATE.dump_python(state, mode="json")
+    for release in document["colors"].values():  # a release without an image reads as before
+        if release is not None and release.get("image") is None:
+            release.pop("image", None)
+    text = header + yaml.safe_dump(document, sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(text)
@@ -262,10 +271,10 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     return target
 
 
-def release_of(bento: str, model_version: str) -> Release:
+def release_of(bento: str, model_version: str, image: str | None = None) -> Release:
     """A release named on the command line or read from the bento store, held to the file's rules."""
     try:
-        return RELEASE.validate_python({"bento": bento, "model_version": model_version})
+        return RELEASE.validate_python({"bento": bento, "model_version": model_version, "image": image})
     except ValidationError as error:
         raise StateError(f"release: {_describe(error.errors()[0])}") from None
 

@@ -218,6 +218,12 @@ def containerize(bento_tag: str, reference: str, engine: str) -> Image:
     return Image(reference, bento_tag, image_id, round(found["Size"] / 1e6, 1), engine, round(seconds, 1))
 
 
+def built_image(report_dir: str | Path, bento_tag: str) -> str | None:
+    """The image ``nox -s containerize`` built from this bento (``image.json``), if any."""
+    found = reports.load(resolve(report_dir) / "image.json")
+    return str(found["reference"]) if found and found.get("bento_tag") == bento_tag else None
+
+
 def write_image(image: Image, report_dir: str | Path) -> Path:
     """``image.json``: which image holds which bento, for the release evidence."""
     return reports.write_json(asdict(image), resolve(report_dir) / "image.json")
