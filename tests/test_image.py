@@ -75,7 +75,7 @@ def test_image__staging_runs_the_bento_image_and_its_checks_pass(bake: Bake, pod
     desired = yaml.safe_load(staging.read_text())
     # Ports of its own (the act tests deploy staging on the shipped ones, at the same time), and a
     # latency budget for two cores shared with an image build: this test is about the artifact.
-    desired["router"] = dict(zip(desired["router"], [_free_port() for _ in desired["router"]], strict=True))
+    desired["router"] |= {name: _free_port() for name in ("port", "preview_port", "blue_port", "green_port")}
     desired["checks"]["latency"] |= {"p95_ms": 5000.0, "p99_ms": 10000.0}
     staging.write_text(yaml.safe_dump(desired, sort_keys=False))
     for command in (

@@ -128,6 +128,26 @@ def test_router__no_weighted_color_up_fails_over_to_the_fallback_only(
 
 @pytest.mark.slow
 @needs_haproxy
+def test_router__oversized_body_is_refused_before_a_color_reads_it(
+    loopback: tuple[local.LocalTarget, Router],
+) -> None:
+    target, ports = loopback
+    before = {s.color: s.requests for s in target.api().stats()}
+    limit = int(ports.max_body_mb * 1e6)
+    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(limit + 1))  # announced, never sent: refused unread
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert b"split the rows" in response.read()
+    assert {s.color: s.requests for s in target.api().stats()} == before  # no color saw it
+    assert colors_seen(ports.port, 5) == Counter({"blue": 5})  # a normal request still passes
+
+
+@pytest.mark.slow
+@needs_haproxy
 def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalTarget, Router]) -> None:
     target, ports = loopback
     target.api().set_weights({"blue": 0, "green": 100}, backend=router.PREVIEW)

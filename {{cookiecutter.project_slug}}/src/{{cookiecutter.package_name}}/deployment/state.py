@@ -124,12 +124,13 @@ class Checks:
 
 @dataclass(frozen=True, config=MODEL)
 class Router:
-    """Loopback ports: HAProxy's front door, its candidate-only preview door, one per color."""
+    """Loopback ports (front door, candidate-only preview door, one per color) and the body limit."""
 
     port: Port = 8080
     preview_port: Port = 8081
     blue_port: Port = 3001
     green_port: Port = 3002
+    max_body_mb: Amount = 16.0
 
     @model_validator(mode="after")
     def _distinct(self) -> Router:
