@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import json
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -55,6 +56,22 @@ def combo_id(combo: dict[str, str]) -> str:
 
 
 Bake = Callable[..., Path]
+
+
+def free_ports(count: int) -> list[int]:
+    """Loopback ports nothing listens on right now, all distinct (held open together while chosen)."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [int(sock.getsockname()[1]) for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def free_port() -> int:
+    """One loopback port nothing listens on right now."""
+    return free_ports(1)[0]
 
 
 @pytest.fixture

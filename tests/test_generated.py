@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -13,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Bake
+from conftest import Bake, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -64,9 +63,7 @@ def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Ba
 @contextmanager
 def mlflow_server(project: Path, folder: Path) -> Iterator[str]:
     """A real ``mlflow server`` on loopback (sqlite backend, proxied artifacts): the shared registry."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     command = ["uv", "run", "--locked", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination",
                str(folder / "artifacts")]  # fmt: skip

@@ -15,7 +15,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Bake
+from conftest import Bake, free_ports
 from test_generated import assert_ok, run
 
 pytestmark = pytest.mark.slow
@@ -75,7 +74,8 @@ def test_image__staging_runs_the_bento_image_and_its_checks_pass(bake: Bake, pod
     desired = yaml.safe_load(staging.read_text())
     # Ports of its own (the act tests deploy staging on the shipped ones, at the same time), and a
     # latency budget for two cores shared with an image build: this test is about the artifact.
-    desired["router"] |= {name: _free_port() for name in ("port", "preview_port", "blue_port", "green_port")}
+    names = ("port", "preview_port", "blue_port", "green_port")
+    desired["router"] |= dict(zip(names, free_ports(len(names)), strict=True))
     desired["checks"]["latency"] |= {"p95_ms": 5000.0, "p99_ms": 10000.0}
     staging.write_text(yaml.safe_dump(desired, sort_keys=False))
     for command in (
@@ -112,12 +112,6 @@ def test_image__staging_runs_the_bento_image_and_its_checks_pass(bake: Bake, pod
 
 def _ok(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, f"{result.args}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _get(url: str) -> str:

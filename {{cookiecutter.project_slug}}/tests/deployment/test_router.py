@@ -228,7 +228,8 @@ def test_local__each_environment_profiles_into_its_own_folder(
 
 def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its_port(tmp_path: Path) -> None:
     target = local.LocalTarget("staging", tmp_path / "state", tmp_path)
-    command = target.container_command("podman", "ghcr.io/o/svc:abc", "staging-green", 3102)
+    command = target.container_command("podman", "ghcr.io/o/svc:abc", target.container_name("green"), 3102)
+    assert command[command.index("--name") + 1] == "staging-green"
     assert command[:3] == ["podman", "run", "--rm"]
     assert "-d" not in command  # the tooling's own process: stopping it stops the container
     assert command[-5:] == ["ghcr.io/o/svc:abc", "--host", "127.0.0.1", "--port", "3102"]

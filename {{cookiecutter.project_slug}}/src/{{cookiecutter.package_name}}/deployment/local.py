@@ -44,7 +44,7 @@ class ColorProcess:
     port: int
     started_at: float
     image: str | None = None
-    container: str | None = None  # the engine's name for it, when the color runs the image
+    engine: str | None = None  # the container engine running the image; None for a bento process
 
     @property
     def release(self) -> Release:
@@ -147,33 +147,33 @@ class LocalTarget:
         self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
 
     def start_color(self, color: str, release: Release, port: int, timeout_s: float) -> ColorProcess:
-        """Serve ``release`` on ``port`` and wait until it is ready."""
-        command = [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            release.bento,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
-        command += ["--working-dir", str(self.serve_dir)]
-        container = None
+        """Serve ``release`` on ``port`` (its image when it has one, else the bento) until ready."""
+        engine = None
         if release.image:
-            engine = container_engine()
-            if engine.name is None:
+            found = container_engine()
+            if found.name is None:
                 raise DeployError(
-                    f"{release.image}: cannot run the image, no container engine ({engine.reason})"
+                    f"{release.image}: cannot run the image, no container engine ({found.reason})"
                 )
-            container = f"{self.environment}-{color}"
-            subprocess.run([engine.name, "rm", "--force", container], capture_output=True, check=False)
-            command = self.container_command(engine.name, release.image, container, port)
+            engine = found.name
+            self._remove_container(engine, color)  # one left by a killed earlier run
+            command = self.container_command(engine, release.image, self.container_name(color), port)
+        else:
+            command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1",
+                       "--port", str(port), "--working-dir", str(self.serve_dir)]  # fmt: skip
         pid = self._spawn(command, f"{color}", {"SERVING_PROFILE_DIR": self.profile_dir()})
         self._wait(lambda: ready(port), pid, color, timeout_s)
         return ColorProcess(
-            release.bento, release.model_version, pid, port, time.time(), release.image, container
+            release.bento, release.model_version, pid, port, time.time(), release.image, engine
+        )
+
+    def container_name(self, color: str) -> str:
+        """The engine's name for a color's container: one per environment and color."""
+        return f"{self.environment}-{color}"
+
+    def _remove_container(self, engine: str, color: str) -> None:
+        subprocess.run(
+            [engine, "rm", "--force", self.container_name(color)], capture_output=True, check=False
         )
 
     def container_command(self, engine: str, image: str, name: str, port: int) -> list[str]:
@@ -205,12 +205,8 @@ class LocalTarget:
         process = actual.colors.pop(color, None)
         if process and self.color_running(process):
             stop_process(process.pid)
-        if process and process.container:  # a killed `run` client can leave its container behind
-            engine = container_engine()
-            if engine.name:
-                subprocess.run(
-                    [engine.name, "rm", "--force", process.container], capture_output=True, check=False
-                )
+        if process and process.engine:  # a killed `run` client can leave its container behind
+            self._remove_container(process.engine, color)
 
     def stop_all(self, actual: Actual) -> None:
         """Stop every process of this environment."""
