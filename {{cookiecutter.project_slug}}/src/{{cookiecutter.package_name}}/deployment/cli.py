@@ -19,6 +19,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import bentoml
 from mlflow.exceptions import MlflowException
 
 from .. import registry, reports
@@ -74,8 +75,6 @@ def summarize(markdown: Path) -> None:
 
 def latest_release(cfg: Config) -> state.Release | None:
     """The newest bento of this model in the store, with its image when ``containerize`` built one."""
-    import bentoml
-
     bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
     if not bentos:
         return None

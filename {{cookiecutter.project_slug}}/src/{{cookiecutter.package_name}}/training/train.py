@@ -90,13 +90,14 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def hold_data_gate(cfg: Config) -> None:
+def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> None:
     """Refuse, before any MLflow run exists, a table that ``validate-data`` refuses.
 
     The workflows run validate-data first, but a run by hand (or a sweep) must not train on data
     that breaks the contract and take the ``candidate`` alias from a model that was checked.
     """
-    report = validation.validate_file(cfg.data, cfg.validation)
+    contract = validation.Contract.load(cfg.validation.contract_path)
+    report = validation.validate_frame(frame, contract, cfg.validation, cfg.data.path)
     if report.passed:
         return
     first = report.violations[0]
@@ -115,8 +116,8 @@ def clears_bar(cfg: Config, value: float) -> bool:
 
 def train(cfg: Config) -> TrainResult:
     """Hold the data gate, fit on the training split, score on the held-out split, log, register."""
-    hold_data_gate(cfg)
     frame = load_table(cfg.data.path)
+    hold_data_gate(cfg, frame)  # on the frame training uses: the table is read once
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
     spec = infer_features(data.x_train, cfg.data)
     model = build_pipeline(cfg, spec)
