@@ -1,4 +1,5 @@
-"""Slow tier: a baked project's bento becomes a real OCI image (podman, daemonless), and staging runs it.
+"""Slow tier: a baked project's bento becomes a real OCI image (podman, daemonless); staging runs and
+checks it, a real registry receives it, and production pulls it by digest.
 
 No image registry is reachable from the machines this runs on, so the base image the bento's
 Dockerfile names (``python:3.X-slim``) is made here from Debian packages with mmdebstrap, once,
@@ -17,12 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import Bake, free_ports
+from conftest import Bake, free_port, free_ports
 from test_generated import assert_ok, run
 
 pytestmark = pytest.mark.slow
@@ -39,6 +42,16 @@ volumes = [
 
 [engine]
 runtime = "runc"
+"""
+REGISTRY = """\
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: {root}
+http:
+  addr: {address}
 """
 DEBOOTSTRAP = [
     "mmdebstrap", "--quiet", "--variant=minbase",
@@ -68,46 +81,107 @@ def podman(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def test_image__staging_runs_the_bento_image_and_its_checks_pass(bake: Bake, podman: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory: pytest.TempPathFactory, podman: dict[str, str]) -> Iterator[str]:
+    """A real OCI registry (distribution, Debian's docker-registry) on loopback; its host:port.
+
+    podman is told it speaks plain HTTP (a registries.conf of the test's own), as GHCR would not.
+    """
+    assert shutil.which("docker-registry"), "docker-registry missing: apt-get install docker-registry"
+    folder = tmp_path_factory.mktemp("registry")
+    address = f"127.0.0.1:{free_port()}"
+    (folder / "config.yml").write_text(REGISTRY.format(root=folder / "data", address=address))
+    (folder / "registries.conf").write_text(f'[[registry]]\nlocation = "{address}"\ninsecure = true\n')
+    podman["CONTAINERS_REGISTRIES_CONF"] = str(folder / "registries.conf")
+    with (folder / "log").open("w") as log:
+        server = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stdout=log, stderr=log)
+    try:
+        for _ in range(100):
+            try:
+                _get(f"http://{address}/v2/")
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield address
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def test_image__staging_checks_the_image_production_pulls_by_digest(
+    bake: Bake, podman: dict[str, str], registry: str
+) -> None:
+    """containerize -> staging runs the image -> check-staging -> push-image -> propose -> promote.
+
+    The local image is deleted before promote, so production can only get it from the registry,
+    by the digest the promotion edit names; what it then runs has the image id staging checked.
+    """
     project = bake()
-    staging = project / "deploy" / "staging.yaml"
-    desired = yaml.safe_load(staging.read_text())
-    # Ports of its own (the act tests deploy staging on the shipped ones, at the same time), and a
-    # latency budget for two cores shared with an image build: this test is about the artifact.
-    names = ("port", "preview_port", "blue_port", "green_port")
-    desired["router"] |= dict(zip(names, free_ports(len(names)), strict=True))
-    desired["checks"]["latency"] |= {"p95_ms": 5000.0, "p99_ms": 10000.0}
-    staging.write_text(yaml.safe_dump(desired, sort_keys=False))
+    for environment in ("staging", "production"):
+        _own_ports_and_loose_latency(project / "deploy" / f"{environment}.yaml")
+    repository = f"serving.image_repository={registry}/customer-churn"
     for command in (
         ["uv", "sync", "--locked", "--quiet"],
         ["nox", "-s", "validate-data"],
         ["nox", "-s", "train", "--", "experiment=quick"],
         ["nox", "-s", "package", "--", "serving.model_alias=candidate"],
-        ["nox", "-s", "containerize"],
+        ["nox", "-s", "containerize", "--", repository],
     ):
         assert_ok(run(project, *command, env=podman))
     image = json.loads((project / "reports" / "image.json").read_text())
     bento = json.loads((project / "reports" / "package.json").read_text())["bento_tag"]
-    assert (image["bento_tag"], image["engine"]) == (bento, "podman")
+    assert (image["bento_tag"], image["engine"], image["pushed"]) == (bento, "podman", None)
     assert image["image_id"].startswith("sha256:")
+    staging = yaml.safe_load((project / "deploy" / "staging.yaml").read_text())
     try:
         assert_ok(run(project, "nox", "-s", "deploy-staging", env=podman))
-        live = yaml.safe_load(staging.read_text())
+        live = yaml.safe_load((project / "deploy" / "staging.yaml").read_text())
         expected = {"bento": bento, "model_version": "1", "image": image["reference"]}
         assert live["colors"][live["live"]] == expected  # staging serves the image, not the bento store
-        running = run(project, "podman", "ps", "--format", "json", env=podman)
-        assert [c["Names"] for c in json.loads(running.stdout)] == [[f"staging-{live['live']}"]]
+        assert _containers(project, podman) == {f"staging-{live['live']}": image["image_id"]}
         assert_ok(run(project, "nox", "-s", "check-staging", env=podman))  # health, format, fuzz, parity
-        metadata = json.loads(_get(f"http://127.0.0.1:{desired['router']['port']}/metadata"))
+        metadata = json.loads(_get(f"http://127.0.0.1:{staging['router']['port']}/metadata"))
         assert metadata["bento"] == bento  # what answers through the router is the image of this bento
         row = _sample_row(project)
-        answer = json.loads(_post(f"http://127.0.0.1:{desired['router']['port']}/predict", {"rows": [row]}))
+        answer = json.loads(_post(f"http://127.0.0.1:{staging['router']['port']}/predict", {"rows": [row]}))
         assert answer["predictions"][0]["id"] == row["customer_id"]
+
+        assert_ok(run(project, "nox", "-s", "push-image", env=podman))
+        pushed = json.loads((project / "reports" / "image.json").read_text())["pushed"]
+        assert pushed.startswith(f"{registry}/customer-churn@sha256:")
+        assert_ok(run(project, "nox", "-s", "propose-promotion", env=podman))
+        production = yaml.safe_load((project / "deploy" / "production.yaml").read_text())
+        assert production["colors"][production["live"]]["image"] == pushed  # the edit names the digest
+        assert_ok(run(project, "nox", "-s", "deploy-stop", "--", "staging", env=podman))
+        assert_ok(run(project, "podman", "rmi", "--force", image["image_id"], env=podman))
+
+        assert_ok(run(project, "nox", "-s", "promote", env=podman))  # pulls by digest, gates, switches
+        assert _containers(project, podman) == {f"production-{production['live']}": image["image_id"]}
+        metadata = json.loads(_get(f"http://127.0.0.1:{production['router']['port']}/metadata"))
+        assert metadata["bento"] == bento
     finally:
-        run(project, "nox", "-s", "deploy-stop", "--", "staging", env=podman)
+        for environment in ("staging", "production"):
+            run(project, "nox", "-s", "deploy-stop", "--", environment, env=podman)
         remaining = run(project, "podman", "ps", "--all", "--format", "json", env=podman)
-        run(project, "podman", "rmi", "-f", image["reference"], env=podman)
-    assert json.loads(remaining.stdout or "[]") == []  # stopping staging leaves no container behind
+        run(project, "podman", "rmi", "--force", image["image_id"], env=podman)
+    assert json.loads(remaining.stdout or "[]") == []  # stopping leaves no container behind
+
+
+def _own_ports_and_loose_latency(path: Path) -> None:
+    """Ports of its own (the act tests deploy on the shipped ones, at the same time), and a latency
+    budget for two cores shared with an image build: this test is about the artifact."""
+    desired = yaml.safe_load(path.read_text())
+    names = ("port", "preview_port", "blue_port", "green_port")
+    desired["router"] |= dict(zip(names, free_ports(len(names)), strict=True))
+    desired["checks"]["latency"] |= {"p95_ms": 5000.0, "p99_ms": 10000.0}
+    desired["checks"]["post_switch"] |= {"p95_ms": 10000.0}
+    path.write_text(yaml.safe_dump(desired, sort_keys=False))
+
+
+def _containers(project: Path, podman: dict[str, str]) -> dict[str, str]:
+    """Running containers: name -> the id of the image it runs (with the algorithm prefix)."""
+    listed = json.loads(run(project, "podman", "ps", "--format", "json", env=podman).stdout or "[]")
+    return {c["Names"][0]: "sha256:" + c["ImageID"].removeprefix("sha256:") for c in listed}
 
 
 def _ok(result: subprocess.CompletedProcess[str]) -> None:

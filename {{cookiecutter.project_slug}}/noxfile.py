@@ -115,6 +115,12 @@ def check_staging(session: nox.Session) -> None:
     uv_run(session, "deploy", "check", "staging", *session.posargs)
 
 
+@nox.session(name="push-image")
+def push_image(session: nox.Session) -> None:
+    """Push the image check-staging passed to its registry; reports/image.json names its digest."""
+    uv_run(session, "deploy", "push", "staging", *session.posargs)
+
+
 @nox.session(name="propose-promotion")
 def propose_promotion(session: nox.Session) -> None:
     """The promotion edit: staging's checked release onto production's idle color (deploy/production.yaml)."""

@@ -12,6 +12,7 @@ import yaml
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
 from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, state
+from {{ cookiecutter.package_name }}.serving import packaging
 
 
 @pytest.fixture
@@ -27,6 +28,7 @@ def run(desired_dir: Path, *args: str) -> int:
         f"deploy.desired_dir={desired_dir}",
         f"deploy.state_dir={root / '.deploy'}",
         f"deploy.report_dir={root / 'reports'}",
+        f"serving.report_dir={root / 'reports'}",
     ]
     return cli.main([*args, *overrides])
 
@@ -58,11 +60,11 @@ def test_cli__propose_of_a_blank_bento_is_one_line_and_writes_nothing(
     assert (desired_dir / "production.yaml").read_text() == before
 
 
-def staged(desired_dir: Path, *, checked: bool | None) -> None:
+def staged(desired_dir: Path, *, checked: bool | None, image: str | None = None) -> None:
     """svc:stg live in staging; its check-staging report passed, failed, or was never written (None)."""
     staging = state.load(desired_dir / "staging.yaml")
     state.dump(
-        state.with_release(staging, state.Release("svc:stg", "2")),
+        state.with_release(staging, state.Release("svc:stg", "2", image)),
         desired_dir / "staging.yaml",
         "deploy-staging",
     )
@@ -94,6 +96,56 @@ def test_cli__propose_refuses_a_staging_release_that_did_not_pass_its_checks(
     assert run(desired_dir, "propose", "production") == 1
     assert message in capsys.readouterr().err
     assert (desired_dir / "production.yaml").read_text() == before
+
+
+DIGEST = "sha256:" + "5e" * 32
+
+
+def built(desired_dir: Path, pushed: str | None) -> Path:
+    """reports/image.json for svc:stg's image, as containerize (and push-image, if pushed) wrote it."""
+    image = packaging.Image("registry.example/svc:stg", "svc:stg", "sha256:1d", 900.0, "podman", 60.0, pushed)
+    return packaging.write_image(image, desired_dir.parent / "reports")
+
+
+def test_cli__propose_names_a_pushed_image_by_its_digest(desired_dir: Path) -> None:
+    staged(desired_dir, checked=True, image="registry.example/svc:stg")
+    built(desired_dir, pushed=f"registry.example/svc@{DIGEST}")
+    assert run(desired_dir, "propose", "production") == 0
+    production = state.load(desired_dir / "production.yaml")
+    pushed = state.Release("svc:stg", "2", f"registry.example/svc@{DIGEST}")
+    assert production.release(production.live) == pushed
+    overlay = yaml.safe_load((desired_dir / "kubernetes/overlays/production/kustomization.yaml").read_text())
+    assert overlay["images"][0]["digest"] == DIGEST
+
+
+def test_cli__propose_keeps_the_tag_of_an_image_never_pushed_and_says_so(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staged(desired_dir, checked=True, image="registry.example/svc:stg")
+    built(desired_dir, pushed=None)
+    assert run(desired_dir, "propose", "production") == 0
+    production = state.load(desired_dir / "production.yaml")
+    assert production.release(production.live).image == "registry.example/svc:stg"
+    assert "not in a registry (`nox -s push-image`)" in capsys.readouterr().out
+
+
+def test_cli__push_refuses_an_image_whose_staging_checks_failed(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staged(desired_dir, checked=False, image="registry.example/svc:stg")
+    report = built(desired_dir, pushed=None)
+    before = report.read_text()
+    assert run(desired_dir, "push", "staging") == 1
+    assert "svc:stg failed check-staging (latency)" in capsys.readouterr().err
+    assert report.read_text() == before  # no digest recorded: nothing may be proposed from it
+
+
+def test_cli__push_without_an_image_pushes_nothing(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    staged(desired_dir, checked=True)
+    assert run(desired_dir, "push", "staging") == 0
+    assert "nothing to push" in capsys.readouterr().out
 
 
 def test_cli__empty_environment_deploys_nothing(

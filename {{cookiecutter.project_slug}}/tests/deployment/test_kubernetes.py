@@ -89,3 +89,31 @@ def test_kubernetes__promotion_edit_moves_image_tag_and_model_version(tmp_path: 
     assert doc["commonAnnotations"]["mlops/model-version"] == "7"
     assert doc["resources"] == ["../../base"]
     assert (overlay / "kustomization.yaml").read_text().startswith("# Generated from deploy/production.yaml")
+
+
+def test_kubernetes__a_pushed_image_is_pinned_by_digest_and_nothing_else_changes(tmp_path: Path) -> None:
+    overlay = tmp_path / "production"
+    shutil.copytree(KUBERNETES / "overlays" / "production", overlay)
+    before = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    digest = "sha256:" + "ab" * 32
+    pushed = state.Release("svc:v8def", "8", f"registry.example:5000/team/svc@{digest}")
+    promoted = state.with_release(state.load(PROJECT_ROOT / "deploy" / "production.yaml"), pushed)
+    kubernetes.sync_overlay(promoted, overlay)
+    after = yaml.safe_load((overlay / "kustomization.yaml").read_text())
+    assert kubernetes.mismatches(promoted, overlay) == []
+    assert after["images"] == [
+        {"name": kubernetes.IMAGE_NAME, "newName": "registry.example:5000/team/svc", "digest": digest}
+    ]  # no tag left beside the digest: kustomize would otherwise have two pins to choose from
+    assert after["commonAnnotations"] == {"mlops/bento": "svc:v8def", "mlops/model-version": "8"}
+    assert {key: value for key, value in after.items() if key not in {"images", "commonAnnotations"}} == {
+        key: value for key, value in before.items() if key not in {"images", "commonAnnotations"}
+    }
+    # a later release not pushed goes back to a tag, and a stale digest is reported until synced
+    unpushed = state.with_release(promoted, state.Release("svc:v9", "9"))
+    assert any("digest" in problem for problem in kubernetes.mismatches(unpushed, overlay))
+    kubernetes.sync_overlay(unpushed, overlay)
+    assert yaml.safe_load((overlay / "kustomization.yaml").read_text())["images"][0] == {
+        "name": kubernetes.IMAGE_NAME,
+        "newName": after["images"][0]["newName"],
+        "newTag": "v9",
+    }

@@ -3,8 +3,9 @@
 ``deploy apply staging`` (``nox -s deploy-staging``) and ``deploy apply production``
 (``nox -s promote``) reconcile an environment to ``deploy/<environment>.yaml``;
 ``deploy check staging`` (``nox -s check-staging``) runs the sanity checks through the
-router; ``deploy rollback production`` (``nox -s rollback``) puts traffic back on the warm
-previous color; ``deploy propose`` writes the promotion edit a pull request carries.
+router; ``deploy push staging`` (``nox -s push-image``) pushes the image those checks passed;
+``deploy rollback production`` (``nox -s rollback``) puts traffic back on the warm previous
+color; ``deploy propose`` writes the promotion edit a pull request carries.
 After every production apply or rollback the registry's ``champion`` alias is moved to the model
 version production now serves: ``deploy/production.yaml`` is the truth, the alias its mirror
 (what ``predict``, ``compare`` and ``monitor`` read by default).
@@ -73,29 +74,22 @@ def summarize(markdown: Path) -> None:
             handle.write(markdown.read_text() + "\n")
 
 
-def latest_release(cfg: Config) -> state.Release | None:
+def latest_release(cfg: Config) -> state.Release:
     """The newest bento of this model in the store, with its image when ``containerize`` built one."""
-    bentos = [bento for bento in bentoml.bentos.list() if bento.tag.name == cfg.mlflow.model_name]
-    if not bentos:
-        return None
-    newest = max(bentos, key=lambda bento: bento.info.creation_time)
+    newest = bentoml.bentos.get(packaging.latest_bento(cfg.mlflow.model_name))
     version = newest.info.labels.get("model_version")
     if not version:
         raise state.StateError(
             f"bento {newest.tag} has no 'model_version' label; rebuild it with `nox -s package`"
         )
     image = packaging.built_image(cfg.serving.report_dir, str(newest.tag))
-    return state.release_of(str(newest.tag), str(version), image)
+    return state.release_of(str(newest.tag), str(version), image.reference if image else None)
 
 
 def apply(cfg: Config, args: argparse.Namespace) -> int:
     """Reconcile an environment to its desired state."""
     if args.from_store:
         release = latest_release(cfg)
-        if release is None:
-            raise state.StateError(
-                f"no bento named {cfg.mlflow.model_name!r} in the store; run `nox -s package` first"
-            )
         path = desired_path(cfg, args.environment)
         current = state.load(path)
         if current.release(current.live) != release:
@@ -226,10 +220,10 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     if args.bento and args.model_version:
         release: state.Release | None = state.release_of(args.bento, args.model_version)
     else:
-        staging = state.load(desired_path(cfg, "staging"))
-        release = staging.release(staging.live)
+        release = staged_release(cfg)
         if release is not None:
             require_checked(cfg, release)
+            release = by_digest(cfg, release)
     if release is None:
         raise state.StateError(
             "nothing to propose: staging has no live release and --bento/--model-version are not given"
@@ -239,6 +233,49 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     write_desired(cfg, state.with_release(current, release))
     print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
+    return 0
+
+
+def staged_release(cfg: Config) -> state.Release | None:
+    """What staging serves live: the release its checks were run against."""
+    staging = state.load(desired_path(cfg, "staging"))
+    return staging.release(staging.live)
+
+
+def by_digest(cfg: Config, release: state.Release) -> state.Release:
+    """The release with its image named by registry digest, once ``push-image`` pushed it.
+
+    An image that was never pushed keeps its local tag (production on the machine that built it
+    can run it) and the edit says so; the release workflow always pushes before proposing.
+    """
+    if release.image is None:
+        return release
+    image = packaging.built_image(cfg.serving.report_dir, release.bento)
+    if image is None or image.pushed is None:
+        print(f"  {release.image} is not in a registry (`nox -s push-image`): only this machine can run it")
+        return release
+    return state.release_of(release.bento, release.model_version, image.pushed)
+
+
+def push(cfg: Config, args: argparse.Namespace) -> int:
+    """Push the image staging checked to its registry; ``image.json`` records its digest.
+
+    Only a release whose ``check-staging`` passed is pushed: a digest in the registry is a
+    release that may be proposed.
+    """
+    release = staged_release(cfg)
+    if release is None or release.image is None:
+        print("  nothing to push: staging's live release runs no image (`nox -s containerize` built none)")
+        return 0
+    require_checked(cfg, release)
+    image = packaging.built_image(cfg.serving.report_dir, release.bento)
+    if image is None or image.reference != release.image:
+        raise state.StateError(
+            f"{release.image}: reports/image.json does not describe it; run `nox -s containerize` again"
+        )
+    pushed = packaging.push(image)
+    path = packaging.write_image(pushed, cfg.serving.report_dir)
+    print(f"  pushed {pushed.pushed}; report: {path}")
     return 0
 
 
@@ -263,12 +300,13 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
-        "propose": propose,
+        "propose": propose, "push": push,
     }  # fmt: skip
     for name, handler in handlers.items():
         command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
         command.set_defaults(handler=handler)
-        command.add_argument("environment", choices=["staging", "production"])
+        environments = ["staging"] if name == "push" else ["staging", "production"]
+        command.add_argument("environment", choices=environments)
     commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
     commands.choices["apply"].add_argument(
         "--from-store", action="store_true", help="first put the newest packaged bento live"

@@ -2,8 +2,9 @@
 
 ``deploy/kubernetes/base`` holds an Argo Rollouts ``blueGreen`` Rollout (active and preview
 Services, a pre-promotion AnalysisTemplate) and an HPA; each overlay pins the live release's
-image tag (the bento's version) and model version. :func:`sync_overlay` writes those from
-``deploy/<environment>.yaml``; :func:`mismatches` says where they disagree;
+image (by registry digest once pushed, else by the bento's version as tag) and model version.
+:func:`sync_overlay` writes those from ``deploy/<environment>.yaml``; :func:`mismatches` says
+where they disagree;
 :func:`validate_core` checks core kinds against Kubernetes' own schemas (kubernetes-validate)
 and :func:`rollout_problems` checks the Rollout's structure, whose CRD those schemas lack.
 """
@@ -20,29 +21,40 @@ from .state import DesiredState
 
 UNRELEASED = "unreleased"
 IMAGE_NAME = "model-image"
+PIN_KEYS = ("newTag", "digest")  # kustomize pins an image by one of these
 BENTO_KEY, VERSION_KEY = "mlops/bento", "mlops/model-version"
 CORE_KINDS = {"Service", "HorizontalPodAutoscaler", "ConfigMap", "Deployment"}
 KUBERNETES_VERSION = "1.31.0"
 
 
-def expected(desired: DesiredState) -> tuple[str, str, str]:
-    """Image tag, bento tag and model version the overlay should name (the live release)."""
+def expected(desired: DesiredState) -> tuple[dict[str, str], str, str]:
+    """How the overlay should pin the image, and the bento tag and model version of the live release.
+
+    A pushed image is pinned by digest (``newName`` + ``digest``): what staging checked is what
+    the cluster pulls. An image never pushed can only be named by the bento version as its tag.
+    """
     release = desired.release(desired.live)
     if release is None:
-        return UNRELEASED, "none", "none"
-    return release.bento.rpartition(":")[2] or UNRELEASED, release.bento, release.model_version
+        return {"newTag": UNRELEASED}, "none", "none"
+    if release.image and "@" in release.image:
+        name, _, digest = release.image.partition("@")
+        return {"newName": name, "digest": digest}, release.bento, release.model_version
+    tag = release.bento.rpartition(":")[2] or UNRELEASED
+    return {"newTag": tag}, release.bento, release.model_version
 
 
 def sync_overlay(desired: DesiredState, overlay: Path) -> Path:
-    """Rewrite the overlay's image tag and release annotations from the desired state."""
+    """Rewrite the overlay's image pin and release annotations from the desired state."""
     path = overlay / "kustomization.yaml"
     text = path.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     doc = yaml.safe_load(text)
-    tag, bento, version = expected(desired)
+    pin, bento, version = expected(desired)
     for image in doc.get("images", []):
         if image.get("name") == IMAGE_NAME:
-            image["newTag"] = tag
+            for key in PIN_KEYS:
+                image.pop(key, None)
+            image.update(pin)
     doc.setdefault("commonAnnotations", {}).update({BENTO_KEY: bento, VERSION_KEY: version})
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -51,13 +63,15 @@ def sync_overlay(desired: DesiredState, overlay: Path) -> Path:
 def mismatches(desired: DesiredState, overlay: Path) -> list[str]:
     """Where the overlay disagrees with the desired state (empty when in step)."""
     doc = yaml.safe_load((overlay / "kustomization.yaml").read_text())
-    tag, bento, version = expected(desired)
-    tags = [image.get("newTag") for image in doc.get("images", []) if image.get("name") == IMAGE_NAME]
+    pin, bento, version = expected(desired)
+    pins = [  # the pinning fields the overlay has, plus the name when the pin includes one
+        {key: value for key, value in image.items() if key in PIN_KEYS or key in pin}
+        for image in doc.get("images", [])
+        if image.get("name") == IMAGE_NAME
+    ]
     annotations = doc.get("commonAnnotations", {})
     problems = (
-        []
-        if tags == [tag]
-        else [f"{overlay}: image tag {tags} but deploy/{desired.environment}.yaml says {tag!r}"]
+        [] if pins == [pin] else [f"{overlay}: image {pins} but deploy/{desired.environment}.yaml says {pin}"]
     )
     for key, want in ((BENTO_KEY, bento), (VERSION_KEY, version)):
         if str(annotations.get(key)) != want:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from bentoml.exceptions import NotFound
 from .. import reference, registry, reports
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError
+from ..errors import PipelineError
 from ..tools import require
 from . import settings
 
@@ -37,6 +39,11 @@ PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
 BENTOML_HOME = PROJECT_ROOT / ".bentoml"
 ENGINES = ("docker", "podman")
+DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")  # the last line `docker push` prints
+
+
+class ImageError(PipelineError, RuntimeError):
+    """An image could not be pushed, or the image report does not match the bento."""
 
 
 @dataclass(frozen=True)
@@ -167,7 +174,11 @@ class Engine:
 
 @dataclass(frozen=True)
 class Image:
-    """What ``nox -s containerize`` built: the reference, its content-addressed id and size."""
+    """What ``nox -s containerize`` built: the reference, its content-addressed id and size.
+
+    ``pushed`` is ``<repository>@sha256:…`` once ``nox -s push-image`` stored it in a registry:
+    the name a promotion edit gives production, which can then only run these exact bytes.
+    """
 
     reference: str
     bento_tag: str
@@ -175,6 +186,7 @@ class Image:
     size_mb: float
     engine: str
     build_s: float
+    pushed: str | None = None
 
 
 def container_engine(environ: Mapping[str, str] = os.environ) -> Engine:
@@ -218,10 +230,36 @@ def containerize(bento_tag: str, reference: str, engine: str) -> Image:
     return Image(reference, bento_tag, image_id, round(found["Size"] / 1e6, 1), engine, round(seconds, 1))
 
 
-def built_image(report_dir: str | Path, bento_tag: str) -> str | None:
+def built_image(report_dir: str | Path, bento_tag: str) -> Image | None:
     """The image ``nox -s containerize`` built from this bento (``image.json``), if any."""
     found = reports.load(resolve(report_dir) / "image.json")
-    return str(found["reference"]) if found and found.get("bento_tag") == bento_tag else None
+    return Image(**found) if found and found.get("bento_tag") == bento_tag else None
+
+
+def push(image: Image) -> Image:
+    """Push the image to the registry its reference names; the same image, named by digest.
+
+    The digest is the one the registry stored (podman writes it to a file, docker prints it), so
+    ``<repository>@<digest>`` pulls these bytes and no others, whatever later happens to the tag.
+    """
+    repository = image.reference.rpartition(":")[0]
+    with tempfile.TemporaryDirectory() as scratch:
+        digest_file = Path(scratch) / "digest"
+        options = ["--digestfile", str(digest_file)] if image.engine == "podman" else []
+        command = [image.engine, "push", *options, image.reference]
+        pushed = subprocess.run(command, capture_output=True, text=True, check=False)
+        if pushed.returncode:
+            reason = (pushed.stderr.strip().splitlines() or ["no output"])[-1]
+            registry_host = repository.partition("/")[0]
+            raise ImageError(
+                f"pushing {image.reference} failed: {reason}; "
+                f"log in to the registry first (`{image.engine} login {registry_host}`)"
+            )
+        printed = DIGEST.findall(pushed.stdout)
+        digest = digest_file.read_text().strip() if digest_file.is_file() else (printed or [""])[-1]
+    if not digest.startswith("sha256:"):
+        raise ImageError(f"{image.engine} pushed {image.reference} but reported no digest")
+    return replace(image, pushed=f"{repository}@{digest}")
 
 
 def write_image(image: Image, report_dir: str | Path) -> Path:
