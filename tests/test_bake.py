@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 
@@ -131,3 +132,30 @@ def test_bake__hostile_free_text_still_gives_valid_files(bake: Bake) -> None:
     assert answers["project_name"] == HOSTILE["project_name"]
     for path in text_files(project):
         assert_parses(path, path.read_text())
+
+
+def test_bake__what_stages_builds_and_secrets_write_stays_out_of_git(bake: Bake) -> None:
+    project = bake(init_git="yes")
+    written = [
+        "labels/window-0.parquet",  # simulate-drift
+        "profiles/production/a.bin",
+        ".deploy/production/state.json",
+        ".env",
+        "dist/pkg.whl",
+        "build/lib/x.py",
+        "src/pkg.egg-info/PKG-INFO",
+        ".coverage",
+        "htmlcov/index.html",
+        ".hypothesis/examples/x",
+    ]
+    for name in written:
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text("x")
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert status.stdout == ""

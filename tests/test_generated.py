@@ -44,6 +44,15 @@ def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bak
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
 
 
+def test_generated__a_package_name_of_its_own_installs_and_runs_its_stages(bake: Bake) -> None:
+    """hatchling finds a package named like the project by itself; any other name must be declared."""
+    project = bake(project_name="Customer Churn", package_name="churn_model")
+    assert (project / "src" / "churn_model").is_dir()
+    assert_ok(run(project, "uv", "sync", "--locked", "--quiet"))
+    assert_ok(run(project, "uv", "run", "--locked", "validate-data"))
+    assert_ok(run(project, "uv", "run", "--locked", "python", "-c", "import churn_model.deployment.cli"))
+
+
 def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Bake, tmp_path: Path) -> None:
     project = bake(**CURATED["regression-both-remote"])
     assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests", "--", "-m", "not slow"))

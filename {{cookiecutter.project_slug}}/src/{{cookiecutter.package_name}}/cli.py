@@ -180,6 +180,18 @@ def _containerize(cfg: Config) -> int:
     return 0
 
 
+@stage("doctor")
+def _doctor(cfg: Config) -> int:
+    from . import doctor, reports
+
+    findings = doctor.examine(cfg)
+    rows = [(f.name, "ok" if f.ok else "MISSING", f.detail) for f in findings]
+    print(reports.table(["check", "", "found, or what to do"], rows))
+    missing = sum(not f.ok for f in findings)
+    print(f"  {missing or 'nothing'} to fix here; GitHub's settings: README.md, 'Connect to GitHub'")
+    return 1 if missing else 0
+
+
 def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     """Bind a stage to the project's conf/ tree as a Hydra application."""
     app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
@@ -206,3 +218,4 @@ simulate_drift = _app(_simulate_drift)
 summary = _app(_summary)
 package = _app(_package)
 containerize = _app(_containerize)
+doctor = _app(_doctor)
