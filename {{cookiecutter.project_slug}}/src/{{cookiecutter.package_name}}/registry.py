@@ -82,7 +82,9 @@ def connect(cfg: MlflowConfig) -> MlflowClient:
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if mlflow.get_experiment_by_name(cfg.experiment) is None:
-        location = resolve(cfg.artifact_dir).as_uri() if cfg.artifact_dir else None
+        # the real path: on a production host `.mlflow` links a CI job's workspace to a folder
+        # that outlives it, and the experiment keeps this location for good
+        location = resolve(cfg.artifact_dir).resolve().as_uri() if cfg.artifact_dir else None
         mlflow.create_experiment(cfg.experiment, artifact_location=location)
     mlflow.set_experiment(cfg.experiment)
     return MlflowClient()

@@ -11,7 +11,7 @@ import yaml
 
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
-from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, state
+from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, local, state
 from {{ cookiecutter.package_name }}.serving import packaging
 
 
@@ -22,15 +22,19 @@ def desired_dir(tmp_path: Path) -> Path:
     return target
 
 
-def run(desired_dir: Path, *args: str) -> int:
+def overrides(desired_dir: Path) -> list[str]:
+    """Every folder the deploy command writes, moved next to the copied desired state."""
     root = desired_dir.parent
-    overrides = [
+    return [
         f"deploy.desired_dir={desired_dir}",
         f"deploy.state_dir={root / '.deploy'}",
         f"deploy.report_dir={root / 'reports'}",
         f"serving.report_dir={root / 'reports'}",
     ]
-    return cli.main([*args, *overrides])
+
+
+def run(desired_dir: Path, *args: str) -> int:
+    return cli.main([*args, *overrides(desired_dir)])
 
 
 def test_cli__propose_edits_desired_state_and_overlay(desired_dir: Path) -> None:
@@ -146,6 +150,24 @@ def test_cli__push_without_an_image_pushes_nothing(
     staged(desired_dir, checked=True)
     assert run(desired_dir, "push", "staging") == 0
     assert "nothing to push" in capsys.readouterr().out
+
+
+def test_cli__after_a_rollback_the_file_says_what_serves(desired_dir: Path) -> None:
+    """Git stays the truth: the refused or rolled-back edit is undone in the file, releases kept."""
+    assert run(desired_dir, "propose", "production", "--bento", "svc:v4", "--model-version", "4") == 0
+    assert run(desired_dir, "propose", "production", "--bento", "svc:v5", "--model-version", "5") == 0
+    proposed = state.load(desired_dir / "production.yaml")
+    assert proposed.live == "blue"  # v5 on blue, v4 warm on green
+    cfg = compose(overrides(desired_dir))
+    serving = local.Actual(live="green", previous="blue", weights={"blue": 0, "green": 100})
+    cli.target_of(cfg, "production").save(serving)  # what the rollback left running
+
+    assert cli.record_served(cfg, "production") == desired_dir / "production.yaml"
+    now = state.load(desired_dir / "production.yaml")
+    assert (now.live, now.traffic, now.colors) == ("green", {"blue": 0, "green": 100}, proposed.colors)
+    overlay = desired_dir / "kubernetes" / "overlays" / "production"
+    assert kubernetes.mismatches(now, overlay) == []  # the overlay names v4 again too
+    assert cli.record_served(cfg, "production") is None  # in step: nothing to propose
 
 
 def test_cli__empty_environment_deploys_nothing(

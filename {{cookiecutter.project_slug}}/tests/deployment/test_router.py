@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import http.client
 import shutil
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.config import compose
+import reaper
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose, resolve
 from {{ cookiecutter.package_name }}.deployment import local, router
-from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
+from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, stop_process
 from {{ cookiecutter.package_name }}.deployment.state import Router, parse
 
 needs_haproxy = pytest.mark.skipif(
@@ -206,24 +209,67 @@ def test_local__spawned_process_sees_its_working_directory_as_pwd(
     target = local.LocalTarget("test", tmp_path / "state", serve_dir)
     probe = "import os, pathlib; pathlib.Path('pwd.txt').write_text(os.environ['PWD'])"
     target._spawn([sys.executable, "-c", probe], "probe")
-    written = serve_dir / "pwd.txt"
+    assert _written(serve_dir / "pwd.txt") == str(serve_dir.resolve())
+
+
+def _written(path: Path) -> str:
+    """What a spawned probe wrote to ``path``, once it has."""
     for _ in range(200):
-        if written.is_file() and written.read_text():
+        if path.is_file() and path.read_text():
             break
         time.sleep(0.05)
-    assert written.read_text() == str(serve_dir.resolve())
+    return path.read_text()
 
 
 def test_local__each_environment_profiles_into_its_own_folder(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SERVING_PROFILE_DIR", raising=False)
-    assert local.LocalTarget("staging", tmp_path, tmp_path).profile_dir() == "profiles/staging"
-    production = local.LocalTarget("production", tmp_path, tmp_path)
-    assert production.profile_dir() == "profiles/production"
-    assert compose().monitoring.profile_dir == production.profile_dir()  # monitor reads production only
+    staging = local.LocalTarget("staging", tmp_path, tmp_path)
+    assert staging.profile_dir() == str(tmp_path.resolve() / "profiles" / "staging")
+    production = local.LocalTarget("production", tmp_path, PROJECT_ROOT)
+    # monitor reads production's folder, and only it
+    assert production.profile_dir() == str(resolve(compose().monitoring.profile_dir).resolve())
     monkeypatch.setenv("SERVING_PROFILE_DIR", "s3://bucket/profiles/")
     assert production.profile_dir() == "s3://bucket/profiles/production"
+
+
+def test_local__colors_get_the_real_folders_behind_a_workspace_s_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On the production host a job's workspace links its stores to a folder that outlives it."""
+    monkeypatch.delenv("SERVING_PROFILE_DIR", raising=False)
+    home, workspace = tmp_path / "deploy-home", tmp_path / "workspace"
+    for store in (".deploy", "profiles", ".bentoml"):
+        (home / store).mkdir(parents=True)
+    workspace.mkdir()
+    for store in (".deploy", "profiles", ".bentoml"):
+        (workspace / store).symlink_to(home / store)
+    monkeypatch.setenv("BENTOML_HOME", str(workspace / ".bentoml"))
+    target = local.LocalTarget("production", workspace / ".deploy", workspace)
+    assert target.dir == home.resolve() / ".deploy" / "production"
+    assert target.profile_dir() == str(home.resolve() / "profiles" / "production")
+    probe = "import os, pathlib; pathlib.Path('bentoml_home.txt').write_text(os.environ['BENTOML_HOME'])"
+    target._spawn([sys.executable, "-c", probe], "probe")
+    assert _written(workspace / "bentoml_home.txt") == str(home.resolve() / ".bentoml")
+
+
+def test_local__processes_outlive_the_runner_s_end_of_job_reaper(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The runner kills what carries the job's RUNNER_TRACKING_ID; a color must not carry it."""
+    tracking_id = f"github_{time.time_ns()}"
+    monkeypatch.setenv("RUNNER_TRACKING_ID", tracking_id)
+    target = local.LocalTarget("production", tmp_path / "state", tmp_path)
+    color = target._spawn([sys.executable, "-c", "import time; time.sleep(60)"], "color")
+    job_leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # the control
+    try:
+        assert reaper.reap(tracking_id) == [job_leftover.pid]
+        assert job_leftover.wait(timeout=10) == -signal.SIGKILL
+        assert alive(color, "")
+    finally:
+        stop_process(color)
+        job_leftover.kill()
 
 
 def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its_port(tmp_path: Path) -> None:

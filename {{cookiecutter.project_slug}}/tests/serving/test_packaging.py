@@ -153,3 +153,15 @@ def test_packaging__containerize_explains_a_missing_engine(packaged: dict[str, A
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout
     assert packaged["summary"]["bento_tag"] in result.stdout
+
+
+def test_packaging__sbom_lists_every_package_the_image_installs(tmp_path: Path) -> None:
+    sbom = json.loads(packaging.write_sbom(tmp_path).read_text())
+    listed = {(c["name"].lower(), c["version"]) for c in sbom["components"]}
+    pinned = set()
+    for line in packaging.pinned_requirements():
+        name, _, version = line.split(";")[0].strip().partition("==")
+        pinned.add((name.lower(), version))
+    assert listed == pinned
+    assert all(c["purl"].startswith("pkg:pypi/") for c in sbom["components"])
+    assert sbom["bomFormat"] == "CycloneDX"

@@ -15,6 +15,7 @@ Trailing ``key=value`` arguments are Hydra overrides of the project config.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from collections.abc import Callable
@@ -101,6 +102,8 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
     summarize(path.with_suffix(".md"))
     print(f"  {outcome.status}: live={outcome.live} weights={outcome.weights}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
+    if not outcome.ok:
+        record_served(cfg, args.environment)
     return 0 if outcome.ok else 1
 
 
@@ -111,7 +114,25 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     summarize(path.with_suffix(".md"))
     print(f"  live={outcome.live} weights={outcome.weights}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
+    record_served(cfg, args.environment)
     return 0
+
+
+def record_served(cfg: Config, environment: str) -> Path | None:
+    """After a refusal or a rollback, make the desired-state file say what serves; its path if changed.
+
+    Git stays the truth: the workflow proposes the changed file back to ``main`` as a pull
+    request, so the next proposal starts from the color that really is live, not the one the
+    refused edit named.
+    """
+    path = desired_path(cfg, environment)
+    desired = state.load(path)
+    actual = target_of(cfg, environment).load()
+    if actual.live is None or (actual.live, actual.weights) == (desired.live, desired.traffic):
+        return None
+    write_desired(cfg, dataclasses.replace(desired, live=actual.live, traffic=dict(actual.weights)))
+    print(f"  {path}: now says what serves (live={actual.live}); the workflow proposes it back to main")
+    return path
 
 
 def mirror_champion(cfg: Config, environment: str, live: str | None) -> str | None:

@@ -1,9 +1,15 @@
-"""The local target: one ``bentoml serve`` process per color and one HAProxy, all on loopback.
+"""The local target: one ``bentoml serve`` process (or image container) per color and one HAProxy.
 
 Processes are started in their own sessions so they outlive the command that started them;
 what runs where (pids, ports, releases, weights) is recorded in ``.deploy/<environment>/
 state.json``, so ``status``, ``promote`` and ``rollback`` pick up where the last command left
 off, even after the tooling itself restarted.
+
+On a production host the command is a CI job, which ends. So the processes get nothing of the
+job's: every path they use is resolved to where it really lives (the job's workspace links its
+stores to a folder that outlives it, and the workspace itself is cleaned or deleted), and
+``RUNNER_TRACKING_ID`` is dropped from their environment, because the GitHub runner kills every
+process carrying its job's id when the job ends.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .loopback import alive, ready, stop_process
 from .state import COLORS, DesiredState, Release
 
 SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
+JOB_MARK = "RUNNER_TRACKING_ID"  # the runner reaps the processes whose environment carries it
 
 
 class DeployError(PipelineError, RuntimeError):
@@ -88,8 +95,8 @@ class LocalTarget:
 
     def __init__(self, environment: str, state_dir: Path, serve_dir: Path) -> None:
         self.environment = environment
-        self.dir = state_dir / environment
-        self.serve_dir = serve_dir
+        self.dir = state_dir.resolve() / environment  # through the workspace's links, once
+        self.serve_dir = serve_dir.resolve()
         self.state_file = self.dir / "state.json"
         self.socket = admin_socket(self.dir)
         self.config_file = self.dir / "haproxy.cfg"
@@ -187,10 +194,8 @@ class LocalTarget:
         profiles = self.profile_dir()
         mount: list[str] = []
         if "://" not in profiles:
-            host = (self.serve_dir / profiles).resolve()
-            host.mkdir(parents=True, exist_ok=True)
-            profiles = str(host)
-            mount = ["--volume", f"{host}:{host}"]
+            Path(profiles).mkdir(parents=True, exist_ok=True)
+            mount = ["--volume", f"{profiles}:{profiles}"]
         return [
             engine, "run", "--rm", "--name", name, "--network=host", "--user", "0:0", *mount,
             "--env", f"SERVING_PROFILE_DIR={profiles}", image, "--host", "127.0.0.1", "--port", str(port),
@@ -237,19 +242,27 @@ class LocalTarget:
 
         Staging's checks and fuzzing then never count as production traffic: ``monitor`` reads
         ``profiles/production``. ``SERVING_PROFILE_DIR`` (a folder or an fsspec URI) moves the root.
+        A folder is given to the colors as the real absolute path, which outlives the workspace.
         """
-        return f"{os.environ.get('SERVING_PROFILE_DIR', 'profiles').rstrip('/')}/{self.environment}"
+        root = os.environ.get("SERVING_PROFILE_DIR", "profiles").rstrip("/")
+        if "://" in root:
+            return f"{root}/{self.environment}"
+        return str((self.serve_dir / root).resolve() / self.environment)
 
     def _spawn(self, command: list[str], name: str, env: dict[str, str] | None = None) -> int:
         """Start ``command`` in ``serve_dir``, detached, logging to ``logs/<name>.log``.
 
         ``PWD`` is set to ``serve_dir`` too: the service resolves relative paths (its profile
         directory) against ``PWD``, and an inherited one names whatever directory launched the
-        tooling, not where the color runs.
+        tooling, not where the color runs. ``BENTOML_HOME`` is the store's real path, and the
+        runner's job mark is dropped (see the module docstring).
         """
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        environment = os.environ | {"PWD": str(self.serve_dir.resolve())} | (env or {})
+        environment = {name: value for name, value in os.environ.items() if name != JOB_MARK}
+        if "BENTOML_HOME" in environment:
+            environment["BENTOML_HOME"] = str(Path(environment["BENTOML_HOME"]).resolve())
+        environment |= {"PWD": str(self.serve_dir)} | (env or {})
         with (logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen(
                 command,

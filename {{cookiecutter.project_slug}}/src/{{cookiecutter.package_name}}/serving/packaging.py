@@ -123,25 +123,29 @@ def bento_arguments(cfg: Config, model_tag: str) -> dict[str, Any]:
     return asdict(settings.from_config(cfg, model_tag=model_tag, tracking_uri=""))
 
 
+def _export_lock(*options: str) -> str:
+    """The runtime part of ``uv.lock`` (no dev groups, not the project itself) in another format."""
+    command = [require("uv", "packaging"), "export", "--frozen", "--no-dev", "--no-emit-project", *options]
+    return subprocess.run(command, cwd=PROJECT_ROOT, check=True, capture_output=True, text=True).stdout
+
+
 def pinned_requirements() -> list[str]:
     """Runtime pins exported from uv.lock, for the image (the package itself ships as source)."""
-    exported = subprocess.run(
-        [
-            require("uv", "packaging"),
-            "export",
-            "--frozen",
-            "--no-dev",
-            "--no-hashes",
-            "--no-emit-project",
-            "--no-header",
-        ],
-        cwd=PROJECT_ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    lines = (line.split("#")[0].strip() for line in exported.splitlines())
+    lines = (line.split("#")[0].strip() for line in _export_lock("--no-hashes", "--no-header").splitlines())
     return [line for line in lines if line and not line.startswith("-")]
+
+
+def write_sbom(report_dir: str | Path) -> Path:
+    """``sbom.cdx.json``: a CycloneDX SBOM of the Python packages the bento and its image install.
+
+    It is the same export of the same lock as :func:`pinned_requirements`, so it lists exactly the
+    packages, versions and artifact hashes the image holds; the release evidence carries it.
+    """
+    document = _export_lock("--format", "cyclonedx1.5", "--preview-features", "sbom-export")
+    path = resolve(report_dir) / "sbom.cdx.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(document)
+    return path
 
 
 def package(cfg: Config, alias: str | None = None) -> Packaged:
