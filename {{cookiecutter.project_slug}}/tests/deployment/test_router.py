@@ -20,7 +20,7 @@ import reaper
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose, resolve
 from {{ cookiecutter.package_name }}.deployment import local, router
 from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, stop_process
-from {{ cookiecutter.package_name }}.deployment.state import Router, parse
+from {{ cookiecutter.package_name }}.deployment.state import Release, Router, parse
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)"
@@ -274,7 +274,8 @@ def test_local__processes_outlive_the_runner_s_end_of_job_reaper(
 
 def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its_port(tmp_path: Path) -> None:
     target = local.LocalTarget("staging", tmp_path / "state", tmp_path)
-    command = target.container_command("podman", "ghcr.io/o/svc:abc", target.container_name("green"), 3102)
+    name = target.container_name("green")
+    command = target.container_command("podman", "ghcr.io/o/svc:abc", name, 3102, "staging-green-1")
     assert command[command.index("--name") + 1] == "staging-green"
     assert command[:3] == ["podman", "run", "--rm"]
     assert "-d" not in command  # the tooling's own process: stopping it stops the container
@@ -282,6 +283,7 @@ def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its
     profiles = tmp_path / "profiles" / "staging"
     assert f"{profiles}:{profiles}" in command
     assert f"SERVING_PROFILE_DIR={profiles}" in command
+    assert "SERVING_INSTANCE=staging-green-1" in command  # readiness waits for this name
 
 
 def test_local__admin_socket_of_a_deep_project_stays_within_haproxys_limit(tmp_path: Path) -> None:
@@ -290,3 +292,19 @@ def test_local__admin_socket_of_a_deep_project_stays_within_haproxys_limit(tmp_p
     assert len(str(socket_path)) <= local.SOCKET_PATH_MAX
     assert local.admin_socket(deep) == socket_path  # every tooling process finds the same one
     assert local.admin_socket(tmp_path) == tmp_path.resolve() / "haproxy.sock"  # short paths stay put
+
+
+def test_local__a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
+    """An orphan answering on the color's port is never taken for the release the tooling starts."""
+    (port,) = free_ports(1)
+    orphan = ThreadingHTTPServer(("127.0.0.1", port), Answer)
+    threading.Thread(target=orphan.serve_forever, daemon=True).start()
+    target = local.LocalTarget("production", tmp_path / "state", tmp_path)
+    try:
+        with pytest.raises(
+            local.DeployError, match=rf"port {port} \(router.green_port in deploy/production.yaml\)"
+        ):
+            target.start_color("green", Release("svc:1", "1"), port, timeout_s=5)
+    finally:
+        orphan.shutdown()
+    assert not (target.dir / "logs" / "green.log").exists()  # refused before anything was spawned

@@ -28,7 +28,7 @@ from .. import registry, reports
 from ..config import Config, compose, resolve
 from ..errors import PipelineError
 from ..serving import packaging
-from . import checks, kubernetes, local, loopback, promotion, router, state
+from . import checks, kubernetes, local, promotion, router, state
 
 EXPECTED = (PipelineError,)
 SESSIONS = {"staging": "deploy-staging", "production": "promote"}
@@ -205,7 +205,7 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
     for color in state.COLORS:
         process = actual.colors.get(color)
         running = target.color_running(process)
-        answering = process is not None and running and loopback.ready(process.port)
+        answering = process is not None and running and target.color_answering(process)
         health = "ready" if answering else ("up" if running else "stopped")
         serving = process.release if process and answering else None
         print(

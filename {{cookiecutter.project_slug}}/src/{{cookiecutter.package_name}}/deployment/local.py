@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from ..errors import PipelineError
 from ..serving.packaging import container_engine
 from ..tools import require
 from . import router
-from .loopback import alive, ready, stop_process
+from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
 
 SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
@@ -52,6 +53,7 @@ class ColorProcess:
     started_at: float
     image: str | None = None
     engine: str | None = None  # the container engine running the image; None for a bento process
+    instance: str | None = None  # the name it answers /metadata with (SERVING_INSTANCE)
 
     @property
     def release(self) -> Release:
@@ -137,6 +139,8 @@ class LocalTarget:
         if self.router_running(actual):
             return
         haproxy = require("haproxy", f"the {self.environment} router")
+        self.require_free(desired.router.port, "router.port")
+        self.require_free(desired.router.preview_port, "router.preview_port")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         self.config_file.write_text(
@@ -154,7 +158,14 @@ class LocalTarget:
         self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
 
     def start_color(self, color: str, release: Release, port: int, timeout_s: float) -> ColorProcess:
-        """Serve ``release`` on ``port`` (its image when it has one, else the bento) until ready."""
+        """Serve ``release`` on ``port`` (its image when it has one, else the bento) until ready.
+
+        Ready means the process started here answers: it is named (``SERVING_INSTANCE``) and the
+        wait is for ``/metadata`` to say that name, so a leftover server on the same port is never
+        taken for the release; a port already taken is refused before anything starts.
+        """
+        self.require_free(port, f"router.{color}_port")
+        instance = f"{self.environment}-{color}-{uuid.uuid4().hex[:12]}"
         engine = None
         if release.image:
             found = container_engine()
@@ -164,14 +175,18 @@ class LocalTarget:
                 )
             engine = found.name
             self._remove_container(engine, color)  # one left by a killed earlier run
-            command = self.container_command(engine, release.image, self.container_name(color), port)
+            command = self.container_command(
+                engine, release.image, self.container_name(color), port, instance
+            )
         else:
             command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1",
                        "--port", str(port), "--working-dir", str(self.serve_dir)]  # fmt: skip
-        pid = self._spawn(command, f"{color}", {"SERVING_PROFILE_DIR": self.profile_dir()})
-        self._wait(lambda: ready(port), pid, color, timeout_s)
+        pid = self._spawn(
+            command, color, {"SERVING_PROFILE_DIR": self.profile_dir(), "SERVING_INSTANCE": instance}
+        )
+        self._wait(lambda: answering_instance(port) == instance, pid, color, timeout_s)
         return ColorProcess(
-            release.bento, release.model_version, pid, port, time.time(), release.image, engine
+            release.bento, release.model_version, pid, port, time.time(), release.image, engine, instance
         )
 
     def container_name(self, color: str) -> str:
@@ -183,7 +198,7 @@ class LocalTarget:
             [engine, "rm", "--force", self.container_name(color)], capture_output=True, check=False
         )
 
-    def container_command(self, engine: str, image: str, name: str, port: int) -> list[str]:
+    def container_command(self, engine: str, image: str, name: str, port: int, instance: str) -> list[str]:
         """``<engine> run`` of the image in the foreground, on the host network, profiles mounted.
 
         The image's entrypoint passes ``--host``/``--port`` to ``bentoml serve``, so the command
@@ -198,12 +213,27 @@ class LocalTarget:
             mount = ["--volume", f"{profiles}:{profiles}"]
         return [
             engine, "run", "--rm", "--name", name, "--network=host", "--user", "0:0", *mount,
-            "--env", f"SERVING_PROFILE_DIR={profiles}", image, "--host", "127.0.0.1", "--port", str(port),
+            "--env", f"SERVING_PROFILE_DIR={profiles}", "--env", f"SERVING_INSTANCE={instance}",
+            image, "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
+
+    def require_free(self, port: int, field: str) -> None:
+        """Refuse a port something already listens on, naming the field that chose it."""
+        if listening(port):
+            raise DeployError(
+                f"{self.environment}: port {port} ({field} in deploy/{self.environment}.yaml) is already "
+                f"in use; stop what listens there (`ss -ltnp 'sport = :{port}'`) or choose another port"
+            )
 
     def color_running(self, process: ColorProcess | None) -> bool:
         """Whether a recorded color process still runs."""
         return process is not None and alive(process.pid, f"--port {process.port}")
+
+    def color_answering(self, process: ColorProcess) -> bool:
+        """Whether the color's own server answers on its port (not some other server there)."""
+        if process.instance is None:  # recorded before colors were named
+            return ready(process.port)
+        return answering_instance(process.port) == process.instance
 
     def stop_color(self, actual: Actual, color: str) -> None:
         """Stop one color's process and forget it."""

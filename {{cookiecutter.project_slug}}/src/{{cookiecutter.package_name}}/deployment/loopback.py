@@ -7,6 +7,7 @@ serving if only the arbiter dies).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -38,6 +39,24 @@ def ready(port: int, timeout_s: float = 1.0, path: str = "/readyz") -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def answering_instance(port: int, timeout_s: float = 1.0) -> str | None:
+    """The ``instance`` the service on ``port`` names in ``/metadata``, once it is ready; else None."""
+    if not ready(port, timeout_s):
+        return None
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metadata", timeout=timeout_s) as response:
+            return str(json.loads(response.read()).get("instance", ""))
+    except (OSError, ValueError):
+        return None
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on the loopback ``port``."""
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def alive(pid: int | None, marker: str) -> bool:

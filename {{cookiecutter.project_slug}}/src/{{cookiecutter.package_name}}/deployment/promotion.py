@@ -26,7 +26,6 @@ from .. import reports
 from ..errors import PipelineError
 from . import checks, router, watch
 from .local import Actual, DeployError, LocalTarget
-from .loopback import ready
 from .state import COLORS, DesiredState, other
 
 Weights = dict[str, int]
@@ -311,8 +310,7 @@ class Promoter:
         )
 
     def _ready(self, color: str, actual: Actual) -> bool:
-        process = actual.colors[color]
-        return ready(process.port)
+        return self.target.color_answering(actual.colors[color])
 
     def _finish(self, actual: Actual, status: str) -> Outcome:
         self.target.save(actual)

@@ -19,6 +19,8 @@ Environment variables (all optional; they override the built-in settings)
                                  a span costs ~0.8 ms of CPU even with no exporter; configure the
                                  exporter in BentoML's configuration, ``tracing.exporter_type``)
     ``SERVING_MODEL_TAG``        serve this BentoML model (``name:version``) instead of the registry
+    ``SERVING_INSTANCE``         echoed by ``/metadata`` as ``instance``: the deploy tooling names each
+                                 color it starts, and waits for that name, not any answer on the port
     ``SERVING_CONFIG_OVERRIDES`` Hydra overrides for source serving, e.g. ``serving.model_alias=candidate``
     ``BENTOML_HOME``             the BentoML store; the nox sessions use ``.bentoml/`` in the project
 
@@ -31,8 +33,9 @@ Endpoints
         400: wrong type, missing field, empty ``rows``; 413: more than
         ``serving.max_rows_per_request`` rows; 503: queue beyond the latency budget (retry).
     ``GET /metadata``  ``{"model_name", "model_version", "run_id", "data_digest", "git_commit",
-        "bento", "task", "features", "batching", "profiling"}`` (``bento`` is ``name:version`` when
-        serving a built bento, empty from source)
+        "bento", "instance", "task", "features", "batching", "profiling"}`` (``bento`` is
+        ``name:version`` when serving a built bento, empty from source; ``instance`` is
+        ``SERVING_INSTANCE``)
     ``GET /livez``, ``GET /readyz``  health (BentoML built-ins); ``GET /metrics`` Prometheus:
         BentoML's request counts and latencies plus ``predicted_rows_total{predicted_class}``,
         ``batch_rows``, ``profile_rows_written_total``, ``profile_write_failures_total``,
@@ -170,7 +173,8 @@ class MetadataEndpoint:
         context = bentoml.server_context
         built = context.bento_version not in ("", "not available")
         bento = f"{context.bento_name}:{context.bento_version}" if built else ""  # empty from source
-        self.body = json.dumps(payload | {"bento": bento}).encode()
+        instance = os.environ.get("SERVING_INSTANCE", "")
+        self.body = json.dumps(payload | {"bento": bento, "instance": instance}).encode()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the metadata route; pass everything else through untouched."""

@@ -6,6 +6,7 @@ import os
 from typing import Any
 
 import bentoml
+from standin import Instance
 
 
 @bentoml.service(workers=1)
@@ -13,3 +14,6 @@ class Service:
     @bentoml.api
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         os._exit(1)
+
+
+Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]

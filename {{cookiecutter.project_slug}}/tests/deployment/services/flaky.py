@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from standin import Model
+from standin import Instance, Model
 
 
 @bentoml.service(workers=1)
@@ -21,3 +21,6 @@ class Service:
         if self.flag.exists():
             raise RuntimeError("injected failure")
         return {"predictions": self.model.predict(rows)}
+
+
+Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]

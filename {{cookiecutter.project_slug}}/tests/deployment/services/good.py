@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import bentoml
-from standin import Model
+from standin import Instance, Model
 
 
 @bentoml.service(workers=1)
@@ -16,3 +16,6 @@ class Service:
     @bentoml.api
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {"predictions": self.model.predict(rows)}
+
+
+Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]

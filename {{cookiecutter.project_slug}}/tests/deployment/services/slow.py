@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 import bentoml
-from standin import Model
+from standin import Instance, Model
 
 
 @bentoml.service(workers=1)
@@ -18,3 +18,6 @@ class Service:
     def predict(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         time.sleep(1.0)
         return {"predictions": self.model.predict(rows)}
+
+
+Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]
