@@ -205,6 +205,17 @@ def test_promotion__broken_candidate_is_refused(env: Env, service: str, failing_
 
 
 @pytest.mark.slow
+def test_promotion__a_new_color_is_warmed_up_before_checks_and_traffic(env: Env) -> None:
+    candidate = env.candidate("good")
+    outcome = env.promoter(replace(candidate, checks=replace(candidate.checks, warm_up_requests=7))).apply()
+    assert outcome.status == "promoted", outcome.decisions
+    steps = [d.step for d in outcome.decisions]
+    assert steps.index("warm green") < steps.index("gate green") < steps.index("switch")
+    warm = outcome.decisions[steps.index("warm green")]
+    assert (warm.numbers["requests"], warm.numbers["failures"]) == (7, 0)
+
+
+@pytest.mark.slow
 def test_promotion__a_two_percent_canary_step_is_judged_on_enough_answers(env: Env) -> None:
     candidate = replace(env.candidate("good"), canary_steps=(2,))
     outcome = env.promoter(candidate).apply()

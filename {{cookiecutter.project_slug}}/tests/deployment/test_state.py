@@ -257,6 +257,7 @@ CHECKS = st.fixed_dictionaries(
     optional={
         "gate": st.booleans(),
         "readiness_timeout_s": AMOUNTS,
+        "warm_up_requests": COUNTS,
         "latency": LATENCY,
         "schemathesis_examples": COUNTS,
         "parity_tolerance": AMOUNTS,

@@ -241,8 +241,17 @@ class Promoter:
             actual.colors[color] = process
             self.target.save(actual)
             self.journal.record(f"deploy {color}", "ready", f"pid {process.pid} on port {process.port}")
+            self._warm_up(color, process.port)
             started.add(color)
         return started
+
+    def _warm_up(self, color: str, port: int) -> None:
+        """Its first requests before any check or client sees the new color (the numbers are logged)."""
+        count = self.desired.checks.warm_up_requests
+        if count:
+            sample = self.holdout_of(color).x_test.head(1)
+            numbers = watch.warm_up(port, sample, count)
+            self.journal.record(f"warm {color}", "done", f"{count} requests on port {port}", **numbers)
 
     def _gate(self, color: str) -> bool:
         holdout = self.holdout_of(color)

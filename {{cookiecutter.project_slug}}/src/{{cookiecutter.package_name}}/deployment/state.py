@@ -116,6 +116,7 @@ class Checks:
 
     gate: Flag = True
     readiness_timeout_s: Amount = 300.0
+    warm_up_requests: Count = 20
     latency: LatencyCheck = Field(default_factory=LatencyCheck)
     schemathesis_examples: Count = 20
     parity_tolerance: Amount = 0.0
