@@ -53,6 +53,14 @@ def test_generated__a_package_name_of_its_own_installs_and_runs_its_stages(bake:
     assert_ok(run(project, "uv", "run", "--locked", "python", "-c", "import churn_model.deployment.cli"))
 
 
+def test_generated__the_first_commit_of_a_bake_passes_the_large_file_hook(bake: Bake) -> None:
+    """With init_git=no the user commits: the lock (about 1.2 MB) is meant to go in with the rest."""
+    project = bake(init_git="no")
+    assert_ok(run(project, "git", "init", "--quiet"))
+    assert_ok(run(project, "git", "add", "--all"))
+    assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "check-added-large-files"))
+
+
 def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Bake, tmp_path: Path) -> None:
     project = bake(**CURATED["regression-both-remote"])
     assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests", "--", "-m", "not slow"))
