@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -131,9 +133,11 @@ def test_output_format__any_problem_fails() -> None:
 class Predict(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
     disable_nagle_algorithm = True  # headers and body go out apart: no 40 ms delayed-ACK stall
+    delay_s = 0.0
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay_s)
         self.send_response(200 if self.path == checks.PREDICT_PATH else 404)
         self.send_header("Content-Length", "18")
         self.end_headers()
@@ -150,17 +154,27 @@ class QuietServer(ThreadingHTTPServer):
         pass  # wrk resets its connections when it stops
 
 
+@contextlib.contextmanager
+def answering(delay_s: float = 0.0) -> Iterator[int]:
+    """A predict endpoint on loopback answering after ``delay_s``; its port."""
+    handler = type("Delayed", (Predict,), {"delay_s": delay_s})
+    server = QuietServer(("127.0.0.1", loopback.free_port()), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def predict_port() -> Iterator[int]:
-    server = QuietServer(("127.0.0.1", loopback.free_port()), Predict)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    with answering() as port:
+        yield port
 
 
 def budget(**latency: Any) -> Checks:
-    return Checks(latency=LatencyCheck(**{"concurrency": 2, "duration_s": 1.0} | latency))
+    return Checks(latency=LatencyCheck(**{"concurrency": 2, "duration_s": 1.0, "min_requests": 5} | latency))
 
 
 @needs_wrk
@@ -179,6 +193,32 @@ def test_latency__over_budget_fails_with_the_numbers(predict_port: int) -> None:
     assert not result.passed
     assert result.detail.startswith("p95/p99 ")
     assert "budget 0.0001/500, 0 errors" in result.detail
+
+
+@needs_wrk
+@pytest.mark.parametrize(
+    ("candidate_s", "live_s", "cap_ms", "passed", "says"),
+    [
+        (0.03, 0.03, 2000.0, True, "within 1.5x the live color's"),  # a busy host slows both
+        (0.09, 0.01, 2000.0, False, "live color p95/p99"),  # a slow release is slow alone
+        (0.03, 0.03, 20.0, False, "p95 cap 20"),  # never beyond the cap, however busy
+    ],
+)
+def test_latency__over_budget_is_judged_beside_the_live_color(
+    candidate_s: float, live_s: float, cap_ms: float, passed: bool, says: str
+) -> None:
+    limits = budget(p95_ms=5.0, p99_ms=5.0, cap_p95_ms=cap_ms)
+    with answering(candidate_s) as candidate, answering(live_s) as live:
+        result = checks.latency(candidate, holdout().x_test, limits, live_port=live)
+    assert (result.passed, says in result.detail) == (passed, True), result
+    assert result.numbers["live_p95_ms"] > 0
+
+
+@needs_wrk
+def test_latency__too_few_answers_never_pass(predict_port: int) -> None:
+    result = checks.latency(predict_port, holdout().x_test, budget(duration_s=0.5, min_requests=10**9))
+    assert not result.passed
+    assert "needed" in result.detail
 
 
 @needs_wrk

@@ -116,7 +116,7 @@ def desired_doc(blue: str, green: str | None, version: str) -> dict[str, Any]:
         "checks": {
             "gate": True,
             "readiness_timeout_s": 90,
-            "latency": {"p95_ms": 500, "p99_ms": 2000, "concurrency": 4, "duration_s": 1},
+            "latency": {"p95_ms": 500, "p99_ms": 2000, "concurrency": 4, "duration_s": 1, "min_requests": 10},
             "schemathesis_examples": 5,
             "post_switch": {"window_s": 2.0, "p95_ms": 2000, "min_requests": 5},
         },

@@ -33,7 +33,7 @@ from ..data import digest, load_table, split
 from ..errors import PipelineError
 from ..tools import MissingToolError
 from . import load
-from .state import Checks
+from .state import Checks, LatencyCheck
 
 PREDICT_PATH = "/predict"
 BATCH_ROWS = 100
@@ -296,17 +296,18 @@ def _last_lines(text: str, count: int) -> str:
     return " / ".join(lines[-count:])
 
 
-def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
-    """p95 and p99 of the predict endpoint under ``concurrency`` clients, measured with wrk."""
+def latency(port: int, sample: pd.DataFrame, checks: Checks, live_port: int | None = None) -> CheckResult:
+    """p95 and p99 of the predict endpoint under ``concurrency`` clients, measured with wrk.
+
+    With ``live_port`` the live color is measured first, the same way, and the candidate is judged
+    against the budget or, over it, against the live color (see :class:`LatencyCheck`).
+    """
     budget = checks.latency
     body = json.dumps(request_body(sample.head(budget.rows_per_request)))
-    url = f"http://127.0.0.1:{port}{PREDICT_PATH}"
     try:
-        measured = load.run(url, body, clients=budget.concurrency, duration_s=budget.duration_s)
-    except (
-        load.LoadError,
-        MissingToolError,
-    ) as error:  # wrk missing or silent: a failed check with the reason, not a crash
+        live = _measure(live_port, body, budget) if live_port else None
+        measured = _measure(port, body, budget)
+    except (load.LoadError, MissingToolError) as error:  # wrk missing or silent: a failed check
         return CheckResult("latency", False, {}, str(error))
     p95, p99, errors = measured.p95_us / 1000, measured.p99_us / 1000, measured.errors
     numbers: dict[str, float | int | str] = {
@@ -314,9 +315,31 @@ def latency(port: int, sample: pd.DataFrame, checks: Checks) -> CheckResult:
         "rps": round(measured.requests_per_s, 1), "p50_ms": measured.p50_us / 1000, "p95_ms": p95,
         "p99_ms": p99, "budget_p95_ms": budget.p95_ms, "budget_p99_ms": budget.p99_ms, "errors": errors,
     }  # fmt: skip
-    passed = p95 <= budget.p95_ms and p99 <= budget.p99_ms and errors == 0 and measured.requests > 0
+    if live is not None:
+        numbers |= {"live_p95_ms": live.p95_us / 1000, "live_p99_ms": live.p99_us / 1000}
+    if errors or measured.requests < budget.min_requests:
+        detail = f"{measured.requests} requests ({budget.min_requests} needed), {errors} errors"
+        return CheckResult("latency", False, numbers, detail)
+    if p95 <= budget.p95_ms and p99 <= budget.p99_ms:
+        return CheckResult("latency", True, numbers)
     detail = f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
-    return CheckResult("latency", passed, numbers, "" if passed else detail)
+    if live is None:
+        return CheckResult("latency", False, numbers, detail)
+    allowed = (live.p95_us / 1000 * budget.relative_to_live, live.p99_us / 1000 * budget.relative_to_live)
+    if p95 <= min(allowed[0], budget.cap_p95_ms) and p99 <= allowed[1]:
+        return CheckResult(
+            "latency", True, numbers, f"over budget, but within {budget.relative_to_live:g}x the live color's"
+        )
+    detail += (
+        f"; live color p95/p99 {numbers['live_p95_ms']:.1f}/{numbers['live_p99_ms']:.1f} ms "
+        f"(allowed {budget.relative_to_live:g}x, p95 cap {budget.cap_p95_ms:g})"
+    )
+    return CheckResult("latency", False, numbers, detail)
+
+
+def _measure(port: int, body: str, budget: LatencyCheck) -> load.LoadResult:
+    url = f"http://127.0.0.1:{port}{PREDICT_PATH}"
+    return load.run(url, body, clients=budget.concurrency, duration_s=budget.duration_s)
 
 
 def run_all(
@@ -327,8 +350,12 @@ def run_all(
     *,
     log: Callable[[str], None] = print,
     stop_on_failure: bool = False,
+    live_port: int | None = None,
 ) -> Report:
-    """Run every check, cheapest first; an unhealthy service gets no load, a gate stops at a failure."""
+    """Run every check, cheapest first; an unhealthy service gets no load, a gate stops at a failure.
+
+    ``live_port`` (the promotion gate) lets the latency check measure the live color beside it.
+    """
     served: dict[str, Any] = {}
 
     def format_step() -> CheckResult:
@@ -339,7 +366,7 @@ def run_all(
         lambda: health(port),
         format_step,
         lambda: parity(served.get("predictions", []), holdout, checks.parity_tolerance),
-        lambda: latency(port, holdout.x_test, checks),
+        lambda: latency(port, holdout.x_test, checks, live_port),
         lambda: schemathesis_run(port, checks.schemathesis_examples),
     ]
     for step in steps:

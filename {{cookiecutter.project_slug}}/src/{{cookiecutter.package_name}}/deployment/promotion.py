@@ -176,7 +176,7 @@ class Promoter:
             gaining = [c for c in COLORS if self.desired.traffic[c] > actual.weights.get(c, 0)]
             if self.desired.checks.gate:
                 for color in [c for c in gaining if c in started or actual.weights.get(c, 0) == 0]:
-                    if not self._gate(color):
+                    if not self._gate(color, actual):
                         return self._finish(actual, "refused")
             return self._switch(actual, started)
 
@@ -253,8 +253,11 @@ class Promoter:
             numbers = watch.warm_up(port, sample, count)
             self.journal.record(f"warm {color}", "done", f"{count} requests on port {port}", **numbers)
 
-    def _gate(self, color: str) -> bool:
+    def _gate(self, color: str, actual: Actual) -> bool:
+        """The checks on the candidate alone (preview door); latency is judged beside the live color."""
         holdout = self.holdout_of(color)
+        live = actual.colors.get(actual.live or "")
+        live_port = live.port if live and actual.live != color and self.target.color_answering(live) else None
         self.target.api().set_weights({color: 100, other(color): 0}, backend=router.PREVIEW)
         self.target.wait_router_sees(color, backend=router.PREVIEW)
         port = self.desired.router.preview_port
@@ -262,7 +265,13 @@ class Promoter:
             self.target.environment, f"{color} ({self.desired.colors[color]})", f"http://127.0.0.1:{port}"
         )
         checks.run_all(
-            port, holdout, self.desired.checks, report, log=self.journal.echo, stop_on_failure=True
+            port,
+            holdout,
+            self.desired.checks,
+            report,
+            log=self.journal.echo,
+            stop_on_failure=True,
+            live_port=live_port,
         )
         report.write(self.report_dir, f"{self.target.environment}-{color}")
         self.reports.append(report)

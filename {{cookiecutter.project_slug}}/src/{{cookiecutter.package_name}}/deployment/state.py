@@ -90,13 +90,21 @@ class Release:
 
 @dataclass(frozen=True, config=MODEL)
 class LatencyCheck:
-    """Latency budget held at a fixed concurrency, measured with wrk."""
+    """Latency budget held at a fixed concurrency, measured with wrk.
+
+    ``p95_ms``/``p99_ms`` are the budget. When the live color is measured in the same window (the
+    promotion gate), a candidate over it still passes within ``relative_to_live`` times the live
+    color's own numbers and under ``cap_p95_ms``: a busy host slows both, a slow release only one.
+    """
 
     p95_ms: Amount = 200.0
     p99_ms: Amount = 500.0
     concurrency: Clients = 4
     duration_s: Amount = 5.0
     rows_per_request: Count = 1
+    min_requests: Count = 20
+    relative_to_live: Amount = 1.5
+    cap_p95_ms: Amount = 2000.0
 
 
 @dataclass(frozen=True, config=MODEL)
