@@ -170,6 +170,21 @@ def test_cli__after_a_rollback_the_file_says_what_serves(desired_dir: Path) -> N
     assert cli.record_served(cfg, "production") is None  # in step: nothing to propose
 
 
+def test_cli__checks_name_the_color_and_release_that_serve_not_the_file_s(desired_dir: Path) -> None:
+    """After an automatic rollback the file names v5 live; v4 serves, so v4 is what gets measured."""
+    assert run(desired_dir, "propose", "production", "--bento", "svc:v4", "--model-version", "4") == 0
+    assert run(desired_dir, "propose", "production", "--bento", "svc:v5", "--model-version", "5") == 0
+    desired = state.load(desired_dir / "production.yaml")  # v5 on blue, live; v4 on green
+    green = local.ColorProcess("svc:v4", "4", pid=1, port=3002, started_at=0.0)
+    rolled_back = local.Actual(live="green", colors={"green": green}, weights={"blue": 0, "green": 100})
+    assert cli.measured(desired, rolled_back, None) == ("green", state.Release("svc:v4", "4"))
+    assert cli.measured(desired, local.Actual(), None) == (
+        "blue",
+        state.Release("svc:v5", "5"),
+    )  # nothing ran yet
+    assert cli.measured(desired, rolled_back, "blue") == ("blue", state.Release("svc:v5", "5"))  # asked for
+
+
 def test_cli__empty_environment_deploys_nothing(
     desired_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

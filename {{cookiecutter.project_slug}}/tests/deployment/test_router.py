@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
+import os
 import shutil
 import signal
 import subprocess
@@ -170,6 +172,39 @@ def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.Lo
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+@needs_haproxy
+def test_router__a_killed_router_comes_back_with_the_weights_it_had(
+    loopback: tuple[local.LocalTarget, Router],
+) -> None:
+    target, ports = loopback
+    actual = target.load()
+    target.api().set_weights({"blue": 30, "green": 70})
+    actual.weights = {"blue": 30, "green": 70}
+    target.save(actual)
+    os.kill(actual.router_pid or 0, signal.SIGKILL)
+    for _ in range(100):
+        if not target.router_running(actual):
+            break
+        time.sleep(0.05)
+    assert not target.router_running(actual)
+    desired = parse(
+        {
+            "environment": "test",
+            "live": "green",
+            "colors": {
+                "blue": {"bento": "a:1", "model_version": "1"},
+                "green": {"bento": "b:2", "model_version": "2"},
+            },
+            "traffic": {"blue": 30, "green": 70},
+            "router": dataclasses.asdict(ports),
+        }
+    )
+    target.ensure_router(actual, desired)  # what the next apply does first
+    assert target.api().weights() == {"blue": 30, "green": 70}
+    assert set(colors_seen(ports.port, 40)) == {"blue", "green"}
+
+
 @needs_haproxy
 def test_router__refused_command_raises(loopback: tuple[local.LocalTarget, Router]) -> None:
     target, _ = loopback

@@ -168,13 +168,14 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     With ``--color`` the checks reach that color alone, through the router's preview door.
     """
     desired = state.load(desired_path(cfg, args.environment))
-    color = args.color or desired.live
-    release = desired.release(color)
+    target = target_of(cfg, args.environment)
+    color, release = measured(desired, target.load(), args.color)
     if release is None:
         raise state.StateError(f"colors.{color}: no release to check in deploy/{args.environment}.yaml")
+    if color != (args.color or desired.live):
+        print(f"  deploy/{args.environment}.yaml names {desired.live} live, but {color} serves: checking it")
     port = desired.router.port
     if args.color:
-        target = target_of(cfg, args.environment)
         target.api().set_weights({color: 100, state.other(color): 0}, backend=router.PREVIEW)
         target.wait_router_sees(color, backend=router.PREVIEW)
         port = desired.router.preview_port
@@ -186,6 +187,20 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     summarize(md_path)
     print(f"  {'passed' if report.passed else 'FAILED'}; report: {json_path}")
     return 0 if report.passed else 1
+
+
+def measured(
+    desired: state.DesiredState, actual: local.Actual, color: str | None
+) -> tuple[str, state.Release | None]:
+    """The color a check measures and the release it really serves.
+
+    Through the front door that is the color serving (after an automatic rollback, not the one
+    the file names), and its release is what its process runs: the report never names a release
+    it did not measure.
+    """
+    chosen = color or actual.live or desired.live
+    process = actual.colors.get(chosen)
+    return chosen, process.release if process else desired.release(chosen)
 
 
 def status(cfg: Config, args: argparse.Namespace) -> int:
