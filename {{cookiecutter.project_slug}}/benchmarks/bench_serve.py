@@ -40,7 +40,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 
 from {{ cookiecutter.package_name }} import registry, reports
-from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose, resolve
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose, resolve, use_project_store
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
 from {{ cookiecutter.package_name }}.deployment import load, loopback
 from {{ cookiecutter.package_name }}.errors import PipelineError
@@ -419,7 +419,7 @@ def main(argv: list[str]) -> int:
         server_app = fastapi_app(Path(path), task, id_column or None, noop)
         uvicorn.run(server_app, host="127.0.0.1", port=int(port), log_level="warning", access_log=False)
         return 0
-    packaging.use_project_store()
+    use_project_store()
     try:
         print(f"report: {bench(compose(argv))}")
     except PipelineError as error:

@@ -28,10 +28,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from {{ cookiecutter.package_name }} import reports
-from {{ cookiecutter.package_name }}.config import Config, compose, resolve
+from {{ cookiecutter.package_name }}.config import Config, compose, resolve, use_project_store
 from {{ cookiecutter.package_name }}.deployment import checks, cli, load, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.errors import PipelineError
-from {{ cookiecutter.package_name }}.serving import packaging
 
 
 @dataclass
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     overrides = [word for word in given if "=" in word and not word.startswith("-")]
     args = parser.parse_args([word for word in given if word not in overrides])
-    packaging.use_project_store()
+    use_project_store()
     cfg = compose(overrides)
     try:
         source = state.load(resolve(cfg.deploy.desired_dir) / "staging.yaml")

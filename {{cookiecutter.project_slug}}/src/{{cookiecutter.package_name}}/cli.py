@@ -166,10 +166,11 @@ def _package(cfg: Config) -> int:
 
 @stage("containerize")
 def _containerize(cfg: Config) -> int:
+    from . import tools
     from .serving import packaging
 
     bento = packaging.latest_bento(cfg.mlflow.model_name)
-    engine = packaging.container_engine()
+    engine = tools.container_engine()
     if engine.name is None:
         print(f"  skipped: no container engine ({engine.reason}); the bento {bento} is built")
         return 0

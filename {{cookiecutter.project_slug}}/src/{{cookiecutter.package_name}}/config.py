@@ -8,6 +8,7 @@ DictConfig.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from .errors import PipelineError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 CONF_DIR = PROJECT_ROOT / "conf"
+BENTOML_HOME = PROJECT_ROOT / ".bentoml"  # the project's BentoML store (git-ignored)
 # Keys renamed so that each word means one thing; the old name fails with the new one.
 RENAMED = {
     "serving.max_latency_ms": "serving.max_queue_ms",  # a queue budget, not a latency target
@@ -215,3 +217,10 @@ def resolve(path: str | Path) -> Path:
     """Relative paths in configs are relative to the project root, wherever the command runs."""
     candidate = Path(path)
     return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
+
+
+def use_project_store() -> Path:
+    """Point BentoML at ``.bentoml/`` in the project (before bentoml is imported) unless set."""
+    home = Path(os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME)))
+    home.mkdir(parents=True, exist_ok=True)
+    return home

@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import tools
 from .config import PROJECT_ROOT, Config
-from .serving import packaging
 from .tools import INSTALL
 
 PROGRAMS = ("git", "uv", "haproxy", "wrk")
@@ -44,7 +44,7 @@ def programs() -> list[Finding]:
 
 def container_engine(environ: Mapping[str, str] = os.environ) -> Finding:
     """A container engine answering (docker or podman), as ``containerize`` and image colors need."""
-    engine = packaging.container_engine(environ)
+    engine = tools.container_engine(environ)
     if engine.name:
         return Finding("container engine", True, engine.name)
     return Finding("container engine", False, f"{engine.reason}: install podman (or docker)")

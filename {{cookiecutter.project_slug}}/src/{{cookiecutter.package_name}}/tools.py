@@ -1,4 +1,4 @@
-"""System programs the stages run (HAProxy, wrk, uv), found on PATH or named with their install.
+"""System programs the stages run (HAProxy, wrk, uv, a container engine), found or named with their install.
 
 A stage that needs a program outside Python asks :func:`require` first, so a machine without it
 gets one line naming the program and the command that installs it, never a FileNotFoundError
@@ -8,9 +8,15 @@ GitHub's runners; ``nox -s demo`` in the template does the same on a fresh machi
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from .errors import PipelineError
+
+ENGINES = ("docker", "podman")
 
 INSTALL = {
     "haproxy": "sudo apt-get install haproxy (macOS: brew install haproxy)",
@@ -31,3 +37,31 @@ def require(tool: str, purpose: str) -> str:
         how = INSTALL.get(tool, f"install {tool}")
         raise MissingToolError(f"{tool} is not installed ({purpose} needs it): {how}")
     return path
+
+
+@dataclass(frozen=True)
+class Engine:
+    """The container engine that builds images here, or why none can."""
+
+    name: str | None
+    reason: str = ""
+
+
+def container_engine(environ: Mapping[str, str] = os.environ) -> Engine:
+    """Docker where its daemon answers, else podman (daemonless); ``CONTAINER_ENGINE`` picks one.
+
+    ``CONTAINER_ENGINE=none`` builds no image (a machine whose image builds happen elsewhere).
+    """
+    wanted = environ.get("CONTAINER_ENGINE", "auto").strip().lower() or "auto"
+    if wanted == "none":
+        return Engine(None, "CONTAINER_ENGINE=none")
+    reasons = []
+    for name in ENGINES if wanted == "auto" else (wanted,):
+        if shutil.which(name) is None:
+            reasons.append(f"no {name} on PATH")
+            continue
+        probe = subprocess.run([name, "info"], capture_output=True, text=True, check=False)
+        if probe.returncode == 0:
+            return Engine(name)
+        reasons.append(f"`{name} info` fails: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+    return Engine(None, "; ".join(reasons))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -183,6 +185,19 @@ def test_cli__checks_name_the_color_and_release_that_serve_not_the_file_s(desire
         state.Release("svc:v5", "5"),
     )  # nothing ran yet
     assert cli.measured(desired, rolled_back, "blue") == ("blue", state.Release("svc:v5", "5"))  # asked for
+
+
+def test_cli__status_and_stop_import_no_ml_library(desired_dir: Path) -> None:
+    """An operator waiting on status or stop waits for the answer, not for MLflow and BentoML to load."""
+    script = (
+        "import sys\n"
+        "from {{ cookiecutter.package_name }}.deployment import cli\n"
+        f"cli.main(['status', 'production', *{overrides(desired_dir)!r}])\n"
+        f"cli.main(['stop', 'staging', *{overrides(desired_dir)!r}])\n"
+        "print(sorted(m for m in ('mlflow', 'bentoml', 'sklearn', 'pandas', 'numpy') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
 
 
 def test_cli__empty_environment_deploys_nothing(

@@ -68,12 +68,12 @@ def test_weight_steps__all_at_once_or_through_canary_steps(
 def test_exclusive__second_promotion_is_refused(tmp_path: Path) -> None:
     target = local.LocalTarget("production", tmp_path, tmp_path)
     with (
-        promotion.exclusive(target),
-        pytest.raises(promotion.PromotionError, match="another promotion"),
-        promotion.exclusive(target),
+        local.exclusive(target),
+        pytest.raises(local.DeployError, match="another promotion"),
+        local.exclusive(target),
     ):
         pass
-    with promotion.exclusive(target):  # released: the next one goes ahead
+    with local.exclusive(target):  # released: the next one goes ahead
         pass
 
 

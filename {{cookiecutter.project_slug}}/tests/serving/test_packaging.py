@@ -25,25 +25,6 @@ from {{ cookiecutter.package_name }}.training import train
 LINEAGE = ("model_version", "run_id", "data_digest", "git_commit")
 
 
-def test_packaging__no_container_engine_names_each_one_missing(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))  # a machine with neither engine
-    engine = packaging.container_engine({})
-    assert engine.name is None
-    assert engine.reason == "no docker on PATH; no podman on PATH"
-
-
-def test_packaging__container_engine_can_be_chosen_or_turned_off(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    assert packaging.container_engine({"CONTAINER_ENGINE": "none"}) == packaging.Engine(
-        None, "CONTAINER_ENGINE=none"
-    )
-    monkeypatch.setenv("PATH", str(tmp_path))
-    assert packaging.container_engine({"CONTAINER_ENGINE": "podman"}).reason == "no podman on PATH"
-
-
 def test_packaging__image_is_named_after_the_bento_version() -> None:
     repository = compose().serving.image_repository
     assert repository.endswith("/{{ cookiecutter.project_slug }}")

@@ -20,15 +20,18 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import bentoml
-from mlflow.exceptions import MlflowException
-
-from .. import registry, reports
-from ..config import Config, compose, resolve
+from .. import reports
+from ..config import Config, compose, resolve, use_project_store
 from ..errors import PipelineError
-from ..serving import packaging
-from . import checks, kubernetes, local, promotion, router, state
+from . import local, router, state
+
+if TYPE_CHECKING:
+    from . import promotion
+
+# Each subcommand imports the heavy modules it needs (MLflow, BentoML, the checks) when it runs:
+# `deploy status` and `deploy stop` start in about a second, as an operator waiting on them expects.
 
 EXPECTED = (PipelineError,)
 SESSIONS = {"staging": "deploy-staging", "production": "promote"}
@@ -46,6 +49,8 @@ def target_of(cfg: Config, environment: str) -> local.LocalTarget:
 
 def promoter(cfg: Config, environment: str) -> promotion.Promoter:
     """A promoter wired to the project's config, registry and report folder."""
+    from . import checks, promotion
+
     target = target_of(cfg, environment)
     return promotion.Promoter(
         desired=state.load(desired_path(cfg, environment)),
@@ -58,6 +63,8 @@ def promoter(cfg: Config, environment: str) -> promotion.Promoter:
 
 def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
     """Write a desired-state file and keep its Kubernetes overlay (if any) in step with it."""
+    from . import kubernetes
+
     path = state.dump(
         desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote")
     )
@@ -77,6 +84,10 @@ def summarize(markdown: Path) -> None:
 
 def latest_release(cfg: Config) -> state.Release:
     """The newest bento of this model in the store, with its image when ``containerize`` built one."""
+    import bentoml
+
+    from ..serving import packaging
+
     newest = bentoml.bentos.get(packaging.latest_bento(cfg.mlflow.model_name))
     version = newest.info.labels.get("model_version")
     if not version:
@@ -141,6 +152,10 @@ def mirror_champion(cfg: Config, environment: str, live: str | None) -> str | No
     A registry that cannot be reached does not undo a deployment that happened: it is reported,
     and the next ``promote`` (which finds production unchanged) moves the alias.
     """
+    from mlflow.exceptions import MlflowException
+
+    from .. import registry
+
     if environment != "production" or live is None:
         return None
     release = state.load(desired_path(cfg, environment)).release(live)
@@ -167,6 +182,8 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
 
     With ``--color`` the checks reach that color alone, through the router's preview door.
     """
+    from . import checks
+
     desired = state.load(desired_path(cfg, args.environment))
     target = target_of(cfg, args.environment)
     color, release = measured(desired, target.load(), args.color)
@@ -236,7 +253,7 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
 def stop(cfg: Config, args: argparse.Namespace) -> int:
     """Stop every process of the environment (state is kept for the next apply)."""
     target = target_of(cfg, args.environment)
-    with promotion.exclusive(target):
+    with local.exclusive(target):
         actual = target.load()
         target.stop_all(actual)
         actual.weights = dict.fromkeys(state.COLORS, 0)
@@ -284,6 +301,8 @@ def by_digest(cfg: Config, release: state.Release) -> state.Release:
     An image that was never pushed keeps its local tag (production on the machine that built it
     can run it) and the edit says so; the release workflow always pushes before proposing.
     """
+    from ..serving import packaging
+
     if release.image is None:
         return release
     image = packaging.built_image(cfg.serving.report_dir, release.bento)
@@ -299,6 +318,8 @@ def push(cfg: Config, args: argparse.Namespace) -> int:
     Only a release whose ``check-staging`` passed is pushed: a digest in the registry is a
     release that may be proposed.
     """
+    from ..serving import packaging
+
     release = staged_release(cfg)
     if release is None or release.image is None:
         print("  nothing to push: staging's live release runs no image (`nox -s containerize` built none)")
@@ -359,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [word for word in given if "=" in word and not word.startswith("-")]
     args = parser().parse_args([word for word in given if word not in overrides])
     args.overrides = overrides
-    packaging.use_project_store()  # `bentoml serve <tag>` finds the bentos `nox -s package` built
+    use_project_store()  # `bentoml serve <tag>` finds the bentos `nox -s package` built
     try:
         code = args.handler(compose(args.overrides), args)
     except EXPECTED as error:

@@ -14,6 +14,7 @@ process carrying its job's id when the job ends.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -22,14 +23,14 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
-from ..serving.packaging import container_engine
-from ..tools import require
+from ..tools import container_engine, require
 from . import router
 from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
@@ -316,3 +317,26 @@ class LocalTarget:
         raise DeployError(
             f"{self.environment}/{name} not ready after {timeout_s:.0f}s:\n{self.log_tail(name)}"
         )
+
+
+@contextmanager
+def exclusive(target: LocalTarget) -> Iterator[None]:
+    """Hold the environment's promotion lock, or fail at once naming who holds it."""
+    target.dir.mkdir(parents=True, exist_ok=True)
+    path = target.dir / "promotion.lock"
+    with path.open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise DeployError(
+                f"another promotion or rollback of {target.environment!r} is running "
+                f"({handle.read().strip() or 'holder unknown'}); wait for it to finish"
+            ) from None
+        handle.truncate(0)
+        handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

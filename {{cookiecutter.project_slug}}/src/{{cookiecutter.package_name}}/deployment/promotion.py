@@ -12,12 +12,9 @@ every decision is printed, appended to ``.deploy/<env>/decisions.jsonl`` and rep
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +22,7 @@ from typing import Any
 from .. import reports
 from ..errors import PipelineError
 from . import checks, router, watch
-from .local import Actual, DeployError, LocalTarget
+from .local import Actual, DeployError, LocalTarget, exclusive
 from .state import COLORS, DesiredState, other
 
 Weights = dict[str, int]
@@ -103,29 +100,6 @@ class Outcome:
         body = "\n".join(lines) + "\n" + "".join("\n" + report.markdown() for report in self.reports)
         (target / f"{name}.md").write_text(body)
         return target / f"{name}.json"
-
-
-@contextmanager
-def exclusive(target: LocalTarget) -> Iterator[None]:
-    """Hold the environment's promotion lock, or fail at once naming who holds it."""
-    target.dir.mkdir(parents=True, exist_ok=True)
-    path = target.dir / "promotion.lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise PromotionError(
-                f"another promotion or rollback of {target.environment!r} is running "
-                f"({handle.read().strip() or 'holder unknown'}); wait for it to finish"
-            ) from None
-        handle.truncate(0)
-        handle.write(f"pid {os.getpid()} since {time.strftime('%H:%M:%S')}")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def weight_steps(current: Weights, desired: Weights, canary: tuple[int, ...]) -> list[Weights]:

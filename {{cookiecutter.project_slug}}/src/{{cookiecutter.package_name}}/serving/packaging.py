@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import mlflow
 from bentoml.exceptions import NotFound
 
 from .. import reference, registry, reports
-from ..config import PROJECT_ROOT, Config, resolve
+from ..config import PROJECT_ROOT, Config, resolve, use_project_store
 from ..data import DataError
 from ..errors import PipelineError
 from ..tools import require
@@ -37,8 +36,6 @@ from . import settings
 
 PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
-BENTOML_HOME = PROJECT_ROOT / ".bentoml"
-ENGINES = ("docker", "podman")
 DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")  # the last line `docker push` prints
 
 
@@ -53,13 +50,6 @@ class Packaged:
     bento_tag: str
     model_tag: str
     labels: dict[str, str]
-
-
-def use_project_store() -> Path:
-    """Point BentoML at ``.bentoml/`` in the project (before bentoml is imported) unless set."""
-    home = Path(os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME)))
-    home.mkdir(parents=True, exist_ok=True)
-    return home
 
 
 def model_labels(cfg: Config, alias: str) -> dict[str, str]:
@@ -169,14 +159,6 @@ def package(cfg: Config, alias: str | None = None) -> Packaged:
 
 
 @dataclass(frozen=True)
-class Engine:
-    """The container engine that builds images here, or why none can."""
-
-    name: str | None
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class Image:
     """What ``nox -s containerize`` built: the reference, its content-addressed id and size.
 
@@ -191,26 +173,6 @@ class Image:
     engine: str
     build_s: float
     pushed: str | None = None
-
-
-def container_engine(environ: Mapping[str, str] = os.environ) -> Engine:
-    """Docker where its daemon answers, else podman (daemonless); ``CONTAINER_ENGINE`` picks one.
-
-    ``CONTAINER_ENGINE=none`` builds no image (a machine whose image builds happen elsewhere).
-    """
-    wanted = environ.get("CONTAINER_ENGINE", "auto").strip().lower() or "auto"
-    if wanted == "none":
-        return Engine(None, "CONTAINER_ENGINE=none")
-    reasons = []
-    for name in ENGINES if wanted == "auto" else (wanted,):
-        if shutil.which(name) is None:
-            reasons.append(f"no {name} on PATH")
-            continue
-        probe = subprocess.run([name, "info"], capture_output=True, text=True, check=False)
-        if probe.returncode == 0:
-            return Engine(name)
-        reasons.append(f"`{name} info` fails: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
-    return Engine(None, "; ".join(reasons))
 
 
 def containerize(bento_tag: str, reference: str, engine: str) -> Image:
