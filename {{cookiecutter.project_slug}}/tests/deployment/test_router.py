@@ -167,8 +167,16 @@ def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalT
 def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.LocalTarget, Router]) -> None:
     _, ports = loopback
     connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
-    connection.request("POST", "/predict", body=b"{}", headers={"Content-Type": "multipart/form-data"})
-    assert connection.getresponse().status == 415
+    for content_type, status in (
+        ("multipart/form-data", 415),
+        ("application/jsonx", 415),  # a prefix is not the type
+        ("application/json", 200),
+        ("Application/JSON; charset=utf-8", 200),
+    ):
+        connection.request("POST", "/predict", body=b"{}", headers={"Content-Type": content_type})
+        response = connection.getresponse()
+        response.read()
+        assert response.status == status, content_type
 
 
 @pytest.mark.slow

@@ -50,11 +50,12 @@ defaults
     # 2.6 left them waiting for the weight-0 color until the queue timed out).
     default-server inter 1s fall 3 rise 2
 
-# Production traffic: the live color, by weight.
+# Production traffic: the live color, by weight. A POST must say application/json (optionally
+# with parameters such as charset): not a prefix, which let application/jsonx through.
 frontend public
     bind 127.0.0.1:{port}
 {body_limit}
-    acl json req.hdr(content-type) -m beg -i application/json
+    acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
     http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
     acl nothing_live nbsrv({backend}) eq 0
     use_backend {fallback} if nothing_live
@@ -65,7 +66,7 @@ frontend public
 frontend preview
     bind 127.0.0.1:{preview_port}
 {body_limit}
-    acl json req.hdr(content-type) -m beg -i application/json
+    acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
     http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
     default_backend {preview}
 
