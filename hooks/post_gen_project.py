@@ -1,4 +1,10 @@
-"""Optionally start the generated project's git history (the GitOps workflows need one)."""
+"""Start the generated project's git history (the GitOps workflows need one), then say what's next.
+
+The git step never costs the user the bake: a failing git (a commit signer that refuses, no
+identity) is reported with git's own words and the project stays. It commits as the user when
+git knows who they are, and as the author given at the prompt only on a bare machine. Inside an
+existing repository it does nothing: nesting one repository in another is rarely what anyone wants.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,66 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 # Rendered by cookiecutter; a raw string so the JSON escapes survive.
 CONTEXT = json.loads(r"""{{ cookiecutter | tojson }}""")
+MESSAGE = "Initial commit from the gitops-mlops template"
 
 
-def git(*args: str) -> None:
-    """Run git quietly; identity is set per command so a bare machine works too."""
-    identity = ["-c", f"user.name={CONTEXT['author_name']}", "-c", f"user.email={CONTEXT['author_email']}"]
-    subprocess.run(["git", *identity, *args], check=True, capture_output=True)
+def git(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run git quietly in the project folder; the caller reads its exit code."""
+    return subprocess.run(["git", *args], capture_output=True, text=True, check=False)
+
+
+def identity() -> list[str]:
+    """``-c user.*`` for what git does not know yet: the user's own identity wins."""
+    options = []
+    for key, fallback in (("user.name", CONTEXT["author_name"]), ("user.email", CONTEXT["author_email"])):
+        if not git("config", "--get", key).stdout.strip():
+            options += ["-c", f"{key}={fallback}"]
+    return options
+
+
+def start_history() -> str:
+    """``git init`` and the first commit; what happened, in one line."""
+    if shutil.which("git") is None:
+        return "git not found: skipped 'git init'; run it yourself before pushing."
+    enclosing = subprocess.run(
+        ["git", "-C", str(Path.cwd().parent), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if enclosing.returncode == 0:
+        return f"inside the git repository {enclosing.stdout.strip()}: skipped 'git init'."
+    steps = {
+        "init": ["init", "--quiet", "--initial-branch=main"],
+        "add": ["add", "--all"],
+        "commit": [*identity(), "commit", "--quiet", "--no-verify", "--message", MESSAGE],
+    }
+    for name, args in steps.items():
+        done = git(*args)
+        if done.returncode:
+            said = (done.stderr or done.stdout).strip().splitlines()
+            reason = said[-1] if said else f"exit {done.returncode}"
+            return f"git {name} failed ({reason}); the project is kept: commit it yourself."
+    return "git: initial commit on main."
+
+
+def next_steps() -> str:
+    """The three commands after a bake, and where the GitHub side is described."""
+    slug = CONTEXT["project_slug"]
+    return (
+        f"\nBaked {slug}. Next:\n"
+        f"  cd {slug}\n"
+        "  python3 -m pip install uv nox      # once: the locked environment and the task runner\n"
+        "  nox -s validate-data train && nox  # data gate and training, then lint, types and tests\n"
+        "Then README.md, 'Connect to GitHub' (`nox -s doctor` checks what it can from here).\n"
+    )
 
 
 if __name__ == "__main__":
-    if CONTEXT["init_git"] == "yes" and shutil.which("git"):
-        git("init", "--quiet", "--initial-branch=main")
-        git("add", "--all")
-        git("commit", "--quiet", "--no-verify", "--message", "Initial commit from the gitops-mlops template")
-    elif CONTEXT["init_git"] == "yes":
-        print("git not found: skipped 'git init'; run it yourself before pushing.", file=sys.stderr)
+    if CONTEXT["init_git"] == "yes":
+        print(start_history(), file=sys.stderr)
+    print(next_steps())

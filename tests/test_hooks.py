@@ -1,9 +1,12 @@
-"""The pre-generation hook refuses bad input with a message that says how to fix it."""
+"""The pre-generation hook refuses bad input with a fix; the post-generation one never costs the bake."""
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
-from conftest import DEFAULTS, PRE_GEN, Bake
+from conftest import DEFAULTS, PRE_GEN, ROOT, Bake
 from cookiecutter.exceptions import FailedHookException
 
 VALID = {
@@ -83,3 +86,58 @@ def test_hooks__baking_with_invalid_input_fails_and_writes_nothing(
 def test_hooks__defaults_are_valid() -> None:
     rendered = VALID | {k: v for k, v in DEFAULTS.items() if isinstance(v, str) and "{{" not in v}
     assert PRE_GEN.problems(rendered) == []
+
+
+def _git_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str) -> None:
+    """The user's global git config, for the hook's git (the system config is left out)."""
+    config = tmp_path / "gitconfig"
+    config.write_text(text)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+
+
+def _git(project: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(project), *args], capture_output=True, text=True, check=True
+    ).stdout
+
+
+def test_hooks__the_first_commit_is_the_user_s_when_git_knows_them(
+    bake: Bake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _git_config(tmp_path, monkeypatch, "[user]\n\tname = Jane Doe\n\temail = jane@example.org\n")
+    project = bake(init_git="yes")
+    assert _git(project, "log", "-1", "--format=%an <%ae>").strip() == "Jane Doe <jane@example.org>"
+
+
+def test_hooks__a_failing_git_keeps_the_bake_and_says_what_git_said(
+    bake: Bake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _git_config(tmp_path, monkeypatch, "[commit]\n\tgpgsign = true\n[gpg]\n\tprogram = false\n")
+    project = bake(init_git="yes")
+    assert (project / "pyproject.toml").is_file()  # the bake is kept
+    err = capfd.readouterr().err
+    assert "git commit failed" in err
+    assert "commit it yourself" in err
+
+
+def test_hooks__inside_an_existing_repository_no_repository_is_nested(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cookiecutter.main import cookiecutter
+
+    outer = tmp_path / "monorepo"
+    subprocess.run(["git", "init", "--quiet", str(outer)], check=True)
+    baked = Path(
+        cookiecutter(str(ROOT), no_input=True, extra_context={"init_git": "yes"}, output_dir=str(outer))
+    )
+    assert not (baked / ".git").exists()
+    assert "skipped 'git init'" in capfd.readouterr().err
+
+
+def test_hooks__a_bake_ends_with_the_next_commands(bake: Bake, capfd: pytest.CaptureFixture[str]) -> None:
+    bake(project_name="Fraud Scoring")
+    out = capfd.readouterr().out
+    assert "cd fraud-scoring" in out
+    assert "nox -s validate-data train && nox" in out
+    assert "Connect to GitHub" in out
