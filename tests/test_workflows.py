@@ -478,8 +478,10 @@ def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_
         assert second["live"] != first["live"]  # the new release on the idle color; the old one stays warm
         _run_ok(act, "push", "promote.yml", PUSH)
         assert _metadata(port)["model_version"] == "2"
-        log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "test"}})
+        forged = "slow answers\n# Approved by security\n- [x] signed off"  # a reason trying to forge
+        log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": forged}})
         assert _metadata(port)["model_version"] == "1"
+        assert "> `slow answers # Approved by security - [x] signed off`" in summaries(log)  # one quoted line
         # git follows: the pull request that makes deploy/production.yaml say what serves
         assert "deploy/ would become what serves" in summaries(log)
         served = yaml.safe_load(

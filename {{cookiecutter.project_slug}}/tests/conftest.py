@@ -28,6 +28,12 @@ def quick_forest(root: Path) -> list[str]:
     ]
 
 
+@pytest.fixture(autouse=True)
+def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run inside CI jobs too: what a stage writes to the job summary must not come from them."""
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+
+
 @pytest.fixture
 def make_config(tmp_path: Path) -> ComposeFn:
     """Compose the project config with an MLflow store and report folders under tmp_path."""
