@@ -36,21 +36,25 @@ class _Probes:
             self.failures += 0 if ok else 1
 
 
+def _probe(connection: http.client.HTTPConnection, body: bytes, probes: _Probes) -> None:
+    """One predict request on a kept-alive connection; a failure closes it (the next reconnects)."""
+    started = time.perf_counter()
+    try:
+        connection.request(
+            "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
+        )
+        response = connection.getresponse()
+        response.read()
+        probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
+    except (OSError, http.client.HTTPException):
+        probes.add(False, (time.perf_counter() - started) * 1000)
+        connection.close()
+
+
 def _probe_loop(port: int, body: bytes, probes: _Probes, stop: threading.Event) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
     while not stop.is_set():
-        started = time.perf_counter()
-        try:
-            connection.request(
-                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            response.read()
-            probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
-        except (OSError, http.client.HTTPException):
-            probes.add(False, (time.perf_counter() - started) * 1000)
-            connection.close()
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
+        _probe(connection, body, probes)
     connection.close()
 
 
@@ -79,17 +83,7 @@ def warm_up(color_port: int, sample: pd.DataFrame, requests: int) -> dict[str, f
     connection = http.client.HTTPConnection("127.0.0.1", color_port, timeout=30.0)
     try:
         for _ in range(requests):
-            started = time.perf_counter()
-            try:
-                connection.request(
-                    "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
-                )
-                response = connection.getresponse()
-                response.read()
-                probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
-            except (OSError, http.client.HTTPException):
-                probes.add(False, (time.perf_counter() - started) * 1000)
-                connection.close()
+            _probe(connection, body, probes)
     finally:
         connection.close()
     latencies = probes.latencies_ms or [0.0]
