@@ -66,7 +66,7 @@ def loopback(tmp_path: Path) -> Iterator[tuple[local.LocalTarget, Router]]:
     target.ensure_router(actual, desired)
     target.save(actual)
     yield target, desired.router
-    target.stop_all(actual)
+    target.stop_all(target.load())  # what the test left recorded (a restarted router, too)
     for server in servers:
         server.shutdown()
 
@@ -209,6 +209,7 @@ def test_router__a_killed_router_comes_back_with_the_weights_it_had(
         }
     )
     target.ensure_router(actual, desired)  # what the next apply does first
+    target.save(actual)
     assert target.api().weights() == {"blue": 30, "green": 70}
     assert set(colors_seen(ports.port, 40)) == {"blue", "green"}
 
