@@ -290,7 +290,7 @@ class LocalTarget:
         """
         logs = self.dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        environment = {name: value for name, value in os.environ.items() if name != JOB_MARK}
+        environment = {key: value for key, value in os.environ.items() if key != JOB_MARK}
         if "BENTOML_HOME" in environment:
             environment["BENTOML_HOME"] = str(Path(environment["BENTOML_HOME"]).resolve())
         environment |= {"PWD": str(self.serve_dir)} | (env or {})

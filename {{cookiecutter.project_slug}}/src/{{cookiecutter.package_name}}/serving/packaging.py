@@ -40,7 +40,7 @@ DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")  # the last line `docker p
 
 
 class ImageError(PipelineError, RuntimeError):
-    """An image could not be pushed, or the image report does not match the bento."""
+    """An image could not be pushed, or the registry named no digest for it."""
 
 
 @dataclass(frozen=True)

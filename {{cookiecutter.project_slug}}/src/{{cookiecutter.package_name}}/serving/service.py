@@ -48,7 +48,6 @@ Profiles
 """
 
 import asyncio
-import json
 import os
 import shlex
 from collections import Counter
@@ -61,12 +60,12 @@ import bentoml
 import mlflow
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import registry
 from ..config import MlflowConfig, compose, resolve
 from . import schema, scoring
 from .batching import MicroBatcher, OverloadedError
+from .metadata import MetadataEndpoint
 from .settings import Settings, apply_environment, from_config
 from .traffic import TrafficProfiler
 
@@ -163,30 +162,6 @@ PROFILE_FAILURES = bentoml.metrics.Counter(
 REJECTED = bentoml.metrics.Counter(
     name="rejected_requests_total", documentation="Requests refused before the model", labelnames=["reason"]
 )
-
-
-class MetadataEndpoint:
-    """``GET /metadata`` as a tiny ASGI layer: BentoML API routes are POST-only."""
-
-    def __init__(self, app: ASGIApp, payload: dict[str, Any]) -> None:
-        self.app = app
-        context = bentoml.server_context
-        built = context.bento_version not in ("", "not available")
-        bento = f"{context.bento_name}:{context.bento_version}" if built else ""  # empty from source
-        instance = os.environ.get("SERVING_INSTANCE", "")
-        self.body = json.dumps(payload | {"bento": bento, "instance": instance}).encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer the metadata route; pass everything else through untouched."""
-        if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] == "GET":
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(self.body)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": self.body})
-            return
-        await self.app(scope, receive, send)
 
 
 # Access logs cost a formatted line per request and spans ~0.8 ms each; /metrics carries counts

@@ -6,7 +6,8 @@ import os
 from typing import Any
 
 import bentoml
-from standin import Instance
+
+from {{ cookiecutter.package_name }}.serving.metadata import MetadataEndpoint
 
 
 @bentoml.service(workers=1)
@@ -16,4 +17,4 @@ class Service:
         os._exit(1)
 
 
-Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]
+Service.add_asgi_middleware(MetadataEndpoint, payload={})  # type: ignore[attr-defined]  # the instance name

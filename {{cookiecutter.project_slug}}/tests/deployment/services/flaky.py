@@ -7,7 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import bentoml
-from standin import Instance, Model
+from standin import Model
+
+from {{ cookiecutter.package_name }}.serving.metadata import MetadataEndpoint
 
 
 @bentoml.service(workers=1)
@@ -23,4 +25,4 @@ class Service:
         return {"predictions": self.model.predict(rows)}
 
 
-Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]
+Service.add_asgi_middleware(MetadataEndpoint, payload={})  # type: ignore[attr-defined]  # the instance name

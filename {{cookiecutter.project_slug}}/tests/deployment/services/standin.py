@@ -1,38 +1,13 @@
-"""Shared body of the test services: load the pipeline, predict a batch of JSON rows, name themselves."""
+"""Shared body of the test services: load the pipeline, predict a batch of JSON rows."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 import joblib
 import pandas as pd
 from bentoml.exceptions import InvalidArgument
-from starlette.types import ASGIApp, Receive, Scope, Send
-
-
-class Instance:
-    """``GET /metadata`` answering ``{"instance": $SERVING_INSTANCE}``, as the project's service does.
-
-    The deploy tooling names each color it starts and waits for that name: a test service must
-    answer it like the real one, or it would never be ready.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-        self.body = json.dumps({"instance": os.environ.get("SERVING_INSTANCE", "")}).encode()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] == "GET":
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(self.body)).encode()),
-            ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": self.body})
-            return
-        await self.app(scope, receive, send)
 
 
 class Model:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import bentoml
-from standin import Instance, Model
+from standin import Model
+
+from {{ cookiecutter.package_name }}.serving.metadata import MetadataEndpoint
 
 
 @bentoml.service(workers=1)
@@ -18,4 +20,4 @@ class Service:
         return {"labels": [row["prediction"] for row in self.model.predict(rows)]}  # type: ignore[dict-item]
 
 
-Service.add_asgi_middleware(Instance)  # type: ignore[attr-defined]
+Service.add_asgi_middleware(MetadataEndpoint, payload={})  # type: ignore[attr-defined]  # the instance name
