@@ -1,5 +1,6 @@
 """Slow tier: a baked project's bento becomes a real OCI image (podman, daemonless); staging runs and
-checks it, a real registry receives it, and production pulls it by digest.
+checks it, a real registry receives it signed, and production pulls it by digest, only with a valid
+signature by the key its desired state names.
 
 No image registry is reachable from the machines this runs on, so the base image the bento's
 Dockerfile names (``python:3.X-slim``) is made here from Debian packages with mmdebstrap, once,
@@ -8,6 +9,8 @@ a containers.conf of the test's own: the ``runc`` runtime (crun refuses cgroup v
 and no default ulimits (setting RLIMIT_NOFILE is not permitted here); the host's CA bundle and a
 ``uv.toml`` trusting it are mounted into build steps, because package downloads here go through a
 TLS-inspecting proxy. On GitHub's runners none of this is needed: docker pulls the base image.
+Signing uses a GPG key pair made here (podman's "simple signing"); no keyless (OIDC) signing is
+possible on this machine.
 """
 
 from __future__ import annotations
@@ -147,16 +150,36 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         answer = json.loads(_post(f"http://127.0.0.1:{staging['router']['port']}/predict", {"rows": [row]}))
         assert answer["predictions"][0]["id"] == row["customer_id"]
 
-        assert_ok(run(project, "nox", "-s", "push-image", env=podman))
-        pushed = json.loads((project / "reports" / "image.json").read_text())["pushed"]
+        keyring, signer = _gpg_key(project, "release")
+        _gpg_key(project, "other")
+        signing = podman | {"GNUPGHOME": str(keyring), "IMAGE_SIGNER": signer}
+        assert_ok(run(project, "nox", "-s", "push-image", env=signing))
+        pushed_image = json.loads((project / "reports" / "image.json").read_text())
+        pushed = pushed_image["pushed"]
         assert pushed.startswith(f"{registry}/customer-churn@sha256:")
+        assert pushed_image["signed_by"] == signer
         assert_ok(run(project, "nox", "-s", "propose-promotion", env=podman))
         production = yaml.safe_load((project / "deploy" / "production.yaml").read_text())
         assert production["colors"][production["live"]]["image"] == pushed  # the edit names the digest
         assert_ok(run(project, "nox", "-s", "deploy-stop", "--", "staging", env=podman))
         assert_ok(run(project, "podman", "rmi", "--force", image["image_id"], env=podman))
 
-        assert_ok(run(project, "nox", "-s", "promote", env=podman))  # pulls by digest, gates, switches
+        # production runs only what the named key signed: another key's, or none, is refused
+        signature = Path("/var/lib/containers/sigstore") / (
+            "customer-churn@" + pushed.split("@")[1].replace(":", "=")
+        )
+        assert signature.is_dir(), "podman (as root) keeps simple signatures here by default"
+        for key, refusal in (("other", "Invalid GPG signature"), ("release", "no signature exists")):
+            _set(project / "deploy" / "production.yaml", signed_by=f"keys/{key}.asc")
+            if key == "release":
+                signature.rename(signature.with_name(signature.name + ".aside"))
+            refused = run(project, "nox", "-s", "promote", env=podman)
+            assert refused.returncode == 1
+            assert refusal in refused.stdout + refused.stderr
+            assert _containers(project, podman) == {}
+        signature.with_name(signature.name + ".aside").rename(signature)
+
+        assert_ok(run(project, "nox", "-s", "promote", env=podman))  # pulls signed by digest, gates, switches
         assert _containers(project, podman) == {f"production-{production['live']}": image["image_id"]}
         metadata = json.loads(_get(f"http://127.0.0.1:{production['router']['port']}/metadata"))
         assert metadata["bento"] == bento
@@ -166,6 +189,32 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         remaining = run(project, "podman", "ps", "--all", "--format", "json", env=podman)
         run(project, "podman", "rmi", "--force", image["image_id"], env=podman)
     assert json.loads(remaining.stdout or "[]") == []  # stopping leaves no container behind
+
+
+def _gpg_key(project: Path, name: str) -> tuple[Path, str]:
+    """A passphrase-less GPG key pair in a keyring of its own, its public key exported to
+    ``keys/<name>.asc`` in the project; the keyring and the key's fingerprint."""
+    home = project.parent / f"gnupg-{name}"
+    home.mkdir(mode=0o700)
+    gpg = ["gpg", "--batch", "--homedir", str(home)]
+    identity = f"{name} <{name}@example.invalid>"
+    _ok(subprocess.run([*gpg, "--passphrase", "", "--quick-gen-key", identity, "default", "default", "never"],
+                       capture_output=True, text=True, check=False))  # fmt: skip
+    listed = subprocess.run(
+        [*gpg, "--with-colons", "--list-keys"], capture_output=True, text=True, check=True
+    )
+    fingerprint = next(line.split(":")[9] for line in listed.stdout.splitlines() if line.startswith("fpr"))
+    exported = subprocess.run(
+        [*gpg, "--armor", "--export", fingerprint], capture_output=True, text=True, check=True
+    )
+    (project / "keys").mkdir(exist_ok=True)
+    (project / "keys" / f"{name}.asc").write_text(exported.stdout)
+    return home, fingerprint
+
+
+def _set(path: Path, **fields: object) -> None:
+    desired = yaml.safe_load(path.read_text())
+    path.write_text(yaml.safe_dump(desired | fields, sort_keys=False))
 
 
 def _own_ports_and_loose_latency(path: Path) -> None:

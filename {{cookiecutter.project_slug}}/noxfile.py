@@ -157,6 +157,18 @@ def deploy_stop(session: nox.Session) -> None:
     uv_run(session, "deploy", "stop", *(session.posargs or ["staging"]))
 
 
+@nox.session(name="add-key")
+def add_key(session: nox.Session) -> None:
+    """A front door key: `nox -s add-key -- production web-app [--requests-per-s 50]`; prints it once."""
+    uv_run(session, "deploy", "add-key", *session.posargs)
+
+
+@nox.session(name="revoke-key")
+def revoke_key(session: nox.Session) -> None:
+    """Revoke a client's keys, or one key by its hash: `nox -s revoke-key -- production web-app`."""
+    uv_run(session, "deploy", "revoke-key", *session.posargs)
+
+
 # Monitoring: traffic against the training reference, and the CI dashboard.
 @nox.session(name="simulate-drift")
 def simulate_drift(session: nox.Session) -> None:

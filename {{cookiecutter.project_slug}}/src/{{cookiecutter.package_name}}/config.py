@@ -142,6 +142,7 @@ class MonitoringConfig:
     outcome_threshold: float = 0.15
     window_hours: float = 24.0
     window_end: str | None = None
+    exclude_clients: list[str] = field(default_factory=lambda: ["operator"])
     reference_profile: str | None = None
     reference_bento: str | None = None
     model_alias: str = "champion"

@@ -52,6 +52,20 @@ def stamp_time(name: str) -> datetime | None:
     return datetime.strptime(match.group(1), STAMP).replace(tzinfo=UTC) if match else None
 
 
+CLIENT_PATTERN = re.compile(r"\.client-([a-z0-9._-]+)\.bin$")
+
+
+def profile_name(stem: str, client: str) -> str:
+    """A traffic profile's file name: ``<stem>.client-<client>.bin`` (see :mod:`.serving.traffic`)."""
+    return f"{stem}.client-{client}.bin"
+
+
+def client_of(name: str) -> str | None:
+    """The client a traffic profile holds rows of, from its file name (None: not attributed)."""
+    match = CLIENT_PATTERN.search(name)
+    return match.group(1) if match else None
+
+
 def window_time(path: str | Path) -> datetime:
     """When a profile was written: the UTC stamp that starts its name, else its modification time."""
     stamped = stamp_time(Path(path).name)

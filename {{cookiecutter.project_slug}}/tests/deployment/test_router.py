@@ -21,7 +21,7 @@ import pytest
 import reaper
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose, resolve
 from {{ cookiecutter.package_name }}.deployment import local, router
-from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, stop_process
+from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, listening, stop_process
 from {{ cookiecutter.package_name }}.deployment.state import Release, Router, parse
 
 needs_haproxy = pytest.mark.skipif(
@@ -85,7 +85,11 @@ def colors_seen(port: int, requests: int) -> Counter[str]:
 
 def test_router__config_names_both_colors_and_the_socket(tmp_path: Path) -> None:
     text = router.render(
-        "production", Router(8080, 8081, 3001, 3002), {"blue": 100, "green": 0}, tmp_path / "s.sock"
+        "production",
+        Router(8080, 8081, 3001, 3002),
+        {"blue": 100, "green": 0},
+        tmp_path / "s.sock",
+        keys_map=tmp_path / "keys.map",
     )
     assert "server blue 127.0.0.1:3001 weight 100 check" in text
     assert "server green 127.0.0.1:3002 weight 0 check" in text
@@ -191,8 +195,8 @@ def test_router__a_killed_router_comes_back_with_the_weights_it_had(
     actual.weights = {"blue": 30, "green": 70}
     target.save(actual)
     os.kill(actual.router_pid or 0, signal.SIGKILL)
-    for _ in range(100):
-        if not target.router_running(actual):
+    for _ in range(100):  # its memory goes before its sockets: wait for the port too
+        if not target.router_running(actual) and not listening(ports.port):
             break
         time.sleep(0.05)
     assert not target.router_running(actual)
@@ -328,6 +332,16 @@ def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its
     assert f"{profiles}:{profiles}" in command
     assert f"SERVING_PROFILE_DIR={profiles}" in command
     assert "SERVING_INSTANCE=staging-green-1" in command  # readiness waits for this name
+
+
+def test_local__signed_images_need_podman_and_the_signer_s_key(tmp_path: Path) -> None:
+    """The refusals before any pull (the real pull, signed and not, is the template's image test)."""
+    target = local.LocalTarget("production", tmp_path / ".deploy", tmp_path)
+    image = "ghcr.io/o/svc@sha256:" + "0" * 64
+    with pytest.raises(local.DeployError, match="docker does not verify image signatures"):
+        target.pull_signed("docker", image, tmp_path / "release.asc")
+    with pytest.raises(local.DeployError, match=r"release\.asc not found; export the signer's key"):
+        target.pull_signed("podman", image, tmp_path / "release.asc")
 
 
 def test_local__admin_socket_of_a_deep_project_stays_within_haproxys_limit(tmp_path: Path) -> None:

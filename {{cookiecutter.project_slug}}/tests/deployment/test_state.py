@@ -171,6 +171,10 @@ def test_state__lenient_where_yaml_is_ambiguous(
             "colour: unknown field; allowed: environment, live, colors, traffic, canary_steps",
         ),
         ({"live": "red", "environment": ""}, "environment: expected a non-empty string, got '' (and 1 more)"),
+        (
+            {"signed_by": "keys/release.asc"},
+            "colors.blue runs a bento, not an image, and signed_by asks for signed images",
+        ),
     ],
 )
 def test_state__bad_document_fails_naming_the_field_and_the_fix(

@@ -195,3 +195,22 @@ def test_monitor_stage__drift_exits_3_when_asked_and_tells_the_workflow(
     assert exit_info.value.code == 3
     assert "drift=true" in (tmp_path / "outputs").read_text().splitlines()
     assert "ALERT tenure_months: feature drift" in capsys.readouterr().out
+
+
+def test_monitor__the_operators_own_traffic_is_left_out(tmp_path: Path, fitted: Fitted) -> None:
+    """The checks' requests (client ``operator``) would fake drift; monitor leaves them out by name."""
+    cfg = configure(tmp_path, fitted.folder, "monitoring.simulation.shift=none")
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    checks = replay.traffic(configure(tmp_path, fitted.folder, "monitoring.simulation.shift=covariate"))
+    checks = checks.drop(columns=[cfg.data.target, cfg.data.id_column], errors="ignore")
+    checks["prediction"] = fitted.model.predict(checks)
+    stamp = datetime.now(UTC).strftime(profiling.STAMP)
+    name = profiling.profile_name(f"{stamp}-checks-1-00001", "operator")
+    profiling.write(profiling.profile(checks), tmp_path / "profiles" / name)
+
+    kept = monitor.monitor(cfg).result
+    assert (kept.rows, kept.clients, kept.excluded_clients) == (2000, {"direct": 2000}, ["operator"])
+    assert kept.alerts == []
+    everyone = monitor.monitor(configure(tmp_path, fitted.folder, "monitoring.exclude_clients=[]"))
+    assert everyone.result.clients == {"direct": 2000, "operator": len(checks)}
+    assert everyone.result.drift_detected

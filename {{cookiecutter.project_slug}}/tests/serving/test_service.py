@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from crowning import crown
 from {{ cookiecutter.package_name }} import profiling, registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import load_table, split
+from {{ cookiecutter.package_name }}.headers import CLIENT_HEADER, DIRECT
+from {{ cookiecutter.package_name }}.serving.traffic import client_name
 from {{ cookiecutter.package_name }}.training import train
 
 pytestmark = pytest.mark.slow
@@ -32,12 +35,16 @@ class Served:
     profile_dir: Path
     process: Any
     rows_answered: int = 0
+    by_client: Counter[str] = field(default_factory=Counter)
     client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
 
-    def predict(self, rows: list[dict[str, Any]]) -> httpx.Response:
-        response = self.client.post(f"{self.url}/predict", json={"rows": rows})
+    def predict(self, rows: list[dict[str, Any]], sender: str | None = None) -> httpx.Response:
+        """POST rows; ``sender`` goes as ``X-Client``, as the router names each caller."""
+        headers = {CLIENT_HEADER: sender} if sender else {}
+        response = self.client.post(f"{self.url}/predict", json={"rows": rows}, headers=headers)
         if response.status_code == 200:
             self.rows_answered += len(rows)
+            self.by_client[client_name(sender)] += len(rows)
         return response
 
 
@@ -90,8 +97,9 @@ def test_service__concurrent_single_rows_match_offline_predictions(
     served: Served, test_rows: tuple[list, list]
 ) -> None:
     rows, expected = test_rows
+    senders = ["web-app", "batch", None]  # batched together, each row still filed under its sender
     with ThreadPoolExecutor(max_workers=16) as pool:
-        responses = list(pool.map(lambda row: served.predict([row]), rows))
+        responses = list(pool.map(lambda i: served.predict([rows[i]], senders[i % 3]), range(len(rows))))
     assert all(r.status_code == 200 for r in responses)
     assert [r.json()["predictions"][0]["prediction"] for r in responses] == pytest.approx(expected)
 
@@ -207,4 +215,9 @@ def test_service__profiles_hold_exactly_the_rows_served(served: Served) -> None:
     assert sum(profiling.row_count(profiling.read(path)) for path in profiles) == served.rows_answered
     ids = pd.concat(pd.read_parquet(path) for path in served.profile_dir.glob("*.predictions.parquet"))
     assert len(ids) == served.rows_answered
-    assert set(ids.columns) == {served.cfg.data.id_column, "prediction", "served_at"}
+    assert set(ids.columns) == {served.cfg.data.id_column, "prediction", "client", "served_at"}
+    filed: Counter[str] = Counter()
+    for path in profiles:
+        filed[str(profiling.client_of(path.name))] += profiling.row_count(profiling.read(path))
+    assert filed == served.by_client
+    assert {"web-app", "batch", DIRECT} <= set(filed)

@@ -5,9 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from hypothesis import given
+from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }} import profiling
-from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
+from {{ cookiecutter.package_name }}.headers import DIRECT
+from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler, client_name
 
 
 def batch(start: int, size: int) -> tuple[pd.DataFrame, list[str]]:
@@ -80,3 +83,30 @@ def test_traffic__buffer_is_bounded_and_drops_are_counted(tmp_path: Path) -> Non
     profiler.stop()
     assert profiler.stats.rows_dropped == 20
     assert profiled_rows(tmp_path) == 10
+
+
+def test_traffic__rows_are_filed_by_the_client_that_sent_them(tmp_path: Path) -> None:
+    """Batches from several clients share a window; each client gets its own profile of its own rows."""
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id")
+    web, mixed = batch(0, 4), batch(4, 6)
+    profiler.record(*web, ["web-app"] * 4)
+    profiler.record(*mixed, ["operator", "web-app", "operator", "operator", "batch", "web-app"])
+    profiler.record(*batch(10, 2))  # no clients: a caller that reached the color directly
+    profiler.stop()
+    rows = {
+        profiling.client_of(path.name): profiling.row_count(profiling.read(path))
+        for path in tmp_path.glob("*.bin")
+    }
+    assert rows == {"web-app": 6, "operator": 3, "batch": 1, DIRECT: 2}
+    logged = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
+    assert dict(zip(logged["customer_id"], logged["client"], strict=True))["C5"] == "web-app"
+    assert "client" not in profiling.read(next(tmp_path.glob("*.bin"))).get_columns()
+
+
+@given(st.text(max_size=80))
+def test_traffic__any_client_header_becomes_a_safe_file_name_part(header: str) -> None:
+    name = client_name(header)
+    assert name == header or name == "unknown"
+    assert profiling.client_of(profiling.profile_name("20260101T000000-h-1-00001", name)) == name
+    assert "/" not in name
+    assert client_name(None) == DIRECT

@@ -32,7 +32,7 @@ from ..config import Config
 from ..data import digest, load_table, split
 from ..errors import PipelineError
 from ..tools import MissingToolError
-from . import load
+from . import load, router
 from .state import Checks, LatencyCheck
 
 PREDICT_PATH = "/predict"
@@ -156,7 +156,7 @@ def _request(
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
     try:
         payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+        connection.request(method, path, body=payload, headers=router.OPERATOR_HEADERS)
         response = connection.getresponse()
         raw = response.read()
     finally:

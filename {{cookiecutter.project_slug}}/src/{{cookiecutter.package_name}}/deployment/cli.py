@@ -180,7 +180,8 @@ def mirror_champion(cfg: Config, environment: str, live: str | None) -> str | No
 def check(cfg: Config, args: argparse.Namespace) -> int:
     """Run the sanity checks through the environment's router (what clients see).
 
-    With ``--color`` the checks reach that color alone, through the router's preview door.
+    With ``--color`` the checks reach that color alone, through the router's preview door. With
+    access on, they go through the preview door at the front door's weights (no key to present).
     """
     from . import checks
 
@@ -192,8 +193,10 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     if color != (args.color or desired.live):
         print(f"  deploy/{args.environment}.yaml names {desired.live} live, but {color} serves: checking it")
     port = desired.router.port
-    if args.color:
-        target.api().set_weights({color: 100, state.other(color): 0}, backend=router.PREVIEW)
+    if args.color or desired.access is not None:
+        # with access on, the front door asks a key: the operators' preview door carries its weights
+        weights = {color: 100, state.other(color): 0} if args.color else target.api().weights()
+        target.api().set_weights(weights, backend=router.PREVIEW)
         target.wait_router_sees(color, backend=router.PREVIEW)
         port = desired.router.preview_port
     report = checks.Report(
@@ -336,6 +339,37 @@ def push(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_key(cfg: Config, args: argparse.Namespace) -> int:
+    """Make a key for a client of the front door: its hash goes to deploy/<environment>.yaml.
+
+    The key is printed once and kept nowhere; a client may hold several (rotation). Merging the
+    edit and reconciling (``nox -s promote``) applies it without a restart.
+    """
+    from . import access
+
+    desired = state.load(desired_path(cfg, args.environment))
+    updated, key = access.add_key(desired, args.client, args.requests_per_s)
+    path = write_desired(cfg, updated)
+    hashed = access.hash_key(key)[: access.PREFIX_CHARS]
+    print(f"  {path}: key {hashed}… for {args.client!r}, {args.requests_per_s or 'no'} limit in requests/s")
+    print(f"  the key (shown once; hand it to the client as a secret): {key}")
+    if desired.access is None:
+        print("  access was open: once applied, callers without a listed key get 401")
+    return 0
+
+
+def revoke_key(cfg: Config, args: argparse.Namespace) -> int:
+    """Remove a client's keys (by name) or one key (by the start of its hash) from the front door."""
+    from . import access
+
+    desired = state.load(desired_path(cfg, args.environment))
+    updated, removed = access.revoke(desired, args.who)
+    path = write_desired(cfg, updated)
+    for client in removed:
+        print(f"  {path}: revoked key {client.key_sha256[: access.PREFIX_CHARS]}… of {client.name!r}")
+    return 0
+
+
 def require_checked(cfg: Config, release: state.Release) -> None:
     """Refuse to propose a release unless ``check-staging`` passed for exactly that bento."""
     path = resolve(cfg.deploy.report_dir) / "staging.json"
@@ -357,7 +391,7 @@ def parser() -> argparse.ArgumentParser:
     commands = root.add_subparsers(dest="command", required=True)
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
-        "propose": propose, "push": push,
+        "propose": propose, "push": push, "add-key": add_key, "revoke-key": revoke_key,
     }  # fmt: skip
     for name, handler in handlers.items():
         command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
@@ -368,6 +402,11 @@ def parser() -> argparse.ArgumentParser:
     commands.choices["apply"].add_argument(
         "--from-store", action="store_true", help="first put the newest packaged bento live"
     )
+    commands.choices["add-key"].add_argument("client", help="the caller's name, as profiles will show it")
+    commands.choices["add-key"].add_argument(
+        "--requests-per-s", type=int, default=0, help="rate limit of this key (0: none)"
+    )
+    commands.choices["revoke-key"].add_argument("who", help="a client's name, or the start of a key's hash")
     commands.choices["propose"].add_argument("--bento", help="bento tag (default: staging's live release)")
     commands.choices["propose"].add_argument("--model-version", help="MLflow model version inside the bento")
     return root

@@ -23,11 +23,15 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..errors import PipelineError
+from ..headers import CLIENT_HEADER
 from ..tools import require
+from .access import OPERATOR
 from .router import COLOR_HEADER
 
 BODIES_ENV = "WRK_BODIES"
 """The environment variable naming the bodies file; the script reads it when each thread starts."""
+KEY_ENV = "WRK_KEY"
+"""The environment variable holding the front door key to send, if any (never on wrk's command line)."""
 
 RESULT_PREFIX = "WRK_JSON "
 STOP_GRACE_S = 10.0
@@ -40,6 +44,9 @@ RESULT_GRACE_S = 60.0
 _TEMPLATE = """
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+wrk.headers["__CLIENT_HEADER__"] = "__OPERATOR__"  -- the router replaces it on the front door
+local key = os.getenv("__KEY_ENV__")
+if key and key ~= "" then wrk.headers["Authorization"] = "Bearer " .. key end
 local bodies = {}
 for line in io.lines(os.getenv("__BODIES_ENV__") or error("__BODIES_ENV__ is not set")) do
   if line ~= "" then bodies[#bodies + 1] = line end
@@ -77,6 +84,9 @@ end
 """
 SCRIPT = (
     _TEMPLATE.replace("__BODIES_ENV__", BODIES_ENV)
+    .replace("__KEY_ENV__", KEY_ENV)
+    .replace("__CLIENT_HEADER__", CLIENT_HEADER)
+    .replace("__OPERATOR__", OPERATOR)
     .replace("__HEADER_LOWER__", COLOR_HEADER.lower())  # HAProxy sends header names in lower case
     .replace("__HEADER__", COLOR_HEADER)
     .replace("__PREFIX__", RESULT_PREFIX)
@@ -233,6 +243,7 @@ def background(
     clients: int,
     duration_s: float,
     threads: int | None = None,
+    key: str | None = None,
 ) -> Iterator[Background]:
     """Run wrk while the ``with`` block does something else under load (a switch, a kill).
 
@@ -244,6 +255,7 @@ def background(
         clients: Concurrent connections.
         duration_s: How long wrk runs, rounded up to whole seconds.
         threads: wrk threads, ``min(2, clients)`` by default (see :func:`command`).
+        key: A front door key, sent as ``Authorization: Bearer`` (see :mod:`access`).
 
     Yields:
         The run; call :meth:`Background.result` for its numbers.
@@ -259,7 +271,7 @@ def background(
         _write_bodies(bodies_file, bodies)
         process = subprocess.Popen(
             command(url, script, clients=clients, duration_s=duration_s, threads=threads),
-            env=os.environ | {BODIES_ENV: str(bodies_file)},
+            env=os.environ | {BODIES_ENV: str(bodies_file), KEY_ENV: key or ""},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -278,6 +290,7 @@ def run(
     clients: int,
     duration_s: float,
     threads: int | None = None,
+    key: str | None = None,
 ) -> LoadResult:
     """Run wrk to the end and return its numbers (the arguments are :func:`background`'s).
 
@@ -285,5 +298,5 @@ def run(
         MissingToolError: wrk is not installed.
         LoadError: wrk printed no result.
     """
-    with background(url, bodies, clients=clients, duration_s=duration_s, threads=threads) as load:
+    with background(url, bodies, clients=clients, duration_s=duration_s, threads=threads, key=key) as load:
         return load.result()

@@ -31,7 +31,7 @@ from typing import Any
 
 from ..errors import PipelineError
 from ..tools import container_engine, require
-from . import router
+from . import access, router
 from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
 
@@ -93,6 +93,14 @@ def admin_socket(folder: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"haproxy-{digest}.sock"
 
 
+def write_atomically(path: Path, text: str) -> None:
+    """Write through a temporary file and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(text)
+    temporary.replace(path)
+
+
 class LocalTarget:
     """One environment's processes and recorded state under ``<state_dir>/<environment>/``."""
 
@@ -103,6 +111,7 @@ class LocalTarget:
         self.state_file = self.dir / "state.json"
         self.socket = admin_socket(self.dir)
         self.config_file = self.dir / "haproxy.cfg"
+        self.keys_map = self.dir / "keys.map"
 
     def load(self) -> Actual:
         """The recorded state (empty when nothing was ever deployed here)."""
@@ -117,10 +126,7 @@ class LocalTarget:
 
     def save(self, actual: Actual) -> None:
         """Record the state atomically, so a crash never leaves half a file."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(actual), indent=2))
-        temporary.replace(self.state_file)
+        write_atomically(self.state_file, json.dumps(asdict(actual), indent=2))
 
     def api(self) -> router.RuntimeApi:
         """HAProxy's runtime API for this environment."""
@@ -144,8 +150,16 @@ class LocalTarget:
         self.require_free(desired.router.preview_port, "router.preview_port")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
+        write_atomically(self.keys_map, access.render_map(desired.access))
         self.config_file.write_text(
-            router.render(self.environment, desired.router, actual.weights, self.socket, actual.previous)
+            router.render(
+                self.environment,
+                desired.router,
+                actual.weights,
+                self.socket,
+                keys_map=self.keys_map,
+                fallback=actual.previous,
+            )
         )
         check = subprocess.run(
             [haproxy, "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False
@@ -158,12 +172,24 @@ class LocalTarget:
         actual.router_port = desired.router.port
         self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
 
-    def start_color(self, color: str, release: Release, port: int, timeout_s: float) -> ColorProcess:
+    def apply_access(self, desired: DesiredState) -> None:
+        """Bring the running router's keys to desired state's ``access``, without a restart.
+
+        The file is rewritten too, so a router started later (after a reboot) reads the same keys.
+        """
+        write_atomically(self.keys_map, access.render_map(desired.access))
+        self.api().replace_map(self.keys_map, access.entries(desired.access))
+
+    def start_color(
+        self, color: str, release: Release, port: int, timeout_s: float, signed_by: Path | None = None
+    ) -> ColorProcess:
         """Serve ``release`` on ``port`` (its image when it has one, else the bento) until ready.
 
         Ready means the process started here answers: it is named (``SERVING_INSTANCE``) and the
         wait is for ``/metadata`` to say that name, so a leftover server on the same port is never
-        taken for the release; a port already taken is refused before anything starts.
+        taken for the release; a port already taken is refused before anything starts. With
+        ``signed_by`` (an armored GPG public key) the image runs only once podman has pulled it
+        with a valid signature by that key.
         """
         self.require_free(port, f"router.{color}_port")
         instance = f"{self.environment}-{color}-{uuid.uuid4().hex[:12]}"
@@ -175,6 +201,8 @@ class LocalTarget:
                     f"{release.image}: cannot run the image, no container engine ({found.reason})"
                 )
             engine = found.name
+            if signed_by is not None:
+                self.pull_signed(engine, release.image, signed_by)
             self._remove_container(engine, color)  # one left by a killed earlier run
             command = self.container_command(
                 engine, release.image, self.container_name(color), port, instance
@@ -189,6 +217,39 @@ class LocalTarget:
         return ColorProcess(
             release.bento, release.model_version, pid, port, time.time(), release.image, engine, instance
         )
+
+    def pull_signed(self, engine: str, image: str, key: Path) -> None:
+        """Pull ``image`` from its registry only if it carries a valid signature by ``key``.
+
+        podman checks it against a signature policy written here, which admits the image's
+        repository with a ``signedBy`` requirement and rejects everything else: an unsigned image,
+        or one signed by another key, never reaches the local store from this pull, and the run
+        that follows takes the image just verified (by digest, as promotion edits name it).
+        """
+        if Path(engine).name != "podman":
+            raise DeployError(
+                f"signed_by: {engine} does not verify image signatures; set CONTAINER_ENGINE=podman"
+            )
+        if not key.is_file():
+            raise DeployError(
+                f"signed_by: {key} not found; export the signer's key: gpg --armor --export KEY > {key}"
+            )
+        repository = image.partition("@")[0]
+        if ":" in repository.rpartition("/")[2]:
+            repository = repository.rpartition(":")[0]
+        requirement = {"type": "signedBy", "keyType": "GPGKeys", "keyPath": str(key.resolve())}
+        policy = {"default": [{"type": "reject"}], "transports": {"docker": {repository: [requirement]}}}
+        policy_file = self.dir / "signature-policy.json"
+        write_atomically(policy_file, json.dumps(policy, indent=2))
+        pulled = subprocess.run(
+            [engine, "pull", "--quiet", "--signature-policy", str(policy_file), image],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if pulled.returncode:
+            reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
+            raise DeployError(f"{image} refused: {reason} (signed_by: {key.name})")
 
     def container_name(self, color: str) -> str:
         """The engine's name for a color's container: one per environment and color."""

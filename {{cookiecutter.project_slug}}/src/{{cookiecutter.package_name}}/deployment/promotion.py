@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import reports
+from ..config import resolve
 from ..errors import PipelineError
 from . import checks, router, watch
 from .local import Actual, DeployError, LocalTarget, exclusive
@@ -146,6 +147,7 @@ class Promoter:
                 return self._finish(actual, "unchanged")
             self.target.ensure_router(actual, self.desired)
             self.target.save(actual)
+            self._apply_access()
             started = self._deploy_colors(actual)
             gaining = [c for c in COLORS if self.desired.traffic[c] > actual.weights.get(c, 0)]
             if self.desired.checks.gate:
@@ -205,6 +207,7 @@ class Promoter:
                     release,
                     self.desired.router.color_port(color),
                     self.desired.checks.readiness_timeout_s,
+                    signed_by=resolve(self.desired.signed_by) if self.desired.signed_by else None,
                 )
             except DeployError as error:
                 self.target.save(actual)
@@ -226,6 +229,13 @@ class Promoter:
             sample = self.holdout_of(color).x_test.head(1)
             numbers = watch.warm_up(port, sample, count)
             self.journal.record(f"warm {color}", "done", f"{count} requests on port {port}", **numbers)
+
+    def _apply_access(self) -> None:
+        """The front door's keys as the file lists them (a map swap: no restart, no request lost)."""
+        self.target.apply_access(self.desired)
+        granted = self.desired.access
+        detail = "open: no key asked" if granted is None else f"{len(granted.clients)} keys"
+        self.journal.record("access", "applied", detail)
 
     def _gate(self, color: str, actual: Actual) -> bool:
         """The checks on the candidate alone (preview door); latency is judged beside the live color."""

@@ -9,23 +9,37 @@ warm previous color, the one a rollback would choose, through the ``fallback`` b
 that was refused or rolled back from is never a fallback. Every response
 carries ``X-Deploy-Color`` naming the color that answered, which the checks and the switch
 benchmark read.
+
+The front door checks who calls (see :mod:`access`): a bearer key's SHA-256 is looked up in
+the keys map, and the client's name travels to the color as ``X-Client``; a client over its
+rate gets 429. Health stays open for load balancers, and ``/metrics`` and ``/metadata`` answer
+there only while access is open. The preview door is the operators' side: loopback only, no
+key, its traffic named ``operator``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import re
 import socket
+import string
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import PipelineError
+from ..headers import CLIENT_HEADER
+from .access import OPEN, OPERATOR
 from .state import COLORS, Router
 
 BACKEND = "colors"
 PREVIEW = "preview"
 FALLBACK = "fallback"
 COLOR_HEADER = "X-Deploy-Color"
+HEALTH_PATHS = ("/livez", "/readyz", "/healthz")
+JSON_HEADERS = {"Content-Type": "application/json"}
+OPERATOR_HEADERS = JSON_HEADERS | {CLIENT_HEADER: OPERATOR}
+"""What the operators' own requests (checks, warm-up, watch) send, so profiles can tell them apart."""
 
 CONFIG = """\
 # Generated from deploy/{environment}.yaml by the deployment tooling; do not edit.
@@ -53,7 +67,8 @@ defaults
 # Production traffic: the live color, by weight. A POST must say application/json (optionally
 # with parameters such as charset): not a prefix, which let application/jsonx through.
 frontend public
-    bind 127.0.0.1:{port}
+    bind {address}:{port}
+{access}
 {body_limit}
     acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
     http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
@@ -68,6 +83,7 @@ frontend preview
 {body_limit}
     acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
     http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+    http-request set-header {client_header} {operator}
     default_backend {preview}
 
 backend {backend}
@@ -100,14 +116,46 @@ BODY_LIMIT = """\
     http-request return status 413 content-type text/plain string "over {mb:g} MB: split the rows" if big"""
 
 
+# Access at the front door. A bearer key's SHA-256 finds "<client>:<requests/s>" in the keys map;
+# keyless callers get the `open` entry, present only while access is null. Rates are counted per
+# client over one second, refused requests included (a client hammering past its limit stays out).
+ACCESS = string.Template("""\
+    stick-table type string len 64 size 100k expire 10s store http_req_rate(1s)
+    acl health path $health
+    acl operators path /metrics /metadata
+    acl open str($open),map($keys) -m found
+    acl keyed var(txn.entry) -m found
+    acl limited var(txn.limit) -m int gt 0
+    acl over sc_http_req_rate(0),sub(txn.limit) gt 0
+    http-request del-header $client_header
+    http-request set-var(txn.entry) req.fhdr(authorization),regsub("^[Bb]earer +",""),sha2(256),hex,lower,map($keys)
+    http-request set-var(txn.entry) str($open),map($keys) if !keyed
+    http-request return status 403 content-type text/plain string "operators only: preview door" if operators !open
+    http-request return status 401 content-type text/plain string "send Authorization: Bearer <key>" if !health !keyed
+    http-request set-var(txn.client) var(txn.entry),field(1,:)
+    http-request set-var(txn.limit) var(txn.entry),field(2,:)
+    http-request track-sc0 var(txn.client) if !health
+    http-request return status 429 content-type text/plain hdr Retry-After 1 string "over the key's rate" if !health limited over
+    http-request set-header $client_header %[var(txn.client)] if keyed""")  # noqa: E501 (HAProxy lines do not wrap)
+
+
 class RouterError(PipelineError, RuntimeError):
     """HAProxy's runtime API refused a command or could not be reached."""
 
 
 def render(
-    environment: str, router: Router, weights: dict[str, int], socket_path: Path, fallback: str | None = None
+    environment: str,
+    router: Router,
+    weights: dict[str, int],
+    socket_path: Path,
+    *,
+    keys_map: Path,
+    fallback: str | None = None,
 ) -> str:
-    """The HAProxy configuration for one environment, starting at the given weights and fallback."""
+    """The HAProxy configuration for one environment, starting at the given weights and fallback.
+
+    ``keys_map`` is the file of the front door's keys (:func:`access.render_map` writes it).
+    """
 
     def servers(chosen: dict[str, int], tracked: str | None = None) -> str:
         lines = [
@@ -120,7 +168,13 @@ def render(
     return CONFIG.format(
         environment=environment,
         socket=socket_path,
+        address=router.address,
         port=router.port,
+        access=ACCESS.substitute(
+            health=" ".join(HEALTH_PATHS), keys=keys_map, open=OPEN, client_header=CLIENT_HEADER
+        ),
+        client_header=CLIENT_HEADER,
+        operator=OPERATOR,
         preview_port=router.preview_port,
         backend=BACKEND,
         preview=PREVIEW,
@@ -192,6 +246,20 @@ class RuntimeApi:
     def set_fallback(self, color: str | None) -> None:
         """Name the color the front door fails over to when no weighted color is up (None: none)."""
         self.set_weights(fallback_weights(color), backend=FALLBACK)
+
+    def replace_map(self, path: Path, entries: dict[str, str]) -> None:
+        """Swap a map's whole content at once: lookups see the old map or the new, never a mix.
+
+        HAProxy builds the new version aside (``prepare map``), then ``commit map`` makes it the
+        current one in a single step, so a key present in both is never missing for a request.
+        """
+        answer = self.command(f"prepare map {path}")
+        version = re.search(r"New version created: (\d+)", answer)
+        if version is None:
+            raise RouterError(f"HAProxy refused to prepare map {path}: {answer.strip()}")
+        for key, value in entries.items():
+            self.change(f"add map @{version[1]} {path} {key} {value}")
+        self.change(f"commit map @{version[1]} {path}")
 
     def weights(self, backend: str = BACKEND) -> dict[str, int]:
         """Current weight of each color."""

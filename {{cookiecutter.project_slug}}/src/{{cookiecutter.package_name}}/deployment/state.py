@@ -13,6 +13,7 @@ port), cross-field rules sit on the model they constrain. The models are pydanti
 from __future__ import annotations
 
 import dataclasses
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_type_hints
 
@@ -73,6 +74,17 @@ Count = Annotated[int, Field(strict=True, ge=0), _expect("a whole number >= 0")]
 Clients = Annotated[int, Field(strict=True, ge=1), _expect("a whole number >= 1")]
 Amount = Annotated[float, Field(strict=True, ge=0), _expect("a number >= 0")]  # strict floats take ints too
 Flag = Annotated[bool, Field(strict=True), _expect("true or false")]
+Address = Annotated[IPv4Address, _expect("an IPv4 address such as 127.0.0.1 or 0.0.0.0")]
+Name = Annotated[
+    str,
+    Field(strict=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$"),
+    _expect("a lowercase name like 'web-app'"),
+]
+KeyHash = Annotated[
+    str,
+    Field(strict=True, pattern=r"^[0-9a-f]{64}$"),
+    _expect("a key's SHA-256 in 64 lowercase hex digits (`nox -s add-key` writes it)"),
+]
 
 
 @dataclass(frozen=True, config=MODEL)
@@ -133,13 +145,18 @@ class Checks:
 
 @dataclass(frozen=True, config=MODEL)
 class Router:
-    """Loopback ports (front door, candidate-only preview door, one per color) and the body limit."""
+    """Ports (front door, candidate-only preview door, one per color), front door address, body limit.
+
+    Only the front door may listen beyond loopback (``address``); the preview door and the colors
+    are the operators' side and stay on 127.0.0.1.
+    """
 
     port: Port = 8080
     preview_port: Port = 8081
     blue_port: Port = 3001
     green_port: Port = 3002
     max_body_mb: Amount = 16.0
+    address: Address = IPv4Address("127.0.0.1")
 
     @model_validator(mode="after")
     def _distinct(self) -> Router:
@@ -155,6 +172,47 @@ class Router:
 
 
 @dataclass(frozen=True, config=MODEL)
+class Client:
+    """One caller of the front door: its name, the SHA-256 of its key, its request-rate limit.
+
+    The name goes with every request it sends to the colors (``X-Client``), so profiles say who
+    sent each row. The key itself is never stored: the router hashes what a caller presents.
+    """
+
+    name: Name
+    key_sha256: KeyHash
+    requests_per_s: Count = 0  # 0: no limit
+
+
+RESERVED_CLIENTS = ("anonymous", "operator")
+"""Names the router gives traffic itself: keyless callers while access is open, and the preview door."""
+
+
+@dataclass(frozen=True, config=MODEL)
+class Access:
+    """Who may call the front door: with this section, only holders of a listed key (health aside).
+
+    A client may hold several keys at once, which is how a key is rotated: add the new one, move
+    the client to it, revoke the old one. Every change applies at the next reconcile without a
+    restart.
+    """
+
+    clients: tuple[Client, ...] = ()
+
+    @field_validator("clients")
+    @classmethod
+    def _distinct(cls, clients: tuple[Client, ...]) -> tuple[Client, ...]:
+        """One key, one client; the router's own names stay its own."""
+        hashes = [client.key_sha256 for client in clients]
+        if len(set(hashes)) < len(hashes):
+            raise _rule("the same key_sha256 is listed twice; each key belongs to one client")
+        reserved = sorted({c.name for c in clients} & set(RESERVED_CLIENTS))
+        if reserved:
+            raise _rule(f"{reserved[0]!r} is the router's own name for traffic; choose another client name")
+        return clients
+
+
+@dataclass(frozen=True, config=MODEL)
 class DesiredState:
     """One environment's desired state."""
 
@@ -165,6 +223,8 @@ class DesiredState:
     canary_steps: tuple[Step, ...] = ()
     router: Router = Field(default_factory=Router)
     checks: Checks = Field(default_factory=Checks)
+    access: Access | None = None
+    signed_by: Text | None = None
 
     @field_validator("colors")
     @classmethod
@@ -203,6 +263,27 @@ class DesiredState:
             raise _rule(f"traffic: the live color {live!r} must carry the larger share, got {weights}")
         return self
 
+    @model_validator(mode="after")
+    def _signed(self) -> DesiredState:
+        """A signature is a property of an image: with ``signed_by`` every release must run one."""
+        unsigned = [c for c, release in self.colors.items() if release is not None and release.image is None]
+        if self.signed_by is not None and unsigned:
+            raise _rule(
+                f"colors.{unsigned[0]} runs a bento, not an image, and signed_by asks for signed images: "
+                "package an image (`nox -s containerize`) or set signed_by: null"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _guarded(self) -> DesiredState:
+        """A front door beyond loopback needs an access section: anyone who reaches it could call it."""
+        if self.access is None and not self.router.address.is_loopback:
+            raise _rule(
+                f"router.address {self.router.address} reaches beyond this host, and access is null: "
+                "list the callers under access.clients (`nox -s add-key`)"
+            )
+        return self
+
     @property
     def idle(self) -> str:
         """The color that is not live: where the next release is deployed."""
@@ -220,6 +301,7 @@ class DesiredState:
 
 STATE = TypeAdapter(DesiredState)
 RELEASE = TypeAdapter(Release)
+CLIENT = TypeAdapter(Client)
 HINTS = {  # pydantic error types not already worded by a field type's _expect
     "missing": "required field is missing; add it",
     "dataclass_type": "expected a mapping of fields",
@@ -287,6 +369,16 @@ def release_of(bento: str, model_version: str, image: str | None = None) -> Rele
         return RELEASE.validate_python({"bento": bento, "model_version": model_version, "image": image})
     except ValidationError as error:
         raise StateError(f"release: {_describe(error.errors()[0])}") from None
+
+
+def client_of(name: str, key_sha256: str, requests_per_s: int) -> Client:
+    """A front door client named on the command line, held to the file's rules."""
+    try:
+        return CLIENT.validate_python(
+            {"name": name, "key_sha256": key_sha256, "requests_per_s": requests_per_s}
+        )
+    except ValidationError as error:
+        raise StateError(f"client: {_describe(error.errors()[0])}") from None
 
 
 def with_release(state: DesiredState, release: Release) -> DesiredState:

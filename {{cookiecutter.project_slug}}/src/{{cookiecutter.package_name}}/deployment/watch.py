@@ -19,6 +19,7 @@ import pandas as pd
 
 from . import checks
 from .local import LocalTarget
+from .router import OPERATOR_HEADERS
 from .state import PostSwitch
 
 
@@ -40,9 +41,7 @@ def _probe(connection: http.client.HTTPConnection, body: bytes, probes: _Probes)
     """One predict request on a kept-alive connection; a failure closes it (the next reconnects)."""
     started = time.perf_counter()
     try:
-        connection.request(
-            "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
-        )
+        connection.request("POST", checks.PREDICT_PATH, body=body, headers=OPERATOR_HEADERS)
         response = connection.getresponse()
         response.read()
         probes.add(response.status == 200, (time.perf_counter() - started) * 1000)

@@ -234,8 +234,10 @@ def headline(result: MonitorResult) -> str:
     model = result.reference.get("model")
     against = f"model {model} v{result.reference.get('version')}" if model else result.reference["source"]
     window = f"{result.window_start} to {result.window_end}"
+    senders = ", ".join(f"{client} {rows}" for client, rows in result.clients.items())
+    left_out = f"; left out: {', '.join(result.excluded_clients)}" if result.excluded_clients else ""
     return (
-        f"{verdict}: {result.rows} rows in {result.files} profiles, {window}, "
+        f"{verdict}: {result.rows} rows in {result.files} profiles ({senders}{left_out}), {window}, "
         f"against {against} ({result.reference['rows']} training rows)"
     )
 

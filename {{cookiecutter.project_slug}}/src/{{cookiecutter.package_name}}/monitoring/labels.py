@@ -14,6 +14,7 @@ from ..config import Config, resolve
 from ..data import DataError, load_table
 from ..profiling import DatasetProfileView
 from ..reference import PREDICTION, Reference
+from ..serving.traffic import CLIENT_COLUMN
 from .columns import ColumnReport, compare_columns
 from .window import LOG_SUFFIXES, window_files
 
@@ -100,6 +101,8 @@ def labelled_window(cfg: Config, start: datetime, end: datetime, scratch: Path) 
     if not labels_path.is_file() or no_logs or not cfg.data.id_column:
         return None
     logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
+    if CLIENT_COLUMN in logs:  # the checks' own requests reuse held-out ids: never join them to labels
+        logs = logs[~logs[CLIENT_COLUMN].isin(cfg.monitoring.exclude_clients)]
     if logs.empty:
         return None
     joined = join_labels(cfg, logs, load_table(labels_path), cfg.data.target)

@@ -39,6 +39,8 @@ class MonitorResult:
     window_end: str
     files: int
     rows: int
+    clients: dict[str, int]
+    excluded_clients: list[str]
     reference: dict[str, Any]
     columns: list[ColumnReport]
     missing_columns: list[str]
@@ -136,13 +138,14 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     """:func:`monitor` with a folder for the window's files when they come from an object store."""
     reference = load_reference(cfg)
     start, end = window_bounds(cfg.monitoring, now)
-    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
+    excluded = cfg.monitoring.exclude_clients
+    paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch, exclude_clients=excluded)
     if not paths:
         raise ProfileError(
             f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
             f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
         )
-    current, timeline = load_window(paths)
+    current, timeline, clients = load_window(paths)
     roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
     columns = compare_columns(cfg.monitoring, reference.view, current, roles)
     present = set(current.get_columns())
@@ -152,6 +155,8 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         window_end=end.isoformat(timespec="seconds"),
         files=len(paths),
         rows=profiling.row_count(current),
+        clients=clients,
+        excluded_clients=list(excluded),
         reference={"source": reference.source, "rows": profiling.row_count(reference.view)}
         | _model_info(reference),
         columns=columns,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,28 +33,45 @@ def window_bounds(cfg: MonitoringConfig, now: datetime | None = None) -> tuple[d
 
 
 def window_files(
-    location: str | Path, start: datetime, end: datetime, suffixes: set[str], scratch: Path
+    location: str | Path,
+    start: datetime,
+    end: datetime,
+    suffixes: set[str],
+    scratch: Path,
+    *,
+    exclude_clients: Collection[str] = (),
 ) -> list[Path]:
     """Local paths of the files in ``location`` whose window time lies in ``[start, end]``, oldest first.
 
-    The window time is the stamp in the name, else the modification time. From an object store,
-    only the files of the window are downloaded (into ``scratch``).
+    The window time is the stamp in the name, else the modification time. Profiles of the clients
+    in ``exclude_clients`` (by the name the service filed them under) are left out. From an object
+    store, only the files kept are downloaded (into ``scratch``).
     """
-    found = store.listing(location, suffixes)
+    found = {
+        name: modified
+        for name, modified in store.listing(location, suffixes).items()
+        if profiling.client_of(name) not in exclude_clients
+    }
     timed = sorted((profiling.stamp_time(name) or modified, name) for name, modified in found.items())
     return store.fetch(location, {name: found[name] for when, name in timed if start <= when <= end}, scratch)
 
 
-def load_window(paths: list[Path]) -> tuple[DatasetProfileView, list[dict[str, Any]]]:
-    """Merge the window's profiles; also the prediction mix per window start, for the timeline."""
+def load_window(paths: list[Path]) -> tuple[DatasetProfileView, list[dict[str, Any]], dict[str, int]]:
+    """Merge the window's profiles; the prediction mix per window start (timeline); rows per client.
+
+    Profiles written before the service filed rows by client count as ``unattributed``.
+    """
     by_time: dict[datetime, DatasetProfileView] = {}
+    clients: Counter[str] = Counter()
     for path in paths:
         view, when = profiling.read(path), profiling.window_time(path)
         by_time[when] = by_time[when].merge(view) if when in by_time else view
+        clients[profiling.client_of(path.name) or "unattributed"] += profiling.row_count(view)
     merged = profiling.merge(by_time.values())
     if merged is None:
         raise ProfileError("no profiles in the window; widen monitoring.window_hours or check the service")
-    return merged, [prediction_point(when, view) for when, view in sorted(by_time.items())]
+    timeline = [prediction_point(when, view) for when, view in sorted(by_time.items())]
+    return merged, timeline, dict(sorted(clients.items()))
 
 
 def prediction_point(when: datetime, view: DatasetProfileView) -> dict[str, Any]:

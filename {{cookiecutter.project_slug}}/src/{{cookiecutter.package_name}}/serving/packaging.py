@@ -164,6 +164,7 @@ class Image:
 
     ``pushed`` is ``<repository>@sha256:…`` once ``nox -s push-image`` stored it in a registry:
     the name a promotion edit gives production, which can then only run these exact bytes.
+    ``signed_by`` is the GPG key that signed it on the way (``IMAGE_SIGNER``), if any.
     """
 
     reference: str
@@ -173,6 +174,11 @@ class Image:
     engine: str
     build_s: float
     pushed: str | None = None
+    signed_by: str | None = None
+
+
+SIGNER_ENV = "IMAGE_SIGNER"
+"""A GPG key id in the pushing user's keyring: set, every pushed image is signed with it."""
 
 
 def containerize(bento_tag: str, reference: str, engine: str) -> Image:
@@ -207,11 +213,20 @@ def push(image: Image) -> Image:
 
     The digest is the one the registry stored (podman writes it to a file, docker prints it), so
     ``<repository>@<digest>`` pulls these bytes and no others, whatever later happens to the tag.
+    With ``IMAGE_SIGNER`` set, podman signs the manifest with that GPG key ("simple signing") and
+    stores the signature where its registries.d configuration says (by default
+    ``/var/lib/containers/sigstore``; a lookaside web server serves it to other hosts).
     """
     repository = image.reference.rpartition(":")[0]
+    signer = os.environ.get(SIGNER_ENV) or None
+    if signer and image.engine != "podman":
+        raise ImageError(
+            f"{SIGNER_ENV} is set, and only podman signs what it pushes; set CONTAINER_ENGINE=podman"
+        )
     with tempfile.TemporaryDirectory() as scratch:
         digest_file = Path(scratch) / "digest"
         options = ["--digestfile", str(digest_file)] if image.engine == "podman" else []
+        options += ["--sign-by", signer] if signer else []
         command = [image.engine, "push", *options, image.reference]
         pushed = subprocess.run(command, capture_output=True, text=True, check=False)
         if pushed.returncode:
@@ -225,7 +240,7 @@ def push(image: Image) -> Image:
         digest = digest_file.read_text().strip() if digest_file.is_file() else (printed or [""])[-1]
     if not digest.startswith("sha256:"):
         raise ImageError(f"{image.engine} pushed {image.reference} but reported no digest")
-    return replace(image, pushed=f"{repository}@{digest}")
+    return replace(image, pushed=f"{repository}@{digest}", signed_by=signer)
 
 
 def write_image(image: Image, report_dir: str | Path) -> Path:

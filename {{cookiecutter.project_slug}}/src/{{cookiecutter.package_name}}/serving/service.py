@@ -42,9 +42,11 @@ Endpoints
         ``rejected_requests_total{reason}``.
 
 Profiles
-    One whylogs profile per ``serving.profile_window_s`` and process,
-    ``<profile dir>/<UTC start>-<host>-<pid>-<seq>.bin`` (features + ``prediction``), beside it
-    ``.predictions.parquet`` with id, prediction and ``served_at``; SIGTERM flushes the last window.
+    One whylogs profile per ``serving.profile_window_s``, process and client,
+    ``<profile dir>/<UTC start>-<host>-<pid>-<seq>.client-<client>.bin`` (features +
+    ``prediction``); the client is the router's ``X-Client`` (``direct`` without one). Beside them
+    ``.predictions.parquet`` with id, prediction, client and ``served_at``; SIGTERM flushes the
+    last window.
 """
 
 import asyncio
@@ -63,11 +65,15 @@ from pydantic import BaseModel
 
 from .. import registry
 from ..config import MlflowConfig, compose, resolve
+from ..headers import CLIENT_HEADER
 from . import schema, scoring
 from .batching import MicroBatcher, OverloadedError
 from .metadata import MetadataEndpoint
 from .settings import Settings, apply_environment, from_config
-from .traffic import TrafficProfiler
+from .traffic import TrafficProfiler, client_name
+
+Sent = tuple[str, BaseModel]
+"""One row as the batcher carries it: the client that sent it, and the row."""
 
 LINEAGE_KEYS = ("model_name", "model_version", "run_id", "data_digest", "git_commit")
 TRUE = {"1", "true", "yes", "on"}
@@ -184,7 +190,7 @@ class ModelService:
             SETTINGS.id_column,
             SETTINGS.noop_model,
         )
-        self.batcher: MicroBatcher[BaseModel, dict[str, Any]] = MicroBatcher(
+        self.batcher: MicroBatcher[Sent, dict[str, Any]] = MicroBatcher(
             self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000
         )
         self.profiler: TrafficProfiler | None = None
@@ -199,19 +205,21 @@ class ModelService:
             self.profiler.start()
 
     @bentoml.api(route="/predict", input_spec=REQUEST, output_spec=schema.PredictResponse)  # type: ignore[untyped-decorator]
-    async def predict(self, rows: list[BaseModel]) -> schema.PredictResponse:
-        """Validate size, then batch (or not) and answer one prediction per row."""
+    async def predict(self, rows: list[BaseModel], ctx: bentoml.Context) -> schema.PredictResponse:
+        """Validate size, then batch (or not) and answer one prediction per row, filed under its client."""
         if len(rows) > SETTINGS.max_rows_per_request:
             REJECTED.labels(reason="too_large").inc()
             raise PayloadTooLarge(
                 f"{len(rows)} rows in one request; the limit is {SETTINGS.max_rows_per_request} "
                 "(serving.max_rows_per_request): split the request"
             )
+        client = client_name(ctx.request.headers.get(CLIENT_HEADER))
+        sent = [(client, row) for row in rows]
         try:
             answers = (
-                await self.batcher.submit(rows)
+                await self.batcher.submit(sent)
                 if SETTINGS.batching
-                else await _in_thread(self._predict_rows, rows)
+                else await _in_thread(self._predict_rows, sent)
             )
         except OverloadedError as error:
             REJECTED.labels(reason="overloaded").inc()
@@ -220,9 +228,10 @@ class ModelService:
             {"model_version": SOURCE.lineage["model_version"], "predictions": answers}
         )
 
-    def _predict_rows(self, rows: list[BaseModel]) -> list[dict[str, Any]]:
+    def _predict_rows(self, sent: list[Sent]) -> list[dict[str, Any]]:
         """Runs in a worker thread: frame, model, metrics, and the rows handed to the profiler."""
-        frame = self.scorer.frame(rows)
+        clients = [client for client, _ in sent]
+        frame = self.scorer.frame([row for _, row in sent])
         labels, probabilities = self.scorer.score(frame)
         BATCH_ROWS.observe(len(frame))
         if self.scorer.classes is None:
@@ -231,7 +240,7 @@ class ModelService:
             for label, count in Counter(labels).items():
                 PREDICTED_ROWS.labels(predicted_class=str(label)).inc(count)
         if self.profiler is not None:
-            self.profiler.record(frame, labels)
+            self.profiler.record(frame, labels, clients)
         return self.scorer.answers(frame, labels, probabilities)
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
@@ -242,9 +251,9 @@ class ModelService:
 
 
 async def _in_thread(
-    function: Callable[[list[BaseModel]], list[dict[str, Any]]], rows: list[BaseModel]
+    function: Callable[[list[Sent]], list[dict[str, Any]]], sent: list[Sent]
 ) -> list[dict[str, Any]]:
-    result: list[dict[str, Any]] = await asyncio.to_thread(function, rows)
+    result: list[dict[str, Any]] = await asyncio.to_thread(function, sent)
     return result
 
 

@@ -3,11 +3,12 @@
 whylogs costs ~5 ms per call but ~1 us per row in bulk, so the request path only appends the
 batch it just predicted and its predictions to an in-memory buffer (no DataFrame work: adding a
 column costs more than scoring a row); a background thread profiles the buffer once
-per window and writes one binary profile per window and process. Files are named
-``<window start>-<host>-<pid>-<sequence>.bin`` so several workers and blue/green processes
-never overwrite each other (whylogs' rolling logger did, losing rows). Next to each profile, a
-``.predictions.parquet`` file keeps id, prediction and time per row, so late labels can be
-joined by id.
+per window and writes one binary profile per window, process and client. Files are named
+``<window start>-<host>-<pid>-<sequence>.client-<client>.bin`` so several workers and blue/green
+processes never overwrite each other (whylogs' rolling logger did, losing rows), and monitoring
+can leave out clients by name (the router names each caller: see :mod:`..headers`). Next to each
+window's profiles, a ``.predictions.parquet`` file keeps id, prediction, client and time per row,
+so late labels can be joined by id.
 
 Guarantees, each tested: every recorded row ends up in exactly one profile (stop() flushes);
 a store that cannot be written never fails a request: the rows stay buffered for the next
@@ -20,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from itertools import chain
 from pathlib import Path
 from typing import Any
@@ -33,10 +36,25 @@ from typing import Any
 import pandas as pd
 
 from .. import profiling, store
+from ..headers import DIRECT
 
 logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "prediction"
+CLIENT_COLUMN = "client"
+CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
+UNKNOWN = "unknown"
+
+
+def client_name(header: str | None) -> str:
+    """The client a request is filed under: the router's ``X-Client``, else ``direct``.
+
+    A name outside the router's alphabet (a caller reaching a color directly with its own header)
+    becomes ``unknown``, so it can never shape a file name.
+    """
+    if header is None:
+        return DIRECT
+    return header if CLIENT_NAME.fullmatch(header) else UNKNOWN
 
 
 @dataclass
@@ -51,16 +69,18 @@ class TrafficStats:
 
 @dataclass(frozen=True)
 class Served:
-    """One predicted batch as the request path hands it over: input frame and predictions."""
+    """One predicted batch as the request path hands it over: input frame, predictions, clients."""
 
     frame: pd.DataFrame
     predictions: Sequence[Any]
+    clients: Sequence[str]
 
 
 def combine(served: list[Served]) -> pd.DataFrame:
-    """Many batches as one frame with the ``prediction`` column: one concat, one column insert."""
+    """Many batches as one frame with ``prediction`` and ``client`` columns: one concat, two inserts."""
     batch = pd.concat([item.frame for item in served], ignore_index=True)
     batch[PREDICTION_COLUMN] = list(chain.from_iterable(item.predictions for item in served))
+    batch[CLIENT_COLUMN] = list(chain.from_iterable(item.clients for item in served))
     return batch
 
 
@@ -83,10 +103,13 @@ class TrafficProfiler:
     _thread: threading.Thread | None = None
     _sequence: int = 0
 
-    def record(self, frame: pd.DataFrame, predictions: Sequence[Any]) -> None:
-        """Keep a predicted batch (features and id; its predictions) for the next profile; O(1)."""
+    def record(self, frame: pd.DataFrame, predictions: Sequence[Any], clients: Sequence[str] = ()) -> None:
+        """Keep a predicted batch (features and id; its predictions; who sent each row); O(1).
+
+        ``clients`` names each row's sender; without it every row is ``direct``.
+        """
         with self._lock:
-            self._buffer.append(Served(frame, predictions))
+            self._buffer.append(Served(frame, predictions, clients or [DIRECT] * len(frame)))
             self._buffered_rows += len(frame)
             while self._buffered_rows > self.max_buffered_rows and len(self._buffer) > 1:
                 dropped = self._buffer.popleft()
@@ -152,16 +175,22 @@ class TrafficProfiler:
             self._buffered_rows += sum(len(item.frame) for item in served)
 
     def _write(self, batch: pd.DataFrame, window_start: datetime) -> str:
-        """One profile (features + prediction) and, with an id column, a predictions file."""
+        """One profile per client (features + prediction) and, with an id column, a predictions file."""
         self._sequence += 1
         stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
         stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
-        view = profiling.profile(batch.drop(columns=[c for c in [self.id_column] if c and c in batch]))
-        profile_path = store.put(self.directory, f"{stem}.bin", lambda local: profiling.write(view, local))
+        unprofiled = [c for c in [self.id_column, CLIENT_COLUMN] if c and c in batch]
+        written = ""
+        for client, rows in batch.groupby(CLIENT_COLUMN, sort=True):
+            view = profiling.profile(rows.drop(columns=unprofiled))
+            name = profiling.profile_name(stem, str(client))
+            written = store.put(self.directory, name, partial(profiling.write, view))
         if self.id_column and self.id_column in batch:
-            ids = batch[[self.id_column, PREDICTION_COLUMN]].assign(served_at=window_start.timestamp())
+            ids = batch[[self.id_column, PREDICTION_COLUMN, CLIENT_COLUMN]].assign(
+                served_at=window_start.timestamp()
+            )
             store.put(self.directory, f"{stem}.predictions.parquet", lambda local: _write_parquet(ids, local))
-        return profile_path
+        return written
 
 
 def _write_parquet(frame: pd.DataFrame, path: Path) -> None:
