@@ -1,7 +1,7 @@
 """Switch benchmark (``nox -s bench-switch``): blue/green flips under continuous load.
 
 Both colors serve staging's live release on a throwaway ``bench`` environment (its own
-loopback ports and state). Three measurements, printed as a table and written to
+loopback ports and state). Six measurements, printed as a table and written to
 ``reports/checks/bench-switch.{json,md}``:
 
 1. flips: ``--switches`` weight flips while wrk keeps ``--clients`` connections busy for at
@@ -9,8 +9,15 @@ loopback ports and state). Three measurements, printed as a table and written to
    from the runtime-API command until a fresh request is answered by the new color;
 2. refusal: a candidate held to an impossible latency budget is refused by the gate, and
    HAProxy's counters prove it received no production request;
-3. rollback: the new color is killed right after a switch, under load; the time from the
-   kill until the watch has put traffic back is measured.
+3. undo after refusal: ``rollback`` right after that refusal leaves traffic on the release that
+   serves, never on the refused candidate;
+4. canary: a ``[2, 25, 75]`` canary under load completes, each step watched, no request failed;
+5. rollback: the new color is killed right after a switch, under load; the time from the
+   kill until the watch has put traffic back is measured;
+6. failover: ``kill -9`` of the live color's processes under load, outside any promotion; the
+   seconds until the warm previous color answers and the requests lost on the way.
+
+Each measurement from 3 on starts from blue live with both colors serving (:meth:`Bench.reset`).
 """
 
 from __future__ import annotations
@@ -156,8 +163,10 @@ class Bench:
         ]
 
     def refusal(self) -> list[Row]:
-        """A candidate failing a check (latency budget 0.001 ms) never gets a production request."""
-        impossible = replace(self.desired.checks.latency, p95_ms=0.001, duration_s=2.0, concurrency=4)
+        """A candidate failing a check (latency budget 0.001 ms, no cap above it) never gets a request."""
+        impossible = replace(  # over budget, and no leeway beside the live color (same release: same speed)
+            self.desired.checks.latency, p95_ms=0.001, relative_to_live=0.0, cap_p95_ms=0.001, duration_s=2.0
+        )
         strict = replace(self.desired.checks, gate=True, latency=impossible, schemathesis_examples=5)
         self.target.api().set_weights({"blue": 100, "green": 0})
         actual = self.target.load()
@@ -172,6 +181,71 @@ class Bench:
             Row("production requests to it", "0", str(after - before), after == before),
         ]
 
+    def reset(self) -> None:
+        """Blue live with all traffic and both colors serving (a dead one is started again)."""
+        outcome = self.promoter(self.desired).apply()
+        if self.target.api().weights() != {"blue": 100, "green": 0}:
+            raise PipelineError(f"bench: blue is not live again after {outcome.status}")
+
+    def green(self, canary_steps: tuple[int, ...] = ()) -> state.DesiredState:
+        """The promotion of green (both colors serve the same release: the router is measured)."""
+        return replace(
+            self.desired, live="green", traffic={"blue": 0, "green": 100}, canary_steps=canary_steps
+        )
+
+    def requests_to(self, color: str) -> int:
+        """Requests HAProxy has sent to ``color`` so far (production backend)."""
+        return {s.color: s.requests for s in self.target.api().stats()}[color]
+
+    def undo_after_refusal(self) -> list[Row]:
+        """Right after a refused promotion, rollback must not hand traffic to the refused color."""
+        before = self.requests_to("green")
+        try:
+            status = self.promoter(self.desired).rollback().status
+        except PipelineError as error:  # nothing to undo: the refused color is no rollback target
+            status = f"refused ({str(error).split(': ')[-1].split(' (')[0]})"
+        weights = self.target.api().weights()
+        stayed = weights == {"blue": 100, "green": 0} and self.requests_to("green") == before
+        return [Row("rollback after a refused promotion", "serving release keeps all traffic",
+                    f"{weights}, rollback {status}", stayed)]  # fmt: skip
+
+    def canary(self, clients: int, steps: tuple[int, ...] = (2, 25, 75)) -> list[Row]:
+        """A canary through ``steps`` under load: every step watched, nothing lost, promoted."""
+        self.reset()
+        with load.background(self.url, self.body, clients=clients, duration_s=300.0) as wrk:
+            time.sleep(1.0)
+            started = time.perf_counter()
+            outcome = self.promoter(self.green(steps)).apply()
+            took = time.perf_counter() - started
+            numbers = counters(wrk.stop())
+        watched = [d.outcome for d in outcome.decisions if d.step == "watch green"]
+        return [
+            Row(f"canary {list(steps)} under load", "promoted", f"{outcome.status} in {took:.1f} s",
+                outcome.status == "promoted"),
+            Row("canary steps watched healthy", str(len(steps) + 1), str(watched.count("healthy")),
+                watched == ["healthy"] * (len(steps) + 1)),
+            Row("requests failed during the canary", "0",
+                f"{numbers['failed']:.0f} of {numbers['requests']:,.0f}", numbers["failed"] == 0),
+        ]  # fmt: skip
+
+    def failover(self, clients: int) -> list[Row]:
+        """``kill -9`` of the live color under load; HAProxy fails over to the warm previous one."""
+        self.promoter(self.green()).apply()
+        self.reset()  # blue live again, green its warm previous color
+        with load.background(self.url, self.body, clients=clients, duration_s=300.0) as wrk:
+            time.sleep(2.0)
+            for pid in loopback.process_tree(self.target.load().colors["blue"].pid):
+                os.kill(pid, signal.SIGKILL)
+            seconds = observe_switch(self.desired.router.port, self.body.encode(), "green", timeout_s=60.0)
+            time.sleep(2.0)
+            numbers = counters(wrk.stop())
+        return [
+            Row("kill -9 of the live color: previous answers", "<= 10 s", f"{seconds:.1f} s",
+                seconds <= 10.0),
+            Row("requests lost to the kill", "report",
+                f"{numbers['failed']:.0f} of {numbers['requests']:,.0f} ({clients} clients)", True),
+        ]  # fmt: skip
+
     def rollback(self, clients: int) -> list[Row]:
         """Kill the new color right after the switch, under load; time the automatic rollback."""
         killed: dict[str, float] = {}
@@ -182,7 +256,8 @@ class Bench:
                 os.kill(pid, signal.SIGKILL)
             killed["at"] = time.time()
 
-        candidate = replace(self.desired, live="green", traffic={"blue": 0, "green": 100})
+        self.reset()
+        candidate = self.green()
         with load.background(self.url, self.body, clients=clients, duration_s=10.0) as wrk:
             time.sleep(2.0)
             outcome = self.promoter(candidate, on_switch=kill).apply()
@@ -213,7 +288,7 @@ def table(rows: list[Row]) -> str:
 
 
 def run(cfg: Config, source: state.DesiredState, release: state.Release, args: argparse.Namespace) -> int:
-    """Run the three measurements on a throwaway environment and print the table."""
+    """Run the six measurements on a throwaway environment and print the table."""
     desired = bench_desired(source, release)
     target = local.LocalTarget("bench", resolve(cfg.deploy.state_dir), resolve(cfg.deploy.serve_dir))
     sample = checks.load_holdout(cfg, release.model_version).x_test.head(1)
@@ -223,7 +298,10 @@ def run(cfg: Config, source: state.DesiredState, release: state.Release, args: a
         bench.promoter(desired).apply()
         rows = bench.flips(args.clients, args.requests, args.switches)
         rows += bench.refusal()
+        rows += bench.undo_after_refusal()
+        rows += bench.canary(args.clients)
         rows += bench.rollback(args.clients)
+        rows += bench.failover(args.clients)
     finally:
         target.stop_all(target.load())
     text = table(rows)

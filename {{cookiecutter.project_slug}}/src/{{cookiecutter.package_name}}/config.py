@@ -110,6 +110,7 @@ class ServingConfig:
     max_queue_ms: float = 250.0
     workers: int = 1
     max_rows_per_request: int = 10_000
+    max_body_mb: float = 16.0
     profile_dir: str = "profiles"
     profile_window_s: float = 60.0
     profiling: bool = True

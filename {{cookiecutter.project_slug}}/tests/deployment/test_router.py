@@ -157,6 +157,22 @@ def test_router__oversized_body_is_refused_before_a_color_reads_it(
 
 @pytest.mark.slow
 @needs_haproxy
+def test_router__a_chunked_body_is_refused_it_has_no_length_to_cap(
+    loopback: tuple[local.LocalTarget, Router],
+) -> None:
+    target, ports = loopback
+    before = {s.color: s.requests for s in target.api().stats()}
+    for port in (ports.port, ports.preview_port):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        chunks = iter([b'{"rows": [', b"]}"])
+        connection.request("POST", "/predict", body=chunks, headers={"Content-Type": "application/json"})
+        response = connection.getresponse()
+        assert (response.status, response.read()) == (411, b"send Content-Length")
+    assert {s.color: s.requests for s in target.api().stats()} == before
+
+
+@pytest.mark.slow
+@needs_haproxy
 def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalTarget, Router]) -> None:
     target, ports = loopback
     target.api().set_weights({"blue": 0, "green": 100}, backend=router.PREVIEW)
@@ -183,7 +199,6 @@ def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.Lo
         assert response.status == status, content_type
 
 
-@pytest.mark.slow
 @pytest.mark.slow
 @needs_haproxy
 def test_router__a_killed_router_comes_back_with_the_weights_it_had(

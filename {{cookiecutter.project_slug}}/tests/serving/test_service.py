@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -26,6 +27,7 @@ from {{ cookiecutter.package_name }}.training import train
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 500
+MAX_BODY_MB = 1.0
 
 
 @dataclass
@@ -57,6 +59,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         f"serving.profile_dir={root}/profiles",
         "serving.profile_window_s=2",
         f"serving.max_rows_per_request={MAX_ROWS}",
+        f"serving.max_body_mb={MAX_BODY_MB}",
     ]
     cfg = compose(overrides)
     train.train(cfg)
@@ -162,6 +165,27 @@ def test_service__oversize_payload_is_a_413_with_the_limit(
     response = served.predict(rows)
     assert response.status_code == 413
     assert str(MAX_ROWS) in response.text
+
+
+def test_service__a_body_over_the_limit_is_refused_before_it_is_read(served: Served) -> None:
+    """413 from the announced length alone (nothing is sent), 411 for a chunked body; both say why."""
+    address = httpx.URL(served.url)
+    connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
+    connection.putrequest("POST", "/predict")
+    connection.putheader("Content-Type", "application/json")
+    connection.putheader("Content-Length", str(int(MAX_BODY_MB * 1e6) + 1))
+    connection.endheaders()
+    response = connection.getresponse()
+    assert response.status == 413
+    assert "serving.max_body_mb" in json.loads(response.read())["error"]
+    connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
+    connection.request(
+        "POST", "/predict", body=iter([b'{"rows": [', b"]}"]), headers={"Content-Type": "application/json"}
+    )
+    response = connection.getresponse()
+    assert response.status == 411
+    assert "Content-Length" in json.loads(response.read())["error"]
+    assert served.client.get(f"{served.url}/readyz").status_code == 200  # the worker was never busy
 
 
 def test_service__health_endpoints(served: Served) -> None:

@@ -177,7 +177,7 @@ class Promoter:
                 "git",
                 "note",
                 f"deploy/{self.target.environment}.yaml says {self.desired.live!r} is live: "
-                "revert the promotion commit so git matches what runs",
+                "`deploy rollback` rewrites it to what serves, for a pull request back to main",
             )
             return self._finish(actual, "rolled_back")
 

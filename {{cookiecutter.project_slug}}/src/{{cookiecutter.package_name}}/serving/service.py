@@ -31,7 +31,9 @@ Endpoints
         ``{"model_version": "3", "predictions": [{"id": "C1", "prediction": "yes",
         "probabilities": {"no": 0.2, "yes": 0.8}}]}`` (``probabilities`` is null for regression).
         400: wrong type, missing field, empty ``rows``; 413: more than
-        ``serving.max_rows_per_request`` rows; 503: queue beyond the latency budget (retry).
+        ``serving.max_rows_per_request`` rows, or a body over ``serving.max_body_mb`` (judged from
+        ``Content-Length`` before it is read); 411: a chunked body; 503: queue beyond the latency
+        budget (retry).
     ``GET /metadata``  ``{"model_name", "model_version", "run_id", "data_digest", "git_commit",
         "bento", "instance", "task", "features", "batching", "profiling"}`` (``bento`` is
         ``name:version`` when serving a built bento, empty from source; ``instance`` is
@@ -68,6 +70,7 @@ from ..config import MlflowConfig, compose, resolve
 from ..headers import CLIENT_HEADER
 from . import schema, scoring
 from .batching import MicroBatcher, OverloadedError
+from .body import BodyLimit
 from .metadata import MetadataEndpoint
 from .settings import Settings, apply_environment, from_config
 from .traffic import TrafficProfiler, client_name
@@ -258,3 +261,4 @@ async def _in_thread(
 
 
 ModelService.add_asgi_middleware(MetadataEndpoint, payload=METADATA)  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(BodyLimit, max_bytes=int(SETTINGS.max_body_mb * 1e6))  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ class Settings:
     noop_model: bool = False
     access_log: bool = False
     tracing: bool = False
+    max_body_mb: float = 16.0  # last, with a default: bentos built before it still load
 
 
 def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | None = None) -> Settings:
@@ -59,6 +60,7 @@ def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | N
         max_queue_ms=serving.max_queue_ms,
         workers=serving.workers,
         max_rows_per_request=serving.max_rows_per_request,
+        max_body_mb=serving.max_body_mb,
         profile_dir=serving.profile_dir,
         profile_window_s=serving.profile_window_s,
         profiling=serving.profiling,
