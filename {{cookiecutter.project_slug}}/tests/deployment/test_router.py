@@ -164,8 +164,10 @@ def test_router__a_chunked_body_is_refused_it_has_no_length_to_cap(
     before = {s.color: s.requests for s in target.api().stats()}
     for port in (ports.port, ports.preview_port):
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        chunks = iter([b'{"rows": [', b"]}"])
-        connection.request("POST", "/predict", body=chunks, headers={"Content-Type": "application/json"})
+        connection.putrequest("POST", "/predict")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()  # the chunks would follow: the answer comes from the headers alone
         response = connection.getresponse()
         assert (response.status, response.read()) == (411, b"send Content-Length")
     assert {s.color: s.requests for s in target.api().stats()} == before
@@ -347,6 +349,8 @@ def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its
     assert f"{profiles}:{profiles}" in command
     assert f"SERVING_PROFILE_DIR={profiles}" in command
     assert "SERVING_INSTANCE=staging-green-1" in command  # readiness waits for this name
+    assert {"--read-only", "--cap-drop=all", "--security-opt=no-new-privileges"} <= set(command)
+    assert command[command.index("--tmpfs") + 1] == "/tmp"  # BentoML's home moves there
 
 
 def test_local__signed_images_need_podman_and_the_signer_s_key(tmp_path: Path) -> None:

@@ -265,8 +265,11 @@ class LocalTarget:
 
         The image's entrypoint passes ``--host``/``--port`` to ``bentoml serve``, so the command
         line carries ``--port N`` like a bento process and is recognised the same way. It runs as
-        the container's root: with rootless podman that is the calling user, who owns the mounted
-        profile folder.
+        the container's root, so that it can write the mounted profile folder (with rootless
+        podman that root is the calling user, who owns the folder), but with one capability,
+        ``DAC_OVERRIDE`` (the bento's files belong to the image's own user), no way to gain
+        another, on a read-only root filesystem: only ``/tmp`` (BentoML's home, for its metrics
+        files) and the profile folder can be written.
         """
         profiles = self.profile_dir()
         mount: list[str] = []
@@ -275,6 +278,8 @@ class LocalTarget:
             mount = ["--volume", f"{profiles}:{profiles}"]
         return [
             engine, "run", "--rm", "--name", name, "--network=host", "--user", "0:0", *mount,
+            "--read-only", "--cap-drop=all", "--cap-add=DAC_OVERRIDE", "--security-opt=no-new-privileges",
+            "--tmpfs", "/tmp", "--env", "BENTOML_HOME=/tmp/bentoml",  # noqa: S108 (the container's /tmp)
             "--env", f"SERVING_PROFILE_DIR={profiles}", "--env", f"SERVING_INSTANCE={instance}",
             image, "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
