@@ -159,6 +159,7 @@ def test_access__revoked_keys_and_closed_doors_apply_without_a_restart(door: Doo
     revoked, removed = access.revoke(desired, prefix)
     assert [client.key_sha256 for client in removed] == [access.hash_key(old)]
     door.grant(revoked)
+    assert door.target.api().map_entries(door.target.keys_map) == access.entries(revoked.access)
     assert door.call(key=old) == (401, "")
     assert door.call(key=new) == (200, "web-app")
     closed, _ = access.revoke(revoked, "web-app")
@@ -262,6 +263,8 @@ def test_access__cli_prints_the_key_once_and_files_only_its_hash(
     assert access.hash_key(key) in text
     granted = state.load(desired_dir / "production.yaml")
     assert granted.access == state.Access((state.Client("web-app", access.hash_key(key), 50),))
+    assert run("status", "production") == 0  # nothing released or running: matches
+    assert f"access: keys of web-app {access.hash_key(key)[:12]}" in capsys.readouterr().out
     assert run("revoke-key", "production", "web-app") == 0
     assert state.load(desired_dir / "production.yaml").access == state.Access(())
     assert run("revoke-key", "production", "web-app") == 1

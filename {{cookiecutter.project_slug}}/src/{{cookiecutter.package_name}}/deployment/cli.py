@@ -249,8 +249,29 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
         )
         if not desired.empty and desired.release(color) is not None:
             matches &= serving == desired.release(color) and weights.get(color) == desired.traffic[color]
+    matches &= access_status(desired, target if weights else None)
     print(f"  {'matches' if matches else 'DIFFERS FROM'} deploy/{args.environment}.yaml")
     return 0 if matches else 1
+
+
+def access_status(desired: state.DesiredState, running: local.LocalTarget | None) -> bool:
+    """Print who may call the front door (and whose signature images need); False if the router differs."""
+    from . import access
+
+    granted = desired.access
+    if granted is None:
+        print("  access: open, no key asked")
+    else:
+        keys = [f"{c.name} {c.key_sha256[: access.PREFIX_CHARS]}" for c in granted.clients]
+        print(f"  access: keys of {', '.join(keys) or 'no client'}")
+    if desired.signed_by:
+        print(f"  images: only signed by {desired.signed_by}")
+    if running is None:
+        return True
+    applied = running.api().map_entries(running.keys_map) == access.entries(granted)
+    if not applied:
+        print("  access: the router holds other keys; `deploy apply` brings them in line")
+    return applied
 
 
 def stop(cfg: Config, args: argparse.Namespace) -> int:

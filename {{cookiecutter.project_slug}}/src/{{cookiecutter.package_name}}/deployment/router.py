@@ -265,6 +265,11 @@ class RuntimeApi:
             self.change(f"add map @{version[1]} {path} {key} {value}")
         self.change(f"commit map @{version[1]} {path}")
 
+    def map_entries(self, path: Path) -> dict[str, str]:
+        """A map's current content as ``{key: value}`` (``show map``: one ``<id> <key> <value>`` a line)."""
+        lines = [line.split() for line in self.command(f"show map {path}").splitlines()]
+        return {fields[1]: fields[2] for fields in lines if len(fields) == 3}
+
     def weights(self, backend: str = BACKEND) -> dict[str, int]:
         """Current weight of each color."""
         return {stat.color: stat.weight for stat in self.stats(backend)}
