@@ -18,12 +18,12 @@ import secrets
 
 from pydantic import ValidationError
 
-from .state import Access, Client, DesiredState, StateError, client_of
+from .state import RESERVED_CLIENTS, Access, Client, DesiredState, StateError, client_of
 
 OPEN = "open"
 """The map entry present only while access is null; a SHA-256 in hex can never equal it."""
 
-ANONYMOUS, OPERATOR = "anonymous", "operator"
+ANONYMOUS, OPERATOR = RESERVED_CLIENTS
 PREFIX_CHARS = 12
 """How much of a key's hash identifies it in messages and in ``revoke-key``."""
 
