@@ -124,3 +124,12 @@ def test_contract__round_trips_through_yaml(quick: Config, tmp_path: Path, sampl
     contract = validation.derive_contract(sample, quick.data)
     assert validation.Contract.load(contract.save(tmp_path / "contract.yaml")) == contract
     assert "customer_id" not in contract.columns
+
+
+def test_contract__a_column_never_negative_may_not_go_below_zero(quick: Config, sample: pd.DataFrame) -> None:
+    shifted = sample.assign(monthly_charges=sample["monthly_charges"] - 1000)  # negative in the data
+    derived = validation.derive_contract(shifted, quick.data).columns
+    assert derived["tenure_months"].allowed_min == 0.0
+    assert derived["monthly_charges"].allowed_min is None
+    assert derived["contract"].allowed_min is None
+    assert derived["tenure_months"].allowed_max is None

@@ -111,6 +111,7 @@ class ServingConfig:
     workers: int = 1
     max_rows_per_request: int = 10_000
     max_body_mb: float = 16.0
+    max_text_chars: int = 1000
     profile_dir: str = "profiles"
     profile_window_s: float = 60.0
     profiling: bool = True

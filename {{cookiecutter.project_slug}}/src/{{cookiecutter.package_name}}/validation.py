@@ -24,12 +24,20 @@ NUMERIC, CATEGORICAL = "numeric", "categorical"
 
 @dataclass
 class ColumnContract:
-    """What one column may contain."""
+    """What one column may contain.
+
+    ``min``/``max`` are the range the data gate expects (the reference's own, padded); the
+    monitor flags production values outside it. ``allowed_min``/``allowed_max`` are what a value
+    can be at all (a negative count, a tenure below zero): the service refuses values outside
+    them with a 400, so nothing impossible is scored.
+    """
 
     kind: str
     max_null_fraction: float = 0.0
     min: float | None = None
     max: float | None = None
+    allowed_min: float | None = None
+    allowed_max: float | None = None
     categories: list[str] | None = None
 
 
@@ -89,13 +97,18 @@ def derive_contract(frame: pd.DataFrame, cfg: DataConfig) -> Contract:
 
 
 def _derive_column(series: pd.Series) -> ColumnContract:
-    """Ranges padded by 10% of the span (not below zero if never negative); null budget with slack."""
+    """Ranges padded by 10% of the span; null budget with slack.
+
+    A column never negative in the reference is taken to be a quantity (a count, an amount, a
+    duration): its range stops at zero and the service refuses negative values outright.
+    """
     null_budget = round(min(1.0, max(0.05, 2 * float(series.isna().mean()))), 4)
     if pd.api.types.is_numeric_dtype(series):
         low, high = float(series.min()), float(series.max())
         pad = 0.1 * (high - low)
         floor = max(low - pad, 0.0) if low >= 0 else low - pad
-        return ColumnContract(NUMERIC, null_budget, round(floor, 6), round(high + pad, 6))
+        allowed_min = 0.0 if low >= 0 else None
+        return ColumnContract(NUMERIC, null_budget, round(floor, 6), round(high + pad, 6), allowed_min)
     categories = sorted(str(value) for value in series.dropna().unique())
     return ColumnContract(CATEGORICAL, null_budget, categories=categories)
 

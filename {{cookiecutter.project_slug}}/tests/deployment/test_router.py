@@ -199,6 +199,10 @@ def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.Lo
         response = connection.getresponse()
         response.read()
         assert response.status == status, content_type
+    connection.request("POST", "/livez", body=b"x", headers={"Content-Type": "text/plain"})
+    response = connection.getresponse()
+    response.read()
+    assert response.getheader(router.COLOR_HEADER) == "blue"  # a GET route's 405 is the color's to give
 
 
 @pytest.mark.slow

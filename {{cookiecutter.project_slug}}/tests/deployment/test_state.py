@@ -267,6 +267,9 @@ CHECKS = st.fixed_dictionaries(
         "warm_up_requests": COUNTS,
         "latency": LATENCY,
         "schemathesis_examples": COUNTS,
+        "schemathesis_checks": st.sampled_from(
+            ["all", "not_a_server_error", "status_code_conformance,not_a_server_error"]
+        ),
         "parity_tolerance": AMOUNTS,
         "post_switch": POST_SWITCH,
     },

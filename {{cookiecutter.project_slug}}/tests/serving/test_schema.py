@@ -17,7 +17,7 @@ SIGNATURE = [
     {"name": "contract", "type": "string", "required": False},
 ]
 COLUMNS = schema.columns_from_signature(SIGNATURE)
-ROW = schema.row_model(COLUMNS, "customer_id")
+ROW = schema.row_model(COLUMNS, "customer_id", {"tenure_months": [0.0, None]}, max_text_chars=20)
 REQUEST = schema.request_model(ROW, max_rows=10)
 
 
@@ -72,7 +72,14 @@ def test_schema__complete_integer_column_stays_integer() -> None:
 @pytest.mark.parametrize(
     ("row", "problem"),
     [
-        ({"tenure_months": "abc", "monthly charges": 1.0, "contract": "x"}, "int_parsing"),
+        ({"tenure_months": "abc", "monthly charges": 1.0, "contract": "x"}, "int_type"),
+        ({"tenure_months": "12", "monthly charges": 1.0, "contract": "x"}, "int_type"),
+        ({"tenure_months": True, "monthly charges": 1.0, "contract": "x"}, "int_type"),
+        ({"tenure_months": 1, "monthly charges": "1.5", "contract": "x"}, "float_type"),
+        ({"tenure_months": 1, "monthly charges": False, "contract": "x"}, "float_type"),
+        ({"tenure_months": -1, "monthly charges": 1.0, "contract": "x"}, "greater_than_equal"),
+        ({"tenure_months": 1, "monthly charges": 1.0, "contract": "x" * 21}, "string_too_long"),
+        ({"tenure_months": 1, "monthly charges": 1.0, "contract": "x", "customer_id": True}, "string_type"),
         ({"monthly charges": 1.0, "contract": "x"}, "missing"),
         ({"tenure_months": 1, "monthly charges": 1.0, "contract": 5}, "string_type"),
         ({"tenure_months": 1.5, "monthly charges": 1.0, "contract": "x"}, "int_from_float"),
@@ -81,6 +88,13 @@ def test_schema__complete_integer_column_stays_integer() -> None:
     ],
     ids=[
         "wrong-type",
+        "digits-for-integer",
+        "boolean-for-integer",
+        "digits-for-number",
+        "boolean-for-number",
+        "below-allowed-min",
+        "text-over-limit",
+        "boolean-for-id",
         "missing-field",
         "number-for-text",
         "fraction-for-integer",
@@ -92,6 +106,27 @@ def test_schema__bad_rows_are_refused_naming_the_field(row: dict[str, object], p
     with pytest.raises(ValidationError) as caught:
         REQUEST.model_validate({"rows": [row]})
     assert caught.value.errors()[0]["type"] == problem
+
+
+@given(st.integers(-(2**63), 2**63 - 1))
+def test_schema__an_integer_is_accepted_exactly_when_the_contract_allows_it(value: int) -> None:
+    # The contract says tenure_months >= 0; the same number as a JSON float (12.0) is the same
+    # integer, as JSON Schema reads it.
+    for sent in (value, float(value)):
+        row = {"tenure_months": sent, "monthly charges": 1.0, "contract": "x"}
+        try:
+            accepted = REQUEST.model_validate({"rows": [row]}).rows[0]  # type: ignore[attr-defined]
+        except ValidationError:
+            assert value < 0 or float(value) != value
+        else:
+            assert value >= 0
+            assert accepted.tenure_months == int(sent)
+
+
+def test_schema__json_schema_states_the_bounds_it_enforces() -> None:
+    properties = ROW.model_json_schema()["properties"]
+    assert {"type": "integer", "minimum": 0, "maximum": 2**63 - 1} in properties["tenure_months"]["anyOf"]
+    assert {"type": "string", "maxLength": 20} in properties["contract"]["anyOf"]
 
 
 def test_schema__empty_request_is_refused() -> None:

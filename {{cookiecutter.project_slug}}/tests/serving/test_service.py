@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pandas as pd
 import pytest
 
@@ -21,6 +22,7 @@ from crowning import crown
 from {{ cookiecutter.package_name }} import profiling, registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import load_table, split
+from {{ cookiecutter.package_name }}.deployment import checks
 from {{ cookiecutter.package_name }}.headers import CLIENT_HEADER, DIRECT
 from {{ cookiecutter.package_name }}.serving.traffic import client_name
 from {{ cookiecutter.package_name }}.training import train
@@ -135,6 +137,10 @@ def test_service__unknown_category_is_answered_as_the_model_would(
 
 BAD_BODIES = {
     "wrong-type": lambda row: {"rows": [dict(row, tenure_months="twelve")]},
+    "digits-for-integer": lambda row: {"rows": [dict(row, tenure_months="12")]},
+    "boolean-for-integer": lambda row: {"rows": [dict(row, tenure_months=True)]},
+    "below-the-contract": lambda row: {"rows": [dict(row, tenure_months=-3)]},  # allowed_min: 0
+    "text-over-the-limit": lambda row: {"rows": [dict(row, contract="x" * 1001)]},
     "missing-field": lambda row: {"rows": [{k: v for k, v in row.items() if k != "monthly_charges"}]},
     "empty": lambda row: {"rows": []},
     "no-rows-key": lambda row: {"row": row},
@@ -149,6 +155,26 @@ def test_service__bad_input_is_a_400_naming_the_problem(
     response = served.client.post(f"{served.url}/predict", json=BAD_BODIES[case](test_rows[0][0]))
     assert response.status_code == 400, response.text
     assert response.json()["detail"][0]["loc"]
+    spec = served.client.get(f"{served.url}/docs.json").json()
+    declared = spec["paths"]["/predict"]["post"]["responses"]["400"]["content"]["application/json"]
+    schema = {**declared["schema"], "components": spec["components"]}
+    jsonschema.validate(response.json(), schema)  # the 400 is the one the OpenAPI describes
+
+
+def test_service__integers_sent_as_json_floats_are_integers(
+    served: Served, test_rows: tuple[list, list]
+) -> None:
+    row = dict(test_rows[0][0], tenure_months=float(test_rows[0][0]["tenure_months"]))
+    assert served.predict([row]).status_code == 200
+
+
+def test_service__wrong_method_or_media_type_is_refused_without_a_500(served: Served) -> None:
+    assert served.client.post(f"{served.url}/livez").status_code == 405
+    assert served.client.request("TRACE", f"{served.url}/metadata").status_code == 405
+    form = served.client.post(
+        f"{served.url}/predict", content=b"{}", headers={"content-type": "multipart/form-data"}
+    )
+    assert (form.status_code, form.json()["error"]) == (415, "send Content-Type: application/json")
 
 
 def test_service__malformed_json_is_a_400(served: Served) -> None:
@@ -230,6 +256,20 @@ def test_service__metrics_count_requests_errors_and_classes(
     assert metric(text, "predicted_rows_total") == served.rows_answered  # summed over the class label
     assert metric(text, "batch_rows_count") >= 1
     assert metric(text, "profile_write_failures_total") == 0
+
+
+def test_service__schemathesis_with_every_check_finds_nothing(served: Served) -> None:
+    """Status codes, content types, bodies and methods as the published OpenAPI says.
+
+    After the metrics test: the rows schemathesis gets scored are added to the bookkeeping from
+    the service's own count, so the profiles test still accounts for every row.
+    """
+    before = metric(served.client.get(f"{served.url}/metrics").text, "predicted_rows_total")
+    result = checks.schemathesis_run(httpx.URL(served.url).port or 0, examples=100)
+    assert result.passed, result.detail
+    scored = metric(served.client.get(f"{served.url}/metrics").text, "predicted_rows_total") - before
+    served.rows_answered += int(scored)
+    served.by_client[DIRECT] += int(scored)
 
 
 def test_service__profiles_hold_exactly_the_rows_served(served: Served) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import PipelineError
 from ..headers import CLIENT_HEADER
+from ..serving.body import GET_ROUTES
 from .access import OPEN, OPERATOR
 from .state import COLORS, Router
 
@@ -64,14 +65,12 @@ defaults
     # 2.6 left them waiting for the weight-0 color until the queue timed out).
     default-server inter 1s fall 3 rise 2
 
-# Production traffic: the live color, by weight. A POST must say application/json (optionally
-# with parameters such as charset): not a prefix, which let application/jsonx through.
+# Production traffic: the live color, by weight.
 frontend public
     bind {address}:{port}
 {access}
 {body_limit}
-    acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
-    http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+{json_only}
     acl nothing_live nbsrv({backend}) eq 0
     use_backend {fallback} if nothing_live
     default_backend {backend}
@@ -81,8 +80,7 @@ frontend public
 frontend preview
     bind 127.0.0.1:{preview_port}
 {body_limit}
-    acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
-    http-request return status 415 content-type text/plain string "send application/json" if METH_POST !json
+{json_only}
     http-request set-header {client_header} {operator}
     default_backend {preview}
 
@@ -118,6 +116,16 @@ BODY_LIMIT = """\
     acl chunked req.hdr(transfer-encoding) -m found
     http-request return status 411 content-type text/plain string "send Content-Length" if chunked
     http-request return status 413 content-type text/plain string "over {mb:g} MB: split the rows" if big"""
+
+
+# A POST to an API route must say application/json (optionally with parameters such as charset):
+# not a prefix, which let application/jsonx through. A POST to a GET route is left to the color,
+# which answers 405 as its OpenAPI says, not 415.
+JSON_ONLY = f"""\
+    acl json req.hdr(content-type) -m reg -i ^application/json([[:blank:]]*;.*)?$
+    acl get_route path {" ".join(GET_ROUTES)}
+    http-request return status 415 content-type text/plain string "send application/json" \
+if METH_POST !json !get_route"""
 
 
 # Access at the front door. A bearer key's SHA-256 finds "<client>:<requests/s>" in the keys map;
@@ -185,6 +193,7 @@ def render(
         header=COLOR_HEADER,
         servers=servers(weights),
         preview_servers=servers(dict.fromkeys(COLORS, 0)),
+        json_only=JSON_ONLY,
         body_limit=BODY_LIMIT.format(bytes=int(router.max_body_mb * 1e6), mb=router.max_body_mb),
         fallback=FALLBACK,
         fallback_servers=servers(fallback_weights(fallback), tracked=BACKEND),

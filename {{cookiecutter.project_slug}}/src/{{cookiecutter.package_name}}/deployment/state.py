@@ -74,6 +74,11 @@ Count = Annotated[int, Field(strict=True, ge=0), _expect("a whole number >= 0")]
 Clients = Annotated[int, Field(strict=True, ge=1), _expect("a whole number >= 1")]
 Amount = Annotated[float, Field(strict=True, ge=0), _expect("a number >= 0")]  # strict floats take ints too
 Flag = Annotated[bool, Field(strict=True), _expect("true or false")]
+CheckNames = Annotated[
+    str,
+    Field(strict=True, pattern=r"^[a-z_]+(,[a-z_]+)*$"),
+    _expect("schemathesis check names, comma-separated: all, or e.g. not_a_server_error"),
+]
 Address = Annotated[IPv4Address, _expect("an IPv4 address such as 127.0.0.1 or 0.0.0.0")]
 Name = Annotated[
     str,
@@ -139,6 +144,7 @@ class Checks:
     warm_up_requests: Count = 20
     latency: LatencyCheck = Field(default_factory=LatencyCheck)
     schemathesis_examples: Count = 20
+    schemathesis_checks: CheckNames = "all"
     parity_tolerance: Amount = 0.0
     post_switch: PostSwitch = Field(default_factory=PostSwitch)
 

@@ -83,6 +83,8 @@ def warm_up(color_port: int, sample: pd.DataFrame, requests: int) -> dict[str, f
     try:
         for _ in range(requests):
             _probe(connection, body, probes)
+            if probes.failures:  # the checks judge a failing color; a dead one costs a timeout each
+                break
     finally:
         connection.close()
     latencies = probes.latencies_ms or [0.0]

@@ -1,23 +1,28 @@
-"""The request body limit, enforced from the headers before a byte of the body is read.
+"""Request body rules, enforced from the headers before a byte of the body is read.
 
 BentoML reads and parses a whole body before the service's rows limit can answer: a 39 MB body
 kept a worker parsing for 5 s while the requests behind it waited. This ASGI layer answers 413
-from ``Content-Length`` at once, and 411 to a chunked body, which announces no length to judge.
-The router holds the same limit (``router.max_body_mb``); this one guards a color reached
-directly, and like :mod:`.metadata` it imports no model stack.
+from ``Content-Length`` at once, 411 to a chunked body, which announces no length to judge, and
+415 to a POST that is not JSON (BentoML answered ``multipart/form-data`` without a boundary with
+a 500). The router holds the same rules (``router.max_body_mb``); these guard a color reached
+directly, and like :mod:`.metadata` this module imports no model stack.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
+GET_ROUTES = ("/", "/docs", "/docs.json", "/livez", "/readyz", "/healthz", "/metrics", "/metadata")
+"""Routes that take no body: a POST there is the color's 405 to give, not a 415."""
+JSON = re.compile(rb"application/json[ \t]*(;.*)?", re.IGNORECASE)
 
 
 class BodyLimit:
-    """An ASGI layer refusing bodies over ``max_bytes`` (413) or without a length (411)."""
+    """An ASGI layer refusing bodies over ``max_bytes`` (413), without a length (411), not JSON (415)."""
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -34,6 +39,10 @@ class BodyLimit:
             if length is not None and length.isdigit() and int(length) > self.max_bytes:
                 limit = f"{self.max_bytes / 1e6:g} MB"
                 await _refuse(send, 413, f"body over {limit} (serving.max_body_mb): split the rows")
+                return
+            api_route = scope["path"] not in GET_ROUTES
+            if api_route and not JSON.fullmatch(headers.get(b"content-type", b"").strip()):
+                await _refuse(send, 415, "send Content-Type: application/json")
                 return
         await self.app(scope, receive, send)
 

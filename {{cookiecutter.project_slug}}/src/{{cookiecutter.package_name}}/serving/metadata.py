@@ -15,6 +15,8 @@ from typing import Any
 import bentoml
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+NOT_ALLOWED = json.dumps({"error": "GET /metadata only"}).encode()
+
 
 class MetadataEndpoint:
     """``GET /metadata`` as a tiny ASGI layer: BentoML API routes are POST-only."""
@@ -29,12 +31,14 @@ class MetadataEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer the metadata route; pass everything else through untouched."""
-        if scope["type"] == "http" and scope["path"] == "/metadata" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == "/metadata":
+            status, body = (200, self.body) if scope["method"] in ("GET", "HEAD") else (405, NOT_ALLOWED)
             headers = [
                 (b"content-type", b"application/json"),
-                (b"content-length", str(len(self.body)).encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"allow", b"GET"),
             ]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": self.body})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
+            await send({"type": "http.response.body", "body": b"" if scope["method"] == "HEAD" else body})
             return
         await self.app(scope, receive, send)

@@ -6,32 +6,46 @@ the model actually being served: field names are the data's column names, every 
 must be present (a missing field is a 400, not a silent default) and may be ``null`` (the
 pipeline imputes missing values exactly as it did in training). Unknown categories are
 accepted: the pipeline's encoder handles them the way it was trained to.
+
+Types are strict, as JSON Schema reads them: ``true`` or ``"12"`` is not a number, ``12`` is not
+text; ``12.0`` is an integer (JSON has one number type, and pandas writes integer columns with
+gaps as floats). Numbers outside the data contract's ``allowed_min``/``allowed_max`` and text
+longer than ``serving.max_text_chars`` are refused. The bounds are in the published OpenAPI.
 """
 
 from __future__ import annotations
 
 import keyword
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 import pandas as pd
 from mlflow.models import Model
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
+
+
+def whole_number(value: object) -> int:
+    """``12`` and ``12.0`` are integers; ``true``, ``"12"`` and ``12.5`` are not."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError(
+            "int_type", "Input should be a valid integer: a JSON number, not text or true/false"
+        )
+    if isinstance(value, float) and not value.is_integer():
+        raise PydanticCustomError(
+            "int_from_float", "Input should be a valid integer, got a fractional number"
+        )
+    return int(value)
+
 
 # Numbers are bounded to what the model can take: tree ensembles cast inputs to float32, and
 # integer columns become int64. A larger value is a 400 naming the field, never a 500.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 INT64 = np.iinfo(np.int64)
-PYTHON_TYPES: dict[str, Any] = {
-    "long": Annotated[int, Field(ge=int(INT64.min), le=int(INT64.max))],
-    "integer": Annotated[int, Field(ge=int(INT64.min), le=int(INT64.max))],
-    "double": Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)],
-    "float": Annotated[float, Field(ge=-FLOAT32_MAX, le=FLOAT32_MAX, allow_inf_nan=False)],
-    "string": str,
-    "boolean": bool,
-}
+KINDS = {"long", "integer", "double", "float", "string", "boolean"}
 NUMERIC_TYPES = {"long", "integer", "double", "float"}
 INTEGER_TYPES = {"long", "integer"}
 
@@ -53,9 +67,9 @@ def columns_from_signature(inputs: list[dict[str, Any]]) -> list[Column]:
     columns = []
     for entry in inputs:
         name, kind = entry.get("name"), entry.get("type")
-        if not name or kind not in PYTHON_TYPES:
+        if not name or kind not in KINDS:
             raise SchemaError(
-                f"signature column {entry!r} is not a named {sorted(PYTHON_TYPES)} column; "
+                f"signature column {entry!r} is not a named {sorted(KINDS)} column; "
                 "log the model with a DataFrame signature (training.py does)"
             )
         columns.append(Column(str(name), str(kind)))
@@ -78,20 +92,51 @@ def field_name(index: int, name: str) -> str:
     return name if usable else f"column_{index}"
 
 
-def row_model(columns: list[Column], id_column: str | None) -> type[BaseModel]:
+def value_type(column: Column, bounds: list[float | None] | None, max_text_chars: int) -> object:
+    """The column's strict type, narrowed to the contract's bounds (numbers) or the text limit.
+
+    Constraints sit on the type itself, before the integer check wraps it, so that the JSON
+    Schema in the OpenAPI says ``minimum``/``maximum``/``maxLength`` as they are enforced.
+    """
+    if column.kind == "string":
+        return Annotated[str, Field(strict=True, max_length=max_text_chars)]
+    if column.kind == "boolean":
+        return Annotated[bool, Field(strict=True)]
+    allowed_min, allowed_max = bounds or (None, None)
+    if column.kind in INTEGER_TYPES:
+        low = int(INT64.min) if allowed_min is None else max(int(INT64.min), math.ceil(allowed_min))
+        high = int(INT64.max) if allowed_max is None else min(int(INT64.max), math.floor(allowed_max))
+        return Annotated[int, Field(ge=low, le=high), BeforeValidator(whole_number)]
+    low_f = -FLOAT32_MAX if allowed_min is None else max(-FLOAT32_MAX, allowed_min)
+    high_f = FLOAT32_MAX if allowed_max is None else min(FLOAT32_MAX, allowed_max)
+    return Annotated[float, Field(strict=True, ge=low_f, le=high_f, allow_inf_nan=False)]
+
+
+def row_model(
+    columns: list[Column],
+    id_column: str | None,
+    bounds: dict[str, list[float | None]] | None = None,
+    max_text_chars: int = 1000,
+) -> type[BaseModel]:
     """One input row: every feature required (nullable), the optional id, extra keys ignored.
 
     Extra keys are ignored rather than refused so that rows copied from the data (with the
     target column) can be sent as they are; a misspelt feature still fails as a missing field.
     """
+    bounds = bounds or {}
     fields: dict[str, Any] = {
-        field_name(i, column.name): (PYTHON_TYPES[column.kind] | None, Field(..., alias=column.name))
+        field_name(i, column.name): (
+            cast(Any, value_type(column, bounds.get(column.name), max_text_chars)) | None,
+            Field(..., alias=column.name),
+        )
         for i, column in enumerate(columns)
     }
     if id_column:
-        fields[field_name(len(columns), id_column)] = (str | int | None, Field(None, alias=id_column))
+        text = Annotated[str, Field(strict=True, max_length=max_text_chars)]
+        whole = Annotated[int, Field(strict=True)]
+        fields[field_name(len(columns), id_column)] = (text | whole | None, Field(None, alias=id_column))
     config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
-    return create_model("Row", __config__=config, **fields)
+    return cast(type[BaseModel], create_model("Row", __config__=config, **fields))
 
 
 def request_model(row: type[BaseModel], max_rows: int) -> type[BaseModel]:

@@ -30,10 +30,12 @@ Endpoints
         (``data.id_column``, echoed back as ``id``); other keys are ignored. Answers
         ``{"model_version": "3", "predictions": [{"id": "C1", "prediction": "yes",
         "probabilities": {"no": 0.2, "yes": 0.8}}]}`` (``probabilities`` is null for regression).
-        400: wrong type, missing field, empty ``rows``; 413: more than
-        ``serving.max_rows_per_request`` rows, or a body over ``serving.max_body_mb`` (judged from
-        ``Content-Length`` before it is read); 411: a chunked body; 503: queue beyond the latency
-        budget (retry).
+        400: wrong type (strict: ``true`` or ``"12"`` is not a number), missing field, empty
+        ``rows``, a number outside the contract's ``allowed_min``/``allowed_max``, text over
+        ``serving.max_text_chars``; 413: more than ``serving.max_rows_per_request`` rows, or a body
+        over ``serving.max_body_mb`` (judged from ``Content-Length`` before it is read); 411: a
+        chunked body; 415: not ``application/json``; 503: queue beyond the latency budget (retry).
+        ``GET /docs.json`` (OpenAPI) declares every one of these answers.
     ``GET /metadata``  ``{"model_name", "model_version", "run_id", "data_digest", "git_commit",
         "bento", "instance", "task", "features", "batching", "profiling"}`` (``bento`` is
         ``name:version`` when serving a built bento, empty from source; ``instance`` is
@@ -72,6 +74,7 @@ from . import schema, scoring
 from .batching import MicroBatcher, OverloadedError
 from .body import BodyLimit
 from .metadata import MetadataEndpoint
+from .openapi import OpenApiAmendments
 from .settings import Settings, apply_environment, from_config
 from .traffic import TrafficProfiler, client_name
 
@@ -141,7 +144,7 @@ def _from_registry(settings: Settings) -> ModelSource:
 SETTINGS = load_settings()
 SOURCE = locate_model(SETTINGS)
 COLUMNS = schema.read_columns(SOURCE.directory)
-ROW = schema.row_model(COLUMNS, SETTINGS.id_column)
+ROW = schema.row_model(COLUMNS, SETTINGS.id_column, SETTINGS.bounds, SETTINGS.max_text_chars)
 REQUEST = schema.request_model(ROW, SETTINGS.max_rows_per_request)
 METADATA = {
     **SOURCE.lineage,
@@ -262,3 +265,4 @@ async def _in_thread(
 
 ModelService.add_asgi_middleware(MetadataEndpoint, payload=METADATA)  # type: ignore[attr-defined]
 ModelService.add_asgi_middleware(BodyLimit, max_bytes=int(SETTINGS.max_body_mb * 1e6))  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(OpenApiAmendments)  # type: ignore[attr-defined]

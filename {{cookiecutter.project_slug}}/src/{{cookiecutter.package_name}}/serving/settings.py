@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..config import Config
+from ..config import Config, resolve
+from ..validation import Contract
 
 TRUE = {"1", "true", "yes", "on"}
 FLAGS = ("profiling", "batching", "noop_model", "access_log", "tracing")
@@ -42,7 +43,11 @@ class Settings:
     noop_model: bool = False
     access_log: bool = False
     tracing: bool = False
-    max_body_mb: float = 16.0  # last, with a default: bentos built before it still load
+    # Last, with defaults: bentos built before them still load.
+    max_body_mb: float = 16.0
+    max_text_chars: int = 1000
+    bounds: dict[str, list[float | None]] = field(default_factory=dict)
+    """Per feature, ``[allowed_min, allowed_max]`` from the data contract: a value outside is a 400."""
 
 
 def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | None = None) -> Settings:
@@ -61,10 +66,29 @@ def from_config(cfg: Config, model_tag: str | None = None, tracking_uri: str | N
         workers=serving.workers,
         max_rows_per_request=serving.max_rows_per_request,
         max_body_mb=serving.max_body_mb,
+        max_text_chars=serving.max_text_chars,
+        bounds=contract_bounds(cfg.validation.contract_path),
         profile_dir=serving.profile_dir,
         profile_window_s=serving.profile_window_s,
         profiling=serving.profiling,
     )
+
+
+def contract_bounds(contract_path: str) -> dict[str, list[float | None]]:
+    """``[allowed_min, allowed_max]`` per bounded column of the data contract (none without one).
+
+    Read when the bento is built (or the service starts from source): the bento carries the
+    bounds its model was packaged under, whatever the contract says later.
+    """
+    path = resolve(contract_path)
+    if not path.is_file():
+        return {}
+    columns = Contract.load(path).columns
+    return {
+        name: [spec.allowed_min, spec.allowed_max]
+        for name, spec in columns.items()
+        if spec.allowed_min is not None or spec.allowed_max is not None
+    }
 
 
 def apply_environment(settings: Settings, env: Mapping[str, str]) -> Settings:

@@ -8,6 +8,7 @@ from typing import Any
 import bentoml
 
 from {{ cookiecutter.package_name }}.serving.metadata import MetadataEndpoint
+from {{ cookiecutter.package_name }}.serving.openapi import OpenApiAmendments
 
 
 @bentoml.service(workers=1)
@@ -18,3 +19,4 @@ class Service:
 
 
 Service.add_asgi_middleware(MetadataEndpoint, payload={})  # type: ignore[attr-defined]  # the instance name
+Service.add_asgi_middleware(OpenApiAmendments)  # type: ignore[attr-defined]  # the answers it documents
