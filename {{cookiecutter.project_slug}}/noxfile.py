@@ -206,6 +206,12 @@ def bench_switch(session: nox.Session) -> None:
     uv_run(session, "python", "benchmarks/bench_switch.py", *session.posargs)
 
 
+@nox.session(name="bench-drift")
+def bench_drift(session: nox.Session) -> None:
+    """False alarms on fresh windows and detections of each shift at 300 and 3,000 rows; prints a table."""
+    uv_run(session, "python", "benchmarks/bench_drift.py", *session.posargs)
+
+
 @nox.session(name="bench-monitor")
 def bench_monitor(session: nox.Session) -> None:
     """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""

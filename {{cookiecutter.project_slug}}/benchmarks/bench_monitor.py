@@ -1,18 +1,26 @@
-"""What monitoring a day of traffic costs: profile, merge, compare and report N logged rows.
+"""What monitoring costs: N logged rows end to end, or a week of 1-minute windows from 4 workers.
 
 ``nox -s bench-monitor`` (default 1,000,000 rows) or ``nox -s bench-monitor -- 200000``. Rows
 are written the way the service writes them (``TrafficProfiler``: one profile plus one id ->
 prediction file per window), with late labels for all of them, then monitored against a
 reference profile. The prediction column is the simulated outcome, not a model's output: model
 scoring is the service's cost, not monitoring's. Budget: 1,000,000 rows in under 30 s.
+
+``nox -s bench-monitor -- week``: 40,320 profiles (7 days x 1,440 minutes x 4 workers, 20 rows
+each) as the service names them. It times rolling up one finished hour (240 profiles, the work a
+run adds per hour of traffic) and then a monitor run over the whole week in steady state: 167
+hours read from their roll-ups, the current hour from its profiles. Budget: 30 s and 1 GB.
 """
 
 from __future__ import annotations
 
+import os
+import resource
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,7 +29,7 @@ import pandas as pd
 from {{ cookiecutter.package_name }} import profiling, reports, simulation
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import feature_columns
-from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor, replay
+from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor, replay, rollup
 from {{ cookiecutter.package_name }}.monitoring.columns import compare_columns
 from {{ cookiecutter.package_name }}.monitoring.labels import assess_labels, labelled_window
 from {{ cookiecutter.package_name }}.monitoring.window import load_window, window_bounds, window_files
@@ -90,11 +98,11 @@ def monitored_stages(cfg: Config, scratch: Path) -> dict[str, float]:
     start, end = window_bounds(cfg.monitoring)
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
     reference = monitor.load_reference(cfg)
-    (current, _, _), merge_s = timed(lambda: load_window(paths))
+    (current, _, _, _), merge_s = timed(lambda: load_window(paths))
     roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
     _, compare_s = timed(lambda: compare_columns(cfg.monitoring, reference.view, current, roles))
     started = time.perf_counter()
-    joined = labelled_window(cfg, start, end, scratch)
+    _, joined = labelled_window(cfg, start, end, scratch)
     if joined is not None:
         labels = profiling.profile(joined[[cfg.data.target]])
         assess_labels(cfg, reference, joined, labels)
@@ -136,5 +144,93 @@ def main(rows: int) -> float:
     return total
 
 
+WEEK_HOURS, WORKERS, ROWS_PER_FILE = 168, 4, 20
+WEEK_BUDGET_MB = 1024.0
+
+
+def write_week(cfg: Config, folder: Path, now: datetime) -> int:
+    """One hour of distinct minute profiles, linked under every hour of the week; files written.
+
+    Links, not copies: each hour holds the same bytes, and writing 40,320 profiles would take
+    longer than the run being measured. The last hour is the current, unfinished one.
+    """
+    frame = traffic(cfg, 60 * WORKERS * ROWS_PER_FILE).drop(columns=[cfg.data.id_column, cfg.data.target])
+    first = (now - timedelta(hours=WEEK_HOURS - 1)).replace(minute=0, second=0, microsecond=0)
+    template = folder / "hour"
+    template.mkdir()
+    for index in range(60 * WORKERS):
+        rows = frame.iloc[index * ROWS_PER_FILE : (index + 1) * ROWS_PER_FILE]
+        profiling.write(profiling.profile(rows), template / f"{index:04d}.bin")
+    profiles = Path(cfg.monitoring.profile_dir)
+    profiles.mkdir(parents=True)
+    for hour in range(WEEK_HOURS):
+        start = first + timedelta(hours=hour)
+        for index in range(60 * WORKERS):
+            minute, worker = divmod(index, WORKERS)
+            stem = f"{start + timedelta(minutes=minute):{profiling.STAMP}}-host-{worker}-{index:05d}"
+            os.link(template / f"{index:04d}.bin", profiles / profiling.profile_name(stem, "web-app"))
+    return WEEK_HOURS * 60 * WORKERS
+
+
+def roll_week(cfg: Config, folder: Path, now: datetime) -> float:
+    """Roll up the first hour for real (timed), then link its roll-up under every finished hour."""
+    profiles = Path(cfg.monitoring.profile_dir)
+    first = min(profiling.stamp_time(name) for name in os.listdir(profiles))
+    one_hour = folder / "one-hour"
+    one_hour.mkdir()
+    for name in os.listdir(profiles):
+        if profiling.stamp_time(name) < first + rollup.HOUR:  # type: ignore[operator]
+            os.link(profiles / name, one_hour / name)
+    (written, _), seconds = timed(lambda: next(iter(rollup.roll_up(one_hour, now, folder).items())))
+    assert written is not None
+    for hour in range(WEEK_HOURS - 1):
+        start = first + timedelta(hours=hour)  # type: ignore[operator]
+        os.link(one_hour / written, profiles / rollup.rollup_name(start, 60 * WORKERS, "web-app"))
+    return seconds
+
+
+def week() -> None:
+    """Write the week, roll it up, and time a steady-state monitor run over all of it."""
+    now = datetime.now(UTC)
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        cfg = configure(folder)
+        cfg.monitoring.window_hours = float(WEEK_HOURS)
+        write_reference(cfg, folder / "reference")
+        files = write_week(cfg, folder, now)
+        rollup_s = roll_week(cfg, folder, now)
+        cpu_started = time.process_time()
+        comparison, monitor_s = timed(lambda: monitor.monitor(cfg, now=now))
+        cpu_s = time.process_time() - cpu_started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result = comparison.result
+    verdict = "within" if monitor_s < BUDGET_S and peak_mb < WEEK_BUDGET_MB else "OVER"
+    header = [
+        "profiles",
+        "rows",
+        "read from",
+        "roll up 1 hour (s)",
+        "monitor week (s)",
+        "CPU (s)",
+        "peak MB",
+        "budget",
+    ]
+    cells = [
+        files,
+        result.rows,
+        result.files,
+        round(rollup_s, 2),
+        round(monitor_s, 2),
+        round(cpu_s, 2),
+        round(peak_mb),
+        verdict,
+    ]
+    print(reports.table(header, [cells]))
+    print(f"\nBudget: {BUDGET_S:.0f} s and {WEEK_BUDGET_MB:.0f} MB for the week in steady state.")
+
+
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    if sys.argv[1:2] == ["week"]:
+        week()
+    else:
+        main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)

@@ -139,9 +139,11 @@ class MonitoringConfig:
 
     profile_dir: str = "profiles/production"
     report_dir: str = "reports/monitoring"
-    drift_threshold: float = 0.25
+    drift_threshold: float = 0.1
     column_thresholds: dict[str, float] = field(default_factory=dict)
-    outcome_threshold: float = 0.15
+    outcome_threshold: float = 0.07
+    drift_alpha: float = 0.01
+    min_labels: int = 200
     window_hours: float = 24.0
     window_end: str | None = None
     exclude_clients: list[str] = field(default_factory=lambda: ["operator"])
@@ -152,11 +154,14 @@ class MonitoringConfig:
     labels_path: str = "labels/labels.csv"
     max_missing_increase: float = 0.05
     min_category_share: float = 0.01
-    max_metric_drop: float = 0.1
+    max_out_of_range: float = 0.01
+    max_metric_drop: float = 0.05
     max_error_rate: float = 0.01
     latency_budget_ms: float = 50.0
     metrics_sources: list[str] = field(default_factory=list)
     fail_on_drift: bool = False
+    fail_on_unreadable: bool = False
+    rollups: bool = True
     simulation: SimulationConfig = field(default_factory=SimulationConfig)
 
 

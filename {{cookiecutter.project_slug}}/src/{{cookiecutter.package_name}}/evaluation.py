@@ -28,9 +28,14 @@ def score(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> dic
 def classification_metrics(
     y_true: np.ndarray, y_pred: np.ndarray, proba: np.ndarray | None, classes: list[object]
 ) -> dict[str, float]:
-    """Accuracy, macro F1, and ROC AUC where probabilities exist and both classes occur."""
+    """Accuracy, balanced accuracy, macro F1, and ROC AUC where probabilities exist and both classes occur.
+
+    Balanced accuracy (the mean of per-class recalls) stays put when only the class mix moves,
+    which is how monitoring tells a label shift from a concept change.
+    """
     result = {
         "accuracy": float(metrics.accuracy_score(y_true, y_pred)),
+        "balanced_accuracy": float(metrics.balanced_accuracy_score(y_true, y_pred)),
         "f1_macro": float(metrics.f1_score(y_true, y_pred, average="macro")),
     }
     if proba is not None and len(set(y_true)) > 1:

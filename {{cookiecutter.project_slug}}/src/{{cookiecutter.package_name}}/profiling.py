@@ -145,11 +145,16 @@ def value_type(column: ColumnProfileView) -> str:
     return best if families[best] else "empty"
 
 
-def frequencies(column: object) -> dict[str, float]:
-    """Relative frequency of each frequent string in a column profile."""
+def item_counts(column: object) -> dict[str, float]:
+    """Estimated row count of each frequent string in a column profile."""
     metric = column.get_metric("frequent_items")  # type: ignore[attr-defined]
     if metric is None:
         return {}
-    items = metric.to_summary_dict().get("frequent_strings", [])
-    total = sum(item.est for item in items)
-    return {item.value: item.est / total for item in items} if total else {}
+    return {item.value: float(item.est) for item in metric.to_summary_dict().get("frequent_strings", [])}
+
+
+def frequencies(column: object) -> dict[str, float]:
+    """Relative frequency of each frequent string in a column profile."""
+    counts = item_counts(column)
+    total = sum(counts.values())
+    return {value: count / total for value, count in counts.items()} if total else {}

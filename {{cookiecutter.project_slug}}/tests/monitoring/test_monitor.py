@@ -113,6 +113,26 @@ def test_compare_columns__missing_values_type_change_and_new_category_are_alerts
     assert "new categories ['brand-new']" in alerts["plan"]
 
 
+def test_compare_columns__values_outside_the_contract_are_alerts(sample: pd.DataFrame) -> None:
+    # A unit bug (3 % of charges x1000) and a sign flip (5 % negative): each share is small enough
+    # to leave the distribution test quiet at this size, and still names the column.
+    cfg = compose()
+    ranges = monitor.contract_ranges(cfg)
+    current = sample.copy()
+    current.loc[current.index[:90], "monthly_charges"] *= 1000
+    current.loc[current.index[-150:], "total_charges"] *= -1
+    roles = {"monthly_charges": "feature", "total_charges": "feature", "tenure_months": "feature"}
+    found = columns.compare_columns(
+        cfg.monitoring, profiling.profile(sample), profiling.profile(current), roles, ranges
+    )
+    by_name = {c.column: c for c in found}
+    assert by_name["monthly_charges"].out_of_range == pytest.approx(0.03, abs=0.005)
+    assert by_name["total_charges"].out_of_range == pytest.approx(0.05, abs=0.005)
+    assert "of values outside the contract's" in " ".join(by_name["total_charges"].alerts)
+    assert by_name["tenure_months"].out_of_range == 0.0
+    assert not by_name["tenure_months"].alerts
+
+
 @pytest.mark.parametrize(
     ("realised", "trained", "greater_is_better", "drop"),
     [(0.6, 0.8, True, 0.25), (0.9, 0.8, True, 0.0), (12.0, 10.0, False, 0.2), (8.0, 10.0, False, 0.0)],
@@ -166,7 +186,7 @@ def test_monitor__missing_profile_store_is_a_profile_error_naming_it(
         monitor.monitor(cfg)
 
 
-def test_monitor_stage__unreadable_profile_is_one_line_not_a_traceback(
+def test_monitor_stage__no_readable_profile_is_one_line_not_a_traceback(
     tmp_path: Path, reference_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     (tmp_path / "profiles").mkdir()
@@ -179,8 +199,66 @@ def test_monitor_stage__unreadable_profile_is_one_line_not_a_traceback(
     error = capsys.readouterr().err
     assert exit_info.value.code == 1
     assert error.startswith("[monitor] error: ")
-    assert "not a readable whylogs profile" in error
+    assert "no readable profiles in the window (1 unreadable: " in error
     assert "Traceback" not in error
+
+
+BROKEN_FILES = {
+    "zero-bytes": b"",
+    "random-bytes": bytes(range(256)) * 4,
+    "text": b"not a profile",
+}
+
+
+def test_monitor__unreadable_files_are_skipped_and_named(tmp_path: Path, fitted: Fitted) -> None:
+    good = replayed(tmp_path, fitted, "none").result
+    stamp = f"{datetime.now(UTC) - timedelta(minutes=1):%Y%m%dT%H%M%S}"
+    for name, content in BROKEN_FILES.items():
+        (tmp_path / "profiles" / f"{stamp}-host-9-{name}.bin").write_bytes(content)
+    truncated = next((tmp_path / "profiles").glob("*.bin")).read_bytes()
+    (tmp_path / "profiles" / f"{stamp}-host-9-truncated.bin").write_bytes(truncated[: len(truncated) // 2])
+    cfg = configure(tmp_path, fitted.folder)
+    result = monitor.monitor(cfg).result
+    assert sorted(result.unreadable_files) == sorted(
+        f"{stamp}-host-9-{name}.bin" for name in [*BROKEN_FILES, "truncated"]
+    )
+    assert result.rows == good.rows  # every readable row still counted
+    assert f"profiles: {len(BROKEN_FILES) + 1} unreadable files skipped" in result.alerts
+    strict = configure(tmp_path, fitted.folder, "monitoring.fail_on_unreadable=true")
+    with pytest.raises(ProfileError, match="4 unreadable profiles"):
+        monitor.monitor(strict)
+
+
+def test_monitor__files_stamped_in_the_future_are_reported(tmp_path: Path, fitted: Fitted) -> None:
+    replayed(tmp_path, fitted, "none")
+    ahead = f"{datetime.now(UTC) + timedelta(hours=2):%Y%m%dT%H%M%S}-host-1-00001.bin"
+    next((tmp_path / "profiles").glob("*.bin")).replace(tmp_path / "profiles" / ahead)
+    result = monitor.monitor(configure(tmp_path, fitted.folder)).result
+    assert result.future_files == [ahead]
+
+
+@pytest.mark.parametrize(
+    ("labels_file", "status"),
+    [
+        (None, "labels.csv does not exist"),
+        ("customer_id,churned\n", "no data rows"),
+        ("customer_id,churned\nnobody,yes\n", "matches a logged prediction"),
+    ],
+    ids=["missing", "header-only", "unmatched"],
+)
+def test_monitor__labels_that_cannot_be_used_are_a_status_not_an_error(
+    tmp_path: Path, fitted: Fitted, labels_file: str | None, status: str
+) -> None:
+    replayed(tmp_path, fitted, "none")
+    labels_path = tmp_path / "labels.csv"
+    labels_path.unlink(missing_ok=True)
+    if labels_file is not None:
+        labels_path.write_text(labels_file.replace("churned", compose().data.target))
+    result = monitor.monitor(configure(tmp_path, fitted.folder)).result
+    assert result.performance is None
+    assert status in result.labels.status
+    assert result.labels.predictions > 0
+    assert result.labels.line().startswith("no labels yet: ")
 
 
 def test_monitor_stage__drift_exits_3_when_asked_and_tells_the_workflow(
@@ -214,3 +292,41 @@ def test_monitor__the_operators_own_traffic_is_left_out(tmp_path: Path, fitted: 
     everyone = monitor.monitor(configure(tmp_path, fitted.folder, "monitoring.exclude_clients=[]"))
     assert everyone.result.clients == {"direct": 2000, "operator": len(checks)}
     assert everyone.result.drift_detected
+
+
+@pytest.mark.parametrize(
+    ("interval", "greater_is_better", "beyond"),
+    [
+        ((0.60, 0.62), True, True),
+        ((0.60, 0.70), True, False),
+        ((11.0, 12.0), False, True),
+        ((9.0, 12.0), False, False),
+    ],
+)
+def test_beyond_allowed_drop__only_when_the_whole_interval_is_worse(
+    interval: tuple[float, float], greater_is_better: bool, beyond: bool
+) -> None:
+    trained = 0.70 if greater_is_better else 10.0
+    assert labels.beyond_allowed_drop(interval, trained, greater_is_better, 0.05) is beyond
+
+
+def test_monitor__too_few_labels_are_shown_never_judged(tmp_path: Path, fitted: Fitted) -> None:
+    cfg = configure(
+        tmp_path, fitted.folder, "monitoring.simulation.shift=concept", "monitoring.min_labels=100000"
+    )
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    result = monitor.monitor(cfg).result
+    assert result.performance is not None
+    assert result.performance.enough_labels is False
+    assert result.performance.degraded is False
+    assert result.performance.interval[0] <= result.performance.metrics[result.performance.judged_metric]
+    assert any("too few labels to judge" in line for line in result.diagnosis[1])
+
+
+def test_monitor__the_diagnosis_names_its_evidence(results: dict[str, monitor.Comparison]) -> None:
+    kind, evidence = results["covariate"].result.diagnosis
+    assert kind == "covariate drift"
+    assert evidence[0].startswith("inputs: ")
+    assert "tenure_months" in evidence[0]
+    assert any(line.startswith("labels: ") and "labelled" in line for line in evidence)
+    assert results["none"].result.diagnosis[0] == "none"

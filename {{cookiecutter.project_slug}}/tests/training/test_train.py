@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.data import DataError, load_table, split
 from {{ cookiecutter.package_name }}.training import selection, train
 
 TASK_METRICS = {
-    "classification": {"accuracy", "f1_macro", "roc_auc"},
+    "classification": {"accuracy", "balanced_accuracy", "f1_macro", "roc_auc"},
     "regression": {"rmse", "mae", "r2"},
 }
 

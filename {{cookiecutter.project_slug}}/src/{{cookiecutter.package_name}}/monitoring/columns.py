@@ -1,7 +1,8 @@
 """Column checks: one column of the window against the reference, as a report with alerts.
 
-Distribution distance (:mod:`..drift`), missing-value and type changes and unseen categories,
-all read from the two profiles' sketches.
+Distribution distance (:mod:`..drift`), missing-value and type changes, unseen categories, and
+values outside the data contract's range (a unit bug, a sign flip), all read from the two
+profiles' sketches.
 """
 
 from __future__ import annotations
@@ -22,13 +23,32 @@ class ColumnReport:
     kind: str
     statistic: float
     threshold: float
+    p_value: float
     drifted: bool
     missing_reference: float
     missing_current: float
     type_reference: str
     type_current: str
     new_categories: dict[str, float] = field(default_factory=dict)
+    out_of_range: float = 0.0
     alerts: list[str] = field(default_factory=list)
+
+
+Range = tuple[float | None, float | None]
+NO_RANGE: Range = (None, None)
+
+
+def outside_share(column: ColumnProfileView | None, expected: Range) -> float:
+    """Share of the column's values below ``expected[0]`` or above ``expected[1]`` (KLL sketch)."""
+    low, high = expected
+    metric = column.get_metric("distribution") if column is not None else None
+    if metric is None or metric.kll.value.is_empty() or (low is None and high is None):
+        return 0.0
+    sketch = metric.kll.value
+    below = float(sketch.get_cdf([low])[0]) if low is not None else 0.0  # strictly below low
+    top = high + 1e-9 * max(1.0, abs(high)) if high is not None else None  # high itself is inside
+    above = 1.0 - float(sketch.get_cdf([top])[0]) if top is not None else 0.0
+    return below + above
 
 
 def new_categories(reference: ColumnProfileView, current: ColumnProfileView) -> dict[str, float]:
@@ -49,8 +69,10 @@ def check_column(
     reference: DatasetProfileView,
     current: DatasetProfileView,
     role: str,
+    *,
+    expected: Range = NO_RANGE,
 ) -> ColumnReport:
-    """Combine the distance with missing-value, type and category checks into one column report."""
+    """Combine the distance with missing-value, type, category and range checks into one report."""
     ref, cur = reference.get_column(found.column), current.get_column(found.column)
     missing_ref, missing_cur = missing_share(ref), missing_share(cur)
     type_ref, type_cur = value_type(ref), value_type(cur)
@@ -58,7 +80,8 @@ def check_column(
     alerts = []
     if found.drifted:
         alerts.append(
-            f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f} ({found.kind})"
+            f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f}"
+            f" ({found.kind}, p={found.p_value:.1e})"
         )
     if missing_cur - missing_ref > cfg.max_missing_increase:
         alerts.append(f"{found.column}: missing values {missing_ref:.1%} -> {missing_cur:.1%}")
@@ -67,28 +90,51 @@ def check_column(
     notable = {name: share for name, share in unseen.items() if share > cfg.min_category_share}
     if notable:
         alerts.append(f"{found.column}: new categories {sorted(notable)}")
+    outside = outside_share(cur, expected)
+    if outside > cfg.max_out_of_range:
+        alerts.append(
+            f"{found.column}: {outside:.1%} of values outside the contract's range {list(expected)}"
+        )
     return ColumnReport(
         found.column,
         role,
         found.kind,
         round(found.statistic, 4),
         found.threshold,
+        float(f"{found.p_value:.3g}"),
         found.drifted,
         round(missing_ref, 4),
         round(missing_cur, 4),
         type_ref,
         type_cur,
         unseen,
+        round(outside, 4),
         alerts,
     )
 
 
 def compare_columns(
-    cfg: MonitoringConfig, reference: DatasetProfileView, current: DatasetProfileView, roles: dict[str, str]
+    cfg: MonitoringConfig,
+    reference: DatasetProfileView,
+    current: DatasetProfileView,
+    roles: dict[str, str],
+    ranges: dict[str, Range] | None = None,
 ) -> list[ColumnReport]:
-    """A report for every named column present on both sides, with its role (feature, prediction...)."""
+    """A report for every named column present on both sides, with its role (feature, prediction...).
+
+    The columns are one family for the significance test, held to half of ``drift_alpha``: the
+    inputs with the predictions are one family, the labels (when they arrive) the other, so
+    ``drift_alpha`` bounds the chance of any false alarm in a window. ``ranges`` are the data
+    contract's expected ``[min, max]`` per column.
+    """
     outcomes = {name: cfg.outcome_threshold for name, role in roles.items() if role != "feature"}
-    found = drift.compare(
-        reference, current, list(roles), cfg.drift_threshold, outcomes | cfg.column_thresholds
-    )
-    return [check_column(cfg, item, reference, current, roles[item.column]) for item in found]
+    thresholds = outcomes | cfg.column_thresholds
+    threshold, alpha = cfg.drift_threshold, cfg.drift_alpha / 2
+    found = drift.compare(reference, current, list(roles), threshold, thresholds, alpha=alpha)
+    expected = ranges or {}
+    return [
+        check_column(
+            cfg, item, reference, current, roles[item.column], expected=expected.get(item.column, NO_RANGE)
+        )
+        for item in found
+    ]

@@ -160,24 +160,43 @@ def charts(comparison: Comparison) -> dict[str, Figure]:
 def sections(result: MonitorResult) -> list[Section]:
     """The report's tables, in reading order, shared by the Markdown and HTML renderings."""
     found = [Section("Alerts", ["finding"], [[alert] for alert in result.alerts] or [["none"]], 0)]
+    kind, evidence = result.diagnosis
+    found.append(Section(f"Diagnosis: {kind}", ["evidence"], [[line] for line in evidence]))
     found.append(
         Section(
             "Columns",
-            ["column", "role", "kind", "score", "threshold", "missing (ref -> now)", "type", "status"],
+            [
+                "column",
+                "role",
+                "kind",
+                "score",
+                "threshold",
+                "p-value",
+                "missing (ref -> now)",
+                "type",
+                "status",
+            ],
             [_column_row(c) for c in result.columns],
-            verdict_column=7,
+            verdict_column=8,
         )
     )
     if result.performance:
         perf = result.performance
-        rows = [[n, _num(perf.training.get(n)), _num(v)] for n, v in perf.metrics.items()]
+        primary = perf.judged_metric
+        rows = [
+            [n, _num(perf.training.get(n)), _num(v), _interval(perf.interval) if n == primary else "-"]
+            for n, v in perf.metrics.items()
+        ]
         found.append(
             Section(
-                f"Performance on {perf.labelled} labelled requests",
-                ["metric", "training (test)", "production"],
+                f"Performance: {result.labels.line()}",
+                ["metric", "training (test)", "production", "95% interval"],
                 rows,
             )
         )
+    if result.unreadable_files:
+        rows = [[name, reason] for name, reason in sorted(result.unreadable_files.items())]
+        found.append(Section("Unreadable profiles (skipped)", ["file", "why"], rows))
     if result.health:
         found.append(Section("Service health", ["measure", "value"], _health_rows(result)))
     return found
@@ -198,6 +217,7 @@ def _column_row(column: ColumnReport) -> list[str]:
         column.kind,
         f"{column.statistic:.3f}",
         f"{column.threshold:.2f}",
+        f"{column.p_value:.1e}",
         missing,
         types,
         status,
@@ -223,6 +243,10 @@ def _health_rows(result: MonitorResult) -> list[list[str]]:
     ]
 
 
+def _interval(bounds: tuple[float, float]) -> str:
+    return f"{bounds[0]:.3f} - {bounds[1]:.3f}"
+
+
 def _num(value: float | None) -> str:
     """Three decimals, or a dash when unknown."""
     return "-" if value is None else f"{value:.3f}"
@@ -230,7 +254,12 @@ def _num(value: float | None) -> str:
 
 def headline(result: MonitorResult) -> str:
     """One line: the verdict and what the window held."""
-    verdict = "DRIFT DETECTED" if result.drift_detected else "no drift"
+    kind = result.diagnosis[0]
+    verdict = (
+        f"DRIFT DETECTED ({kind})"
+        if result.drift_detected and kind != "none"
+        else ("DRIFT DETECTED" if result.drift_detected else "no drift")
+    )
     model = result.reference.get("model")
     against = f"model {model} v{result.reference.get('version')}" if model else result.reference["source"]
     window = f"{result.window_start} to {result.window_end}"

@@ -18,10 +18,21 @@ from ..serving.traffic import CLIENT_COLUMN
 from .columns import ColumnReport, compare_columns
 from .window import LOG_SUFFIXES, window_files
 
+BOOTSTRAP_SAMPLES = 200
+MIX_FREE = "balanced_accuracy"
+"""The classifier metric a change of class mix alone does not move (mean per-class recall)."""
+
 
 @dataclass(frozen=True)
 class Performance:
-    """Realised metrics on labelled requests against the training test metrics."""
+    """Realised metrics on labelled requests against the training test metrics.
+
+    ``interval`` is a 95 % bootstrap interval of the realised ``judged_metric``. The model counts
+    as degraded only when the whole interval lies beyond the allowed drop, and only with at
+    least ``min_labels`` labels: a few hundred labels move a metric by sampling noise alone.
+    Classifiers are judged on balanced accuracy, which a change of the class mix alone (label
+    shift) leaves where it was, so a drop means the input -> outcome relation changed.
+    """
 
     labelled: int
     primary_metric: str
@@ -29,6 +40,9 @@ class Performance:
     training: dict[str, float]
     relative_drop: float
     degraded: bool
+    interval: tuple[float, float] = (float("nan"), float("nan"))
+    enough_labels: bool = True
+    judged_metric: str = ""
 
 
 def read_logs(paths: list[Path]) -> pd.DataFrame:
@@ -53,17 +67,54 @@ def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: s
     return latest.merge(labels.drop_duplicates(subset=[key], keep="last")[[key, target]], on=key, how="inner")
 
 
-def realised_metrics(task: str, joined: pd.DataFrame, target: str) -> dict[str, float]:
-    """The task's metrics on the labelled requests (no probabilities are logged, so no ROC AUC)."""
+def outcomes(task: str, joined: pd.DataFrame, target: str) -> tuple[np.ndarray, np.ndarray]:
+    """Truth and prediction as arrays: floats for regression, integer class codes otherwise.
+
+    Integer codes: scikit-learn sorts label arrays, and sorting a million strings takes seconds.
+    """
     if task == evaluation.REGRESSION:
-        return evaluation.regression_metrics(
-            joined[target].to_numpy(dtype=float), joined[PREDICTION].to_numpy(dtype=float)
-        )
-    # Integer codes: scikit-learn sorts label arrays, and sorting a million strings takes seconds.
+        return joined[target].to_numpy(dtype=float), joined[PREDICTION].to_numpy(dtype=float)
     truth, predicted = joined[target].astype(str), joined[PREDICTION].astype(str)
     classes = sorted(set(truth.unique()) | set(predicted.unique()))
     codes = [np.asarray(pd.Categorical(column, categories=classes).codes) for column in (truth, predicted)]
-    return evaluation.classification_metrics(codes[0], codes[1], None, list(range(len(classes))))
+    return codes[0], codes[1]
+
+
+def metrics_of(task: str, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """The task's metrics (no probabilities are logged, so no ROC AUC)."""
+    if task == evaluation.REGRESSION:
+        return evaluation.regression_metrics(truth, predicted)
+    classes: list[object] = list(range(int(max(truth.max(initial=0), predicted.max(initial=0))) + 1))
+    return evaluation.classification_metrics(truth, predicted, None, classes)
+
+
+def realised_metrics(task: str, joined: pd.DataFrame, target: str) -> dict[str, float]:
+    """The task's metrics on the labelled requests."""
+    return metrics_of(task, *outcomes(task, joined, target))
+
+
+def bootstrap_interval(
+    task: str, truth: np.ndarray, predicted: np.ndarray, metric: str
+) -> tuple[float, float]:
+    """2.5th and 97.5th percentiles of ``metric`` over resamples of the labelled rows (seeded)."""
+    rng = np.random.default_rng(0)
+    values = []
+    for _ in range(BOOTSTRAP_SAMPLES):
+        rows = rng.integers(0, len(truth), len(truth))
+        values.append(metrics_of(task, truth[rows], predicted[rows]).get(metric, float("nan")))
+    low, high = np.nanpercentile(values, [2.5, 97.5])
+    return round(float(low), 4), round(float(high), 4)
+
+
+def beyond_allowed_drop(
+    interval: tuple[float, float], trained: float, greater_is_better: bool, allowed: float
+) -> bool:
+    """The whole interval is worse than the training value by more than ``allowed`` (relative)."""
+    if not np.isfinite(trained):
+        return False
+    if greater_is_better:
+        return interval[1] < trained - allowed * abs(trained)
+    return interval[0] > trained + allowed * abs(trained)
 
 
 def relative_drop(realised: float, trained: float, greater_is_better: bool) -> float:
@@ -78,32 +129,80 @@ def assess_labels(
     cfg: Config, reference: Reference, joined: pd.DataFrame, labels_view: DatasetProfileView
 ) -> tuple[Performance, list[ColumnReport]]:
     """Realised versus training metric (concept drift) and the label mix versus training (label shift)."""
-    target, meta = str(reference.meta["target"]), reference.meta
-    metrics = realised_metrics(str(meta["task"]), joined, target)
+    target, meta, task = str(reference.meta["target"]), reference.meta, str(reference.meta["task"])
+    truth, predicted = outcomes(task, joined, target)
+    metrics = metrics_of(task, truth, predicted)
     training = {name: float(value) for name, value in meta.get("metrics", {}).items()}
     primary = str(meta.get("primary_metric", cfg.training.primary_metric))
-    drop = relative_drop(
-        metrics.get(primary, float("nan")),
-        training.get(primary, float("nan")),
-        bool(meta.get("greater_is_better", True)),
-    )
+    judged = MIX_FREE if MIX_FREE in training and MIX_FREE in metrics else primary
+    greater_is_better = True if judged == MIX_FREE else bool(meta.get("greater_is_better", True))
+    trained = training.get(judged, float("nan"))
+    drop = relative_drop(metrics.get(judged, float("nan")), trained, greater_is_better)
+    interval = bootstrap_interval(task, truth, predicted, judged)
+    enough = len(joined) >= cfg.monitoring.min_labels
+    allowed = cfg.monitoring.max_metric_drop
+    degraded = enough and beyond_allowed_drop(interval, trained, greater_is_better, allowed)
     performance = Performance(
-        len(joined), primary, metrics, training, round(drop, 4), drop > cfg.monitoring.max_metric_drop
+        len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged
     )
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
 
-def labelled_window(cfg: Config, start: datetime, end: datetime, scratch: Path) -> pd.DataFrame | None:
-    """Logged predictions of the window joined to the labels file; None until labels exist."""
+def window_logs(cfg: Config, start: datetime, end: datetime, scratch: Path) -> pd.DataFrame:
+    """The window's logged predictions, the excluded clients' left out (empty when there are none).
+
+    The checks' own requests reuse held-out ids: they must never be joined to labels.
+    """
+    log_dir = cfg.monitoring.prediction_log_dir
+    if not store.is_remote(log_dir) and not store.local(log_dir).is_dir():
+        return pd.DataFrame()
+    logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
+    if CLIENT_COLUMN in logs:
+        logs = logs[~logs[CLIENT_COLUMN].isin(cfg.monitoring.exclude_clients)]
+    return logs
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the window's logged traffic has ground truth, and why not when none."""
+
+    status: str
+    predictions: int = 0
+    labelled: int = 0
+
+    def line(self) -> str:
+        """One sentence for the report."""
+        if self.status == LABELLED:
+            share = self.labelled / self.predictions if self.predictions else 0.0
+            return f"{self.labelled:,} of {self.predictions:,} logged predictions labelled ({share:.1%})"
+        return f"no labels yet: {self.status}"
+
+
+LABELLED = "labelled"
+
+
+def labelled_window(
+    cfg: Config, start: datetime, end: datetime, scratch: Path
+) -> tuple[Coverage, pd.DataFrame | None]:
+    """Logged predictions of the window joined to the labels file, and what that join covers.
+
+    Missing, empty or unreadable inputs are a coverage status, never an error: monitoring goes on
+    without labels and the report says why there are none.
+    """
     labels_path = resolve(cfg.monitoring.labels_path)
     log_dir = cfg.monitoring.prediction_log_dir
-    no_logs = not store.is_remote(log_dir) and not store.local(log_dir).is_dir()
-    if not labels_path.is_file() or no_logs or not cfg.data.id_column:
-        return None
-    logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
-    if CLIENT_COLUMN in logs:  # the checks' own requests reuse held-out ids: never join them to labels
-        logs = logs[~logs[CLIENT_COLUMN].isin(cfg.monitoring.exclude_clients)]
+    if not cfg.data.id_column:
+        return Coverage("data.id_column is not set, so predictions cannot be matched to labels"), None
+    logs = window_logs(cfg, start, end, scratch)
     if logs.empty:
-        return None
-    joined = join_labels(cfg, logs, load_table(labels_path), cfg.data.target)
-    return joined if len(joined) else None
+        return Coverage(f"no predictions logged in {log_dir} in the window"), None
+    if not labels_path.is_file():
+        return Coverage(f"{cfg.monitoring.labels_path} does not exist", len(logs)), None
+    try:
+        labels = load_table(labels_path)
+    except DataError as error:
+        return Coverage(str(error), len(logs)), None
+    joined = join_labels(cfg, logs, labels, cfg.data.target)
+    if joined.empty:
+        return Coverage(f"no id in {cfg.monitoring.labels_path} matches a logged prediction", len(logs)), None
+    return Coverage(LABELLED, len(logs), len(joined)), joined

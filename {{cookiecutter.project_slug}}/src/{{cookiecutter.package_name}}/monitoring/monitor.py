@@ -12,22 +12,25 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import profiling, reference
+from .. import profiling, reference, validation
 from ..config import Config, resolve
 from ..data import DataError
 from ..deployment import state
 from ..profiling import DatasetProfileView, ProfileError
 from ..reference import PREDICTION, REFERENCE_PROFILE, Reference
 from ..serving import packaging
+from . import rollup
 from .columns import ColumnReport, compare_columns
 from .health import Health
-from .labels import Performance, assess_labels, labelled_window
-from .window import load_window, window_bounds, window_files
+from .labels import Coverage, Performance, assess_labels, labelled_window
+from .window import future_files, load_window, window_bounds, window_files
+
+ROLES = ("feature", "prediction", "label")
 
 
 @dataclass
@@ -45,6 +48,10 @@ class MonitorResult:
     columns: list[ColumnReport]
     missing_columns: list[str]
     timeline: list[dict[str, Any]]
+    labels: Coverage = field(default_factory=lambda: Coverage("not assessed"))
+    unreadable_files: dict[str, str] = field(default_factory=dict)
+    rolled_up: dict[str, str] = field(default_factory=dict)
+    future_files: list[str] = field(default_factory=list)
     performance: Performance | None = None
     health: Health | None = None
 
@@ -56,13 +63,19 @@ class MonitorResult:
         if self.performance and self.performance.degraded:
             perf, nan = self.performance, float("nan")
             realised, trained = (
-                perf.metrics.get(perf.primary_metric, nan),
-                perf.training.get(perf.primary_metric, nan),
+                perf.metrics.get(perf.judged_metric, nan),
+                perf.training.get(perf.judged_metric, nan),
             )
-            cause = "concept drift" if self.concept_drift else "inputs moved"
+            low, high = perf.interval
             found.append(
-                f"performance: {perf.primary_metric} {realised:.3f} vs {trained:.3f} at training"
-                f" ({perf.relative_drop:.0%} worse; {cause})"
+                f"performance: {perf.judged_metric} {realised:.3f} (95% {low:.3f}-{high:.3f}, "
+                f"{perf.labelled:,} labels) vs {trained:.3f} at training ({perf.relative_drop:.0%} worse)"
+            )
+        if self.unreadable_files:
+            found.append(f"profiles: {len(self.unreadable_files)} unreadable files skipped")
+        if self.future_files:
+            found.append(
+                f"profiles: {len(self.future_files)} files stamped in the future (a writer's clock?)"
             )
         return found + (self.health.alerts if self.health else [])
 
@@ -73,10 +86,43 @@ class MonitorResult:
         return data_alerts > 0
 
     @property
+    def diagnosis(self) -> tuple[str, list[str]]:
+        """The kind of drift the evidence points to, and the evidence, one line each.
+
+        Inputs moved: covariate drift (the model sees data unlike its training). Inputs held but
+        the metric fell, its whole interval beyond the allowed drop: concept drift (the input ->
+        outcome relation changed; the outcome mix may move with it). Inputs held, metric held,
+        outcome mix moved: label shift. Only the predictions moved: prediction drift. Nothing
+        significant: none.
+        """
+        moved = {role: [c.column for c in self.columns if c.role == role and c.drifted] for role in ROLES}
+        perf = self.performance
+        evidence = [
+            f"inputs: {', '.join(moved['feature']) or 'none'} moved beyond noise",
+            f"predictions: {'mix moved' if moved['prediction'] else 'mix held'}",
+            f"labels: {self.labels.line()}",
+        ]
+        if perf is not None:
+            low, high = perf.interval
+            judged = "judged" if perf.enough_labels else "too few labels to judge"
+            evidence.append(f"label mix: {'moved' if moved['label'] else 'held'}")
+            trained = perf.training.get(perf.judged_metric, float("nan"))
+            interval = f"95% interval {low:.3f}-{high:.3f} vs {trained:.3f} at training"
+            evidence.append(f"{perf.judged_metric}: {interval} ({judged})")
+        if moved["feature"]:
+            return "covariate drift", evidence
+        if perf is not None and perf.degraded:
+            return "concept drift", evidence
+        if moved["label"]:
+            return "label shift", evidence
+        if moved["prediction"]:
+            return "prediction drift", evidence
+        return "none", evidence
+
+    @property
     def concept_drift(self) -> bool:
-        """The model got worse while its inputs did not move: the input -> outcome relation changed."""
-        degraded = self.performance is not None and self.performance.degraded
-        return degraded and not any(c.drifted for c in self.columns if c.role == "feature")
+        """Worse while inputs and outcome mix held: the input -> outcome relation changed."""
+        return self.diagnosis[0] == "concept drift"
 
     @property
     def drifted_columns(self) -> list[str]:
@@ -85,9 +131,12 @@ class MonitorResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, with the derived verdicts spelled out for machines."""
+        kind, evidence = self.diagnosis
         return asdict(self) | {
             "drift_detected": self.drift_detected,
-            "concept_drift": self.concept_drift,
+            "drift_kind": kind,
+            "evidence": evidence,
+            "concept_drift": kind == "concept drift",
             "drifted_columns": self.drifted_columns,
             "alerts": self.alerts,
         }
@@ -138,6 +187,11 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     """:func:`monitor` with a folder for the window's files when they come from an object store."""
     reference = load_reference(cfg)
     start, end = window_bounds(cfg.monitoring, now)
+    rolled = (
+        rollup.roll_up(cfg.monitoring.profile_dir, now or datetime.now(UTC), scratch)
+        if cfg.monitoring.rollups
+        else {}
+    )
     excluded = cfg.monitoring.exclude_clients
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch, exclude_clients=excluded)
     if not paths:
@@ -145,9 +199,15 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
             f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
             f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
         )
-    current, timeline, clients = load_window(paths)
+    current, timeline, clients, unreadable = load_window(paths)
+    if unreadable and cfg.monitoring.fail_on_unreadable:
+        named = "; ".join(f"{name}: {reason}" for name, reason in sorted(unreadable.items())[:5])
+        raise ProfileError(
+            f"{len(unreadable)} unreadable profiles ({named}); move them aside or set "
+            "monitoring.fail_on_unreadable=false to report them and go on"
+        )
     roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
-    columns = compare_columns(cfg.monitoring, reference.view, current, roles)
+    columns = compare_columns(cfg.monitoring, reference.view, current, roles, contract_ranges(cfg))
     present = set(current.get_columns())
     result = MonitorResult(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -162,15 +222,27 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         columns=columns,
         missing_columns=[name for name in reference.features if name not in present],
         timeline=timeline,
+        unreadable_files=unreadable,
+        rolled_up=rolled,
+        future_files=[] if cfg.monitoring.window_end else future_files(cfg.monitoring.profile_dir, end),
         health=health,
     )
-    joined = labelled_window(cfg, start, end, scratch)
+    result.labels, joined = labelled_window(cfg, start, end, scratch)
     if joined is None:
         return Comparison(result, reference, current)
     labels_view = profiling.profile(joined[[str(reference.meta["target"])]])
     result.performance, label_columns = assess_labels(cfg, reference, joined, labels_view)
     result.columns = [*result.columns, *label_columns]
     return Comparison(result, reference, current, labels_view)
+
+
+def contract_ranges(cfg: Config) -> dict[str, tuple[float | None, float | None]]:
+    """``[min, max]`` of each numeric column of the data contract (none without a contract)."""
+    path = resolve(cfg.validation.contract_path)
+    if not path.is_file():
+        return {}
+    columns = validation.Contract.load(path).columns
+    return {name: (spec.min, spec.max) for name, spec in columns.items() if spec.kind == validation.NUMERIC}
 
 
 def _model_info(reference: Reference) -> dict[str, Any]:

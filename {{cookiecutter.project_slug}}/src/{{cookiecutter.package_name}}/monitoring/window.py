@@ -13,6 +13,7 @@ from ..config import MonitoringConfig
 from ..data import DataError
 from ..profiling import DatasetProfileView, ProfileError, frequencies, quantiles
 from ..reference import PREDICTION
+from . import rollup
 
 LOG_SUFFIXES = {".csv", ".parquet", ".pq", ".jsonl"}
 
@@ -44,7 +45,8 @@ def window_files(
     """Local paths of the files in ``location`` whose window time lies in ``[start, end]``, oldest first.
 
     The window time is the stamp in the name, else the modification time. Profiles of the clients
-    in ``exclude_clients`` (by the name the service filed them under) are left out. From an object
+    in ``exclude_clients`` (by the name the service filed them under) are left out. A whole hour
+    inside the window with a current roll-up is read from it (:mod:`.rollup`). From an object
     store, only the files kept are downloaded (into ``scratch``).
     """
     found = {
@@ -52,26 +54,46 @@ def window_files(
         for name, modified in store.listing(location, suffixes).items()
         if profiling.client_of(name) not in exclude_clients
     }
+    found = rollup.select(found, start, end)
     timed = sorted((profiling.stamp_time(name) or modified, name) for name, modified in found.items())
     return store.fetch(location, {name: found[name] for when, name in timed if start <= when <= end}, scratch)
 
 
-def load_window(paths: list[Path]) -> tuple[DatasetProfileView, list[dict[str, Any]], dict[str, int]]:
+def future_files(location: str | Path, now: datetime, slack: timedelta = timedelta(minutes=5)) -> list[str]:
+    """Profiles stamped later than ``now`` (a writer's clock ahead): never in a window ending now."""
+    names = store.listing(location, {".bin"})
+    return sorted(name for name in names if (profiling.stamp_time(name) or now) > now + slack)
+
+
+def load_window(
+    paths: list[Path],
+) -> tuple[DatasetProfileView, list[dict[str, Any]], dict[str, int], dict[str, str]]:
     """Merge the window's profiles; the prediction mix per window start (timeline); rows per client.
 
-    Profiles written before the service filed rows by client count as ``unattributed``.
+    A file that cannot be read (zero bytes, truncated, not a profile) is skipped and returned,
+    named with the reason, so one bad file never costs the whole report. Profiles written before
+    the service filed rows by client count as ``unattributed``.
     """
     by_time: dict[datetime, DatasetProfileView] = {}
     clients: Counter[str] = Counter()
+    unreadable: dict[str, str] = {}
     for path in paths:
-        view, when = profiling.read(path), profiling.window_time(path)
+        try:
+            view = profiling.read(path)
+        except ProfileError as error:
+            unreadable[path.name] = str(error).split(": ", 1)[-1]
+            continue
+        when = profiling.window_time(path)
         by_time[when] = by_time[when].merge(view) if when in by_time else view
         clients[profiling.client_of(path.name) or "unattributed"] += profiling.row_count(view)
     merged = profiling.merge(by_time.values())
     if merged is None:
-        raise ProfileError("no profiles in the window; widen monitoring.window_hours or check the service")
+        named = f" ({len(unreadable)} unreadable: {', '.join(sorted(unreadable)[:3])})" if unreadable else ""
+        raise ProfileError(
+            f"no readable profiles in the window{named}; widen monitoring.window_hours or check the service"
+        )
     timeline = [prediction_point(when, view) for when, view in sorted(by_time.items())]
-    return merged, timeline, dict(sorted(clients.items()))
+    return merged, timeline, dict(sorted(clients.items())), unreadable
 
 
 def prediction_point(when: datetime, view: DatasetProfileView) -> dict[str, Any]:
