@@ -98,7 +98,8 @@ def monitored_stages(cfg: Config, scratch: Path) -> dict[str, float]:
     start, end = window_bounds(cfg.monitoring)
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch)
     reference = monitor.load_reference(cfg)
-    (current, _, _, _), merge_s = timed(lambda: load_window(paths))
+    loaded, merge_s = timed(lambda: load_window(paths))
+    current = loaded.view
     roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
     _, compare_s = timed(lambda: compare_columns(cfg.monitoring, reference.view, current, roles))
     started = time.perf_counter()

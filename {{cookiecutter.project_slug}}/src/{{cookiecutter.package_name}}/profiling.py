@@ -55,9 +55,23 @@ def stamp_time(name: str) -> datetime | None:
 CLIENT_PATTERN = re.compile(r"\.client-([a-z0-9._-]+)\.bin$")
 
 
-def profile_name(stem: str, client: str) -> str:
-    """A traffic profile's file name: ``<stem>.client-<client>.bin`` (see :mod:`.serving.traffic`)."""
-    return f"{stem}.client-{client}.bin"
+VERSION_PATTERN = re.compile(r"\.model-([A-Za-z0-9_-]+)\.client-")
+UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+
+
+def profile_name(stem: str, client: str, model_version: str = "") -> str:
+    """A traffic profile's file name: ``<stem>[.model-<version>].client-<client>.bin``.
+
+    See :mod:`.serving.traffic`; the version is the registry's model version that served the rows.
+    """
+    model = f".model-{UNSAFE.sub('-', model_version)}" if model_version else ""
+    return f"{stem}{model}.client-{client}.bin"
+
+
+def version_of(name: str) -> str | None:
+    """The model version a traffic profile's rows were served by (None: not recorded)."""
+    match = VERSION_PATTERN.search(name)
+    return match.group(1) if match else None
 
 
 def client_of(name: str) -> str | None:

@@ -17,6 +17,7 @@ from {{ cookiecutter.package_name }} import cli, profiling
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.monitoring import columns, labels, monitor, replay, window
 from {{ cookiecutter.package_name }}.profiling import ProfileError
+from {{ cookiecutter.package_name }}.simulation import make_customers
 from monitored import Fitted, configure, fit, replayed
 
 FEATURES_MOVED_BY_COVARIATE_SHIFT = {"tenure_months", "monthly_charges", "internet_service"}
@@ -330,3 +331,64 @@ def test_monitor__the_diagnosis_names_its_evidence(results: dict[str, monitor.Co
     assert "tenure_months" in evidence[0]
     assert any(line.startswith("labels: ") and "labelled" in line for line in evidence)
     assert results["none"].result.diagnosis[0] == "none"
+
+
+def test_monitor__a_long_window_trends_per_hour_and_shows_when_a_move_started(
+    tmp_path: Path, fitted: Fitted
+) -> None:
+    # Three hours of 1-minute profiles (180 windows, over MAX_POINTS): fresh traffic, then the
+    # last hour from the covariate-shifted regime. One point per hour, on the hour, with scores.
+    cfg = configure(tmp_path, fitted.folder)
+    profiles = Path(cfg.monitoring.profile_dir)
+    first = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    for minute in range(180):
+        shift = "covariate" if minute >= 120 else "none"
+        frame = make_customers(20, seed=minute, shift=shift)[list(fitted.model.feature_names_in_)]
+        stem = f"{first + timedelta(minutes=minute):%Y%m%dT%H%M%S}-host-1-{minute:05d}"
+        profiling.write(profiling.profile(frame), profiles / profiling.profile_name(stem, "web-app"))
+    result = monitor.monitor(cfg).result
+    times = [datetime.fromisoformat(point["time"]) for point in result.timeline]
+    assert times == [first + timedelta(hours=h) for h in range(3)]
+    assert [point["rows"] for point in result.timeline] == [1200, 1200, 1200]
+    tenure = [point["scores"]["tenure_months"] for point in result.timeline]
+    assert max(tenure[:2]) < 0.1 < 0.2 < tenure[2]
+    minutes = sorted(path for path in profiles.glob("*.bin") if "rollup" not in path.name)
+    assert len(window.load_window(minutes[:60]).buckets) == 60  # few windows: one point each
+
+
+def test_monitor__rows_and_labelled_metric_are_split_by_model_version(tmp_path: Path, fitted: Fitted) -> None:
+    cfg = configure(tmp_path, fitted.folder)
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    profiles = Path(cfg.monitoring.profile_dir)
+    for number, path in enumerate(sorted(profiles.glob("*.bin"))):  # as two versions would have written them
+        version = "3" if number % 2 else "4"
+        path.rename(path.with_name(path.name.replace(".client-", f".model-{version}.client-")))
+    for number, path in enumerate(sorted(profiles.glob("*.predictions.parquet"))):
+        pd.read_parquet(path).assign(model_version="3" if number % 2 else "4").to_parquet(path)
+    result = monitor.monitor(cfg).result
+    assert set(result.versions) == {"3", "4"}
+    assert sum(result.versions.values()) == result.rows
+    assert result.performance is not None
+    split = result.performance.by_version
+    assert set(split) == {"3", "4"}
+    assert sum(values["labelled"] for values in split.values()) == result.performance.labelled
+
+
+@pytest.mark.skipif(not CLASSIFICATION, reason="confidence is a classifier's")
+def test_monitor__logged_confidence_gives_roc_auc_and_an_estimate_before_labels(
+    tmp_path: Path, fitted: Fitted
+) -> None:
+    cfg = configure(tmp_path, fitted.folder)
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    sure = 0.8  # as if the model were 80 % sure of every prediction it served
+    for path in Path(cfg.monitoring.prediction_log_dir).glob("*.predictions.parquet"):
+        pd.read_parquet(path).assign(confidence=sure).to_parquet(path)
+    result = monitor.monitor(cfg).result
+    assert result.labels.estimated_accuracy == sure
+    assert "accuracy estimated from the model's confidence 0.800" in result.labels.line()
+    assert result.performance is not None
+    assert 0.0 <= result.performance.metrics["roc_auc"] <= 1.0
+    (Path(cfg.monitoring.labels_path)).unlink()  # before any label: the estimate is all there is
+    unlabelled = monitor.monitor(cfg).result
+    assert unlabelled.performance is None
+    assert unlabelled.labels.estimated_accuracy == sure

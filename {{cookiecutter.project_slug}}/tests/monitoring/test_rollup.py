@@ -34,10 +34,10 @@ def write_minutes(folder: Path, hours: int, per_minute: int = 3) -> int:
 def window(folder: Path, start: datetime, end: datetime, scratch: Path) -> tuple[int, float, int]:
     """Rows, the mean of x, and how many files the window was read from."""
     paths = window_files(folder, start, end, {".bin"}, scratch)
-    merged, _, _, unreadable = load_window(paths)
-    assert not unreadable
-    x = merged.get_column("x").get_metric("distribution")
-    return profiling.row_count(merged), round(float(x.mean.value), 9), len(paths)
+    loaded = load_window(paths)
+    assert not loaded.unreadable
+    x = loaded.view.get_column("x").get_metric("distribution")
+    return profiling.row_count(loaded.view), round(float(x.mean.value), 9), len(paths)
 
 
 def test_rollup__a_window_reads_the_same_rows_from_far_fewer_files(tmp_path: Path) -> None:
@@ -90,3 +90,17 @@ def test_rollup__an_unreadable_profile_leaves_its_hour_unrolled_and_says_why(tmp
 def test_rolled_files__profiles_are_not_roll_ups(name: str) -> None:
     assert rollup.rolled_files(name) is None
     assert rollup.rolled_files(rollup.rollup_name(NOW, 240, "web-app")) == 240
+
+
+def test_rollup__model_versions_are_rolled_up_apart(tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    hour = (NOW - timedelta(hours=2)).replace(minute=0)
+    for minute, version in [(0, "3"), (10, "3"), (20, "4")]:
+        name = profiling.profile_name(
+            f"{hour + timedelta(minutes=minute):{profiling.STAMP}}-h-1-{minute:05d}", "web-app", version
+        )
+        profiling.write(profiling.profile(pd.DataFrame({"x": [1.0], "plan": ["a"]})), folder / name)
+    written = [name for name in rollup.roll_up(folder, NOW, tmp_path) if rollup.rolled_files(name)]
+    assert {profiling.version_of(name): rollup.rolled_files(name) for name in written} == {"3": 2, "4": 1}
+    loaded = load_window(window_files(folder, NOW - timedelta(hours=3), NOW, {".bin"}, tmp_path))
+    assert loaded.versions == {"3": 2, "4": 1}

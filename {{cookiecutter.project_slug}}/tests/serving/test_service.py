@@ -280,7 +280,12 @@ def test_service__profiles_hold_exactly_the_rows_served(served: Served) -> None:
     assert sum(profiling.row_count(profiling.read(path)) for path in profiles) == served.rows_answered
     ids = pd.concat(pd.read_parquet(path) for path in served.profile_dir.glob("*.predictions.parquet"))
     assert len(ids) == served.rows_answered
-    assert set(ids.columns) == {served.cfg.data.id_column, "prediction", "client", "served_at"}
+    confidence = {"confidence"} if served.cfg.task == "classification" else set()
+    logged = {served.cfg.data.id_column, "prediction", "client", "model_version", "served_at"}
+    assert set(ids.columns) == logged | confidence
+    assert ids["model_version"].nunique() == 1  # the version this service loaded, on every row
+    if confidence:
+        assert ids["confidence"].between(0.5, 1.0).all()  # the top class of two: at least half
     filed: Counter[str] = Counter()
     for path in profiles:
         filed[str(profiling.client_of(path.name))] += profiling.row_count(profiling.read(path))

@@ -110,3 +110,24 @@ def test_traffic__any_client_header_becomes_a_safe_file_name_part(header: str) -
     assert profiling.client_of(profiling.profile_name("20260101T000000-h-1-00001", name)) == name
     assert "/" not in name
     assert client_name(None) == DIRECT
+
+
+def test_traffic__files_and_predictions_name_the_model_version(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id", model_version="7")
+    profiler.record(*batch(0, 3), clients=["web-app"] * 3)
+    path = Path(str(profiler.flush()))
+    assert path.name.endswith(".model-7.client-web-app.bin")
+    assert (profiling.version_of(path.name), profiling.client_of(path.name)) == ("7", "web-app")
+    ids = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
+    assert set(ids["model_version"]) == {"7"}
+
+
+def test_traffic__confidence_is_logged_beside_the_prediction_not_profiled(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id")
+    frame, predictions = batch(0, 3)
+    profiler.record(frame, predictions, confidence=[0.9, 0.6, 0.75])
+    path = profiler.flush()
+    assert path is not None
+    assert "confidence" not in profiling.read(path).get_columns()
+    ids = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
+    assert ids["confidence"].tolist() == [0.9, 0.6, 0.75]

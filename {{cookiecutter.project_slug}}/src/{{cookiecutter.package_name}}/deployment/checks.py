@@ -312,14 +312,14 @@ def _last_lines(text: str, count: int) -> str:
 def latency(port: int, sample: pd.DataFrame, checks: Checks, live_port: int | None = None) -> CheckResult:
     """p95 and p99 of the predict endpoint under ``concurrency`` clients, measured with wrk.
 
-    With ``live_port`` the live color is measured first, the same way, and the candidate is judged
-    against the budget or, over it, against the live color (see :class:`LatencyCheck`).
+    With ``live_port`` the live color is measured the same way at the same time, so a busy host
+    slows both alike (one after the other, a burst landed on one of them), and the candidate is
+    judged against the budget or, over it, against the live color (see :class:`LatencyCheck`).
     """
     budget = checks.latency
     body = json.dumps(request_body(sample.head(budget.rows_per_request)))
     try:
-        live = _measure(live_port, body, budget) if live_port else None
-        measured = _measure(port, body, budget)
+        measured, live = _measure(port, body, budget, live_port)
     except (load.LoadError, MissingToolError) as error:  # wrk missing or silent: a failed check
         return CheckResult("latency", False, {}, str(error))
     p95, p99, errors = measured.p95_us / 1000, measured.p99_us / 1000, measured.errors
@@ -350,9 +350,18 @@ def latency(port: int, sample: pd.DataFrame, checks: Checks, live_port: int | No
     return CheckResult("latency", False, numbers, detail)
 
 
-def _measure(port: int, body: str, budget: LatencyCheck) -> load.LoadResult:
+def _measure(
+    port: int, body: str, budget: LatencyCheck, live_port: int | None
+) -> tuple[load.LoadResult, load.LoadResult | None]:
+    """The candidate's numbers and, with ``live_port``, the live color's, measured side by side."""
+    clients, duration_s = budget.concurrency, budget.duration_s
     url = f"http://127.0.0.1:{port}{PREDICT_PATH}"
-    return load.run(url, body, clients=budget.concurrency, duration_s=budget.duration_s)
+    if live_port is None:
+        return load.run(url, body, clients=clients, duration_s=duration_s), None
+    live_url = f"http://127.0.0.1:{live_port}{PREDICT_PATH}"
+    with load.background(live_url, body, clients=clients, duration_s=duration_s) as live:
+        measured = load.run(url, body, clients=clients, duration_s=duration_s)
+        return measured, live.result()
 
 
 def run_all(

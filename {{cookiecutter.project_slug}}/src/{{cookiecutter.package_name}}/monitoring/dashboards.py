@@ -12,6 +12,7 @@ import base64
 import html
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from io import BytesIO
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import reports
@@ -29,9 +32,11 @@ from ..config import resolve
 from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
 from .columns import ColumnReport
 from .monitor import Comparison, MonitorResult
+from .window import UNVERSIONED
 
 REFERENCE_COLOR, CURRENT_COLOR, ALERT_COLOR, OK_COLOR = "#4c72b0", "#dd8452", "#c44e52", "#55a868"
 MAX_CATEGORIES = 12
+TREND_LINES = 6  # more lines than this on one chart read as noise
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
 h1 { font-size: 1.6rem; } h2 { font-size: 1.2rem; margin-top: 2rem; border-bottom: 1px solid #ddd; }
@@ -115,29 +120,60 @@ def distribution_chart(column: str, reference: ColumnProfileView, current: Colum
     return figure
 
 
+def _times(timeline: list[dict[str, Any]]) -> np.ndarray:
+    """The points' times as UTC instants matplotlib places on a date axis."""
+    naive = [datetime.fromisoformat(point["time"]).replace(tzinfo=None) for point in timeline]
+    return np.array(naive, dtype="datetime64[s]")
+
+
+def _time_axis(axis: Axes) -> None:
+    """Dates on a real time axis: two points a day apart are drawn a day apart."""
+    locator = mdates.AutoDateLocator(maxticks=8)  # type: ignore[no-untyped-call]
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
+
+
 def timeline_chart(timeline: list[dict[str, Any]]) -> Figure:
-    """Prediction mix per profile window: class shares, or the p10-p90 band and median."""
+    """Prediction mix over time: class shares, or the p10-p90 band and median."""
     figure, axis = plt.subplots(figsize=(7, 3.2), dpi=100)
-    times = [point["time"][5:16].replace("T", " ") for point in timeline]
-    positions = np.arange(len(times))
+    times = _times(timeline)
     if any("quantiles" in point for point in timeline):
         quantiles = [point.get("quantiles", {}) for point in timeline]
         low, mid, high = ([q.get(k, np.nan) for q in quantiles] for k in ("p10", "p50", "p90"))
-        axis.fill_between(positions, low, high, color=CURRENT_COLOR, alpha=0.3, label="p10-p90")
-        axis.plot(positions, mid, marker="o", color=CURRENT_COLOR, label="median")
+        axis.fill_between(times, low, high, color=CURRENT_COLOR, alpha=0.3, label="p10-p90")
+        axis.plot(times, mid, marker=".", color=CURRENT_COLOR, label="median")
         axis.set(ylabel="prediction")
     else:
         classes = sorted({name for point in timeline for name in point.get("shares", {})})
         for name in classes:
             axis.plot(
-                positions, [p.get("shares", {}).get(name, 0.0) for p in timeline], marker="o", label=str(name)
+                times, [p.get("shares", {}).get(name, 0.0) for p in timeline], marker=".", label=str(name)
             )
         axis.set(ylabel="share of predictions", ylim=(0, 1))
-    step = max(1, len(times) // 8)
-    axis.set_xticks(positions[::step], times[::step], rotation=20, ha="right")
-    axis.set(title="Predictions over time (per profile window, UTC)")
+    _time_axis(axis)
+    axis.set(title="Predictions over time (UTC)")
     if axis.get_legend_handles_labels()[0]:
         axis.legend()
+    figure.tight_layout()
+    return figure
+
+
+def trend_chart(timeline: list[dict[str, Any]], columns: list[ColumnReport]) -> Figure:
+    """Each column's drift score over time, the columns that moved most drawn, their threshold dashed."""
+    figure, axis = plt.subplots(figsize=(7, 3.4), dpi=100)
+    times = _times(timeline)
+    scored = [c for c in columns if c.role != "label"]
+    peak = {
+        c.column: max((p.get("scores", {}).get(c.column, 0.0) for p in timeline), default=0.0) for c in scored
+    }
+    for column in sorted(scored, key=lambda c: -peak[c.column])[:TREND_LINES]:
+        values = [p.get("scores", {}).get(column.column, np.nan) for p in timeline]
+        (line,) = axis.plot(times, values, marker=".", label=column.column)
+        axis.axhline(column.threshold, color=line.get_color(), linestyle=":", linewidth=1)
+    _time_axis(axis)
+    axis.set(ylim=(0, 1), ylabel="KS / Hellinger", title="Drift score over time (dotted: each threshold)")
+    if axis.get_legend_handles_labels()[0]:
+        axis.legend(fontsize="small", ncol=2)
     figure.tight_layout()
     return figure
 
@@ -145,7 +181,11 @@ def timeline_chart(timeline: list[dict[str, Any]]) -> Figure:
 def charts(comparison: Comparison) -> dict[str, Figure]:
     """Overview, prediction timeline, and one distribution chart per drifted column (and prediction)."""
     result = comparison.result
-    figures = {"overview": overview_chart(result), "prediction-timeline": timeline_chart(result.timeline)}
+    figures = {
+        "overview": overview_chart(result),
+        "prediction-timeline": timeline_chart(result.timeline),
+        "drift-trend": trend_chart(result.timeline, result.columns),
+    }
     for column in result.columns:
         source = comparison.labels if column.role == "label" else comparison.current
         if (column.drifted or column.role == "prediction") and source is not None:
@@ -194,6 +234,13 @@ def sections(result: MonitorResult) -> list[Section]:
                 rows,
             )
         )
+    if result.performance and result.performance.by_version:
+        metric = result.performance.judged_metric
+        rows = [
+            [version, str(int(values["labelled"])), _num(values.get(metric))]
+            for version, values in result.performance.by_version.items()
+        ]
+        found.append(Section("Performance by model version", ["version", "labelled", metric], rows))
     if result.unreadable_files:
         rows = [[name, reason] for name, reason in sorted(result.unreadable_files.items())]
         found.append(Section("Unreadable profiles (skipped)", ["file", "why"], rows))
@@ -265,6 +312,11 @@ def headline(result: MonitorResult) -> str:
     window = f"{result.window_start} to {result.window_end}"
     senders = ", ".join(f"{client} {rows}" for client, rows in result.clients.items())
     left_out = f"; left out: {', '.join(result.excluded_clients)}" if result.excluded_clients else ""
+    served_by = ", ".join(
+        f"{version if version == UNVERSIONED else 'v' + version} {rows}"
+        for version, rows in result.versions.items()
+    )
+    left_out += f"; served by model {served_by}" if served_by else ""
     return (
         f"{verdict}: {result.rows} rows in {result.files} profiles ({senders}{left_out}), {window}, "
         f"against {against} ({result.reference['rows']} training rows)"

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from .. import evaluation, store
 from ..config import Config, resolve
 from ..data import DataError, load_table
 from ..profiling import DatasetProfileView
 from ..reference import PREDICTION, Reference
-from ..serving.traffic import CLIENT_COLUMN
+from ..serving.traffic import CLIENT_COLUMN, CONFIDENCE_COLUMN, VERSION_COLUMN
 from .columns import ColumnReport, compare_columns
 from .window import LOG_SUFFIXES, window_files
 
@@ -43,6 +44,7 @@ class Performance:
     interval: tuple[float, float] = (float("nan"), float("nan"))
     enough_labels: bool = True
     judged_metric: str = ""
+    by_version: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def read_logs(paths: list[Path]) -> pd.DataFrame:
@@ -63,7 +65,8 @@ def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: s
         missing = [column for column in needed if column not in frame.columns]
         if missing:
             raise DataError(f"{name}: missing columns {missing}; it needs {needed}")
-    latest = logs.drop_duplicates(subset=[key], keep="last")[[key, PREDICTION]]
+    kept = [key, PREDICTION, *(column for column in (VERSION_COLUMN, CONFIDENCE_COLUMN) if column in logs)]
+    latest = logs.drop_duplicates(subset=[key], keep="last")[kept]
     return latest.merge(labels.drop_duplicates(subset=[key], keep="last")[[key, target]], on=key, how="inner")
 
 
@@ -106,6 +109,32 @@ def bootstrap_interval(
     return round(float(low), 4), round(float(high), 4)
 
 
+def binary_roc_auc(joined: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """ROC AUC on labelled traffic for a two-class model that logged its confidence.
+
+    The probability of the second class is the confidence when it was predicted, else one minus
+    it; with more classes the logged confidence does not give every class's probability.
+    """
+    if CONFIDENCE_COLUMN not in joined or joined[CONFIDENCE_COLUMN].isna().any():
+        return {}
+    if len(set(truth.tolist())) != 2 or max(truth.max(), predicted.max()) > 1:
+        return {}
+    confidence = joined[CONFIDENCE_COLUMN].to_numpy(dtype=float)
+    second = np.where(predicted == 1, confidence, 1.0 - confidence)
+    return {"roc_auc": round(float(roc_auc_score(truth == 1, second)), 4)}
+
+
+def by_version(task: str, joined: pd.DataFrame, target: str, metric: str) -> dict[str, dict[str, float]]:
+    """Labelled rows and the judged metric per model version (empty when the logs carry none)."""
+    if VERSION_COLUMN not in joined or joined[VERSION_COLUMN].fillna("").eq("").all():
+        return {}
+    found = {}
+    for version, rows in joined.groupby(joined[VERSION_COLUMN].fillna("").astype(str), sort=True):
+        value = metrics_of(task, *outcomes(task, rows, target)).get(metric, float("nan"))
+        found[str(version) or "unrecorded"] = {"labelled": float(len(rows)), metric: round(value, 4)}
+    return found
+
+
 def beyond_allowed_drop(
     interval: tuple[float, float], trained: float, greater_is_better: bool, allowed: float
 ) -> bool:
@@ -131,7 +160,7 @@ def assess_labels(
     """Realised versus training metric (concept drift) and the label mix versus training (label shift)."""
     target, meta, task = str(reference.meta["target"]), reference.meta, str(reference.meta["task"])
     truth, predicted = outcomes(task, joined, target)
-    metrics = metrics_of(task, truth, predicted)
+    metrics = metrics_of(task, truth, predicted) | binary_roc_auc(joined, truth, predicted)
     training = {name: float(value) for name, value in meta.get("metrics", {}).items()}
     primary = str(meta.get("primary_metric", cfg.training.primary_metric))
     judged = MIX_FREE if MIX_FREE in training and MIX_FREE in metrics else primary
@@ -143,8 +172,9 @@ def assess_labels(
     allowed = cfg.monitoring.max_metric_drop
     degraded = enough and beyond_allowed_drop(interval, trained, greater_is_better, allowed)
     performance = Performance(
-        len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged
-    )
+        len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged,
+        by_version(task, joined, target, judged),
+    )  # fmt: skip
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
 
@@ -169,13 +199,29 @@ class Coverage:
     status: str
     predictions: int = 0
     labelled: int = 0
+    estimated_accuracy: float | None = None
 
     def line(self) -> str:
         """One sentence for the report."""
         if self.status == LABELLED:
             share = self.labelled / self.predictions if self.predictions else 0.0
-            return f"{self.labelled:,} of {self.predictions:,} logged predictions labelled ({share:.1%})"
-        return f"no labels yet: {self.status}"
+            found = f"{self.labelled:,} of {self.predictions:,} logged predictions labelled ({share:.1%})"
+        else:
+            found = f"no labels yet: {self.status}"
+        if self.estimated_accuracy is not None:
+            found += f"; accuracy estimated from the model's confidence {self.estimated_accuracy:.3f}"
+        return found
+
+
+def estimated_accuracy(logs: pd.DataFrame) -> float | None:
+    """The mean confidence of the logged predictions: the accuracy to expect before labels arrive.
+
+    A calibrated classifier is right as often as it is sure (the idea behind confidence-based
+    performance estimation), so this is an estimate, marked as one, not a measurement.
+    """
+    if CONFIDENCE_COLUMN not in logs or logs[CONFIDENCE_COLUMN].isna().all():
+        return None
+    return round(float(logs[CONFIDENCE_COLUMN].mean()), 4)
 
 
 LABELLED = "labelled"
@@ -196,13 +242,15 @@ def labelled_window(
     logs = window_logs(cfg, start, end, scratch)
     if logs.empty:
         return Coverage(f"no predictions logged in {log_dir} in the window"), None
+    estimate = estimated_accuracy(logs)
     if not labels_path.is_file():
-        return Coverage(f"{cfg.monitoring.labels_path} does not exist", len(logs)), None
+        return Coverage(f"{cfg.monitoring.labels_path} does not exist", len(logs), 0, estimate), None
     try:
         labels = load_table(labels_path)
     except DataError as error:
-        return Coverage(str(error), len(logs)), None
+        return Coverage(str(error), len(logs), 0, estimate), None
     joined = join_labels(cfg, logs, labels, cfg.data.target)
     if joined.empty:
-        return Coverage(f"no id in {cfg.monitoring.labels_path} matches a logged prediction", len(logs)), None
-    return Coverage(LABELLED, len(logs), len(joined)), joined
+        unmatched = f"no id in {cfg.monitoring.labels_path} matches a logged prediction"
+        return Coverage(unmatched, len(logs), 0, estimate), None
+    return Coverage(LABELLED, len(logs), len(joined), estimate), joined

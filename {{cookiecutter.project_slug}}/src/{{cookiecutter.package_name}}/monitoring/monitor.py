@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import profiling, reference, validation
-from ..config import Config, resolve
+from .. import drift, profiling, reference, validation
+from ..config import Config, MonitoringConfig, resolve
 from ..data import DataError
 from ..deployment import state
 from ..profiling import DatasetProfileView, ProfileError
@@ -28,7 +28,7 @@ from . import rollup
 from .columns import ColumnReport, compare_columns
 from .health import Health
 from .labels import Coverage, Performance, assess_labels, labelled_window
-from .window import future_files, load_window, window_bounds, window_files
+from .window import future_files, load_window, prediction_point, window_bounds, window_files
 
 ROLES = ("feature", "prediction", "label")
 
@@ -51,6 +51,7 @@ class MonitorResult:
     labels: Coverage = field(default_factory=lambda: Coverage("not assessed"))
     unreadable_files: dict[str, str] = field(default_factory=dict)
     rolled_up: dict[str, str] = field(default_factory=dict)
+    versions: dict[str, int] = field(default_factory=dict)
     future_files: list[str] = field(default_factory=list)
     performance: Performance | None = None
     health: Health | None = None
@@ -199,7 +200,8 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
             f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
             f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
         )
-    current, timeline, clients, unreadable = load_window(paths)
+    loaded = load_window(paths)
+    current, clients, unreadable = loaded.view, loaded.clients, loaded.unreadable
     if unreadable and cfg.monitoring.fail_on_unreadable:
         named = "; ".join(f"{name}: {reason}" for name, reason in sorted(unreadable.items())[:5])
         raise ProfileError(
@@ -221,9 +223,10 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         | _model_info(reference),
         columns=columns,
         missing_columns=[name for name in reference.features if name not in present],
-        timeline=timeline,
+        timeline=trend(loaded.buckets, reference, cfg.monitoring),
         unreadable_files=unreadable,
         rolled_up=rolled,
+        versions=loaded.versions,
         future_files=[] if cfg.monitoring.window_end else future_files(cfg.monitoring.profile_dir, end),
         health=health,
     )
@@ -234,6 +237,24 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     result.performance, label_columns = assess_labels(cfg, reference, joined, labels_view)
     result.columns = [*result.columns, *label_columns]
     return Comparison(result, reference, current, labels_view)
+
+
+def trend(
+    buckets: dict[datetime, DatasetProfileView], reference: Reference, cfg: MonitoringConfig
+) -> list[dict[str, Any]]:
+    """Per bucket, oldest first: time, rows, the prediction mix, and each column's drift score.
+
+    Scores are distances only (no test): a bucket is small, and the trend shows when a move
+    started, while the window as a whole decides whether it is real.
+    """
+    columns = [*reference.features, PREDICTION]
+    points = []
+    for when, view in sorted(buckets.items()):
+        scores = drift.compare(reference.view, view, columns, cfg.drift_threshold)
+        point = prediction_point(when, view)
+        point["scores"] = {found.column: round(found.statistic, 4) for found in scores}
+        points.append(point)
+    return points
 
 
 def contract_ranges(cfg: Config) -> dict[str, tuple[float | None, float | None]]:

@@ -3,8 +3,8 @@
 Reading a profile costs ~16-19 ms whatever its size, so a week of 1-minute windows from four
 workers (40,320 files) took minutes to read. whylogs merges losslessly (counts add, sketches
 merge), so an hour read from its roll-up holds exactly the rows of its files, and a week is 168
-reads per client. Roll-ups live beside the profiles they merge, named
-``<hour>-rollup-<files>.client-<client>.bin``; the profiles stay (retention is the store's
+reads per client and model version. Roll-ups live beside the profiles they merge, named
+``<hour>-rollup-<files>[.model-<version>].client-<client>.bin``; the profiles stay (retention is the store's
 business). The file count in the name keeps roll-ups honest: when a late profile lands in an hour
 already rolled up (a worker flushing on shutdown), the counts differ, the hour is read from its
 profiles again and rolled up anew on the next run.
@@ -25,10 +25,10 @@ from ..profiling import ProfileError
 HOUR = timedelta(hours=1)
 SETTLE = timedelta(minutes=5)
 """An hour is rolled up once it ended this long ago: the last windows' profiles have landed."""
-ROLLUP = re.compile(r"-rollup-(\d+)\.client-")
+ROLLUP = re.compile(r"-rollup-(\d+)\.(model|client)-")
 
-Group = tuple[datetime, str]
-"""An hour (its start, UTC) and a client."""
+Group = tuple[datetime, str, str]
+"""An hour (its start, UTC), a client and a model version ("" when not recorded)."""
 
 
 def rolled_files(name: str) -> int | None:
@@ -37,9 +37,9 @@ def rolled_files(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def rollup_name(hour: datetime, files: int, client: str) -> str:
-    """``<hour stamp>-rollup-<files>.client-<client>.bin``."""
-    return profiling.profile_name(f"{hour:{profiling.STAMP}}-rollup-{files}", client)
+def rollup_name(hour: datetime, files: int, client: str, model_version: str = "") -> str:
+    """``<hour stamp>-rollup-<files>[.model-<version>].client-<client>.bin``."""
+    return profiling.profile_name(f"{hour:{profiling.STAMP}}-rollup-{files}", client, model_version)
 
 
 def _groups(names: Iterable[str]) -> tuple[dict[Group, list[str]], dict[Group, list[str]]]:
@@ -50,7 +50,8 @@ def _groups(names: Iterable[str]) -> tuple[dict[Group, list[str]], dict[Group, l
         stamp = profiling.stamp_time(name)
         if stamp is None:
             continue
-        group = (stamp.replace(minute=0, second=0, microsecond=0), profiling.client_of(name) or "")
+        hour = stamp.replace(minute=0, second=0, microsecond=0)
+        group = (hour, profiling.client_of(name) or "", profiling.version_of(name) or "")
         (rollups if rolled_files(name) is not None else profiles)[group].append(name)
     return profiles, rollups
 
@@ -89,7 +90,7 @@ def roll_up(location: str | Path, now: datetime, scratch: Path) -> dict[str, str
     profiles, rollups = _groups(names)
     done: dict[str, str] = {}
     for group, members in sorted(profiles.items()):
-        hour, client = group
+        hour, client, version = group
         if hour + HOUR + SETTLE > now or _current(group, profiles, rollups) is not None:
             continue
         paths = store.fetch(location, {name: names[name] for name in members}, scratch)
@@ -100,7 +101,7 @@ def roll_up(location: str | Path, now: datetime, scratch: Path) -> dict[str, str
             continue
         if merged is None:
             continue
-        name = rollup_name(hour, len(members), client)
+        name = rollup_name(hour, len(members), client, version)
         store.put(str(location), name, partial(profiling.write, merged))
         done[name] = f"{len(members)} profiles"
     return done

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,24 @@ def future_files(location: str | Path, now: datetime, slack: timedelta = timedel
     return sorted(name for name in names if (profiling.stamp_time(name) or now) > now + slack)
 
 
-def load_window(
-    paths: list[Path],
-) -> tuple[DatasetProfileView, list[dict[str, Any]], dict[str, int], dict[str, str]]:
-    """Merge the window's profiles; the prediction mix per window start (timeline); rows per client.
+UNVERSIONED = "unrecorded"
+MAX_POINTS = 120
+"""More profile windows than this are drawn per hour: a week of minutes stays readable."""
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """The window's profiles merged: whole and per time bucket; rows per client and per model version."""
+
+    view: DatasetProfileView
+    buckets: dict[datetime, DatasetProfileView]
+    clients: dict[str, int]
+    unreadable: dict[str, str]
+    versions: dict[str, int]
+
+
+def load_window(paths: list[Path]) -> Loaded:
+    """Merge the window's profiles, per bucket (profile window, or hour when there are many) and whole.
 
     A file that cannot be read (zero bytes, truncated, not a profile) is skipped and returned,
     named with the reason, so one bad file never costs the whole report. Profiles written before
@@ -76,6 +91,7 @@ def load_window(
     """
     by_time: dict[datetime, DatasetProfileView] = {}
     clients: Counter[str] = Counter()
+    versions: Counter[str] = Counter()
     unreadable: dict[str, str] = {}
     for path in paths:
         try:
@@ -85,15 +101,26 @@ def load_window(
             continue
         when = profiling.window_time(path)
         by_time[when] = by_time[when].merge(view) if when in by_time else view
-        clients[profiling.client_of(path.name) or "unattributed"] += profiling.row_count(view)
+        rows = profiling.row_count(view)
+        clients[profiling.client_of(path.name) or "unattributed"] += rows
+        versions[profiling.version_of(path.name) or UNVERSIONED] += rows
     merged = profiling.merge(by_time.values())
     if merged is None:
         named = f" ({len(unreadable)} unreadable: {', '.join(sorted(unreadable)[:3])})" if unreadable else ""
         raise ProfileError(
             f"no readable profiles in the window{named}; widen monitoring.window_hours or check the service"
         )
-    timeline = [prediction_point(when, view) for when, view in sorted(by_time.items())]
-    return merged, timeline, dict(sorted(clients.items())), unreadable
+    buckets = hourly(by_time) if len(by_time) > MAX_POINTS else by_time
+    return Loaded(merged, buckets, dict(sorted(clients.items())), unreadable, dict(sorted(versions.items())))
+
+
+def hourly(by_time: dict[datetime, DatasetProfileView]) -> dict[datetime, DatasetProfileView]:
+    """Profile windows merged into the hours that hold them."""
+    hours: dict[datetime, DatasetProfileView] = {}
+    for when, view in by_time.items():
+        hour = when.replace(minute=0, second=0, microsecond=0)
+        hours[hour] = hours[hour].merge(view) if hour in hours else view
+    return hours
 
 
 def prediction_point(when: datetime, view: DatasetProfileView) -> dict[str, Any]:

@@ -4,11 +4,13 @@ whylogs costs ~5 ms per call but ~1 us per row in bulk, so the request path only
 batch it just predicted and its predictions to an in-memory buffer (no DataFrame work: adding a
 column costs more than scoring a row); a background thread profiles the buffer once
 per window and writes one binary profile per window, process and client. Files are named
-``<window start>-<host>-<pid>-<sequence>.client-<client>.bin`` so several workers and blue/green
-processes never overwrite each other (whylogs' rolling logger did, losing rows), and monitoring
-can leave out clients by name (the router names each caller: see :mod:`..headers`). Next to each
-window's profiles, a ``.predictions.parquet`` file keeps id, prediction, client and time per row,
-so late labels can be joined by id.
+``<window start>-<host>-<pid>-<sequence>.model-<version>.client-<client>.bin`` so several workers
+and blue/green processes never overwrite each other (whylogs' rolling logger did, losing rows),
+monitoring can leave out clients by name (the router names each caller: see :mod:`..headers`)
+and count rows per model version. Next to each window's profiles, a ``.predictions.parquet``
+file keeps id, prediction, the classifier's confidence, client, model version and time per row,
+so late labels can be joined by id, the realised metric split by version, and accuracy estimated
+from confidence before any label arrives.
 
 Guarantees, each tested: every recorded row ends up in exactly one profile (stop() flushes);
 a store that cannot be written never fails a request: the rows stay buffered for the next
@@ -42,6 +44,8 @@ logger = logging.getLogger(__name__)
 
 PREDICTION_COLUMN = "prediction"
 CLIENT_COLUMN = "client"
+VERSION_COLUMN = "model_version"
+CONFIDENCE_COLUMN = "confidence"
 CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 UNKNOWN = "unknown"
 
@@ -74,6 +78,7 @@ class Served:
     frame: pd.DataFrame
     predictions: Sequence[Any]
     clients: Sequence[str]
+    confidence: Sequence[float] | None = None
 
 
 def combine(served: list[Served]) -> pd.DataFrame:
@@ -81,6 +86,8 @@ def combine(served: list[Served]) -> pd.DataFrame:
     batch = pd.concat([item.frame for item in served], ignore_index=True)
     batch[PREDICTION_COLUMN] = list(chain.from_iterable(item.predictions for item in served))
     batch[CLIENT_COLUMN] = list(chain.from_iterable(item.clients for item in served))
+    if all(item.confidence is not None for item in served):
+        batch[CONFIDENCE_COLUMN] = list(chain.from_iterable(item.confidence or () for item in served))
     return batch
 
 
@@ -91,6 +98,7 @@ class TrafficProfiler:
     directory: str
     window_s: float = 60.0
     id_column: str | None = None
+    model_version: str = ""
     max_buffered_rows: int = 1_000_000
     on_write: Callable[[int], None] | None = None
     on_failure: Callable[[int], None] | None = None
@@ -103,13 +111,20 @@ class TrafficProfiler:
     _thread: threading.Thread | None = None
     _sequence: int = 0
 
-    def record(self, frame: pd.DataFrame, predictions: Sequence[Any], clients: Sequence[str] = ()) -> None:
+    def record(
+        self,
+        frame: pd.DataFrame,
+        predictions: Sequence[Any],
+        clients: Sequence[str] = (),
+        confidence: Sequence[float] | None = None,
+    ) -> None:
         """Keep a predicted batch (features and id; its predictions; who sent each row); O(1).
 
-        ``clients`` names each row's sender; without it every row is ``direct``.
+        ``clients`` names each row's sender; without it every row is ``direct``. ``confidence`` is
+        a classifier's probability for the class it predicted, logged beside the prediction.
         """
         with self._lock:
-            self._buffer.append(Served(frame, predictions, clients or [DIRECT] * len(frame)))
+            self._buffer.append(Served(frame, predictions, clients or [DIRECT] * len(frame), confidence))
             self._buffered_rows += len(frame)
             while self._buffered_rows > self.max_buffered_rows and len(self._buffer) > 1:
                 dropped = self._buffer.popleft()
@@ -179,15 +194,16 @@ class TrafficProfiler:
         self._sequence += 1
         stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
         stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
-        unprofiled = [c for c in [self.id_column, CLIENT_COLUMN] if c and c in batch]
+        unprofiled = [c for c in [self.id_column, CLIENT_COLUMN, CONFIDENCE_COLUMN] if c and c in batch]
         written = ""
         for client, rows in batch.groupby(CLIENT_COLUMN, sort=True):
             view = profiling.profile(rows.drop(columns=unprofiled))
-            name = profiling.profile_name(stem, str(client))
+            name = profiling.profile_name(stem, str(client), self.model_version)
             written = store.put(self.directory, name, partial(profiling.write, view))
         if self.id_column and self.id_column in batch:
-            ids = batch[[self.id_column, PREDICTION_COLUMN, CLIENT_COLUMN]].assign(
-                served_at=window_start.timestamp()
+            logged = [self.id_column, PREDICTION_COLUMN, CLIENT_COLUMN, CONFIDENCE_COLUMN]
+            ids = batch[[column for column in logged if column in batch]].assign(
+                **{VERSION_COLUMN: self.model_version}, served_at=window_start.timestamp()
             )
             store.put(self.directory, f"{stem}.predictions.parquet", lambda local: _write_parquet(ids, local))
         return written
