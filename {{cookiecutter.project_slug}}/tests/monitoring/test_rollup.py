@@ -104,3 +104,17 @@ def test_rollup__model_versions_are_rolled_up_apart(tmp_path: Path) -> None:
     assert {profiling.version_of(name): rollup.rolled_files(name) for name in written} == {"3": 2, "4": 1}
     loaded = load_window(window_files(folder, NOW - timedelta(hours=3), NOW, {".bin"}, tmp_path))
     assert loaded.versions == {"3": 2, "4": 1}
+
+
+def test_rollup__profiles_removed_after_their_roll_up_are_read_from_it(tmp_path: Path) -> None:
+    folder = tmp_path / "profiles"
+    write_minutes(folder, hours=2)
+    start = NOW - timedelta(hours=3)
+    before = window(folder, start, NOW, tmp_path)
+    rollup.roll_up(folder, NOW, tmp_path)
+    finished = NOW.replace(minute=0)
+    for path in folder.glob("*.bin"):  # a retention policy keeps only the roll-ups of past hours
+        stamp = profiling.stamp_time(path.name)
+        if stamp is not None and stamp < finished and rollup.rolled_files(path.name) is None:
+            path.unlink()
+    assert window(folder, start, NOW, tmp_path)[:2] == before[:2]

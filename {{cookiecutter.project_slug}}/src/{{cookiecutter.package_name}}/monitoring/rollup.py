@@ -4,10 +4,11 @@ Reading a profile costs ~16-19 ms whatever its size, so a week of 1-minute windo
 workers (40,320 files) took minutes to read. whylogs merges losslessly (counts add, sketches
 merge), so an hour read from its roll-up holds exactly the rows of its files, and a week is 168
 reads per client and model version. Roll-ups live beside the profiles they merge, named
-``<hour>-rollup-<files>[.model-<version>].client-<client>.bin``; the profiles stay (retention is the store's
-business). The file count in the name keeps roll-ups honest: when a late profile lands in an hour
-already rolled up (a worker flushing on shutdown), the counts differ, the hour is read from its
-profiles again and rolled up anew on the next run.
+``<hour>-rollup-<files>[.model-<version>].client-<client>.bin``. The profiles stay; a store's
+retention may remove them once rolled up, and the roll-up is read instead. The file count in the
+name keeps roll-ups honest: when a late profile lands in an hour already rolled up (a worker
+flushing on shutdown), the counts differ, the hour is read from its profiles again and rolled
+up anew on the next run.
 """
 
 from __future__ import annotations
@@ -57,9 +58,14 @@ def _groups(names: Iterable[str]) -> tuple[dict[Group, list[str]], dict[Group, l
 
 
 def _current(group: Group, profiles: dict[Group, list[str]], rollups: dict[Group, list[str]]) -> str | None:
-    """The group's roll-up that merged exactly the profiles there are now, if any."""
-    count = len(profiles.get(group, []))
-    return next((name for name in rollups.get(group, []) if rolled_files(name) == count), None)
+    """The group's roll-up that merged exactly the profiles there are now, if any.
+
+    With no profile left (retention removed them after the roll-up), the roll-up that merged most.
+    """
+    count, candidates = len(profiles.get(group, [])), rollups.get(group, [])
+    if count == 0 and candidates:
+        return max(candidates, key=lambda name: rolled_files(name) or 0)
+    return next((name for name in candidates if rolled_files(name) == count), None)
 
 
 def select(names: dict[str, datetime], start: datetime, end: datetime) -> dict[str, datetime]:
