@@ -337,23 +337,33 @@ def test_monitor__a_long_window_trends_per_hour_and_shows_when_a_move_started(
     tmp_path: Path, fitted: Fitted
 ) -> None:
     # Three hours of 1-minute profiles (180 windows, over MAX_POINTS): fresh traffic, then the
-    # last hour from the covariate-shifted regime. One point per hour, on the hour, with scores.
+    # last hour from the covariate-shifted regime. One point per hour, on the hour, with scores,
+    # whether the hours are read from their profiles or (once finished) from their roll-ups.
     cfg = configure(tmp_path, fitted.folder)
     profiles = Path(cfg.monitoring.profile_dir)
-    first = (datetime.now(UTC) - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
+    first = (datetime.now(UTC) - timedelta(hours=4)).replace(minute=0, second=0, microsecond=0)
     for minute in range(180):
         shift = "covariate" if minute >= 120 else "none"
         frame = make_customers(20, seed=minute, shift=shift)[list(fitted.model.feature_names_in_)]
         stem = f"{first + timedelta(minutes=minute):%Y%m%dT%H%M%S}-host-1-{minute:05d}"
         profiling.write(profiling.profile(frame), profiles / profiling.profile_name(stem, "web-app"))
-    result = monitor.monitor(cfg).result
+    minutes = sorted(profiles.glob("*.bin"))
+    assert sorted(window.load_window(minutes).buckets) == [first + timedelta(hours=h) for h in range(3)]
+    assert len(window.load_window(minutes[:60]).buckets) == 60  # few windows: one point each
+    result = monitor.monitor(cfg, now=first + timedelta(hours=3, minutes=1)).result  # none rolled up yet
     times = [datetime.fromisoformat(point["time"]) for point in result.timeline]
     assert times == [first + timedelta(hours=h) for h in range(3)]
     assert [point["rows"] for point in result.timeline] == [1200, 1200, 1200]
     tenure = [point["scores"]["tenure_months"] for point in result.timeline]
     assert max(tenure[:2]) < 0.1 < 0.2 < tenure[2]
-    minutes = sorted(path for path in profiles.glob("*.bin") if "rollup" not in path.name)
-    assert len(window.load_window(minutes[:60]).buckets) == 60  # few windows: one point each
+    rolled = monitor.monitor(cfg, now=first + timedelta(hours=4)).result  # all three rolled up
+    assert [(p["time"], p["rows"]) for p in rolled.timeline] == [
+        (p["time"], p["rows"]) for p in result.timeline
+    ]
+    for merged, read in zip(
+        rolled.timeline, result.timeline, strict=True
+    ):  # sketches merge within their error
+        assert merged["scores"] == pytest.approx(read["scores"], abs=0.01)
 
 
 def test_monitor__rows_and_labelled_metric_are_split_by_model_version(tmp_path: Path, fitted: Fitted) -> None:

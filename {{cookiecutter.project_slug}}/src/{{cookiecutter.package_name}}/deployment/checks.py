@@ -338,8 +338,9 @@ def latency(port: int, sample: pd.DataFrame, checks: Checks, live_port: int | No
     detail = f"p95/p99 {p95:.1f}/{p99:.1f} ms, budget {budget.p95_ms:g}/{budget.p99_ms:g}, {errors} errors"
     if live is None:
         return CheckResult("latency", False, numbers, detail)
-    allowed = (live.p95_us / 1000 * budget.relative_to_live, live.p99_us / 1000 * budget.relative_to_live)
-    if p95 <= min(allowed[0], budget.cap_p95_ms) and p99 <= allowed[1]:
+    # Beside the live color, p95 alone decides: the p99 of a few dozen answers is their slowest one
+    # or two, which a single pause on a busy host sets (p99 55 vs 33 ms for identical servers).
+    if p95 <= min(live.p95_us / 1000 * budget.relative_to_live, budget.cap_p95_ms):
         return CheckResult(
             "latency", True, numbers, f"over budget, but within {budget.relative_to_live:g}x the live color's"
         )

@@ -110,8 +110,8 @@ class LatencyCheck:
     """Latency budget held at a fixed concurrency, measured with wrk.
 
     ``p95_ms``/``p99_ms`` are the budget. When the live color is measured in the same window (the
-    promotion gate), a candidate over it still passes within ``relative_to_live`` times the live
-    color's own numbers and under ``cap_p95_ms``: a busy host slows both, a slow release only one.
+    promotion gate), a candidate over it still passes with a p95 within ``relative_to_live`` times
+    the live color's and under ``cap_p95_ms``: a busy host slows both, a slow release only one.
     """
 
     p95_ms: Amount = 200.0

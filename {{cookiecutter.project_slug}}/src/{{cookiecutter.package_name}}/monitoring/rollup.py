@@ -1,9 +1,10 @@
 """Hourly roll-ups: the profiles of a finished hour merged into one file per client.
 
 Reading a profile costs ~16-19 ms whatever its size, so a week of 1-minute windows from four
-workers (40,320 files) took minutes to read. whylogs merges losslessly (counts add, sketches
-merge), so an hour read from its roll-up holds exactly the rows of its files, and a week is 168
-reads per client and model version. Roll-ups live beside the profiles they merge, named
+workers (40,320 files) took minutes to read. whylogs merges profiles (counts add exactly,
+quantile sketches within their own error), so an hour read from its roll-up holds exactly the
+rows of its files and the same distributions, and a week is 168 reads per client and model
+version. Roll-ups live beside the profiles they merge, named
 ``<hour>-rollup-<files>[.model-<version>].client-<client>.bin``. The profiles stay; a store's
 retention may remove them once rolled up, and the roll-up is read instead. The file count in the
 name keeps roll-ups honest: when a late profile lands in an hour already rolled up (a worker

@@ -68,7 +68,7 @@ def future_files(location: str | Path, now: datetime, slack: timedelta = timedel
 
 UNVERSIONED = "unrecorded"
 MAX_POINTS = 120
-"""More profile windows than this are drawn per hour: a week of minutes stays readable."""
+"""More profile windows than this, or any hour read from a roll-up, are drawn per hour."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,8 @@ def load_window(paths: list[Path]) -> Loaded:
         raise ProfileError(
             f"no readable profiles in the window{named}; widen monitoring.window_hours or check the service"
         )
-    buckets = hourly(by_time) if len(by_time) > MAX_POINTS else by_time
+    rolled = any(rollup.rolled_files(path.name) is not None for path in paths)
+    buckets = hourly(by_time) if rolled or len(by_time) > MAX_POINTS else by_time
     return Loaded(merged, buckets, dict(sorted(clients.items())), unreadable, dict(sorted(versions.items())))
 
 
