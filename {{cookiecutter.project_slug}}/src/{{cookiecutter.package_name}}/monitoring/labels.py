@@ -17,7 +17,7 @@ from ..profiling import DatasetProfileView
 from ..reference import PREDICTION, Reference
 from ..serving.traffic import CLIENT_COLUMN, CONFIDENCE_COLUMN, VERSION_COLUMN
 from .columns import ColumnReport, compare_columns
-from .window import LOG_SUFFIXES, window_files
+from .window import LOG_SUFFIXES, UNVERSIONED, window_files
 
 BOOTSTRAP_SAMPLES = 200
 MIX_FREE = "balanced_accuracy"
@@ -84,16 +84,11 @@ def outcomes(task: str, joined: pd.DataFrame, target: str) -> tuple[np.ndarray, 
 
 
 def metrics_of(task: str, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """The task's metrics (no probabilities are logged, so no ROC AUC)."""
+    """The task's metrics from labels alone (ROC AUC, which needs probabilities: :func:`binary_roc_auc`)."""
     if task == evaluation.REGRESSION:
         return evaluation.regression_metrics(truth, predicted)
     classes: list[object] = list(range(int(max(truth.max(initial=0), predicted.max(initial=0))) + 1))
     return evaluation.classification_metrics(truth, predicted, None, classes)
-
-
-def realised_metrics(task: str, joined: pd.DataFrame, target: str) -> dict[str, float]:
-    """The task's metrics on the labelled requests."""
-    return metrics_of(task, *outcomes(task, joined, target))
 
 
 def bootstrap_interval(
@@ -131,7 +126,7 @@ def by_version(task: str, joined: pd.DataFrame, target: str, metric: str) -> dic
     found = {}
     for version, rows in joined.groupby(joined[VERSION_COLUMN].fillna("").astype(str), sort=True):
         value = metrics_of(task, *outcomes(task, rows, target)).get(metric, float("nan"))
-        found[str(version) or "unrecorded"] = {"labelled": float(len(rows)), metric: round(value, 4)}
+        found[str(version) or UNVERSIONED] = {"labelled": float(len(rows)), metric: round(value, 4)}
     return found
 
 
