@@ -8,6 +8,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import nox
 
@@ -127,34 +128,52 @@ def _timed(session: nox.Session, *command: str) -> float:
     return time.perf_counter() - started
 
 
+# One lock per python_version choice (the lowest version decides the resolution), included into
+# the project's uv.lock at bake time; kept outside the project folder so it is not baked twice.
+LOCKS_DIR = ROOT / "templates" / "locks"
+
+
 @nox.session(venv_backend="none")
 def lock(session: nox.Session) -> None:
-    """Re-resolve the generated project's uv.lock (run after editing its pyproject.toml)."""
-    with tempfile.TemporaryDirectory() as scratch:
-        work = Path(scratch)
-        pyproject = (TEMPLATE_DIR / "pyproject.toml").read_text()
-        defaults = json.loads((ROOT / "cookiecutter.json").read_text())
-        rendered = _render_minimal(pyproject, defaults)
-        (work / "pyproject.toml").write_text(rendered)
-        (work / "README.md").write_text("lock\n")
-        current = TEMPLATE_DIR / "uv.lock"
-        if current.exists():  # start from the current pins: only what changed moves
-            (work / "uv.lock").write_text(current.read_text().replace(SLUG_PLACEHOLDER, "lock-placeholder"))
-        session.run("uv", "lock", "--directory", str(work), *session.posargs, external=True)
-        locked = (
-            (work / "uv.lock")
-            .read_text()
-            .replace('name = "lock-placeholder"', f'name = "{SLUG_PLACEHOLDER}"')
-        )
-        (TEMPLATE_DIR / "uv.lock").write_text(locked)
+    """Re-resolve the generated project's locks, one per Python choice (after editing pyproject.toml).
+
+    Each starts from its current pins, so only what changed moves; uv finds (or downloads) the
+    interpreter of each version.
+    """
+    defaults = json.loads((ROOT / "cookiecutter.json").read_text())
+    for version in defaults["python_version"]:
+        with tempfile.TemporaryDirectory() as scratch:
+            _lock_one(session, Path(scratch), version, defaults)
 
 
-def _render_minimal(pyproject: str, defaults: dict[str, object]) -> str:
+def _lock_one(session: nox.Session, work: Path, version: str, defaults: dict[str, Any]) -> None:
+    """Lock the rendered pyproject for one Python version into templates/locks/py<version>.lock."""
+    pyproject = (TEMPLATE_DIR / "pyproject.toml").read_text()
+    (work / "pyproject.toml").write_text(_render_minimal(pyproject, defaults, version))
+    (work / "README.md").write_text("lock\n")
+    (work / "LICENSE").write_text("lock\n")
+    versions = defaults["python_version"]
+    current = LOCKS_DIR / f"py{version}.lock"
+    start = current if current.exists() else LOCKS_DIR / f"py{versions[0]}.lock"
+    (work / "uv.lock").write_text(start.read_text().replace(SLUG_PLACEHOLDER, "lock-placeholder"))
+    session.run("uv", "lock", "--directory", str(work), "--python", version, *session.posargs, external=True)
+    locked = (work / "uv.lock").read_text()
+    current.write_text(locked.replace('name = "lock-placeholder"', f'name = "{SLUG_PLACEHOLDER}"'))
+
+
+def _render_minimal(pyproject: str, defaults: dict[str, Any], version: str) -> str:
     """Replace the Jinja fields of pyproject.toml with fixed values good enough for locking."""
-    return (
-        pyproject.replace(SLUG_PLACEHOLDER, "lock-placeholder")
-        .replace("{{ cookiecutter.package_name }}", "lock_placeholder")
-        .replace("{{ cookiecutter.description | tojson }}", json.dumps(defaults["description"]))
-        .replace("{{ cookiecutter.author_name | tojson }}", json.dumps(defaults["author_name"]))
-        .replace("{{ cookiecutter.author_email | tojson }}", json.dumps(defaults["author_email"]))
-    )
+    replacements = {
+        SLUG_PLACEHOLDER: "lock-placeholder",
+        "{{ cookiecutter.package_name }}": "lock_placeholder",
+        "{{ cookiecutter.python_version }}": version,
+        "{{ cookiecutter.python_version.replace('.', '') }}": version.replace(".", ""),
+        "{{ cookiecutter.license | replace('Proprietary', 'LicenseRef-Proprietary') }}": "MIT",
+        "{{ cookiecutter.description | tojson }}": json.dumps(defaults["description"]),
+        "{{ cookiecutter.author_name | tojson }}": json.dumps(defaults["author_name"]),
+        "{{ cookiecutter.author_email | tojson }}": json.dumps(defaults["author_email"]),
+    }
+    for jinja, value in replacements.items():
+        pyproject = pyproject.replace(jinja, value)
+    assert "{{" not in pyproject, "pyproject.toml has a Jinja field the lock session does not fill"
+    return pyproject

@@ -4,6 +4,8 @@ The git step never costs the user the bake: a failing git (a commit signer that 
 identity) is reported with git's own words and the project stays. It commits as the user when
 git knows who they are, and as the author given at the prompt only on a bare machine. Inside an
 existing repository it does nothing: nesting one repository in another is rarely what anyone wants.
+Under cruft it does nothing either: cruft renders the template again, in scratch folders, for every
+``cruft diff`` and ``cruft update``, and a repository made there would be part of the diff.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def start_history() -> str:
     """``git init`` and the first commit; what happened, in one line."""
     if shutil.which("git") is None:
         return "git not found: skipped 'git init'; run it yourself before pushing."
+    if "_commit" in CONTEXT:  # cruft renders the template again for every diff and update
+        return (
+            "cruft: skipped 'git init', which would land inside cruft's own renders and break "
+            "'cruft diff' and 'cruft update'; run 'git init' and make the first commit yourself."
+        )
     enclosing = subprocess.run(
         ["git", "-C", str(Path.cwd().parent), "rev-parse", "--show-toplevel"],
         capture_output=True,
@@ -74,4 +81,4 @@ def next_steps() -> str:
 if __name__ == "__main__":
     if CONTEXT["init_git"] == "yes":
         print(start_history(), file=sys.stderr)
-    print(next_steps())
+    print(next_steps(), file=sys.stderr)  # stdout stays clean for `cruft diff > patch`

@@ -20,45 +20,92 @@ Context = Mapping[str, str]
 SLUG = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 GITHUB_OWNER = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}$")
-RESERVED_PACKAGES = {
-    "test",
-    "tests",
-    "src",
-    "conf",
-    "data",
-    "deploy",
-    "mlflow",
-    "bentoml",
-    "sklearn",
-    "hydra",
-    "whylogs",
-}
+# The project's own folders and the tools that run it: a package named like them would be
+# imported in their place.
+RESERVED_PACKAGES = frozenset(
+    {"test", "tests", "src", "conf", "data", "deploy", "nox", "uv", "pip", "setuptools"}
+)
+# Every distribution in the generated uv.lock (normalised) and every top-level module it installs:
+# a package of the same name shadows the dependency, or collides with it in the lock. Kept
+# complete by the template tests (the lock's names in the fast tier, an installed bake's modules
+# in the slow one), which print what to add when a dependency changes.
+LOCKED_NAMES = frozenset(
+    """
+    a2wsgi aiohappyeyeballs aiohttp aiohttp_asgi_connector aiosignal aiosqlite alembic
+    annotated_doc annotated_types antlr4 antlr4_python3_runtime anyio asgiref ast_serialize attr
+    attrs autopage backoff bentoml bentoml_cli bidict blinker brotli cachetools cattr cattrs
+    certifi cffi cfgv charset_normalizer circus click click_option_group cliff cloudpickle cmaes
+    cmd2 colorama colorlog configargparse contourpy cryptography cycler databricks
+    databricks_sdk dateutil distlib docker dotenv engineio example fastapi filelock flask
+    flask_cors flask_login fonttools frozenlist fsspec gevent geventhttpclient git gitdb
+    gitpython google google_auth graphene graphql graphql_core graphql_relay greenlet gunicorn
+    h11 harfile httpcore httpx httpx_ws huey hydra hydra_core hydra_optuna_sweeper hypothesis
+    hypothesis_graphql identify idna importlib_metadata importlib_resources iniconfig
+    itsdangerous jinja2 joblib jsonschema jsonschema_rs jsonschema_specifications kantoku
+    kiwisolver kubernetes_validate librt locust mako markdown_it markdown_it_py markupsafe
+    matplotlib mdurl mlflow mlflow_skinny mlflow_tracing mpl_toolkits msgpack multidict
+    multipart mypy mypy_extensions mypyc narwhals nodeenv numpy nvidia_ml_py omegaconf
+    opentelemetry opentelemetry_api opentelemetry_instrumentation
+    opentelemetry_instrumentation_aiohttp_client opentelemetry_instrumentation_asgi
+    opentelemetry_proto opentelemetry_sdk opentelemetry_semantic_conventions
+    opentelemetry_util_http optuna packaging packaging_legacy_version pandas pandas_stubs
+    pathspec pil pillow pip_requirements_parser platformdirs pluggy pre_commit pre_commit_hooks
+    prettytable prometheus_client prompt_toolkit propcache protobuf psutil py pyarrow pyasn1
+    pyasn1_modules pycparser pydantic pydantic_core pydevd_plugins pygments pylab pynvml
+    pyparsing pyperclip pyrate_limiter pytest pytest_locust python_dateutil python_discovery
+    python_dotenv python_engineio python_json_logger python_multipart python_socketio
+    pythonjsonlogger pywin32 pyyaml pyzmq referencing requests rich rich_argparse rich_toolkit
+    rpds rpds_py ruamel ruamel_yaml ruff schema schemathesis scikit_learn scipy simple_di
+    simple_websocket sklearn skops smmap socketio sortedcontainers sqlalchemy sqlparse starlette
+    stevedore threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions
+    typing_inspection tzdata urllib3 uvicorn virtualenv waitress watchfiles wcwidth websocket
+    websocket_client werkzeug whylabs_client whylogs whylogs_sketching wrapt wsproto yaml yarl
+    zipp zizmor zmq zope zope_event zope_interface
+    """.split()  # noqa: SIM905 - a word list reads better than 230 quoted strings
+)
 
 
 def check_slug(ctx: Context) -> list[str]:
     """The slug names the repository, the distribution and the MLflow model."""
     slug = ctx["project_slug"]
-    if SLUG.match(slug) and len(slug) <= 50:
-        return []
-    return [
-        f"project_slug {slug!r} is not valid: use 1-50 lower-case letters, digits and single "
-        "hyphens, starting with a letter (for example 'customer-churn')."
-    ]
+    derived = f"(made from project_name {ctx['project_name']!r} unless you set it)"
+    if not SLUG.match(slug) or len(slug) > 50:
+        return [
+            f"project_slug {slug!r} {derived} is not valid: use 1-50 lower-case letters, digits and "
+            "single hyphens, starting with a letter. Start the project name with a letter, or set "
+            "project_slug yourself (for example 'customer-churn')."
+        ]
+    if slug.replace("-", "_") in LOCKED_NAMES:
+        return [
+            f"project_slug {slug!r} {derived} is the name of one of the project's own dependencies, "
+            f"which the lock cannot hold twice: pick another name (for example '{slug}-model')."
+        ]
+    return []
 
 
 def check_package_name(ctx: Context) -> list[str]:
     """The package is imported by name, so it must be a plain, unshadowed identifier."""
     name = ctx["package_name"]
+    derived = f"(made from project_slug {ctx['project_slug']!r} unless you set it)"
     if not name.isidentifier() or not name.isascii() or name != name.lower():
         return [
-            f"package_name {name!r} is not a lower-case ASCII Python identifier: "
+            f"package_name {name!r} {derived} is not a lower-case ASCII Python identifier: "
             "use letters, digits and underscores (for example 'customer_churn')."
         ]
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return [f"package_name {name!r} is a Python keyword: pick another name (for example '{name}_model')."]
-    if name in RESERVED_PACKAGES or name in sys.stdlib_module_names:
+    shadowed = (
+        "the standard library's module"
+        if name in sys.stdlib_module_names
+        else "a dependency's module"
+        if name in LOCKED_NAMES
+        else "the project's own folder or tool"
+        if name in RESERVED_PACKAGES
+        else None
+    )
+    if shadowed:
         return [
-            f"package_name {name!r} would shadow an existing module: "
+            f"package_name {name!r} {derived} would shadow {shadowed} of that name: "
             f"pick another name (for example '{name}_model')."
         ]
     return []

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
+import shutil
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, Bake, combinations, combo_id
+from conftest import DEFAULTS, ROOT, Bake, combinations, combo_id
 from jinja2 import Environment
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
@@ -25,7 +28,7 @@ MATRIX = combinations()
 
 def expected_files(project: Path) -> set[str]:
     """Template paths rendered with the baked context; an empty file name means 'not generated'."""
-    context = json.loads((project / ".cookiecutter.json").read_text())
+    context = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     env = Environment(keep_trailing_newline=True)
     expected = set()
     for path in TEMPLATE.rglob("*"):
@@ -102,7 +105,7 @@ def test_bake__tracking_choice_picks_the_mlflow_config(bake: Bake) -> None:
 
 def test_bake__project_keeps_its_answers_for_template_updates(bake: Bake) -> None:
     project = bake(project_name="Fraud Scoring", ml_task="regression")
-    answers = json.loads((project / ".cookiecutter.json").read_text())
+    answers = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     assert answers["project_slug"] == "fraud-scoring"
     assert answers["ml_task"] == "regression"
     assert not [key for key in answers if key.startswith("_") and key != "_template"]
@@ -128,7 +131,7 @@ def test_bake__hostile_free_text_still_gives_valid_files(bake: Bake) -> None:
     pyproject = tomllib.loads((project / "pyproject.toml").read_text())
     assert pyproject["project"]["description"] == HOSTILE["description"]
     assert pyproject["project"]["authors"][0]["name"] == HOSTILE["author_name"]
-    answers = json.loads((project / ".cookiecutter.json").read_text())
+    answers = json.loads((project / ".cookiecutter.json").read_text())["cookiecutter"]
     assert answers["project_name"] == HOSTILE["project_name"]
     for path in text_files(project):
         assert_parses(path, path.read_text())
@@ -159,3 +162,119 @@ def test_bake__what_stages_builds_and_secrets_write_stays_out_of_git(bake: Bake)
         check=True,
     )
     assert status.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("project_name", "slug"),
+    [
+        ("Prédiction Clients", "prediction-clients"),
+        ("Acme's Churn", "acme-s-churn"),
+        ("Churn (EU)", "churn-eu"),
+        ("churn.v2", "churn-v2"),
+        ("Customer  Churn", "customer-churn"),
+        ("CUSTOMER churn!", "customer-churn"),  # differs from the default only by case and punctuation
+    ],
+)
+def test_bake__ordinary_names_bake_with_a_slug_and_package_made_from_them(
+    bake: Bake, project_name: str, slug: str
+) -> None:
+    project = bake(project_name=project_name)
+    assert project.name == slug
+    assert (project / "src" / slug.replace("-", "_") / "__init__.py").is_file()
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["name"] == slug
+
+
+def test_bake__the_longest_names_bake_within_the_slug_limit(bake: Bake) -> None:
+    project = bake(project_name="Quarterly Customer Lifetime Value Forecasting For Retail Banking Europe")
+    assert project.name == "quarterly-customer-lifetime-value-forecasting-for"  # cut at a word, <= 50
+    assert len(project.name) <= 50
+    assert (project / "src" / project.name.replace("-", "_")).is_dir()
+
+
+@pytest.mark.parametrize(
+    ("license_id", "first_line", "spdx"),
+    [
+        ("MIT", "MIT License", "MIT"),
+        ("Apache-2.0", "Apache License", "Apache-2.0"),
+        ("BSD-3-Clause", "BSD 3-Clause License", "BSD-3-Clause"),
+        ("Proprietary", "Copyright (c)", "LicenseRef-Proprietary"),
+    ],
+)
+def test_bake__the_licence_choice_writes_its_text_and_metadata(
+    bake: Bake, license_id: str, first_line: str, spdx: str
+) -> None:
+    project = bake(license=license_id, author_name="Acme Analytics")
+    text = (project / "LICENSE").read_text()
+    assert text.lstrip().startswith(first_line)
+    assert "{%" not in text
+    if license_id != "Apache-2.0":  # Apache's text names no holder; its appendix shows how
+        assert re.search(r"Copyright \(c\) \d{4},? Acme Analytics", text)
+    project_table = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert project_table["license"] == spdx
+    assert project_table["license-files"] == ["LICENSE"]
+
+
+@pytest.mark.parametrize("version", DEFAULTS["python_version"])
+def test_bake__python_version_is_named_the_same_everywhere(bake: Bake, version: str) -> None:
+    project = bake(python_version=version)
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text())
+    lock = tomllib.loads((project / "uv.lock").read_text())
+    setup = yaml.safe_load((project / ".github" / "actions" / "setup" / "action.yml").read_text())
+    python_step = next(s for s in setup["runs"]["steps"] if "setup-python" in s.get("uses", ""))
+    assert (project / ".python-version").read_text().strip() == version
+    assert pyproject["project"]["requires-python"] == f">={version}"
+    assert lock["requires-python"] == f">={version}"
+    assert pyproject["tool"]["ruff"]["target-version"] == f"py{version.replace('.', '')}"
+    assert pyproject["tool"]["mypy"]["python_version"] == version
+    assert python_step["with"] == {"python-version-file": ".python-version"}
+    packaging = (project / "src" / "customer_churn" / "serving" / "packaging.py").read_text()
+    assert 'docker={"python_version": project_python()}' in packaging  # the image's base follows it
+
+
+def test_bake__each_python_choice_has_a_lock_of_its_own() -> None:
+    """The lock is chosen at bake time from templates/locks: one per choice, none left over."""
+    locks = {path.stem for path in (ROOT / "templates" / "locks").glob("*.lock")}
+    assert locks == {f"py{version}" for version in DEFAULTS["python_version"]}
+
+
+def test_bake__the_matrix_has_one_bake_per_distinct_tree(bake: Bake) -> None:
+    """Each combination must change some file: a bake that repeats another's tree costs time only."""
+    digests = {}
+    for combo in MATRIX:
+        project = bake(**combo)
+        tree = sorted(
+            (path.relative_to(project).as_posix(), hashlib.sha256(path.read_bytes()).hexdigest())
+            for path in project.rglob("*")
+            if path.is_file() and ".git" not in path.parts and path.name != ".cookiecutter.json"
+        )
+        digests[combo_id(combo)] = hashlib.sha256(repr(tree).encode()).hexdigest()
+        shutil.rmtree(project)
+    assert len(set(digests.values())) == len(MATRIX), digests
+
+
+def interpreter(version: str) -> str | None:
+    """A working ``python<version>`` here: on PATH, else among pyenv's versions (None if neither)."""
+    pyenv = sorted(Path.home().glob(f".pyenv/versions/{version}.*/bin/python{version}"))
+    for candidate in [shutil.which(f"python{version}"), *map(str, pyenv)]:
+        if (
+            candidate
+            and subprocess.run([candidate, "-c", ""], capture_output=True, check=False).returncode == 0
+        ):
+            return candidate
+    return None
+
+
+@pytest.mark.parametrize("version", DEFAULTS["python_version"])
+def test_bake__each_python_choice_gets_a_lock_uv_accepts_as_is(bake: Bake, version: str) -> None:
+    found = interpreter(version)
+    if found is None:
+        pytest.skip(f"no Python {version} on this machine to resolve the lock with")
+    project = bake(python_version=version)
+    checked = subprocess.run(
+        [str(Path(sys.executable).with_name("uv")), "lock", "--check", "--python", found],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stderr

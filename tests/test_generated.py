@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Bake, free_port
+from conftest import PRE_GEN, Bake, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +44,14 @@ def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bak
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
 
 
+# The top-level modules the project's environment installs, lower-cased (what a package would shadow).
+TOP_LEVEL_MODULES = (
+    "import importlib.metadata as m, sys; print(' '.join(sorted({name.lower() for name in "
+    "m.packages_distributions() if name.isidentifier() and not name.startswith('_') "
+    "and name not in sys.stdlib_module_names})))"
+)
+
+
 def test_generated__a_package_name_of_its_own_installs_and_runs_its_stages(bake: Bake) -> None:
     """hatchling finds a package named like the project by itself; any other name must be declared."""
     project = bake(project_name="Customer Churn", package_name="churn_model")
@@ -51,6 +59,10 @@ def test_generated__a_package_name_of_its_own_installs_and_runs_its_stages(bake:
     assert_ok(run(project, "uv", "sync", "--locked", "--quiet"))
     assert_ok(run(project, "uv", "run", "--locked", "validate-data"))
     assert_ok(run(project, "uv", "run", "--locked", "python", "-c", "import churn_model.deployment.cli"))
+    modules = run(project, "uv", "run", "--locked", "python", "-c", TOP_LEVEL_MODULES)
+    assert_ok(modules)
+    missing = set(modules.stdout.split()) - PRE_GEN.LOCKED_NAMES - {"churn_model"}
+    assert not missing, f"add to LOCKED_NAMES in hooks/pre_gen_project.py: {' '.join(sorted(missing))}"
 
 
 def test_generated__the_first_commit_of_a_bake_passes_the_large_file_hook(bake: Bake) -> None:

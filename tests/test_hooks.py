@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -39,6 +41,16 @@ def test_hooks__valid_input_has_no_problems() -> None:
         ("package_name", "match", "keyword"),
         ("package_name", "json", "shadow"),
         ("package_name", "mlflow", "shadow"),
+        ("package_name", "pandas", "a dependency's module"),
+        ("package_name", "numpy", "a dependency's module"),
+        ("package_name", "yaml", "a dependency's module"),  # pyyaml's module
+        ("package_name", "sklearn", "a dependency's module"),  # scikit-learn's module
+        ("package_name", "pytest", "a dependency's module"),
+        ("package_name", "nox", "the project's own folder or tool"),
+        ("package_name", "tests", "the project's own folder or tool"),
+        ("package_name", "json", "the standard library"),
+        ("project_slug", "scikit-learn", "one of the project's own dependencies"),
+        ("project_slug", "2024-churn", "Start the project name with a letter"),
         ("package_name", "Churn", "lower-case"),
         ("package_name", "çhurn", "ASCII"),
         ("author_email", "not-an-email", "name@example.com"),
@@ -137,7 +149,30 @@ def test_hooks__inside_an_existing_repository_no_repository_is_nested(
 
 def test_hooks__a_bake_ends_with_the_next_commands(bake: Bake, capfd: pytest.CaptureFixture[str]) -> None:
     bake(project_name="Fraud Scoring")
-    out = capfd.readouterr().out
+    out = capfd.readouterr().err
     assert "cd fraud-scoring" in out
     assert "nox -s validate-data train && nox" in out
     assert "Connect to GitHub" in out
+
+
+def test_hooks__a_derived_name_says_where_it_came_from() -> None:
+    found = PRE_GEN.problems(VALID | {"project_name": "2024 Churn", "project_slug": "2024-churn"})
+    assert "made from project_name '2024 Churn'" in found[0]
+
+
+def test_hooks__every_locked_distribution_is_a_name_the_package_may_not_take() -> None:
+    """The fast half of keeping LOCKED_NAMES whole: each lock's distributions, normalised."""
+    missing = set()
+    for lock in (ROOT / "templates" / "locks").glob("*.lock"):
+        for package in tomllib.loads(lock.read_text())["package"]:
+            name = re.sub(r"[-_.]+", "_", package["name"]).lower()
+            if name.isidentifier() and name not in PRE_GEN.LOCKED_NAMES:
+                missing.add(name)
+    assert not missing, f"add to LOCKED_NAMES in hooks/pre_gen_project.py: {' '.join(sorted(missing))}"
+
+
+def test_hooks__the_choices_that_can_refuse_each_other_are_asked_last() -> None:
+    """deploy_target and mlflow_tracking may not go together: nothing is asked after them."""
+    prompted = [key for key in DEFAULTS if not key.startswith("_")]
+    assert prompted[-2:] == ["deploy_target", "mlflow_tracking"]
+    assert "need remote" in DEFAULTS["__prompts__"]["mlflow_tracking"]["__prompt__"]

@@ -152,10 +152,18 @@ def package(cfg: Config, alias: str | None = None) -> Packaged:
         models=[model_tag],
         build_ctx=str(PROJECT_ROOT / "src"),
         python={"packages": pinned_requirements(), "lock_packages": False},
-        docker={"python_version": f"{sys.version_info.major}.{sys.version_info.minor}"},
+        docker={"python_version": project_python()},
         args=bento_arguments(cfg, model_tag),
     )
     return Packaged(str(bento.tag), model_tag, labels)
+
+
+def project_python() -> str:
+    """The Python of the image's base: ``.python-version``, which uv and CI read too.
+
+    Not the interpreter that happens to run ``package``: the image must match what was tested.
+    """
+    return (PROJECT_ROOT / ".python-version").read_text().strip()
 
 
 @dataclass(frozen=True)
