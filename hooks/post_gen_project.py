@@ -3,7 +3,8 @@
 The git step never costs the user the bake: a failing git (a commit signer that refuses, no
 identity) is reported with git's own words and the project stays. It commits as the user when
 git knows who they are, and as the author given at the prompt only on a bare machine. Inside an
-existing repository it does nothing: nesting one repository in another is rarely what anyone wants.
+existing repository, or a folder that already is one (a re-bake), it does nothing: nesting one
+repository in another is rarely what anyone wants, and a re-bake is for the user to review.
 Under cruft it does nothing either: cruft renders the template again, in scratch folders, for every
 ``cruft diff`` and ``cruft update``, and a repository made there would be part of the diff.
 """
@@ -52,6 +53,10 @@ def start_history() -> str:
     )
     if enclosing.returncode == 0:
         return f"inside the git repository {enclosing.stdout.strip()}: skipped 'git init'."
+    if Path(".git").exists():  # a bake over an existing project (--overwrite-if-exists)
+        return (
+            "already a git repository: skipped 'git init'; review the re-bake with 'git diff' and commit it."
+        )
     steps = {
         "init": ["init", "--quiet", "--initial-branch=main"],
         "add": ["add", "--all"],

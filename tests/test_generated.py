@@ -44,6 +44,7 @@ def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bak
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
 
 
+LONGEST_NAME = "Quarterly Customer Lifetime Value Forecasting Bank Europe"  # slug: 50, cut at a word
 # The top-level modules the project's environment installs, lower-cased (what a package would shadow).
 TOP_LEVEL_MODULES = (
     "import importlib.metadata as m, sys; print(' '.join(sorted({name.lower() for name in "
@@ -53,8 +54,12 @@ TOP_LEVEL_MODULES = (
 
 
 def test_generated__a_package_name_of_its_own_installs_and_runs_its_stages(bake: Bake) -> None:
-    """hatchling finds a package named like the project by itself; any other name must be declared."""
-    project = bake(project_name="Customer Churn", package_name="churn_model")
+    """hatchling finds a package named like the project by itself; any other name must be declared.
+
+    The project's name is the longest a slug may be (50 characters), so the distribution's is too.
+    """
+    project = bake(project_name=LONGEST_NAME, package_name="churn_model")
+    assert len(project.name) == 50
     assert (project / "src" / "churn_model").is_dir()
     assert_ok(run(project, "uv", "sync", "--locked", "--quiet"))
     assert_ok(run(project, "uv", "run", "--locked", "validate-data"))

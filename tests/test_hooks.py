@@ -176,3 +176,23 @@ def test_hooks__the_choices_that_can_refuse_each_other_are_asked_last() -> None:
     prompted = [key for key in DEFAULTS if not key.startswith("_")]
     assert prompted[-2:] == ["deploy_target", "mlflow_tracking"]
     assert "need remote" in DEFAULTS["__prompts__"]["mlflow_tracking"]["__prompt__"]
+
+
+def test_hooks__a_re_bake_over_a_committed_project_keeps_its_history(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from cookiecutter.main import cookiecutter
+
+    def bake_here() -> Path:
+        return Path(
+            cookiecutter(
+                str(ROOT), no_input=True, overwrite_if_exists=True, output_dir=str(tmp_path),
+                extra_context={"init_git": "yes", "description": f"Take {len(list(tmp_path.iterdir()))}"},
+            )
+        )  # fmt: skip
+
+    project = bake_here()
+    project = bake_here()
+    assert _git(project, "rev-list", "--count", "HEAD").strip() == "1"
+    assert "already a git repository" in capfd.readouterr().err
+    assert "Take 1" in (project / "README.md").read_text()  # the re-bake is there, for review
