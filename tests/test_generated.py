@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -125,3 +127,92 @@ def healthy(uri: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def readme_block(project: Path, heading: str) -> list[str]:
+    """The commands of the first bash block under ``heading`` in the project's README, comments cut."""
+    text = (project / "README.md").read_text()
+    section = text[text.index(f"## {heading}\n") :]
+    block = section[section.index("```bash\n") + 8 : section.index("\n```", section.index("```bash\n"))]
+    joined = block.replace("\\\n", " ")
+    return [line.split("  #")[0].strip() for line in joined.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
+    bake: Bake, tmp_path: Path, task: str
+) -> None:
+    """Run "Your own data" as written, from a fresh bake, with a table the project's tests make."""
+    project = bake(ml_task=task)
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    assert_ok(run(project, "uv", "sync", "--locked", "--quiet"))
+    table = "penguins" if task == "classification" else "cars"
+    make = (
+        "import sys; sys.path.insert(0, 'tests'); import tables; "
+        f"tables.{table}().to_csv('{downloads}/{table}.csv', index=False)"
+    )
+    assert_ok(run(project, "uv", "run", "--locked", "python", "-c", make))
+    bento = ""
+    for command in readme_block(project, "Your own data"):
+        command = command.replace("~/Downloads/", f"{downloads}/")
+        if command.startswith("git diff"):
+            continue
+        if command.startswith("BENTOML_HOME="):
+            served = command.replace("<the bento tag package printed>", bento)
+            with background(project, served, tmp_path) as port:
+                answer = predict(port, command_after(project, "curl"))
+            assert len(answer["predictions"]) == 1, answer
+            return
+        done = run(project, "bash", "-c", command)
+        assert_ok(done)
+        if "nox -s package" in command:
+            bento = re.search(r"bento (\S+) \(model", done.stdout).group(1)  # type: ignore[union-attr]
+    pytest.fail("the README block has no serve step")
+
+
+def command_after(project: Path, prefix: str) -> str:
+    """The README block's command that starts with ``prefix`` (the request after serving)."""
+    return next(c for c in readme_block(project, "Your own data") if c.startswith(prefix))
+
+
+@contextmanager
+def background(project: Path, command: str, folder: Path) -> Iterator[int]:
+    """Start a README serve command on a free port; yields the port once it is ready."""
+    port = free_port()
+    command = re.sub(r"--port \d+", f"--port {port}", command)
+    with (folder / "serve.log").open("wb") as log:
+        server = subprocess.Popen(
+            ["bash", "-c", command], cwd=project, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while not ready(port):
+            assert server.poll() is None, (folder / "serve.log").read_text()[-4000:]
+            assert time.monotonic() < deadline, (folder / "serve.log").read_text()[-4000:]
+            time.sleep(1)
+        yield port
+    finally:
+        with suppress(ProcessLookupError):  # the whole group: bash, uv and the server
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def predict(port: int, curl: str) -> dict[str, object]:
+    """Send the README's curl body to the served model; the parsed answer."""
+    body = re.search(r"-d '(.+)'$", curl).group(1)  # type: ignore[union-attr]
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/predict", data=body.encode(), headers={"content-type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer: dict[str, object] = json.loads(response.read())
+    return answer

@@ -44,6 +44,12 @@ def tests(session: nox.Session) -> None:
 
 
 # Data: the contract and the gate in front of training.
+@nox.session(name="adopt-data")
+def adopt_data(session: nox.Session) -> None:
+    """Adopt your own table: `nox -s adopt-data -- data.path=<file> data.target=<column>`."""
+    uv_run(session, "adopt-data", *session.posargs)
+
+
 @nox.session(name="derive-contract")
 def derive_contract(session: nox.Session) -> None:
     """Derive data/sample/contract.yaml and the reference profile from reference data."""

@@ -9,6 +9,7 @@ for MLflow, BentoML and whylogs at start-up.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -17,7 +18,17 @@ from functools import wraps
 import hydra
 from omegaconf import DictConfig
 
-from .config import CONF_DIR, Config, ConfigError, check_renamed, register, resolve, to_typed
+from .config import (
+    CONF_DIR,
+    Config,
+    ConfigError,
+    DataConfig,
+    ValidationConfig,
+    check_renamed,
+    register,
+    resolve,
+    to_typed,
+)
 from .errors import PipelineError
 
 register()
@@ -57,6 +68,12 @@ def _validate_data(cfg: Config) -> int:
     json_path, _ = validation.write_report(report, cfg.validation.report_dir)
     for violation in report.violations:
         print(f"  {violation.column}: {violation.rule}: {violation.detail}", file=sys.stderr)
+    if any(v.rule in {"present", "unexpected", "contract"} for v in report.violations):
+        print(
+            "  not the table this contract describes? adopt it: "
+            "`nox -s adopt-data -- data.path=<file> data.target=<column>`",
+            file=sys.stderr,
+        )
     print(f"  {report.rows} rows, {len(report.violations)} violations; report: {json_path}")
     return 0 if report.passed else 1
 
@@ -64,15 +81,45 @@ def _validate_data(cfg: Config) -> int:
 @stage("derive-contract")
 def _derive_contract(cfg: Config) -> int:
     from . import profiling, validation
-    from .data import load_table
+    from .data import load_dataset
 
-    frame = load_table(cfg.data.path)
+    sample = DataConfig().path
+    if cfg.data.path != sample and cfg.validation.contract_path == ValidationConfig().contract_path:
+        raise ConfigError(
+            f"derive-contract would write {cfg.data.path}'s contract over the sample's: adopt a new table "
+            "with `nox -s adopt-data -- data.path=<file> data.target=<column>` (files of its own), or "
+            "set validation.contract_path and validation.reference_profile"
+        )
+    frame = load_dataset(cfg.data)
     contract = validation.derive_contract(frame, cfg.data)
     path = contract.save(cfg.validation.contract_path)
     profile_path = profiling.write(
         profiling.profile(frame[list(contract.columns)]), resolve(cfg.validation.reference_profile)
     )
     print(f"  contract: {path}\n  reference profile: {profile_path}")
+    return 0
+
+
+@stage("adopt-data")
+def _adopt_data(cfg: Config) -> int:
+    from . import adopt, evaluation, reports
+
+    adoption = adopt.adopt(cfg.data, classification=cfg.task == evaluation.CLASSIFICATION)
+    rows = [(c.name, c.kind, c.role, c.nulls, c.distinct, c.reason) for c in adoption.columns]
+    print(reports.table(["column", "kind", "role", "nulls", "distinct", "why dropped"], rows))
+    for diff in adoption.written.values():
+        print(diff, end="")
+    if adoption.whole_numbers:
+        print(
+            f"  {', '.join(adoption.whole_numbers)}: whole numbers in the table, so the service takes whole "
+            "numbers only for them; write them with decimals if fractions are valid"
+        )
+    if adoption.dropped_missing_target:
+        print(f"  {adoption.dropped_missing_target} rows have no target: drop_missing_target is on")
+    print(
+        f"  {len(adoption.features)} features; conf/config.yaml now uses data={adoption.name} and "
+        f"validation={adoption.name}.\n  Review the diff, then: nox -s validate-data train compare"
+    )
     return 0
 
 
@@ -84,15 +131,14 @@ def _train(cfg: Config) -> int:
     path = train.write_result(result, cfg.training.report_dir)
     metric = cfg.training.primary_metric
     score = f"test {metric}={result.metrics[metric]:.4f} (cv {result.cv_mean:.4f})"
+    if result.dropped_missing_target:
+        print(f"  dropped {result.dropped_missing_target} rows without a target (data.drop_missing_target)")
     print(f"  {cfg.model.name}: {score}; run {result.run_id}")
     if result.registered_as_candidate:
-        print(f"  registered {result.model_name} v{result.model_version} as 'candidate'; report: {path}")
-    else:
-        print(
-            f"  below training.min_primary_metric={cfg.training.min_primary_metric}: not registered",
-            file=sys.stderr,
-        )
-    return 0 if result.registered_as_candidate else 1
+        print(f"  {result.model_name} v{result.model_version} {result.standing}; report: {path}")
+    else:  # below the bar fails the stage; a model no better than the candidate is a decision
+        print(f"  {result.standing}; report: {path}", file=sys.stderr if result.below_bar else sys.stdout)
+    return 1 if result.below_bar else 0
 
 
 @stage("compare")
@@ -159,7 +205,9 @@ def _package(cfg: Config) -> int:
     path = packaging.write_summary(built, cfg.serving.report_dir)
     sbom = packaging.write_sbom(cfg.serving.report_dir)
     print(f"  bento {built.bento_tag} (model v{built.labels['model_version']}, run {built.labels['run_id']})")
-    print(f"  serve it: BENTOML_HOME=.bentoml bentoml serve {built.bento_tag} --port 3000; summary: {path}")
+    store = os.environ.get("BENTOML_HOME", ".bentoml")
+    print(f"  serve it: BENTOML_HOME={resolve(store)} uv run bentoml serve {built.bento_tag} --port 3000")
+    print(f"  summary: {path}")
     print(f"  SBOM of its packages (CycloneDX, from uv.lock): {sbom}")
     return 0
 
@@ -211,6 +259,7 @@ def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
     return run
 
 
+adopt_data = _app(_adopt_data)
 validate_data = _app(_validate_data)
 derive_contract = _app(_derive_contract)
 train = _app(_train)

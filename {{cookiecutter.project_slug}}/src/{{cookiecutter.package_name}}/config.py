@@ -56,6 +56,7 @@ class DataConfig:
     numeric: list[str] | None = None
     test_size: float = 0.2
     split_seed: int = 42
+    drop_missing_target: bool = False
 
 
 @dataclass
@@ -87,6 +88,7 @@ class TrainingConfig:
     primary_metric: str = "f1_macro"
     greater_is_better: bool = True
     min_primary_metric: float = 0.0
+    keep_better_candidate: bool = True
     promotion_margin: float = 0.0
     report_dir: str = "reports/training"
 
@@ -213,11 +215,11 @@ def to_typed(cfg: DictConfig) -> Config:
     return typed
 
 
-def compose(overrides: list[str] | None = None) -> Config:
+def compose(overrides: list[str] | None = None, conf_dir: Path = CONF_DIR) -> Config:
     """Compose the config outside a Hydra app (tests, notebooks, the BentoML service)."""
     check_renamed(overrides or [])
     register()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         return to_typed(hydra_compose(config_name="config", overrides=overrides or []))
 
 

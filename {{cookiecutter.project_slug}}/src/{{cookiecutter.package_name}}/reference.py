@@ -20,7 +20,7 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
-from . import profiling, registry
+from . import profiling, registry, reports
 from .config import Config, resolve
 from .data import DataError
 from .profiling import DatasetProfileView, ProfileError
@@ -77,7 +77,7 @@ def write_reference(cfg: Config, trained: Training, folder: str | Path) -> Path:
     }
     frame = reference_frame(trained.model, trained.x, trained.y, cfg.data.target)
     path = profiling.write(profiling.profile(frame), Path(folder) / REFERENCE_PROFILE)
-    (Path(folder) / REFERENCE_META).write_text(json.dumps(meta, indent=2))
+    reports.write_json(meta, Path(folder) / REFERENCE_META)  # strict JSON: an undefined metric is null
     return path
 
 

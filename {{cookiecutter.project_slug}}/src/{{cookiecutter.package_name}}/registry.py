@@ -152,5 +152,6 @@ def lineage(client: MlflowClient, name: str, version: str) -> Lineage:
         git_commit=tags.get("mlflow.source.git.commit", tags.get("git_commit", "")),
         config_artifact=f"runs:/{run.info.run_id}/config/config.yaml",
         config_digest=tags.get("config_digest", ""),
-        data_artifact=f"runs:/{run.info.run_id}/data/{Path(tags.get('data_path', 'data')).name}",
+        data_artifact=tags.get("data_snapshot")
+        or f"runs:/{run.info.run_id}/data/{Path(tags.get('data_path', 'data')).name}",
     )

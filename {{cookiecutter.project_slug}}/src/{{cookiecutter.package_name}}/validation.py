@@ -17,7 +17,7 @@ import yaml
 
 from . import drift, profiling, reports
 from .config import DataConfig, ValidationConfig, resolve
-from .data import DataError, load_table
+from .data import DataError, drop_missing_target, feature_columns, load_table
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
@@ -50,11 +50,15 @@ class Contract:
     min_rows: int = 100
     max_duplicate_fraction: float = 0.01
 
+    def to_yaml(self) -> str:
+        """The contract as YAML, the form people review in pull requests."""
+        return yaml.safe_dump(asdict(self), sort_keys=False)
+
     def save(self, path: str | Path) -> Path:
-        """Write the contract as YAML, the form people review in pull requests."""
+        """Write the contract's YAML to ``path``."""
         target = resolve(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(yaml.safe_dump(asdict(self), sort_keys=False))
+        target.write_text(self.to_yaml())
         return target
 
     @classmethod
@@ -91,6 +95,11 @@ class ValidationReport:
 
 def derive_contract(frame: pd.DataFrame, cfg: DataConfig) -> Contract:
     """Describe reference data generously enough that fresh data from the same source passes."""
+    if missing := int(frame[cfg.target].isna().sum()):
+        raise DataError(
+            f"{cfg.path}: {missing} rows have no {cfg.target!r}; a contract describes a trainable "
+            "table: fill them, or set data.drop_missing_target=true"
+        )
     excluded = {cfg.id_column, *cfg.drop_columns}
     columns = {name: _derive_column(frame[name]) for name in frame.columns if name not in excluded}
     return Contract(target=cfg.target, columns=columns, min_rows=min(100, len(frame)))
@@ -176,7 +185,11 @@ def _check_categories(name: str, values: pd.Series, spec: ColumnContract) -> lis
     unseen = sorted(set(values.astype(str)) - set(spec.categories))
     if not unseen:
         return []
-    return [Violation(name, "categories", f"unseen categories {unseen[:5]}; allowed: {spec.categories}")]
+    allowed = spec.categories[:10] + (
+        [f"... {len(spec.categories) - 10} more"] if len(spec.categories) > 10 else []
+    )
+    detail = f"{len(unseen)} unseen categories, e.g. {unseen[:5]}; allowed: {allowed}"
+    return [Violation(name, "categories", f"{detail}: add them to the contract if they are real")]
 
 
 def check_target(frame: pd.DataFrame, contract: Contract) -> list[Violation]:
@@ -185,10 +198,40 @@ def check_target(frame: pd.DataFrame, contract: Contract) -> list[Violation]:
         return []  # reported by check_columns_present
     target = frame[contract.target]
     if target.isna().any():
-        return [Violation(contract.target, "target", f"{int(target.isna().sum())} rows have no target value")]
+        missing = int(target.isna().sum())
+        detail = f"{missing} rows have no target value: fill them, or set data.drop_missing_target=true"
+        return [Violation(contract.target, "target", detail)]
     if target.nunique() < 2:
         return [Violation(contract.target, "target", "the target is constant: nothing to learn")]
     return []
+
+
+def check_contract_fits(frame: pd.DataFrame, contract: Contract, data: DataConfig) -> list[Violation]:
+    """The contract is this table's: same target, and no feature it does not describe.
+
+    A column the contract does not know would become a feature unreviewed (and change what the
+    service accepts), so it is refused until it is dropped or the contract is derived again.
+    """
+    if contract.target != data.target:
+        return [
+            Violation(
+                data.target,
+                "contract",
+                f"the contract is for target {contract.target!r}, not data.target={data.target!r}: "
+                "point validation.contract_path at this table's contract, or make one with "
+                "`nox -s adopt-data -- path=<table> target=<column>`",
+            )
+        ]
+    return [
+        Violation(
+            name,
+            "unexpected",
+            "column is not in the contract: list it in data.drop_columns to leave it out, or add "
+            "it to the contract to train on it",
+        )
+        for name in feature_columns(frame, data)
+        if name not in contract.columns
+    ]
 
 
 def check_distribution(
@@ -208,11 +251,12 @@ RULES: tuple[Callable[[pd.DataFrame, Contract], list[Violation]], ...] = (
 
 
 def validate_frame(
-    frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig, path: str
+    frame: pd.DataFrame, contract: Contract, cfg: ValidationConfig, data: DataConfig
 ) -> ValidationReport:
     """Run every rule; the distribution check runs only on data that passed the contract."""
-    report = ValidationReport(path=path, rows=len(frame))
-    report.violations = [v for rule in RULES for v in rule(frame, contract)]
+    report = ValidationReport(path=data.path, rows=len(frame))
+    report.violations = check_contract_fits(frame, contract, data)
+    report.violations += [v for rule in RULES for v in rule(frame, contract)]
     for name, spec in contract.columns.items():
         if name in frame.columns:
             report.violations += check_column(name, frame[name], spec)
@@ -231,10 +275,10 @@ def validate_file(data: DataConfig, cfg: ValidationConfig) -> ValidationReport:
     """Load and validate a table; an unreadable file is a violation too, not a crash."""
     contract = Contract.load(cfg.contract_path)
     try:
-        frame = load_table(data.path)
+        frame = drop_missing_target(load_table(data.path), data)  # a missing target: a violation
     except DataError as error:
         return ValidationReport(path=data.path, rows=0, violations=[Violation("*", "readable", str(error))])
-    return validate_frame(frame, contract, cfg, data.path)
+    return validate_frame(frame, contract, cfg, data)
 
 
 def write_report(report: ValidationReport, report_dir: str | Path) -> tuple[Path, Path]:

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 
 from .. import evaluation, registry, reports
 from ..config import Config
-from ..data import digest, load_table, split
+from ..data import digest, load_dataset, split
 from ..errors import PipelineError
 from ..tools import MissingToolError
 from . import load, router
@@ -420,7 +420,7 @@ def load_holdout(cfg: Config, model_version: str) -> Holdout:
             f"model {cfg.mlflow.model_name!r} version {model_version!r} is not in the registry at "
             f"{cfg.mlflow.tracking_uri}; check model_version in the desired-state file"
         ) from error
-    frame = load_table(cfg.data.path)
+    frame = load_dataset(cfg.data)
     if lineage.data_digest and digest(frame) != lineage.data_digest:
         raise HoldoutError(
             f"{cfg.data.path} changed since version {model_version} was trained "

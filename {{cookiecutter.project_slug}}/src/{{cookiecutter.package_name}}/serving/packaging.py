@@ -57,7 +57,13 @@ def model_labels(cfg: Config, alias: str) -> dict[str, str]:
     client = registry.connect(cfg.mlflow)
     version = registry.version_by_alias(client, cfg.mlflow.model_name, alias)
     if version is None:
-        raise DataError(f"no model has the alias {alias!r}; run `nox -s train` (and `nox -s compare`) first")
+        hint = (
+            "promote sets it; before any promotion, package the candidate: "
+            "`nox -s package -- serving.model_alias=candidate`"
+            if alias == "champion"
+            else "run `nox -s train` first"
+        )
+        raise DataError(f"no model has the alias {alias!r} yet: {hint}")
     lineage = registry.lineage(client, cfg.mlflow.model_name, str(version.version))
     return {
         "model_name": lineage.model_name,

@@ -2,7 +2,7 @@
 
 Serve
     From a built bento (staging, production, blue/green): ``nox -s package`` then
-    ``BENTOML_HOME=.bentoml bentoml serve {{ cookiecutter.project_slug }}:latest --host 127.0.0.1 --port 3000``
+    ``BENTOML_HOME=$PWD/.bentoml bentoml serve {{ cookiecutter.project_slug }}:latest --host 127.0.0.1 --port 3000``
     (any bento tag works; ``bentoml list`` shows them). The bento carries the model, the
     serving settings frozen at build time and the lineage labels.
     From source, model from the registry alias ``serving.model_alias``: ``nox -s serve``, i.e.

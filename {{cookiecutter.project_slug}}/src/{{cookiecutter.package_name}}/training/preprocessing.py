@@ -17,6 +17,10 @@ from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from ..config import DataConfig, ModelConfig
 
+# Histogram gradient boosting takes native categories as codes below its max_bins (255): rarer
+# values of a column with more share one code instead of failing the fit.
+MAX_ORDINAL_CATEGORIES = 255
+
 
 @dataclass(frozen=True)
 class FeatureSpec:
@@ -63,7 +67,10 @@ def _categorical_encoder(kind: str) -> Pipeline | OrdinalEncoder:
         )
     if kind == "ordinal":
         return OrdinalEncoder(
-            handle_unknown="use_encoded_value", unknown_value=np.nan, encoded_missing_value=np.nan
+            handle_unknown="use_encoded_value",
+            unknown_value=np.nan,
+            encoded_missing_value=np.nan,
+            max_categories=MAX_ORDINAL_CATEGORIES,
         )
     raise ValueError(f"model.categorical_encoding={kind!r}: use 'onehot' or 'ordinal'")
 

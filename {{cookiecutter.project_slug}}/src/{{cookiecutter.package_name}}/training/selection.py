@@ -16,7 +16,7 @@ from mlflow.entities.model_registry import ModelVersion
 
 from .. import evaluation, registry, reports
 from ..config import Config
-from ..data import DataError, load_table, split
+from ..data import DataError, load_dataset, split
 
 
 @dataclass(frozen=True)
@@ -73,10 +73,16 @@ def compare(cfg: Config) -> GateDecision:
     if candidate is None:
         raise DataError("no model has the alias 'candidate'; run `nox -s train` first")
     champion = registry.version_by_alias(client, name, registry.CHAMPION)
-    data = split(load_table(cfg.data.path), cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
+    data = split(load_dataset(cfg.data), cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
 
     def primary(alias: str) -> float:
         model = registry.load(name, alias)
+        if missing := [c for c in model.feature_names_in_ if c not in data.x_test.columns]:
+            raise DataError(
+                f"the {alias} model needs columns {missing} that {cfg.data.path} does not have as "
+                "features: the table's schema changed since it was trained; a model on the new "
+                "schema goes live through a release of its own, not this comparison"
+            )
         return evaluation.score(cfg.task, model, data.x_test[list(model.feature_names_in_)], data.y_test)[
             metric
         ]

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +15,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from hydra.utils import instantiate
+from mlflow import ActiveRun, MlflowClient
 from mlflow.models import infer_signature
 from omegaconf import OmegaConf
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
@@ -19,7 +23,7 @@ from sklearn.pipeline import Pipeline
 
 from .. import evaluation, reference, registry, reports, validation
 from ..config import PROJECT_ROOT, Config, resolve
-from ..data import DataError, Split, digest, load_table, split
+from ..data import DataError, Split, digest, load_dataset, refuse_rare_classes, split
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
 SCORERS = {
@@ -46,6 +50,10 @@ class TrainResult:
     data_path: str
     git_commit: str
     estimator: str
+    standing: str = ""  # why the candidate alias moved to this model, or why not
+    below_bar: bool = False  # under training.min_primary_metric: a failed training, not a choice
+    rows: int = 0
+    dropped_missing_target: int = 0
 
 
 def build_pipeline(cfg: Config, spec: FeatureSpec) -> Pipeline:
@@ -97,14 +105,14 @@ def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> None:
     that breaks the contract and take the ``candidate`` alias from a model that was checked.
     """
     contract = validation.Contract.load(cfg.validation.contract_path)
-    report = validation.validate_frame(frame, contract, cfg.validation, cfg.data.path)
+    report = validation.validate_frame(frame, contract, cfg.validation, cfg.data)
     if report.passed:
         return
     first = report.violations[0]
     raise DataError(
         f"{cfg.data.path} fails the data gate ({len(report.violations)} violations; first: {first.column}: "
         f"{first.rule}: {first.detail}); nothing was trained: `nox -s validate-data` writes the report, "
-        "and a new table needs its own contract (`nox -s derive-contract -- data.path=...`)"
+        "and a new table needs its own (`nox -s adopt-data -- data.path=<file> data.target=<column>`)"
     )
 
 
@@ -114,37 +122,126 @@ def clears_bar(cfg: Config, value: float) -> bool:
     return value >= floor if cfg.training.greater_is_better else value <= floor
 
 
+def refuse_rare_classes_for_folds(cfg: Config, frame: pd.DataFrame) -> None:
+    """Every class once in the test split and in each CV fold of the rest: refused with names if not."""
+    if cfg.task != evaluation.CLASSIFICATION:
+        return
+    folds, test_share = cfg.training.cv_folds, cfg.data.test_size
+    needed = max(2, math.ceil(1 / test_share), math.ceil(folds / (1 - test_share)))
+    why = f"one in the {test_share:.0%} test split and one per fold of training.cv_folds={folds}"
+    refuse_rare_classes(frame[cfg.data.target], needed, why)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Whether a new model takes the ``candidate`` alias, and why in one line."""
+
+    register: bool
+    reason: str
+    below_bar: bool = False
+
+
+def standing(cfg: Config, client: MlflowClient, value: float, data_digest: str) -> Standing:
+    """Whether the new model takes the ``candidate`` alias, and why (or why not), in one line.
+
+    It must clear ``training.min_primary_metric``; and, with ``training.keep_better_candidate``,
+    be at least as good as the current candidate where the two scores mean the same thing: the
+    same data digest and split settings, so the same held-out rows.
+    """
+    metric, better = cfg.training.primary_metric, cfg.training.greater_is_better
+    if not clears_bar(cfg, value):
+        floor = cfg.training.min_primary_metric
+        return Standing(False, f"below training.min_primary_metric={floor}: not registered", below_bar=True)
+    current = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CANDIDATE)
+    if current is None or not cfg.training.keep_better_candidate:
+        return Standing(True, "registered as 'candidate'")
+    run = client.get_run(str(current.run_id))
+    theirs = run.data.metrics.get(f"test_{metric}")
+    split_of = {key: run.data.params.get(f"data.{key}") for key in ("test_size", "split_seed")}
+    same_rows = run.data.tags.get("data_digest") == data_digest and split_of == {
+        "test_size": str(cfg.data.test_size),
+        "split_seed": str(cfg.data.split_seed),
+    }
+    if theirs is None or not same_rows:
+        return Standing(
+            True,
+            f"registered as 'candidate': v{current.version} was scored on other rows (data or split), "
+            "so there is no like-for-like score to keep it",
+        )
+    if (value >= theirs) if better else (value <= theirs):
+        return Standing(
+            True, f"registered as 'candidate': {metric} {value:.4f} vs v{current.version}'s {theirs:.4f}"
+        )
+    return Standing(
+        False,
+        f"{metric} {value:.4f} is worse than the candidate v{current.version}'s {theirs:.4f} on the same "
+        "split: not registered, the alias stays (training.keep_better_candidate=false replaces it anyway)",
+    )
+
+
+@contextmanager
+def whole_run(client: MlflowClient, name: str) -> Iterator[ActiveRun]:
+    """An MLflow run that is deleted when the work inside it fails.
+
+    A run that died halfway (a fit that raised, an interrupted upload) has no model or only
+    some of its metrics; left in the experiment it reads like a result. Deleted runs stay
+    recoverable (``mlflow gc`` purges them) but out of every search.
+    """
+    run = mlflow.start_run(run_name=name)
+    try:
+        yield run
+    except BaseException:
+        mlflow.end_run("FAILED")
+        client.delete_run(run.info.run_id)
+        raise
+    mlflow.end_run()
+
+
+def progress(message: str) -> None:
+    """One line per step of work that can take a while, as it starts (CI logs show it live)."""
+    print(f"  {message}", flush=True)
+
+
 def train(cfg: Config) -> TrainResult:
     """Hold the data gate, fit on the training split, score on the held-out split, log, register."""
-    frame = load_table(cfg.data.path)
+    frame = load_dataset(cfg.data)
     hold_data_gate(cfg, frame)  # on the frame training uses: the table is read once
+    refuse_rare_classes_for_folds(cfg, frame)
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
     spec = infer_features(data.x_train, cfg.data)
     model = build_pipeline(cfg, spec)
     client = registry.connect(cfg.mlflow)
-    with mlflow.start_run(run_name=cfg.model.name) as run:
+    data_digest, commit = digest(frame), git_commit()
+    with whole_run(client, cfg.model.name) as run:
+        rows = f"{len(data.x_train):,} rows x {len(spec.columns)} features"
+        progress(f"cross-validating {cfg.model.name} ({cfg.training.cv_folds} folds, {rows})")
         cv_mean = cross_validate(cfg, model, data)
+        progress(f"fitting on the training split ({rows})")
         model.fit(data.x_train[spec.columns], data.y_train)
         scores = evaluation.score(cfg.task, model, data.x_test[spec.columns], data.y_test)
-        data_digest, commit = digest(frame), git_commit()
+        stands = standing(cfg, client, scores[cfg.training.primary_metric], data_digest)
+        progress(f"logging the run {run.info.run_id}")
         _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
-        version = _log_model(cfg, model, data, spec, scores)
+        version = _log_model(cfg, model, data, spec, register=stands.register)
         trained = reference.Training(model, data.x_train[spec.columns], data.y_train, scores)
         reference.log_reference(cfg, trained)
-    candidate = version is not None
     if version is not None:
         registry.set_alias(client, cfg.mlflow.model_name, registry.CANDIDATE, version)
     return TrainResult(
         run.info.run_id,
         cfg.mlflow.model_name,
         version,
-        candidate,
+        version is not None,
         scores,
         cv_mean,
         data_digest,
         cfg.data.path,
         commit,
         str(cfg.model.estimator.get("_target_", "")),
+        standing=stands.reason,
+        below_bar=stands.below_bar,
+        rows=len(frame),
+        dropped_missing_target=int(frame.attrs.get("dropped_missing_target", 0)),
     )
 
 
@@ -176,7 +273,7 @@ def _log_run(
         }
     )
     mlflow.log_text(config, "config/config.yaml")
-    mlflow.log_artifact(str(resolve(cfg.data.path)), artifact_path="data")
+    mlflow.set_tag("data_snapshot", _data_snapshot(cfg, data_digest))
     dataset = mlflow.data.from_pandas(  # type: ignore[attr-defined]
         frame,
         source=str(cfg.data.path),
@@ -187,10 +284,27 @@ def _log_run(
     mlflow.log_input(dataset, context="training")
 
 
-def _log_model(
-    cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, scores: dict[str, float]
-) -> str | None:
-    """Log the pipeline (skops, signature, example); register it when it clears the bar."""
+def _data_snapshot(cfg: Config, data_digest: str) -> str:
+    """The table, stored once per content digest: a later run on the same data points at that copy.
+
+    Copying a large table into every run's artifacts costs its size per run for no information;
+    the digest already says the rows are the same.
+    """
+    active = mlflow.active_run()
+    assert active is not None
+    earlier = MlflowClient().search_runs(
+        [active.info.experiment_id],
+        filter_string=f"tags.data_digest = '{data_digest}' and tags.data_snapshot LIKE 'runs:/%'",
+        max_results=1,
+    )
+    if earlier:
+        return str(earlier[0].data.tags["data_snapshot"])
+    mlflow.log_artifact(str(resolve(cfg.data.path)), artifact_path="data")
+    return f"runs:/{active.info.run_id}/data/{Path(cfg.data.path).name}"
+
+
+def _log_model(cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, *, register: bool) -> str | None:
+    """Log the pipeline (skops, signature, example); register it when it stands as the candidate."""
     x_test = data.x_test[spec.columns]
     mlflow.log_figure(
         evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test), "plots/diagnostic.png"
@@ -201,9 +315,10 @@ def _log_model(
         serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
         skops_trusted_types=registry.trusted_types_for(model),
         signature=infer_signature(x_test.head(50), model.predict(x_test.head(50))),
-        input_example=x_test.head(3),
+        # complete rows where there are some: MLflow writes a missing value as a bare NaN
+        input_example=(x_test.dropna() if x_test.notna().all(axis=1).any() else x_test).head(3),
     )
-    if not clears_bar(cfg, scores[cfg.training.primary_metric]):
+    if not register:
         return None
     registered = mlflow.register_model(
         info.model_uri, cfg.mlflow.model_name, tags={"primary_metric": cfg.training.primary_metric}

@@ -1,0 +1,204 @@
+"""Your own table: adopt it, and every way it can be wrong is refused in one line, before a run."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+
+from conftest import QUICK_FOREST
+from {{ cookiecutter.package_name }} import adopt, evaluation, registry, validation
+from {{ cookiecutter.package_name }}.config import CONF_DIR, PROJECT_ROOT, Config, DataConfig, compose
+from {{ cookiecutter.package_name }}.data import DataError, load_table
+from {{ cookiecutter.package_name }}.training import train
+from tables import own_table
+
+SAMPLE_FILES = ["data/sample/contract.yaml", "data/sample/reference.bin", "conf/config.yaml"]
+Adopted = Callable[..., Config]
+
+
+def fingerprint(paths: list[str]) -> dict[str, str]:
+    return {p: hashlib.sha256((PROJECT_ROOT / p).read_bytes()).hexdigest() for p in paths}
+
+
+@pytest.fixture
+def task() -> str:
+    return compose().task
+
+
+@pytest.fixture
+def adopted(tmp_path: Path, task: str) -> Callable[[pd.DataFrame, str], Config]:
+    """Adopt a table into a copy of conf/; returns a composer of the project's config over that copy."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+
+    def run(frame: pd.DataFrame, target: str, *overrides: str) -> Config:
+        table = tmp_path / "tables" / "mine.csv"
+        table.parent.mkdir(exist_ok=True)
+        frame.to_csv(table, index=False)
+        adopt.adopt(DataConfig(path=str(table), target=target), task == evaluation.CLASSIFICATION, conf)
+        isolated = [
+            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+            f"mlflow.artifact_dir={tmp_path}/artifacts",
+            f"validation.report_dir={tmp_path}/reports/validation",
+            f"training.report_dir={tmp_path}/reports/training",
+            "training.cv_folds=2",
+        ]
+        model = [] if any(o.startswith("model=") for o in overrides) else QUICK_FOREST
+        return compose([*isolated, *model, *overrides], conf_dir=conf)
+
+    return run
+
+
+def runs(cfg: Config) -> int:
+    """MLflow runs in the test's store (a refused table must leave none)."""
+    registry.connect(cfg.mlflow)
+    return len(mlflow.search_runs(search_all_experiments=True))
+
+
+def test_adopt__roles_with_reasons_files_next_to_the_table_and_the_sample_untouched(
+    adopted: Adopted, task: str, tmp_path: Path
+) -> None:
+    before = fingerprint(SAMPLE_FILES)
+    frame, target = own_table(task)
+    cfg = adopted(frame, target)
+
+    assert cfg.data.target == target
+    assert cfg.validation.contract_path == str(tmp_path / "tables" / "mine.contract.yaml")
+    assert (tmp_path / "tables" / "mine.reference.bin").is_file()
+    dropped = set(cfg.data.drop_columns)
+    if task == evaluation.CLASSIFICATION:
+        assert cfg.data.id_column == "penguin_id"
+        assert dropped == {"colony", "observed", "note"}  # constant, a date, free text
+        assert not cfg.data.drop_missing_target
+    else:
+        assert cfg.data.id_column is None
+        assert dropped == {"name", "built"}  # free text, a date
+        assert cfg.data.drop_missing_target  # the table has rows without mpg
+    config = (tmp_path / "conf" / "data" / "mine.yaml").read_text()
+    assert "# a date" in config  # each drop says why, in the file the user reviews
+    assert fingerprint(SAMPLE_FILES) == before
+    assert validation.validate_file(cfg.data, cfg.validation).passed
+
+
+def test_adopt__an_adopted_table_trains_a_candidate(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame, target)
+    result = train.train(cfg)
+    assert result.registered_as_candidate
+    assert result.rows == len(frame) - int(frame[target].isna().sum())
+    assert set(result.metrics) >= ({"f1_macro"} if task == evaluation.CLASSIFICATION else {"rmse"})
+
+
+def test_adopt__a_leakage_suspect_is_dropped_with_its_reason(
+    adopted: Adopted, task: str, tmp_path: Path
+) -> None:
+    frame, target = own_table(task)
+    known = frame[target].notna()
+    frame["answer"] = (
+        frame[target].astype("category").cat.codes if task == "classification" else frame[target] * 2
+    )
+    frame.loc[~known, "answer"] = None
+    cfg = adopted(frame, target)
+    assert "answer" in cfg.data.drop_columns
+    assert "leakage suspect" in (tmp_path / "conf" / "data" / "mine.yaml").read_text()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f, t: f.assign(extra=1.0 + f.index % 7), "extra: unexpected: column is not in the contract"),
+        (lambda f, t: f.assign(**{t: f[t].where(f.index >= 5)}), "5 rows have no target value"),
+    ],
+    ids=["unexpected-column", "missing-target"],
+)
+def test_adopt__train_refuses_what_the_contract_does_not_allow_and_makes_no_run(
+    adopted: Adopted,
+    task: str,
+    change: Callable[[pd.DataFrame, str], pd.DataFrame],
+    message: str,
+    tmp_path: Path,
+) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame.dropna(subset=[target]), target)
+    change(frame.dropna(subset=[target]).reset_index(drop=True), target).to_csv(cfg.data.path, index=False)
+    with pytest.raises(DataError, match=message):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
+def test_adopt__a_fit_that_fails_leaves_no_half_made_run(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame, target, "model.estimator.max_depth=-1")  # refused by scikit-learn at fit time
+    with pytest.raises(ValueError, match="max_depth"):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
+def test_adopt__a_target_that_is_not_a_column_is_named_with_the_columns(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame, target, "data.target=label")
+    with pytest.raises(DataError, match=r"data.target='label' is not a column \(columns: "):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
+def test_adopt__a_class_too_rare_for_the_split_and_folds_is_refused_by_name(
+    adopted: Adopted, task: str
+) -> None:
+    if task != evaluation.CLASSIFICATION:
+        pytest.skip("classes exist in classification projects only")
+    frame, target = own_table(task)
+    frame.loc[frame.index[:3], target] = "Emperor"
+    cfg = adopted(frame, target)
+    with pytest.raises(DataError, match=r"too few rows of class 'Emperor' \(3\)"):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
+def test_adopt__a_worse_model_leaves_the_candidate_where_it_is(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    good = train.train(adopted(frame, target))
+    any_score = "0" if task == evaluation.CLASSIFICATION else "1e9"  # past the floor, to reach the rule
+    stump = ["model.estimator.max_depth=1", "model.estimator.n_estimators=1"]
+    worse = train.train(adopted(frame, target, *stump, f"training.min_primary_metric={any_score}"))
+    assert not worse.registered_as_candidate
+    assert "worse than the candidate" in worse.standing
+    cfg = adopted(frame, target)
+    current = registry.version_by_alias(
+        registry.connect(cfg.mlflow), cfg.mlflow.model_name, registry.CANDIDATE
+    )
+    assert current is not None
+    assert str(current.version) == good.model_version
+
+
+def test_adopt__many_categories_train_with_native_categorical_boosting(adopted: Adopted, task: str) -> None:
+    """HistGradientBoosting takes at most 255 categories per column; rarer ones share one code."""
+    frame, target = own_table(task)
+    frame = pd.concat([frame] * 3, ignore_index=True)
+    frame["dealer"] = [f"dealer {i % 300}" for i in range(len(frame))]  # 300 values, repeated: a category
+    frame = frame.drop(columns=[c for c in ("penguin_id",) if c in frame.columns])
+    cfg = adopted(frame, target, "model=hgb", "model.estimator.max_iter=20")
+    assert "dealer" not in cfg.data.drop_columns
+    assert train.train(cfg).registered_as_candidate
+
+
+def test_load__a_semicolon_file_with_a_byte_order_mark_reads_as_its_columns(
+    task: str, tmp_path: Path
+) -> None:
+    frame, _ = own_table(task)
+    frame.to_csv(tmp_path / "excel.csv", index=False, sep=";", encoding="utf-8-sig")
+    read = load_table(tmp_path / "excel.csv")
+    assert list(read.columns) == list(frame.columns)
+    assert len(read) == len(frame)
+
+
+def test_load__a_file_that_is_not_utf8_says_how_to_convert_it(tmp_path: Path) -> None:
+    (tmp_path / "latin.csv").write_bytes("name,city\nJosé,Zürich\n".encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin\.csv: not UTF-8 text .*iconv"):
+        load_table(tmp_path / "latin.csv")
