@@ -177,6 +177,19 @@ def test_adopt__a_worse_model_leaves_the_candidate_where_it_is(adopted: Adopted,
     assert str(current.version) == good.model_version
 
 
+def test_adopt__the_table_is_stored_once_per_digest(adopted: Adopted, task: str) -> None:
+    """A second run on the same rows points at the first run's copy instead of storing another."""
+    frame, target = own_table(task)
+    cfg = adopted(frame, target)
+    first, second = train.train(cfg), train.train(cfg)
+    client = registry.connect(cfg.mlflow)
+    assert "data" in {a.path for a in client.list_artifacts(first.run_id)}
+    assert "data" not in {a.path for a in client.list_artifacts(second.run_id)}
+    snapshot = client.get_run(second.run_id).data.tags["data_snapshot"]
+    assert snapshot.startswith(f"runs:/{first.run_id}/data/")
+    assert len(load_table(mlflow.artifacts.download_artifacts(snapshot))) == len(frame)
+
+
 def test_adopt__many_categories_train_with_native_categorical_boosting(adopted: Adopted, task: str) -> None:
     """HistGradientBoosting takes at most 255 categories per column; rarer ones share one code."""
     frame, target = own_table(task)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -66,12 +67,13 @@ def test_render__validation_and_training_sections_with_charts(tmp_path: Path) ->
     assert "| `tenure`" not in page  # drift rows are plain cells, not code spans
     assert "| tenure | ks | 0.04 | 0.25 | no |" in page
     assert "#### Gate: PROMOTE ✅" in page
-    assert "| candidate | 3 | 0.81 |" in page
+    assert "| model version | v2 | v3 |  |" in page
+    assert "| f1_macro (same held-out rows) | 0.79 | 0.81 | +0.0200 (margin 0) |" in page
     assert "| git_commit | f00 |" in page
     assert page.count("xychart-beta") == 2
 
 
-def test_render__gate_without_champion_charts_only_the_candidate(tmp_path: Path) -> None:
+def test_render__gate_without_champion_has_no_chart_and_says_so(tmp_path: Path) -> None:
     write(
         tmp_path,
         "training/gate.json",
@@ -80,8 +82,9 @@ def test_render__gate_without_champion_charts_only_the_candidate(tmp_path: Path)
 
     page = reports.render(tmp_path)
 
-    assert "| champion | — | — |" in page
-    assert 'x-axis ["candidate"]' in page
+    assert "| model version | — | v3 |  |" in page
+    assert "no live model yet" in page
+    assert page.count("xychart-beta") == 0  # one bar would say nothing the number does not
 
 
 def test_render__junit_counts(tmp_path: Path) -> None:
@@ -105,7 +108,7 @@ def test_render__unknown_report_gets_tables_and_percentile_chart(tmp_path: Path)
 
     assert "### Staging: checks" in page
     assert "| latency_ms.p95 | 9.5 |" in page
-    assert "| parity | ❌ |" in page
+    assert "| parity | FAIL ❌ |" in page
     assert 'x-axis ["p50", "p95", "p99"]' in page
 
 
@@ -171,3 +174,48 @@ def test_write_json__undefined_metrics_become_null_so_strict_readers_parse_it(tm
     assert "NaN" not in text
     assert "Infinity" not in text
     assert json.loads(text) == {"metrics": {"roc_auc": None, "f1": 0.5}, "rows": [None, 1]}
+
+
+def test_render__a_failed_stage_is_the_first_line_with_its_error_and_remedy(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write(root, "training/gate.json", GATE)
+    reports.record_failure(
+        root, "check-staging", "staging answered 503: start it with `nox -s deploy-staging`"
+    )
+    page = reports.render(root)
+    first = page.split("\n\n")[2]  # after the marker and the title
+    assert first.startswith("**❌ check-staging failed**")
+    assert "`nox -s deploy-staging`" in first
+    assert "### Failed stages" in page
+
+
+def test_render__a_report_that_did_not_pass_is_the_verdict_and_no_status_is_inverted(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write(root, "staging/checks.json", {"passed": False, "checks": [{"name": "latency", "passed": False}]})
+    write(root, "monitoring/monitor.json", {"drifted": True, "started": 1_764_300_000})
+    page = reports.render(root)
+    assert page.split("\n\n")[2] == "**❌ Did not pass: Staging: checks**: the sections below say what failed"
+    assert "| drifted | yes |" in page  # a signal, not a green tick
+    assert "| passed | FAIL ❌ |" in page
+    assert "| started | 2025-11-28 03:20:00 UTC |" in page
+    assert "✅" not in page
+
+
+def test_render__a_stage_s_own_markdown_is_its_section_once(tmp_path: Path) -> None:
+    root = tmp_path / "reports"
+    write(root, "staging/checks.json", {"passed": True, "latency": {"p50": 3.0, "p95": 9.0}})
+    write(root, "staging/checks.md", "### Staging checks: passed\n\nlatency p95 9 ms within 200 ms")
+    page = reports.render(root)
+    assert page.count("latency p95 9 ms") == 1
+    assert "| field | value |" not in page  # no generic table beside it
+
+
+def test_train__a_refused_stage_leaves_its_failure_for_the_summary(tmp_path: Path) -> None:
+    overrides = [f"training.report_dir={tmp_path}/reports/training", f"hydra.run.dir={tmp_path}/hydra"]
+    result = subprocess.run(
+        ["train", f"data.path={tmp_path}/absent.csv", *overrides], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    page = reports.render(tmp_path / "reports")
+    assert page.split("\n\n")[2].startswith("**❌ train failed**: ")
+    assert "absent.csv: no such file; check data.path" in page

@@ -14,10 +14,12 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
 
+from . import reports
 from .config import (
     CONF_DIR,
     Config,
@@ -36,6 +38,11 @@ CONF = str(CONF_DIR)
 EXPECTED = (PipelineError, FileNotFoundError)
 
 
+def report_root(cfg: Config | None) -> Path:
+    """The folder every stage's reports go under (``reports/``), which ``summary`` renders."""
+    return resolve(cfg.training.report_dir).parent if cfg else resolve("reports")
+
+
 def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig], int]]:
     """Wrap a stage: typed config in, timing and one-line errors out, exit code returned."""
 
@@ -44,10 +51,13 @@ def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig
         def run(raw: DictConfig) -> int:
             started = time.perf_counter()
             print(f"[{name}] started", flush=True)
+            cfg: Config | None = None
             try:
-                code = body(to_typed(raw))
+                cfg = to_typed(raw)
+                code = body(cfg)
             except EXPECTED as error:
                 print(f"[{name}] error: {error}", file=sys.stderr, flush=True)
+                reports.record_failure(report_root(cfg), name, str(error))  # for the job's summary
                 code = 1
             status = "ok" if code == 0 else "FAILED"
             print(f"[{name}] {status} in {time.perf_counter() - started:.1f}s", flush=True)
@@ -102,7 +112,7 @@ def _derive_contract(cfg: Config) -> int:
 
 @stage("adopt-data")
 def _adopt_data(cfg: Config) -> int:
-    from . import adopt, evaluation, reports
+    from . import adopt, evaluation
 
     adoption = adopt.adopt(cfg.data, classification=cfg.task == evaluation.CLASSIFICATION)
     rows = [(c.name, c.kind, c.role, c.nulls, c.distinct, c.reason) for c in adoption.columns]
@@ -163,9 +173,7 @@ def _predict(cfg: Config) -> int:
 
 @stage("summary")
 def _summary(cfg: Config) -> int:
-    from . import reports
-
-    path = reports.publish(resolve(cfg.training.report_dir).parent)
+    path = reports.publish(report_root(cfg))
     print(f"  dashboard: {path}")
     return 0
 
@@ -233,7 +241,7 @@ def _containerize(cfg: Config) -> int:
 
 @stage("doctor")
 def _doctor(cfg: Config) -> int:
-    from . import doctor, reports
+    from . import doctor
 
     findings = doctor.examine(cfg)
     rows = [(f.name, "ok" if f.ok else "MISSING", f.detail) for f in findings]

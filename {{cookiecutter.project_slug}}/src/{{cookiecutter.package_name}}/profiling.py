@@ -8,6 +8,8 @@ round-tripping work on NumPy 2. Import whylogs through this module only.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -18,11 +20,16 @@ import pandas as pd
 
 if not hasattr(np, "unicode_"):
     np.unicode_ = np.str_  # type: ignore[attr-defined]
+if "WHYLOGS_NO_ANALYTICS" not in os.environ:  # it sends usage statistics home unless told not to
+    os.environ["WHYLOGS_NO_ANALYTICS"] = "True"
 
 import whylogs as why
 from whylogs.core import ColumnProfileView, DatasetProfileView
 
 from .errors import PipelineError
+
+# each step of reading a profile file is logged at INFO: nothing a stage's reader acts on
+logging.getLogger("whylogs.core.utils.protobuf_utils").setLevel(logging.WARNING)
 
 __all__ = [
     "ColumnProfileView",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,8 +101,24 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_TELEMETRY", "false")
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
-    for name in ("alembic", "mlflow.store.db.utils", "mlflow.models.model"):
+    for name in ("alembic", "mlflow.store.db.utils", "mlflow.models.model", "mlflow.utils.uv_utils"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # Known advice that does not apply: integer columns are declared in the data contract (and
+    # adopt-data names them), and a dataset's source is the path we give, not a guess.
+    warnings.filterwarnings("ignore", message="Hint: Inferred schema contains integer column")
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted")
+    environment = logging.getLogger("mlflow.utils.environment")
+    environment.setLevel(logging.WARNING)  # its INFO lines retell the uv export
+    if not any(isinstance(f, UnpinnedPip) for f in environment.filters):
+        environment.addFilter(UnpinnedPip())
+
+
+class UnpinnedPip(logging.Filter):
+    """Drops MLflow's warning that pip goes unpinned into conda.yaml: the image installs from uv.lock."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep every record but that one."""
+        return "Failed to resolve installed pip version" not in record.getMessage()
 
 
 def trusted_types_for(model: BaseEstimator) -> list[str]:

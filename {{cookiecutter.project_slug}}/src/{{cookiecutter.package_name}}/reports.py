@@ -1,10 +1,12 @@
 """CI dashboards: the JSON reports every stage writes, rendered as one Markdown page.
 
 Each stage leaves JSON under ``reports/`` (validation, training, gate, tests, staging checks,
-promotion, monitoring). This module turns whatever is there into tables and Mermaid
-``xychart-beta`` charts, which GitHub renders natively in job summaries and PR comments, so
-nothing has to be hosted. A missing report is simply a missing section: each job shows the
-stages it ran. Reports this module does not know are still shown, as generic tables.
+promotion, monitoring). This module turns whatever is there into one page, verdict first: a
+stage that failed is the first line, with its error and remedy (``reports/failures/``, written
+by the stage itself). Then each report once: the stage's own Markdown where it wrote one beside
+its JSON, else tables and Mermaid ``xychart-beta`` charts, which GitHub renders natively in job
+summaries and PR comments, so nothing has to be hosted. A missing report is simply a missing
+section: each job shows the stages it ran. Only ``nox -s summary`` writes the job summary.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
@@ -23,13 +26,17 @@ SUMMARY_FILE = "summary.md"
 PERCENTILE = re.compile(r"^p\d{1,2}(\.\d+)?(_ms)?$")
 DRIFTED = {True: "⚠️ yes", False: "no"}  # not pass/fail marks: drift is a signal, not an error
 KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
+FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
+VERDICTS = {"passed", "ok", "healthy", "ready", "promote"}  # booleans that mean pass or fail
+EPOCH = (1e9, 4e9)  # seconds since 1970 in this range are timestamps (2001 to 2096)
+TIME_KEY = re.compile(r"(^|_)(at|time|timestamp|started|finished|ended)$")
 Json = dict[str, Any]
 
 
 def fmt(value: object) -> str:
-    """One table cell: booleans as pass/fail marks, floats to four significant digits."""
+    """One table cell: booleans as words, floats to four significant digits."""
     if isinstance(value, bool):
-        return "✅" if value else "❌"
+        return "yes" if value else "no"
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -149,20 +156,35 @@ def lineage_table(train: Json) -> str:
 
 
 def gate_section(gate: Json) -> str:
-    """Candidate versus champion on the same test split, and what the gate decided."""
+    """Live (champion) beside proposed (candidate) on the same held-out rows, the change, the decision."""
     verdict = "PROMOTE ✅" if gate.get("promote") else "KEEP CHAMPION ⛔"
     metric = str(gate.get("metric"))
-    rows = [
-        ["candidate", gate.get("candidate_version"), gate.get("candidate")],
-        ["champion", gate.get("champion_version"), gate.get("champion")],
+    live, proposed = _score(gate.get("champion")), _score(gate.get("candidate"))
+    change = f"{proposed - live:+.4f}" if live is not None and proposed is not None else "no live model yet"
+    rows: list[list[object]] = [
+        [
+            "model version",
+            _version(gate.get("champion_version")),
+            _version(gate.get("candidate_version")),
+            "",
+        ],
+        [f"{metric} (same held-out rows)", live, proposed, f"{change} (margin {fmt(gate.get('margin'))})"],
     ]
-    parts = [f"#### Gate: {verdict}", f"{gate.get('reason')} (margin {fmt(gate.get('margin'))})"]
-    parts.append(table(["model", "version", metric], rows))
-    scored = [(str(name), float(score)) for name, _, score in rows if isinstance(score, int | float)]
-    parts.append(
-        bar_chart(f"{metric}: candidate vs champion", [n for n, _ in scored], [s for _, s in scored], metric)
-    )
+    parts = [f"#### Gate: {verdict}", _quote(str(gate.get("reason")))]
+    parts.append(table(["", "live (champion)", "proposed (candidate)", "change"], rows))
+    if live is not None and proposed is not None:  # one bar says nothing a number does not
+        parts.append(bar_chart(f"{metric}: live vs proposed", ["live", "proposed"], [live, proposed], metric))
     return "\n\n".join(parts)
+
+
+def _score(value: object) -> float | None:
+    """A metric value, or None where the model or the number is missing."""
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _version(version: object) -> str | None:
+    """``v3``, or None (shown as a dash) when there is no such model."""
+    return f"v{version}" if version is not None else None
 
 
 def tests_section(junit: Path) -> str:
@@ -184,15 +206,28 @@ def tests_section(junit: Path) -> str:
     return "\n\n".join([f"### Tests: {verdict}", table(["tests", "count"], rows), f"{seconds:.1f} s"])
 
 
+def meaning(key: str, value: object) -> object:
+    """A scalar shown by what it means: pass/fail for verdicts, ISO UTC for epoch timestamps."""
+    name = key.rsplit(".", 1)[-1]
+    if isinstance(value, bool) and name in VERDICTS:
+        return "pass ✅" if value else "FAIL ❌"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        stamp = float(value)
+        if TIME_KEY.search(name) and EPOCH[0] <= stamp <= EPOCH[1]:
+            return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return value
+
+
 def generic_section(title: str, payload: object) -> str:
     """Any other stage report: scalars and record lists as tables, percentiles and drift as charts."""
     parts = [f"### {title}"]
-    scalars = list(flatten(payload))
+    scalars = [(key, meaning(key, value)) for key, value in flatten(payload)]
     if scalars:
         parts.append(table(["field", "value"], scalars))
     for name, records in record_lists(payload):
         parts.append(
-            f"**{name}**\n\n" + table(list(records[0]), ([r.get(k) for k in records[0]] for r in records))
+            f"**{name}**\n\n"
+            + table(list(records[0]), ([meaning(k, r.get(k)) for k in records[0]] for r in records))
         )
         if all("statistic" in r and "threshold" in r for r in records):
             parts.append(drift_chart(f"{name}: distance per column", records))
@@ -271,19 +306,83 @@ def load(path: Path) -> Json | None:
     return data if isinstance(data, dict) else {"value": data}
 
 
+def record_failure(root: Path, stage: str, error: str) -> Path:
+    """Leave a failed stage's error (which names the remedy) where the job's summary finds it."""
+    return write_json(
+        {"stage": stage, "error": error, "at": datetime.now(UTC).isoformat(timespec="seconds")},
+        root / FAILURES / f"{stage}.json",
+    )
+
+
+def failures(root: Path) -> list[Json]:
+    """The stages that failed in this job, in the order they failed."""
+    found = [load(path) for path in (root / FAILURES).glob("*.json")]
+    return sorted((f for f in found if f), key=lambda f: str(f.get("at")))
+
+
+def verdict(root: Path) -> str:
+    """The page's first line: what happened in this job, in words."""
+    if failed := failures(root):
+        first = failed[0]
+        more = f" ({len(failed) - 1} more below)" if len(failed) > 1 else ""
+        return f"**❌ {first.get('stage')} failed**{more}: {_quote(str(first.get('error')))}"
+    refused = [
+        title_of(r) for r, payload in reports_in(root) if False in (payload.get("passed"), payload.get("ok"))
+    ]
+    if refused:
+        return f"**❌ Did not pass: {', '.join(refused)}**: the sections below say what failed"
+    gate = load(root / KNOWN[2])
+    if gate is not None:
+        decision = "promote ✅" if gate.get("promote") else "keep the champion ⛔"
+        return f"**Gate: {decision}**: {_quote(str(gate.get('reason')))}"
+    monitoring = [r for r in (load(p) for p in sorted(root.glob("monitoring/*.json"))) if r]
+    if monitoring and any(drifted(r) for r in monitoring):
+        return "**⚠️ Drift detected**: see the monitoring section"
+    return "**✅ Every stage in this job passed.**"
+
+
+def reports_in(root: Path) -> list[tuple[str, Json]]:
+    """Every readable stage report (relative path, payload), failure records left out."""
+    found = []
+    for path in sorted(root.rglob("*.json")):
+        relative = path.relative_to(root).as_posix()
+        if not relative.startswith(f"{FAILURES}/") and (payload := load(path)) is not None:
+            found.append((relative, payload))
+    return found
+
+
+def _quote(text: str) -> str:
+    """User and error text on one line, unable to open Markdown of its own."""
+    flat = " ".join(text.split())
+    return flat.replace("|", "\\|").replace("<", "&lt;").replace("#", "\\#")
+
+
+def failure_section(failed: list[Json]) -> str:
+    """Each failed stage with its error and when."""
+    rows = [[f.get("stage"), _quote(str(f.get("error"))), f.get("at")] for f in failed]
+    return "\n\n".join(["### Failed stages", table(["stage", "error and remedy", "at"], rows)])
+
+
+def own_markdown(path: Path) -> str | None:
+    """The Markdown a stage wrote beside its JSON report (``checks.json`` -> ``checks.md``)."""
+    beside = path.with_suffix(".md")
+    return beside.read_text().strip() if beside.is_file() else None
+
+
 def sections(root: Path) -> list[str]:
-    """Every section whose report exists: known stages first, then any other JSON report."""
+    """Every section whose report exists: failures, known stages, then every other report once."""
     found: list[str] = []
+    if failed := failures(root):
+        found.append(failure_section(failed))
     if (validation := load(root / KNOWN[0])) is not None:
         found.append(validation_section(validation))
     train, gate = load(root / KNOWN[1]), load(root / KNOWN[2])
     if train or gate:
         found.append(training_section(train, gate))
     found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
-    for path in sorted(root.rglob("*.json")):
-        relative = path.relative_to(root).as_posix()
-        if relative not in KNOWN and (payload := load(path)) is not None:
-            found.append(generic_section(title_of(relative), payload))
+    for relative, payload in reports_in(root):
+        if relative not in KNOWN:
+            found.append(own_markdown(root / relative) or generic_section(title_of(relative), payload))
     return found
 
 
@@ -300,8 +399,12 @@ def title_of(relative: str) -> str:
 def render(root: Path) -> str:
     """The whole page, starting with the marker that identifies the PR comment."""
     found = sections(root)
-    body = found or [f"No stage reports under `{root.name}/` in this job."]
-    return "\n\n".join([MARKER, "## MLOps report", *body]) + "\n"
+    if not found:
+        return (
+            "\n\n".join([MARKER, "## MLOps report", f"No stage reports under `{root.name}/` in this job."])
+            + "\n"
+        )
+    return "\n\n".join([MARKER, "## MLOps report", verdict(root), *found]) + "\n"
 
 
 def signals(root: Path) -> dict[str, str]:

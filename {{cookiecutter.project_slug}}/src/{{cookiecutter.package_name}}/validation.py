@@ -173,9 +173,8 @@ def _check_numeric(name: str, values: pd.Series, spec: ColumnContract) -> list[V
     ]
     if outside.empty:
         return []
-    return [
-        Violation(name, "range", f"{len(outside)} values outside [{low}, {high}], e.g. {outside.iloc[0]!r}")
-    ]
+    example = float(outside.iloc[0])
+    return [Violation(name, "range", f"{len(outside)} values outside [{low}, {high}], e.g. {example:g}")]
 
 
 def _check_categories(name: str, values: pd.Series, spec: ColumnContract) -> list[Violation]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import difflib
 import re
 from pathlib import Path
 from typing import Any
@@ -228,6 +229,32 @@ def test_state__dump_keeps_the_shipped_layout(tmp_path: Path) -> None:
     assert text.startswith(state.HEADER.format(environment="production", session="promote"))
     assert list(yaml.safe_load(text)) == list(yaml.safe_load(shipped.read_text()))
     assert yaml.safe_load(text) == yaml.safe_load(shipped.read_text())
+
+
+def test_state__a_promotion_edit_changes_only_the_lines_it_must_and_keeps_every_comment(
+    tmp_path: Path,
+) -> None:
+    """The promotion pull request's diff: the release, the live color and the traffic, nothing else."""
+    edited = tmp_path / "production.yaml"
+    shipped = (PROJECT_ROOT / "deploy" / "production.yaml").read_text()
+    edited.write_text(shipped)
+    promoted = state.with_release(state.load(edited), state.Release("svc:two", "2"))
+    state.dump(promoted, edited, "promote")
+
+    after = edited.read_text()
+    assert state.load(edited) == promoted
+    changed = [
+        line
+        for line in difflib.unified_diff(shipped.splitlines(), after.splitlines(), lineterm="", n=0)
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    assert all(re.match(r"^[+-]\s*(live|blue|green|bento|model_version)\b", line) for line in changed), (
+        changed
+    )
+    assert [c for c in shipped.splitlines() if "#" in c and c.strip().startswith("#")] == [
+        c for c in after.splitlines() if "#" in c and c.strip().startswith("#")
+    ]
+    assert after.count("#") >= shipped.count("#") - 2  # at most the two replaced colors' example notes
 
 
 NAMES = st.text(st.characters(categories=["L", "N", "P", "S"], include_characters=" "), min_size=1).filter(

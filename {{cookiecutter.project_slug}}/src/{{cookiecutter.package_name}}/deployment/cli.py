@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -74,14 +73,6 @@ def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
     return path
 
 
-def summarize(markdown: Path) -> None:
-    """Append a Markdown report to the CI job summary when there is one."""
-    summary = os.environ.get("GITHUB_STEP_SUMMARY")
-    if summary:
-        with Path(summary).open("a") as handle:
-            handle.write(markdown.read_text() + "\n")
-
-
 def latest_release(cfg: Config) -> state.Release:
     """The newest bento of this model in the store, with its image when ``containerize`` built one."""
     import bentoml
@@ -110,7 +101,6 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
             print(f"  {path}: {served} (model v{release.model_version}) on {current.idle}, now live")
     outcome = promoter(cfg, args.environment).apply()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
-    summarize(path.with_suffix(".md"))
     print(f"  {outcome.status}: live={outcome.live} weights={outcome.weights}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
     if not outcome.ok:
@@ -122,7 +112,6 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     """Put traffic back on the previous color."""
     outcome = promoter(cfg, args.environment).rollback()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"rollback-{args.environment}")
-    summarize(path.with_suffix(".md"))
     print(f"  live={outcome.live} weights={outcome.weights}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
     record_served(cfg, args.environment)
@@ -203,8 +192,7 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
         args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}", bento=release.bento
     )
     checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
-    json_path, md_path = report.write(resolve(cfg.deploy.report_dir), args.environment)
-    summarize(md_path)
+    json_path, _ = report.write(resolve(cfg.deploy.report_dir), args.environment)
     print(f"  {'passed' if report.passed else 'FAILED'}; report: {json_path}")
     return 0 if report.passed else 1
 
@@ -441,10 +429,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args([word for word in given if word not in overrides])
     args.overrides = overrides
     use_project_store()  # `bentoml serve <tag>` finds the bentos `nox -s package` built
+    cfg: Config | None = None
     try:
-        code = args.handler(compose(args.overrides), args)
+        cfg = compose(args.overrides)
+        code = args.handler(cfg, args)
     except EXPECTED as error:
         print(f"deploy {args.command}: error: {error}", file=sys.stderr)
+        root = resolve(cfg.training.report_dir).parent if cfg else resolve("reports")
+        reports.record_failure(root, f"deploy-{args.command}", str(error))  # for the job's summary
         code = 1
     return int(code)
 

@@ -13,6 +13,8 @@ port), cross-field rules sit on the model they constrain. The models are pydanti
 from __future__ import annotations
 
 import dataclasses
+import io
+from collections.abc import Mapping
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Annotated, Any, get_args, get_type_hints
@@ -30,10 +32,13 @@ from pydantic import (
 )
 from pydantic.dataclasses import dataclass
 from pydantic_core import ErrorDetails, PydanticCustomError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 
 from ..errors import PipelineError
 
 COLORS = ("blue", "green")
+NULL, FLOAT = "tag:yaml.org,2002:null", "tag:yaml.org,2002:float"
 HEADER = (
     "# Desired state of the {environment} environment. A promotion pull request edits this file;\n"
     "# `nox -s {session}` reconciles the running system to it. Field reference: README.md.\n"
@@ -354,19 +359,61 @@ def parse(raw: object) -> DesiredState:
 
 
 def dump(state: DesiredState, path: str | Path, session: str) -> Path:
-    """Write a desired state back in the same layout :func:`load` reads, atomically."""
+    """Write a desired state back, atomically: an existing file keeps its comments and layout.
+
+    Only the values that changed are replaced in the file as it was (a round-trip edit), so a
+    promotion pull request's diff is the release, the live color and the traffic, nothing else.
+    """
     target = Path(path)
-    header = HEADER.format(environment=state.environment, session=session)
     document = STATE.dump_python(state, mode="json")
     for release in document["colors"].values():  # a release without an image reads as before
         if release is not None and release.get("image") is None:
             release.pop("image", None)
-    text = header + yaml.safe_dump(document, sort_keys=False)
+    edited = _round_trip(target.read_text(), document) if target.is_file() else None
+    header = HEADER.format(environment=state.environment, session=session)
+    text = edited if edited is not None else header + yaml.safe_dump(document, sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_suffix(".tmp")
     temporary.write_text(text)
     temporary.replace(target)
     return target
+
+
+def _round_trip(existing: str, document: Mapping[str, Any]) -> str | None:
+    """``existing`` with ``document``'s values put in place; None when it is not a mapping to edit."""
+    editor = YAML()  # round-trip: comments, key order and quoting survive
+    editor.width = 4096
+    # the values it writes read back the same with PyYAML, which load() uses (YAML 1.1)
+    editor.representer.add_representer(type(None), lambda r, _: r.represent_scalar(NULL, "null"))
+    editor.representer.add_representer(float, lambda r, v: r.represent_scalar(FLOAT, _yaml11_float(v)))
+    try:
+        tree = editor.load(existing)
+    except Exception:
+        return None
+    if not isinstance(tree, CommentedMap):
+        return None
+    _update(tree, document)
+    out = io.StringIO()
+    editor.dump(tree, out)
+    return out.getvalue()
+
+
+def _yaml11_float(value: float) -> str:
+    """A float as PyYAML writes it: the shortest repr, with a dot before any exponent."""
+    text = repr(value).lower()
+    return text.replace("e", ".0e", 1) if "." not in text and "e" in text else text
+
+
+def _update(tree: CommentedMap, new: Mapping[str, Any]) -> None:
+    """Make ``tree`` hold ``new``, touching only the keys whose values differ."""
+    for key in [key for key in tree if key not in new]:
+        del tree[key]
+    for key, value in new.items():
+        current = tree.get(key)
+        if isinstance(value, Mapping) and isinstance(current, CommentedMap):
+            _update(current, value)
+        elif key not in tree or type(current) is not type(value) or current != value:
+            tree[key] = value  # ruamel's own scalar types (a float read back) are rewritten plainly
 
 
 def release_of(bento: str, model_version: str, image: str | None = None) -> Release:

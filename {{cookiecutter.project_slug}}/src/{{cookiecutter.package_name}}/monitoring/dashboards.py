@@ -379,7 +379,7 @@ def png(figure: Figure) -> bytes:
 
 
 def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
-    """``monitor.json``, ``summary.md``, ``report.html`` and one PNG per chart into ``folder``."""
+    """``monitor.json``, ``monitor.md``, ``report.html`` and one PNG per chart into ``folder``."""
     target = resolve(folder)
     target.mkdir(parents=True, exist_ok=True)
     for stale in target.glob("distribution-*.png"):
@@ -392,7 +392,7 @@ def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
         chart_paths.append(path)
     result = comparison.result
     json_path = reports.write_json(result.to_dict(), target / "monitor.json")
-    md_path = target / "summary.md"
+    md_path = target / "monitor.md"  # beside monitor.json: the job summary shows it for it
     md_path.write_text(markdown(result))
     html_path = target / "report.html"
     html_path.write_text(page(result, images))
@@ -400,14 +400,14 @@ def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
 
 
 def publish(result: MonitorResult, paths: ReportPaths) -> None:
-    """In GitHub Actions: ``drift=true|false`` and the report path as step outputs, and the job summary."""
-    output, summary = os.environ.get("GITHUB_OUTPUT"), os.environ.get("GITHUB_STEP_SUMMARY")
+    """In GitHub Actions: ``drift=true|false`` and the report path as step outputs.
+
+    The job summary is ``nox -s summary``'s: it renders ``monitor.md`` once, with every other report.
+    """
+    output = os.environ.get("GITHUB_OUTPUT")
     if output:
         with Path(output).open("a") as handle:
             handle.write(
                 f"drift={str(result.drift_detected).lower()}\nreport={paths.html}\njson={paths.json}\n"
             )
             handle.write(f"drifted_columns={','.join(result.drifted_columns)}\n")
-    if summary:
-        with Path(summary).open("a") as handle:
-            handle.write(paths.markdown.read_text())
