@@ -103,27 +103,35 @@ def mlflow_server(project: Path, folder: Path) -> Iterator[str]:
     command = ["uv", "run", "--locked", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
                "--backend-store-uri", f"sqlite:///{folder}/server.db", "--artifacts-destination",
                str(folder / "artifacts")]  # fmt: skip
-    with (folder / "mlflow-server.log").open("wb") as log:
-        server = subprocess.Popen(
-            command, cwd=project, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
     uri = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while not healthy(uri):
-            output = (folder / "mlflow-server.log").read_text()
-            assert server.poll() is None, output
-            assert time.monotonic() < deadline, output
-            time.sleep(1)
+    with running(command, project, folder / "mlflow-server.log", f"{uri}/health", timeout_s=180):
         yield uri
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
 
 
-def healthy(uri: str) -> bool:
+@contextmanager
+def running(command: list[str], cwd: Path, log: Path, ready_url: str, timeout_s: float) -> Iterator[None]:
+    """A server process (its own process group) for the block's duration, once ``ready_url`` answers."""
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            command, cwd=cwd, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
-        with urllib.request.urlopen(f"{uri}/health", timeout=2) as response:
+        deadline = time.monotonic() + timeout_s
+        while not answers(ready_url):
+            assert server.poll() is None, log.read_text()[-4000:]
+            assert time.monotonic() < deadline, log.read_text()[-4000:]
+            time.sleep(1)
+        yield
+    finally:
+        with suppress(ProcessLookupError):  # the whole group: a shell, uv and the server
+            os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def answers(url: str) -> bool:
+    """The URL answers 200 now."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
     except OSError:
         return False
@@ -181,30 +189,10 @@ def background(project: Path, command: str, folder: Path) -> Iterator[int]:
     """Start a README serve command on a free port; yields the port once it is ready."""
     port = free_port()
     command = re.sub(r"--port \d+", f"--port {port}", command)
-    with (folder / "serve.log").open("wb") as log:
-        server = subprocess.Popen(
-            ["bash", "-c", command], cwd=project, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 240
-        while not ready(port):
-            assert server.poll() is None, (folder / "serve.log").read_text()[-4000:]
-            assert time.monotonic() < deadline, (folder / "serve.log").read_text()[-4000:]
-            time.sleep(1)
+    with running(
+        ["bash", "-c", command], project, folder / "serve.log", f"http://127.0.0.1:{port}/readyz", 240
+    ):
         yield port
-    finally:
-        with suppress(ProcessLookupError):  # the whole group: bash, uv and the server
-            os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
-
-
-def ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 def predict(port: int, curl: str) -> dict[str, object]:

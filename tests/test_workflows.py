@@ -444,6 +444,17 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     assert {"bentoml", "mlflow", "scikit-learn"} <= {c["name"] for c in sbom["components"]}
     proposed = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
     assert proposed["colors"][proposed["live"]]["model_version"] == gate["candidate_version"]
+    # The pull request's body: verdict first, then live beside proposed on the same rows, with the change.
+    body = (evidence / "reports" / "summary.md").read_text()
+    assert body.split("\n\n")[2].startswith("**Gate: promote ✅**")
+    assert f"| model version | v{champion} | v{gate['candidate_version']} |" in body
+    assert re.search(r"\| f1_macro \(same held-out rows\) \| [\d.]+ \| [\d.]+ \| \+[\d.]+ \(margin", body)
+    # ...and its diff: the values that change, every comment of the file kept
+    comments = [
+        line for line in (act.project / "deploy" / "production.yaml").read_text().splitlines() if "#" in line
+    ]
+    edited = (evidence / "deploy" / "production.yaml").read_text()
+    assert sum(line.split("#", 1)[1] in edited for line in comments) == len(comments)
     act.python(CROWN, env)  # the promotion merged: production serves it, the alias mirrors it
 
     log = act.run("push", "release.yml", PUSH)  # the same commit again: nothing new to promote

@@ -30,8 +30,9 @@ def quick_forest(root: Path) -> list[str]:
 
 @pytest.fixture(autouse=True)
 def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests run inside CI jobs too: what a stage writes to the job summary must not come from them."""
-    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    """Tests run inside CI jobs too: the job's summary, outputs and run must not leak into them."""
+    for variable in ("GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "GITHUB_RUN_ID", "GITHUB_REPOSITORY"):
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture

@@ -219,3 +219,57 @@ def test_train__a_refused_stage_leaves_its_failure_for_the_summary(tmp_path: Pat
     page = reports.render(tmp_path / "reports")
     assert page.split("\n\n")[2].startswith("**❌ train failed**: ")
     assert "absent.csv: no such file; check data.path" in page
+
+
+def test_render__the_sbom_is_one_line_not_a_table_of_every_package(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "sbom.cdx.json",
+        {"bomFormat": "CycloneDX", "components": [{"name": f"p{i}"} for i in range(130)]},
+    )
+    page = reports.render(tmp_path)
+    assert "130 packages (CycloneDX) in `sbom.cdx.json`" in page
+    assert "| p129 |" not in page
+
+
+def promotion_report(status: str, live: str, detail: str) -> dict[str, object]:
+    """A promotion/rollback report as ``deploy`` writes it (decisions end with the result)."""
+    decisions = [
+        {"at": 1.0, "step": "gate green", "outcome": "passed"},
+        {"at": 2.0, "step": "result", "outcome": status, "detail": detail},
+    ]
+    return {
+        "status": status,
+        "matches_desired_state": status != "rolled_back",
+        "live": live,
+        "decisions": decisions,
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "live", "detail", "first"),
+    [
+        ("promoted", "green", "", "**✅ Promotion of production: promoted**, `green` serves"),
+        (
+            "refused",
+            "blue",
+            "latency p95 900 ms > 200 ms",
+            "**⛔ Promotion of production: refused**, `blue` still serves: latency p95 900 ms > 200 ms",
+        ),
+        (
+            "rolled_back",
+            "blue",
+            "operator asked: bad answers",
+            "**↩️ Promotion of production: rolled back**, `blue` serves: operator asked: bad answers",
+        ),
+    ],
+    ids=["promoted", "refused", "rolled-back"],
+)
+def test_render__a_promotion_s_outcome_is_the_verdict_and_a_rollback_is_not_a_failure(
+    tmp_path: Path, status: str, live: str, detail: str, first: str
+) -> None:
+    write(tmp_path, "checks/promotion-production.json", promotion_report(status, live, detail))
+    page = reports.render(tmp_path)
+    assert page.split("\n\n")[2] == first
+    assert "FAIL" not in page
+    assert "| matches_desired_state | " in page

@@ -26,8 +26,17 @@ SUMMARY_FILE = "summary.md"
 PERCENTILE = re.compile(r"^p\d{1,2}(\.\d+)?(_ms)?$")
 DRIFTED = {True: "⚠️ yes", False: "no"}  # not pass/fail marks: drift is a signal, not an error
 KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
+SBOM = ".cdx.json"  # CycloneDX software bill of materials
 FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
-VERDICTS = {"passed", "ok", "healthy", "ready", "promote"}  # booleans that mean pass or fail
+VERDICTS = {"passed", "healthy", "ready", "promote"}  # booleans that mean pass or fail
+# A promotion or rollback report's status, as the page's first line: what serves now.
+OUTCOMES = {
+    "refused": "**⛔ {title}: refused**, `{live}` still serves: {detail}",
+    "rolled_back": "**↩️ {title}: rolled back**, `{live}` serves: {detail}",
+    "promoted": "**✅ {title}: promoted**, `{live}` serves",
+    "deployed": "**✅ {title}: deployed**, `{live}` serves",
+    "unchanged": "**✅ {title}: unchanged**, `{live}` serves",
+}
 EPOCH = (1e9, 4e9)  # seconds since 1970 in this range are timestamps (2001 to 2096)
 TIME_KEY = re.compile(r"(^|_)(at|time|timestamp|started|finished|ended)$")
 Json = dict[str, Any]
@@ -321,24 +330,48 @@ def failures(root: Path) -> list[Json]:
 
 
 def verdict(root: Path) -> str:
-    """The page's first line: what happened in this job, in words."""
-    if failed := failures(root):
-        first = failed[0]
-        more = f" ({len(failed) - 1} more below)" if len(failed) > 1 else ""
-        return f"**❌ {first.get('stage')} failed**{more}: {_quote(str(first.get('error')))}"
-    refused = [
-        title_of(r) for r, payload in reports_in(root) if False in (payload.get("passed"), payload.get("ok"))
+    """The page's first line: what happened in this job, in words, the worst news first."""
+    found = reports_in(root)
+    outcomes = [
+        outcome_line(relative, payload) for relative, payload in found if payload.get("status") in OUTCOMES
     ]
-    if refused:
-        return f"**❌ Did not pass: {', '.join(refused)}**: the sections below say what failed"
+    failing = [title_of(relative) for relative, payload in found if payload.get("passed") is False]
     gate = load(root / KNOWN[2])
-    if gate is not None:
-        decision = "promote ✅" if gate.get("promote") else "keep the champion ⛔"
-        return f"**Gate: {decision}**: {_quote(str(gate.get('reason')))}"
-    monitoring = [r for r in (load(p) for p in sorted(root.glob("monitoring/*.json"))) if r]
-    if monitoring and any(drifted(r) for r in monitoring):
-        return "**⚠️ Drift detected**: see the monitoring section"
-    return "**✅ Every stage in this job passed.**"
+    drift = any(drifted(payload) for relative, payload in found if relative.startswith("monitoring/"))
+    lines = [
+        failed_line(failures(root)),
+        next((line for line in outcomes if "⛔" in line), None),
+        f"**❌ Did not pass: {', '.join(failing)}**: the sections below say what failed" if failing else None,
+        next(iter(outcomes), None),
+        gate_line(gate) if gate is not None else None,
+        "**⚠️ Drift detected**: see the monitoring section" if drift else None,
+    ]
+    return next((line for line in lines if line), "**✅ Every stage in this job passed.**")
+
+
+def failed_line(failed: list[Json]) -> str | None:
+    """The first failed stage with its error (which names the remedy), if any failed."""
+    if not failed:
+        return None
+    more = f" ({len(failed) - 1} more below)" if len(failed) > 1 else ""
+    return f"**❌ {failed[0].get('stage')} failed**{more}: {_quote(str(failed[0].get('error')))}"
+
+
+def gate_line(gate: Json) -> str:
+    """The gate's decision and its reason."""
+    decision = "promote ✅" if gate.get("promote") else "keep the champion ⛔"
+    return f"**Gate: {decision}**: {_quote(str(gate.get('reason')))}"
+
+
+def outcome_line(relative: str, payload: Json) -> str:
+    """A promotion or rollback report in one line: how it ended, what serves, why."""
+    decisions = payload.get("decisions") or []
+    result = next((d for d in reversed(decisions) if isinstance(d, dict) and d.get("step") == "result"), {})
+    kind, _, environment = Path(relative).stem.partition("-")  # promotion-production, rollback-staging
+    title = f"{kind.capitalize()} of {environment}" if environment else kind.capitalize()
+    return OUTCOMES[str(payload["status"])].format(
+        title=title, live=payload.get("live"), detail=_quote(str(result.get("detail", "")))
+    )
 
 
 def reports_in(root: Path) -> list[tuple[str, Json]]:
@@ -381,7 +414,12 @@ def sections(root: Path) -> list[str]:
         found.append(training_section(train, gate))
     found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
     for relative, payload in reports_in(root):
-        if relative not in KNOWN:
+        if relative.endswith(SBOM):  # evidence to keep, not a table to read: one line
+            count = len(payload.get("components", []))
+            found.append(
+                f"### SBOM\n\n{count} packages (CycloneDX) in `{relative}`, kept with the release evidence"
+            )
+        elif relative not in KNOWN:
             found.append(own_markdown(root / relative) or generic_section(title_of(relative), payload))
     return found
 
@@ -389,11 +427,9 @@ def sections(root: Path) -> list[str]:
 def title_of(relative: str) -> str:
     """``staging/checks.json`` -> ``Staging: checks``."""
     folder, _, stem = relative.removesuffix(".json").rpartition("/")
-    return (
-        f"{folder.replace('/', ' / ').capitalize()}: {stem.replace('_', ' ')}"
-        if folder
-        else stem.capitalize()
-    )
+    if not folder or folder == stem:  # validation/validation.json -> Validation
+        return stem.replace("_", " ").capitalize()
+    return f"{folder.replace('/', ' / ').capitalize()}: {stem.replace('_', ' ')}"
 
 
 def render(root: Path) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }} import registry, reports
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
 from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, local, state
 from {{ cookiecutter.package_name }}.serving import packaging
@@ -53,6 +53,23 @@ def test_cli__propose_edits_desired_state_and_overlay(desired_dir: Path) -> None
     assert run(desired_dir, "propose", "production", "--bento", "svc:def456", "--model-version", "5") == 0
     again = state.load(desired_dir / "production.yaml")
     assert (again.live, again.release("green")) == ("blue", state.Release("svc:abc123", "4"))
+
+
+def test_cli__propose_writes_live_beside_proposed_and_what_merging_does(
+    desired_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The section the promotion pull request's body shows for the proposal, with the run's link."""
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/churn")
+    monkeypatch.setenv("GITHUB_RUN_ID", "77")
+    assert run(desired_dir, "propose", "production", "--bento", "svc:abc123", "--model-version", "4") == 0
+    assert run(desired_dir, "propose", "production", "--bento", "svc:def456", "--model-version", "5") == 0
+    page = reports.render(desired_dir.parent / "reports")
+    assert "### Proposed for production" in page
+    assert "| model version | v4 | v5 |" in page
+    assert "| color | green | blue |" in page
+    assert "Merging sends 100% of the traffic to blue" in page
+    assert "[release run 77](https://github.com/acme/churn/actions/runs/77)" in page
+    assert page.count("### Proposed for production") == 1  # its own Markdown, not also a generic table
 
 
 def test_cli__propose_of_a_blank_bento_is_one_line_and_writes_nothing(

@@ -355,3 +355,9 @@ def test_state__a_release_with_its_image_round_trips_and_one_without_reads_as_be
     assert state.load(path) == promoted
     assert "image: ghcr.io/o/svc:two" in path.read_text()
     assert path.read_text().count("image:") == 1  # the release without one has no `image: null`
+
+
+def test_state__a_release_reads_as_its_bento_and_model_in_reports_and_logs() -> None:
+    release = state.Release("svc:abc", "3", "registry.example/svc@sha256:" + "0" * 64)
+    assert f"green ({release})" == "green (svc:abc (model v3))"
+    assert "Release(" not in f"{release}"

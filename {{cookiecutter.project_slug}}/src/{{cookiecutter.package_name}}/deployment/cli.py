@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -296,9 +297,65 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     if current.release(current.live) == release:
         print(f"  {path}: {release.bento} is already live; nothing to propose")
         return 0
-    write_desired(cfg, state.with_release(current, release))
-    print(f"  {path}: {release.bento} (model v{release.model_version}) on {current.idle}, now live")
+    proposed = state.with_release(current, release)
+    write_desired(cfg, proposed)
+    report = write_proposal(cfg, current, proposed)
+    print(f"  {path}: {release} on {current.idle}, now live; proposal: {report}")
     return 0
+
+
+def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.DesiredState) -> Path:
+    """``proposal.{json,md}``: live beside proposed, what merging does, where the evidence is.
+
+    The release job's page (the promotion pull request's body) shows the Markdown as its section.
+    """
+    live, new = current.release(current.live), proposed.release(proposed.live)
+    steps = [*proposed.canary_steps, 100]
+    watch = proposed.checks.post_switch
+    run = os.environ.get("GITHUB_RUN_ID")
+    evidence = (
+        f"{os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/{os.environ.get('GITHUB_REPOSITORY')}"
+        f"/actions/runs/{run}"
+        if run and os.environ.get("GITHUB_REPOSITORY")
+        else None
+    )
+    payload = {
+        "environment": proposed.environment,
+        "live": {"color": current.live, "release": dataclasses.asdict(live) if live else None},
+        "proposed": {"color": proposed.live, "release": dataclasses.asdict(new) if new else None},
+        "traffic_steps": steps,
+        "watch_s": watch.window_s,
+        "evidence": evidence,
+    }
+    folder = resolve(cfg.deploy.report_dir)
+    json_path = reports.write_json(payload, folder / "proposal.json")
+    rows: list[list[object]] = [
+        ["color", current.live, proposed.live],
+        ["bento", live.bento if live else None, new.bento if new else None],
+        [
+            "model version",
+            f"v{live.model_version}" if live else None,
+            f"v{new.model_version}" if new else None,
+        ],
+        ["image", live.image if live else None, new.image if new else None],
+    ]
+    merging = (
+        f"Merging sends {' → '.join(f'{share}%' for share in steps)} of the traffic to {proposed.live}, "
+        f"watching each step for {watch.window_s:g} s (error rate ≤ {watch.max_error_rate:.1%}, p95 ≤ "
+        f"{watch.p95_ms:g} ms); a failed step rolls traffic back to {current.live}, which stays warm."
+    )
+    lines = [
+        f"### Proposed for {proposed.environment}",
+        reports.table(["", "live now", "proposed"], rows),
+        merging,
+    ]
+    if evidence:
+        lines.append(
+            f"Evidence (reports, SBOM, the proposed file): [release run {run}]({evidence}), "
+            "artifact `release-evidence`."
+        )
+    (folder / "proposal.md").write_text("\n\n".join(lines) + "\n")
+    return json_path
 
 
 def staged_release(cfg: Config) -> state.Release | None:

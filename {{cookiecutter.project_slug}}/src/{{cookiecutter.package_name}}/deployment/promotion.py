@@ -84,7 +84,12 @@ class Outcome:
         """Write the run's decisions and check results as JSON and Markdown."""
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
-        doc = {"status": self.status, "ok": self.ok, "live": self.live, "weights": self.weights}
+        doc = {
+            "status": self.status,
+            "matches_desired_state": self.ok,
+            "live": self.live,
+            "weights": self.weights,
+        }
         doc |= {
             "decisions": [asdict(d) for d in self.decisions],
             "checks": [asdict(r) | {"passed": r.passed} for r in self.reports],

@@ -109,6 +109,10 @@ class Release:
     model_version: Text
     image: Text | None = None
 
+    def __str__(self) -> str:
+        """How reports and logs name it: ``svc:abc (model v3)``, never the dataclass repr."""
+        return f"{self.bento} (model v{self.model_version})"
+
 
 @dataclass(frozen=True, config=MODEL)
 class LatencyCheck:
