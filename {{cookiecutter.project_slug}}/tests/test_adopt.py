@@ -93,6 +93,13 @@ def test_adopt__an_adopted_table_trains_a_candidate(adopted: Adopted, task: str)
     assert result.registered_as_candidate
     assert result.rows == len(frame) - int(frame[target].isna().sum())
     assert set(result.metrics) >= ({"f1_macro"} if task == evaluation.CLASSIFICATION else {"rmse"})
+    if task == evaluation.CLASSIFICATION:  # what the pull request shows beside the headline metric
+        assert set(result.breakdown["per_class"]) == set(frame[target].dropna())
+        assert sum(map(sum, result.breakdown["confusion"]["rows"])) == sum(
+            m["rows"] for m in result.breakdown["per_class"].values()
+        )
+    else:
+        assert result.breakdown["residuals"]["p5"] <= result.breakdown["residuals"]["p95"]
 
 
 def test_adopt__a_leakage_suspect_is_dropped_with_its_reason(
@@ -136,6 +143,35 @@ def test_adopt__a_fit_that_fails_leaves_no_half_made_run(adopted: Adopted, task:
     frame, target = own_table(task)
     cfg = adopted(frame, target, "model.estimator.max_depth=-1")  # refused by scikit-learn at fit time
     with pytest.raises(ValueError, match="max_depth"):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
+def test_adopt__values_outside_the_contract_train_only_when_overridden_and_the_run_says_so(
+    adopted: Adopted, task: str
+) -> None:
+    frame, target = own_table(task)
+    column = "body_mass_g" if task == evaluation.CLASSIFICATION else "weight"
+    changed = frame.copy()
+    changed.loc[changed.index[:4], column] = frame[column].max() * 3  # four values past the contract's range
+    cfg = adopted(frame, target)
+    changed.to_csv(cfg.data.path, index=False)
+    with pytest.raises(DataError, match=rf"{column}: range: 4 values outside"):
+        train.train(cfg)
+    assert runs(cfg) == 0
+    overridden = adopted(frame, target, "training.override_data_gate=true")  # the same contract again
+    changed.to_csv(overridden.data.path, index=False)
+    result = train.train(overridden)
+    run = registry.connect(overridden.mlflow).get_run(result.run_id)
+    assert run.data.tags["data_gate"].startswith("overridden: ")
+    assert run.data.params["training.override_data_gate"] == "True"
+
+
+def test_adopt__no_override_trains_a_table_of_another_shape(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame, target, "training.override_data_gate=true")
+    frame.assign(extra=1.0).to_csv(cfg.data.path, index=False)
+    with pytest.raises(DataError, match="extra: unexpected"):
         train.train(cfg)
     assert runs(cfg) == 0
 

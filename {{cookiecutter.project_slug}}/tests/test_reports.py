@@ -273,3 +273,21 @@ def test_render__a_promotion_s_outcome_is_the_verdict_and_a_rollback_is_not_a_fa
     assert page.split("\n\n")[2] == first
     assert "FAIL" not in page
     assert "| matches_desired_state | " in page
+
+
+def test_render__the_training_section_has_per_class_metrics_and_the_confusion_matrix(tmp_path: Path) -> None:
+    breakdown = {
+        "per_class": {"no": {"precision": 0.9, "recall": 0.8, "f1": 0.85, "rows": 450}},
+        "confusion": {"classes": ["no", "yes"], "rows": [[360, 90], [20, 130]]},
+    }
+    write(tmp_path, "training/train.json", TRAIN | {"breakdown": breakdown})
+    page = reports.render(tmp_path)
+    assert "| no | 0.9 | 0.8 | 0.85 | 450 |" in page
+    assert "| actual \\ predicted | no | yes |" in page
+    assert "| yes | 20 | 130 |" in page
+
+
+def test_render__a_release_s_verdict_is_the_gate_not_staging_s_deploy(tmp_path: Path) -> None:
+    write(tmp_path, "training/gate.json", GATE)
+    write(tmp_path, "checks/promotion-staging.json", promotion_report("promoted", "green", ""))
+    assert reports.render(tmp_path).split("\n\n")[2].startswith("**Gate: promote ✅**")

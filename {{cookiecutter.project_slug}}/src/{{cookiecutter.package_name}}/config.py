@@ -89,6 +89,7 @@ class TrainingConfig:
     greater_is_better: bool = True
     min_primary_metric: float = 0.0
     keep_better_candidate: bool = True
+    override_data_gate: bool = False
     promotion_margin: float = 0.0
     report_dir: str = "reports/training"
 

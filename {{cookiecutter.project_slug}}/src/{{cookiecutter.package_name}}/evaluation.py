@@ -55,6 +55,39 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
+def breakdown(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> dict[str, object]:
+    """What a reviewer reads beside the headline metric: per class and the confusion matrix, or residuals.
+
+    JSON-ready: class labels as strings, counts as ints, matrix rows in the order of ``classes``.
+    """
+    predicted = np.asarray(model.predict(x))  # type: ignore[attr-defined]
+    if task == REGRESSION:
+        residuals = y.to_numpy(dtype=float) - predicted.astype(float)
+        quantiles = np.quantile(residuals, [0.05, 0.5, 0.95])
+        return {
+            "residuals": {
+                "mean": float(residuals.mean()),
+                "p5": float(quantiles[0]),
+                "p50": float(quantiles[1]),
+                "p95": float(quantiles[2]),
+                "max_abs": float(np.abs(residuals).max()),
+            }
+        }
+    classes = list(model.classes_)  # type: ignore[attr-defined]
+    precision, recall, f1, support = metrics.precision_recall_fscore_support(
+        y.to_numpy(), predicted, labels=classes, zero_division=0
+    )
+    per_class = {
+        str(label): {"precision": float(p), "recall": float(r), "f1": float(f), "rows": int(n)}
+        for label, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
+    }
+    matrix = metrics.confusion_matrix(y.to_numpy(), predicted, labels=classes)
+    return {
+        "per_class": per_class,
+        "confusion": {"classes": [str(c) for c in classes], "rows": matrix.tolist()},
+    }
+
+
 def diagnostic_plot(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> Figure:
     """Confusion matrix for classification, residuals against predictions for regression."""
     figure, axis = plt.subplots(figsize=(5, 4), dpi=100)

@@ -143,10 +143,34 @@ def training_section(train: Json | None, gate: Json | None) -> str:
     parts = ["### Training"]
     if train:
         parts.append(table(["metric", "test"], sorted(train.get("metrics", {}).items())))
+        parts += breakdown_tables(train.get("breakdown") or {})
         parts.append(lineage_table(train))
     if gate:
         parts.append(gate_section(gate))
     return "\n\n".join(parts)
+
+
+def breakdown_tables(breakdown: Json) -> list[str]:
+    """Per class with the confusion matrix (rows: actual, columns: predicted), or the residuals."""
+    parts = []
+    if per_class := breakdown.get("per_class"):
+        rows = [
+            [label, m.get("precision"), m.get("recall"), m.get("f1"), m.get("rows")]
+            for label, m in per_class.items()
+        ]
+        parts.append(table(["class (test split)", "precision", "recall", "f1", "rows"], rows))
+    if confusion := breakdown.get("confusion"):
+        classes = [str(c) for c in confusion.get("classes", [])]
+        header = ["actual \\ predicted", *classes]
+        parts.append(
+            table(
+                header,
+                ([label, *counts] for label, counts in zip(classes, confusion.get("rows", []), strict=False)),
+            )
+        )
+    if residuals := breakdown.get("residuals"):
+        parts.append(table(["residual (actual - predicted, test split)", "value"], list(residuals.items())))
+    return parts
 
 
 def lineage_table(train: Json) -> str:
@@ -342,8 +366,9 @@ def verdict(root: Path) -> str:
         failed_line(failures(root)),
         next((line for line in outcomes if "⛔" in line), None),
         f"**❌ Did not pass: {', '.join(failing)}**: the sections below say what failed" if failing else None,
+        next((line for line in outcomes if "↩️" in line), None),
+        gate_line(gate) if gate is not None else None,  # a release: the decision, before staging's deploy
         next(iter(outcomes), None),
-        gate_line(gate) if gate is not None else None,
         "**⚠️ Drift detected**: see the monitoring section" if drift else None,
     ]
     return next((line for line in lines if line), "**✅ Every stage in this job passed.**")

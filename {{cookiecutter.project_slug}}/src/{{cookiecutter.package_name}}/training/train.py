@@ -8,7 +8,7 @@ import math
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ class TrainResult:
     estimator: str
     standing: str = ""  # why the candidate alias moved to this model, or why not
     below_bar: bool = False  # under training.min_primary_metric: a failed training, not a choice
+    breakdown: dict[str, Any] = field(default_factory=dict)  # per class and confusion, or residuals
     rows: int = 0
     dropped_missing_target: int = 0
 
@@ -98,22 +99,35 @@ def config_digest(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> None:
+def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> str:
     """Refuse, before any MLflow run exists, a table that ``validate-data`` refuses.
 
     The workflows run validate-data first, but a run by hand (or a sweep) must not train on data
     that breaks the contract and take the ``candidate`` alias from a model that was checked.
+    ``training.override_data_gate`` lets values outside the contract through (ranges, categories,
+    nulls, drift), never a table of another shape; the run then carries what was overridden.
+    Returns the gate's word for the run's ``data_gate`` tag.
     """
     contract = validation.Contract.load(cfg.validation.contract_path)
     report = validation.validate_frame(frame, contract, cfg.validation, cfg.data)
     if report.passed:
-        return
-    first = report.violations[0]
+        return "passed"
+    shape = [v for v in report.violations if v.rule in STRUCTURAL]
+    if cfg.training.override_data_gate and not shape:
+        first = report.violations[0]
+        overridden = f"overridden: {len(report.violations)} violations, first {first.column}: {first.rule}"
+        progress(f"data gate {overridden} (training.override_data_gate=true)")
+        return overridden
+    first = (shape or report.violations)[0]
     raise DataError(
         f"{cfg.data.path} fails the data gate ({len(report.violations)} violations; first: {first.column}: "
         f"{first.rule}: {first.detail}); nothing was trained: `nox -s validate-data` writes the report, "
         "and a new table needs its own (`nox -s adopt-data -- data.path=<file> data.target=<column>`)"
     )
+
+
+# Violations no override lets through: the table is not the one the contract describes.
+STRUCTURAL = {"present", "unexpected", "contract", "target", "readable", "min_rows"}
 
 
 def clears_bar(cfg: Config, value: float) -> bool:
@@ -205,7 +219,7 @@ def progress(message: str) -> None:
 def train(cfg: Config) -> TrainResult:
     """Hold the data gate, fit on the training split, score on the held-out split, log, register."""
     frame = load_dataset(cfg.data)
-    hold_data_gate(cfg, frame)  # on the frame training uses: the table is read once
+    gate = hold_data_gate(cfg, frame)  # on the frame training uses: the table is read once
     refuse_rare_classes_for_folds(cfg, frame)
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
     spec = infer_features(data.x_train, cfg.data)
@@ -222,6 +236,7 @@ def train(cfg: Config) -> TrainResult:
         stands = standing(cfg, client, scores[cfg.training.primary_metric], data_digest)
         progress(f"logging the run {run.info.run_id}")
         _log_run(cfg, frame, scores=scores, cv_mean=cv_mean, data_digest=data_digest, commit=commit)
+        mlflow.set_tag("data_gate", gate)
         version = _log_model(cfg, model, data, spec, register=stands.register)
         trained = reference.Training(model, data.x_train[spec.columns], data.y_train, scores)
         reference.log_reference(cfg, trained)
@@ -240,6 +255,7 @@ def train(cfg: Config) -> TrainResult:
         str(cfg.model.estimator.get("_target_", "")),
         standing=stands.reason,
         below_bar=stands.below_bar,
+        breakdown=evaluation.breakdown(cfg.task, model, data.x_test[spec.columns], data.y_test),
         rows=len(frame),
         dropped_missing_target=int(frame.attrs.get("dropped_missing_target", 0)),
     )
