@@ -162,14 +162,15 @@ def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
     )
     assert_ok(run(project, "uv", "run", "--locked", "python", "-c", make))
     bento = ""
-    for command in readme_block(project, "Your own data"):
+    commands = readme_block(project, "Your own data")
+    for command in commands:
         command = command.replace("~/Downloads/", f"{downloads}/")
         if command.startswith("git diff"):
             continue
         if command.startswith("BENTOML_HOME="):
             served = command.replace("<the bento tag package printed>", bento)
             with background(project, served, tmp_path) as port:
-                answer = predict(port, command_after(project, "curl"))
+                answer = predict(port, next(c for c in commands if c.startswith("curl")))
             assert len(answer["predictions"]) == 1, answer
             return
         done = run(project, "bash", "-c", command)
@@ -177,11 +178,6 @@ def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
         if "nox -s package" in command:
             bento = re.search(r"bento (\S+) \(model", done.stdout).group(1)  # type: ignore[union-attr]
     pytest.fail("the README block has no serve step")
-
-
-def command_after(project: Path, prefix: str) -> str:
-    """The README block's command that starts with ``prefix`` (the request after serving)."""
-    return next(c for c in readme_block(project, "Your own data") if c.startswith(prefix))
 
 
 @contextmanager

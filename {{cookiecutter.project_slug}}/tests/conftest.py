@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from {{ cookiecutter.package_name }}.config import Config, compose
+from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, compose
 from {{ cookiecutter.package_name }}.data import load_table
 
 ComposeFn = Callable[..., Config]
@@ -37,9 +37,12 @@ def _no_job_summary(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def make_config(tmp_path: Path) -> ComposeFn:
-    """Compose the project config with an MLflow store and report folders under tmp_path."""
+    """Compose the project config with an MLflow store and report folders under tmp_path.
 
-    def build(*overrides: str) -> Config:
+    ``conf_dir`` composes a copy of ``conf/`` instead (a test that adopts a table edits its copy).
+    """
+
+    def build(*overrides: str, conf_dir: Path = CONF_DIR) -> Config:
         isolated = [
             f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
             f"mlflow.artifact_dir={tmp_path}/artifacts",
@@ -49,7 +52,7 @@ def make_config(tmp_path: Path) -> ComposeFn:
             f"monitoring.profile_dir={tmp_path}/profiles",
             f"monitoring.report_dir={tmp_path}/reports/monitoring",
         ]
-        return compose([*isolated, *overrides])
+        return compose([*isolated, *overrides], conf_dir=conf_dir)
 
     return build
 

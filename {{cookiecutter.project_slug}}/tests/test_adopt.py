@@ -11,7 +11,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from conftest import QUICK_FOREST
+from conftest import QUICK_FOREST, ComposeFn
 from {{ cookiecutter.package_name }} import adopt, evaluation, registry, validation
 from {{ cookiecutter.package_name }}.config import CONF_DIR, PROJECT_ROOT, Config, DataConfig, compose
 from {{ cookiecutter.package_name }}.data import DataError, load_table
@@ -32,7 +32,7 @@ def task() -> str:
 
 
 @pytest.fixture
-def adopted(tmp_path: Path, task: str) -> Callable[[pd.DataFrame, str], Config]:
+def adopted(tmp_path: Path, task: str, make_config: ComposeFn) -> Callable[[pd.DataFrame, str], Config]:
     """Adopt a table into a copy of conf/; returns a composer of the project's config over that copy."""
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
@@ -42,15 +42,8 @@ def adopted(tmp_path: Path, task: str) -> Callable[[pd.DataFrame, str], Config]:
         table.parent.mkdir(exist_ok=True)
         frame.to_csv(table, index=False)
         adopt.adopt(DataConfig(path=str(table), target=target), task == evaluation.CLASSIFICATION, conf)
-        isolated = [
-            f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
-            f"mlflow.artifact_dir={tmp_path}/artifacts",
-            f"validation.report_dir={tmp_path}/reports/validation",
-            f"training.report_dir={tmp_path}/reports/training",
-            "training.cv_folds=2",
-        ]
         model = [] if any(o.startswith("model=") for o in overrides) else QUICK_FOREST
-        return compose([*isolated, *model, *overrides], conf_dir=conf)
+        return make_config("training.cv_folds=2", *model, *overrides, conf_dir=conf)
 
     return run
 

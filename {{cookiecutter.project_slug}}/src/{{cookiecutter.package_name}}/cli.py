@@ -14,7 +14,6 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
-from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -28,6 +27,7 @@ from .config import (
     ValidationConfig,
     check_renamed,
     register,
+    report_root,
     resolve,
     to_typed,
 )
@@ -36,11 +36,6 @@ from .errors import PipelineError
 register()
 CONF = str(CONF_DIR)
 EXPECTED = (PipelineError, FileNotFoundError)
-
-
-def report_root(cfg: Config | None) -> Path:
-    """The folder every stage's reports go under (``reports/``), which ``summary`` renders."""
-    return resolve(cfg.training.report_dir).parent if cfg else resolve("reports")
 
 
 def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig], int]]:

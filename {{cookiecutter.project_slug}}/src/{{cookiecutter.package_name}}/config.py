@@ -230,6 +230,11 @@ def resolve(path: str | Path) -> Path:
     return candidate if candidate.is_absolute() else PROJECT_ROOT / candidate
 
 
+def report_root(cfg: Config | None) -> Path:
+    """The folder every stage's reports go under (``reports/``), which ``summary`` renders."""
+    return resolve(cfg.training.report_dir).parent if cfg else resolve("reports")
+
+
 def use_project_store() -> Path:
     """Point BentoML at ``.bentoml/`` in the project (before bentoml is imported) unless set."""
     home = Path(os.environ.setdefault("BENTOML_HOME", str(BENTOML_HOME)))

@@ -353,17 +353,16 @@ def failures(root: Path) -> list[Json]:
     return sorted((f for f in found if f), key=lambda f: str(f.get("at")))
 
 
-def verdict(root: Path) -> str:
+def verdict(found: list[tuple[str, Json]], failed: list[Json]) -> str:
     """The page's first line: what happened in this job, in words, the worst news first."""
-    found = reports_in(root)
     outcomes = [
         outcome_line(relative, payload) for relative, payload in found if payload.get("status") in OUTCOMES
     ]
     failing = [title_of(relative) for relative, payload in found if payload.get("passed") is False]
-    gate = load(root / KNOWN[2])
+    gate = dict(found).get(KNOWN[2])
     drift = any(drifted(payload) for relative, payload in found if relative.startswith("monitoring/"))
     lines = [
-        failed_line(failures(root)),
+        failed_line(failed),
         next((line for line in outcomes if "⛔" in line), None),
         f"**❌ Did not pass: {', '.join(failing)}**: the sections below say what failed" if failing else None,
         next((line for line in outcomes if "↩️" in line), None),
@@ -427,18 +426,19 @@ def own_markdown(path: Path) -> str | None:
     return beside.read_text().strip() if beside.is_file() else None
 
 
-def sections(root: Path) -> list[str]:
+def sections(root: Path, reported: list[tuple[str, Json]], failed: list[Json]) -> list[str]:
     """Every section whose report exists: failures, known stages, then every other report once."""
     found: list[str] = []
-    if failed := failures(root):
+    known = dict(reported)
+    if failed:
         found.append(failure_section(failed))
-    if (validation := load(root / KNOWN[0])) is not None:
+    if (validation := known.get(KNOWN[0])) is not None:
         found.append(validation_section(validation))
-    train, gate = load(root / KNOWN[1]), load(root / KNOWN[2])
+    train, gate = known.get(KNOWN[1]), known.get(KNOWN[2])
     if train or gate:
         found.append(training_section(train, gate))
     found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
-    for relative, payload in reports_in(root):
+    for relative, payload in reported:
         if relative.endswith(SBOM):  # evidence to keep, not a table to read: one line
             count = len(payload.get("components", []))
             found.append(
@@ -458,14 +458,18 @@ def title_of(relative: str) -> str:
 
 
 def render(root: Path) -> str:
-    """The whole page, starting with the marker that identifies the PR comment."""
-    found = sections(root)
+    """The whole page, starting with the marker that identifies the PR comment.
+
+    Every report is read once, here, for both the verdict and the sections.
+    """
+    reported, failed = reports_in(root), failures(root)
+    found = sections(root, reported, failed)
     if not found:
         return (
             "\n\n".join([MARKER, "## MLOps report", f"No stage reports under `{root.name}/` in this job."])
             + "\n"
         )
-    return "\n\n".join([MARKER, "## MLOps report", verdict(root), *found]) + "\n"
+    return "\n\n".join([MARKER, "## MLOps report", verdict(reported, failed), *found]) + "\n"
 
 
 def signals(root: Path) -> dict[str, str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import reports
-from ..config import Config, compose, resolve, use_project_store
+from ..config import Config, compose, report_root, resolve, use_project_store
 from ..errors import PipelineError
 from . import local, router, state
 
@@ -492,8 +492,9 @@ def main(argv: list[str] | None = None) -> int:
         code = args.handler(cfg, args)
     except EXPECTED as error:
         print(f"deploy {args.command}: error: {error}", file=sys.stderr)
-        root = resolve(cfg.training.report_dir).parent if cfg else resolve("reports")
-        reports.record_failure(root, f"deploy-{args.command}", str(error))  # for the job's summary
+        reports.record_failure(
+            report_root(cfg), f"deploy-{args.command}", str(error)
+        )  # for the job's summary
         code = 1
     return int(code)
 
