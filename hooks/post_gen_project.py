@@ -71,6 +71,28 @@ def start_history() -> str:
     return "git: initial commit on main."
 
 
+# What only a Kubernetes target uses: the manifests, the GitOps objects that sync them, and
+# their tests. (The code that edits and checks them stays: it does nothing without manifests.)
+KUBERNETES_ONLY = ("deploy/kubernetes", "deploy/gitops", "tests/deployment/test_kubernetes.py")
+
+
+def drop_other_target() -> list[str]:
+    """A host-only bake carries no Kubernetes files: what the project has is what it runs."""
+    if CONTEXT["deploy_target"] != "local":
+        return []
+    dropped = []
+    for name in KUBERNETES_ONLY:
+        path = Path(name)
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        dropped.append(str(path))
+    return dropped
+
+
 def next_steps() -> str:
     """The three commands after a bake, and where the GitHub side is described."""
     slug = CONTEXT["project_slug"]
@@ -84,6 +106,7 @@ def next_steps() -> str:
 
 
 if __name__ == "__main__":
+    drop_other_target()  # before the first commit, which should hold only this target's files
     if CONTEXT["init_git"] == "yes":
         print(start_history(), file=sys.stderr)
     print(next_steps(), file=sys.stderr)  # stdout stays clean for `cruft diff > patch`

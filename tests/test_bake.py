@@ -24,6 +24,8 @@ FOREIGN_TEMPLATES = re.compile(r"\$\{\{.*?\}\}|\{\{args\.[\w-]+\}\}")
 JINJA_LEFTOVERS = ("{{", "{%", "{#", "cookiecutter.")
 BINARY = {".bin", ".png", ".parquet"}
 MATRIX = combinations()
+# What a host-only bake does not carry (the post-gen hook removes it): the target's own files.
+KUBERNETES_ONLY = ("deploy/kubernetes/", "deploy/gitops/", "tests/deployment/test_kubernetes.py")
 
 
 def expected_files(project: Path) -> set[str]:
@@ -37,6 +39,11 @@ def expected_files(project: Path) -> set[str]:
             rendered = env.from_string(relative).render(cookiecutter=context)
             if not rendered.endswith("/") and Path(rendered).name:
                 expected.add(rendered)
+    if context["deploy_target"] == "local":
+        return {path for path in expected if not path.startswith(KUBERNETES_ONLY)}
+    assert {prefix for prefix in KUBERNETES_ONLY if any(p.startswith(prefix) for p in expected)} == set(
+        KUBERNETES_ONLY
+    )
     return expected
 
 

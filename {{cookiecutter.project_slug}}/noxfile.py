@@ -151,6 +151,27 @@ def rollback(session: nox.Session) -> None:
     uv_run(session, "deploy", "rollback", "production", *session.posargs)
 
 
+{% if cookiecutter.deploy_target != 'local' -%}
+# The Kubernetes target: Argo CD syncs the overlays from git; these check and edit git only.
+@nox.session
+def manifests(session: nox.Session) -> None:
+    """Check deploy/kubernetes and deploy/gitops offline: kustomize build, core + CRD schemas, references."""
+    uv_run(session, "deploy", "manifests", *session.posargs)
+
+
+@nox.session
+def revert(session: nox.Session) -> None:
+    """The GitOps rollback edit: the previous release live again in deploy/production.yaml and its overlay."""
+    uv_run(session, "deploy", "revert", "production", *session.posargs)
+
+
+@nox.session(name="rollout-status")
+def rollout_status(session: nox.Session) -> None:
+    """The cluster's Rollout against git (read-only KUBECONFIG); skipped, and said, without one."""
+    uv_run(session, "deploy", "rollout-status", "production", *session.posargs)
+
+
+{% endif -%}
 @nox.session(name="deploy-status")
 def deploy_status(session: nox.Session) -> None:
     """Desired against running: `nox -s deploy-status -- production`; exits 1 when they differ."""

@@ -17,10 +17,12 @@ def test_doctor__missing_programs_are_named_with_their_install(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    findings = doctor.programs()
+    findings = doctor.programs(tmp_path)
     assert [(f.name, f.ok, f.detail) for f in findings] == [
         (tool, False, INSTALL[tool]) for tool in doctor.PROGRAMS
     ]
+    (tmp_path / "deploy" / "kubernetes").mkdir(parents=True)  # a Kubernetes bake checks its manifests
+    assert [f.name for f in doctor.programs(tmp_path)] == [*doctor.PROGRAMS, "kubectl", "node"]
 
 
 @pytest.mark.parametrize(

@@ -22,6 +22,7 @@ from .config import PROJECT_ROOT, Config
 from .tools import INSTALL
 
 PROGRAMS = ("git", "uv", "haproxy", "wrk")
+MANIFEST_PROGRAMS = ("kubectl", "node")  # `nox -s manifests`: kustomize build and the CRD schemas
 GITHUB_REMOTE = re.compile(r"github\.com[:/](?P<owner>[^/]+)/(?P<repo>[^/]+?)(?:\.git)?$")
 
 
@@ -34,11 +35,15 @@ class Finding:
     detail: str
 
 
-def programs() -> list[Finding]:
-    """Every program a stage runs, on PATH or named with its install command."""
+def programs(root: Path = PROJECT_ROOT) -> list[Finding]:
+    """Every program a stage runs, on PATH or named with its install command.
+
+    A project with Kubernetes manifests also needs what checks them offline.
+    """
+    wanted = PROGRAMS + (MANIFEST_PROGRAMS if (root / "deploy" / "kubernetes").is_dir() else ())
     return [
         Finding(tool, True, found) if (found := shutil.which(tool)) else Finding(tool, False, INSTALL[tool])
-        for tool in PROGRAMS
+        for tool in wanted
     ]
 
 

