@@ -149,6 +149,20 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         row = sample_rows(project, 1)[0]
         answer = json.loads(_post(f"http://127.0.0.1:{staging['router']['port']}/predict", {"rows": [row]}))
         assert answer["predictions"][0]["id"] == row["customer_id"]
+        # Kubernetes' pre-promotion analysis: the same image runs the project's probe (the command
+        # the AnalysisTemplate gives its Job; the Kubernetes bake's tests hold the manifest to it)
+        request = project / "probe-request.json"
+        request.write_text(json.dumps({"rows": [row]}))
+        probe = [
+            "podman", "run", "--rm", "--network", "host", "--user", "0:0",
+            "-v", f"{request}:/probe/request.json:ro", "-w", "/home/bentoml/bento/src",
+            "--entrypoint", "python", image["image_id"], "-m", "customer_churn.deployment.probe",
+            "--url", f"http://127.0.0.1:{staging['router']['port']}", "--request", "/probe/request.json",
+            "--requests", "20", "--p95-ms", "5000",
+        ]  # fmt: skip
+        probed = run(project, *probe, env=podman)
+        assert_ok(probed)
+        assert "20 answers of the right shape" in probed.stdout
 
         keyring, signer = _gpg_key(project, "release")
         _gpg_key(project, "other")

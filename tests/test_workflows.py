@@ -374,9 +374,13 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
 
 @pytest.fixture(scope="module")
 def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Act]:
-    """GitHub-hosted runners and a real ``mlflow server`` on loopback as the shared registry."""
+    """GitHub-hosted runners and a real ``mlflow server`` on loopback as the shared registry.
+
+    The bake targets Kubernetes, whose release edits the overlay too; no cluster exists here, so
+    its promote and rollback run with the cluster steps skipped, and say so.
+    """
     out = tmp_path_factory.mktemp("remote")
-    project = baked_repository(out, mlflow_tracking="remote")
+    project = baked_repository(out, mlflow_tracking="remote", deploy_target="kubernetes")
     with mlflow_server(project, out) as uri:
         yield Act(project, out, secrets={"MLFLOW_TRACKING_URI": uri})
 
@@ -444,6 +448,9 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     assert {"bentoml", "mlflow", "scikit-learn"} <= {c["name"] for c in sbom["components"]}
     proposed = yaml.safe_load((evidence / "deploy" / "production.yaml").read_text())
     assert proposed["colors"][proposed["live"]]["model_version"] == gate["candidate_version"]
+    overlay = yaml.safe_load((evidence / OVERLAY).read_text())  # the PR moves the overlay with it
+    assert overlay["commonAnnotations"]["mlops/model-version"] == gate["candidate_version"]
+    assert overlay["images"][0]["newTag"] == proposed["colors"][proposed["live"]]["bento"].split(":")[1]
     # The pull request's body: verdict first, then live beside proposed on the same rows, with the change.
     body = (evidence / "reports" / "summary.md").read_text()
     assert body.split("\n\n")[2].startswith("**Gate: promote ✅**")
@@ -467,6 +474,40 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     assert (evidence / "deploy" / "production.yaml").read_text() == (
         act.project / "deploy" / "production.yaml"
     ).read_text()
+
+
+@pytest.mark.slow
+def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_revert_in_git(
+    shared_registry: Act,
+) -> None:
+    """Two merged promotions; promote says it skipped the cluster; rollback proposes the revert."""
+    act = shared_registry
+    before = (act.project / OVERLAY).read_text()
+    act.python(TWO_PROMOTIONS)
+    _commit(act.project, "Two merged promotion pull requests", [])
+    promoted = (act.project / OVERLAY).read_text()
+
+    log = _run_ok(act, "push", "promote.yml", PUSH)
+
+    assert "Rollout of production: skipped." in summaries(log)
+    assert "no read-only kubeconfig" in summaries(log)
+    log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "slow"}})
+    diff = summaries(log).split("deploy/ would become what serves:", 1)[1].split("```", 2)[1]
+    changed = [  # the diff's lines, comments aside (a longer value moves a comment along)
+        line.split("#", 1)[0].rstrip()
+        for line in diff.splitlines()
+        if line[:1] in "+-" and line[:3] not in {"+++", "---"}
+    ]
+    assert sorted(changed) == sorted([
+        "-live: blue", "+live: green",
+        "-  blue: 100", "+  blue: 0", "-  green: 0", "+  green: 100",
+        "-    newTag: v2", "+    newTag: v1",
+        "-  mlops/bento: customer-churn:v2", "+  mlops/bento: customer-churn:v1",
+        "-  mlops/model-version: '2'", "+  mlops/model-version: '1'",
+    ])  # fmt: skip
+    reverted = act.artifact("rollback-evidence")
+    assert (reverted / OVERLAY).read_text() != promoted
+    assert before != promoted
 
 
 @pytest.mark.slow
@@ -629,6 +670,17 @@ PUSH = {
 }
 DISPATCH = PUSH  # workflow_dispatch from main, the default branch
 # What a merged promotion does to the registry: the candidate becomes the champion.
+OVERLAY = "deploy/kubernetes/overlays/production/kustomization.yaml"
+TWO_PROMOTIONS = """
+from pathlib import Path
+from PKG.deployment import kubernetes, state
+path = Path("deploy/production.yaml")
+desired = state.load(path)
+for version in ("1", "2"):
+    desired = state.with_release(desired, state.Release(f"customer-churn:v{version}", version))
+state.dump(desired, path, "promote")
+kubernetes.sync_overlay(desired, Path("deploy/kubernetes/overlays/production"))
+"""
 CROWN = (
     "from PKG import config, registry; cfg = config.compose().mlflow; client = registry.connect(cfg); "
     "version = registry.version_by_alias(client, cfg.model_name, 'candidate').version; "
