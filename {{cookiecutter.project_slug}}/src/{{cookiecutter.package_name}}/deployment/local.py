@@ -36,6 +36,7 @@ from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
 
 SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
+IMAGE_UID = 1034  # the user BentoML's images run as (bentoml): never root in a container
 JOB_MARK = "RUNNER_TRACKING_ID"  # the runner reaps the processes whose environment carries it
 
 
@@ -265,20 +266,23 @@ class LocalTarget:
 
         The image's entrypoint passes ``--host``/``--port`` to ``bentoml serve``, so the command
         line carries ``--port N`` like a bento process and is recognised the same way. It runs as
-        the container's root, so that it can write the mounted profile folder (with rootless
-        podman that root is the calling user, who owns the folder), but with one capability,
-        ``DAC_OVERRIDE`` (the bento's files belong to the image's own user), no way to gain
-        another, on a read-only root filesystem: only ``/tmp`` (BentoML's home, for its metrics
+        the image's own non-root user (BentoML's ``bentoml``, uid 1034) with the deploying user's
+        group, which owns the profile folder: the folder is made group-writable (setgid, so the
+        profiles stay in that group and the host's monitor reads them). No capability, no way to
+        gain one, a read-only root filesystem: only ``/tmp`` (BentoML's home, for its metrics
         files) and the profile folder can be written.
         """
         profiles = self.profile_dir()
         mount: list[str] = []
         if "://" not in profiles:
-            Path(profiles).mkdir(parents=True, exist_ok=True)
+            folder = Path(profiles)
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.stat().st_uid == os.getuid():  # a folder of another owner is theirs to open
+                folder.chmod(0o2775)
             mount = ["--volume", f"{profiles}:{profiles}"]
         return [
-            engine, "run", "--rm", "--name", name, "--network=host", "--user", "0:0", *mount,
-            "--read-only", "--cap-drop=all", "--cap-add=DAC_OVERRIDE", "--security-opt=no-new-privileges",
+            engine, "run", "--rm", "--name", name, "--network=host", "--user", f"{IMAGE_UID}:{os.getgid()}",
+            *mount, "--read-only", "--cap-drop=all", "--security-opt=no-new-privileges",
             "--tmpfs", "/tmp", "--env", "BENTOML_HOME=/tmp/bentoml",  # noqa: S108 (the container's /tmp)
             "--env", f"SERVING_PROFILE_DIR={profiles}", "--env", f"SERVING_INSTANCE={instance}",
             image, "--host", "127.0.0.1", "--port", str(port),
