@@ -42,7 +42,10 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bake) -> None:
     project = bake(init_git="yes", **CURATED["classification-local"])
-    assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests"))
+    gate = run(project, "nox", "-s", "lint", "typecheck", "tests")
+    assert_ok(gate)
+    assert gate.stderr.count("nox > uv sync") == 1  # one sync (and bytecode pass) per nox invocation
+    assert (project / "reports" / "lint" / "mypy.xml").is_file()  # the lint job's page reads it
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
 
 

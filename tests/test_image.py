@@ -160,7 +160,7 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         request = project / "probe-request.json"
         request.write_text(json.dumps({"rows": [row]}))
         probe = [
-            "podman", "run", "--rm", "--network", "host",
+            "podman", "run", "--rm", "--network", "host", "--read-only", "--cap-drop=all",
             "-v", f"{request}:/probe/request.json:ro", "-w", "/home/bentoml/bento/src",
             "--entrypoint", "python", image["image_id"], "-m", "customer_churn.deployment.probe",
             "--url", f"http://127.0.0.1:{staging['router']['port']}", "--request", "/probe/request.json",

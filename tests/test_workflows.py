@@ -261,6 +261,7 @@ class Act:
         deploy_home: Path | None = None,
     ) -> None:
         self.project, self.home, self.secrets = project, home, secrets or {}
+        self.variables: dict[str, str] = {}  # the repository's variables (`vars.*`)
         self.tracking_id = f"github_{uuid.uuid4()}" if deploy_home else None
         self.runner_env = (
             {"DEPLOY_HOME": str(deploy_home), "RUNNER_TRACKING_ID": str(self.tracking_id)}
@@ -307,6 +308,7 @@ class Act:
             "-P", "ubuntu-latest=-self-hosted", "-P", "self-hosted=-self-hosted", "--concurrent-jobs", "1",
             "--action-offline-mode", "--no-skip-checkout", *self.stubs(), *(["--job", job] if job else []),
             *(arg for name, value in self.secrets.items() for arg in ("--secret", f"{name}={value}")),
+            *(arg for name, value in self.variables.items() for arg in ("--var", f"{name}={value}")),
             *(arg for name, value in self.runner_env.items() for arg in ("--env", f"{name}={value}")),
         ]  # fmt: skip
         log_file = self.home / f"act-{event}-{workflow}.log"  # streamed, to follow a long run
@@ -532,6 +534,19 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
     reverted = act.artifact("rollback-evidence")
     assert (reverted / OVERLAY).read_text() != promoted
     assert before != promoted
+
+    # monitor reads the object store the pods write to (here a folder, as a file:// URI)
+    store = act.home / "profile-store"
+    env = {"MLFLOW_TRACKING_URI": act.secrets["MLFLOW_TRACKING_URI"]}
+    written = [f"monitoring.profile_dir={store}", f"monitoring.prediction_log_dir={store}"]
+    run(["uv", "run", "--locked", "simulate-drift", *written], cwd=act.project, env=env, timeout=900)
+    act.variables["PROFILE_STORE"] = f"file://{store}"
+    log = _run_ok(act, "workflow_dispatch", "monitor.yml", DISPATCH)
+    checked = json.loads(
+        (act.artifact("monitoring-report") / "reports" / "monitoring" / "monitor.json").read_text()
+    )
+    assert checked["rows"] > 0, checked
+    assert "MLOps report" in summaries(log)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """The project's task list: every workflow step, README command and stage is one session here.
 
-All sessions share the project's locked environment (``uv run --locked``): one install of the
+All sessions share the project's locked environment (synced once per nox invocation): one install of the
 ML stack instead of one per session. ``nox -s train -- model=hgb`` passes Hydra overrides.
 """
 
@@ -18,23 +18,42 @@ nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
 
+SYNCED: set[str] = set()  # the environments this nox invocation has synced
+
+
 def uv_run(session: nox.Session, *args: str) -> None:
-    """Run a command in the locked project environment (created or updated as needed)."""
-    session.run("uv", "run", "--locked", *args, external=True)
+    """Run a command in the locked project environment, synced once per nox invocation.
+
+    ``uv sync --locked`` checks the lock and installs exactly it (compiling bytecode, which takes
+    seconds over the ~12k files of the stack); each ``uv run`` would do all of that again, so
+    the commands run with ``--no-sync`` after the first. ``--inexact`` keeps what a user added
+    to the environment (an fsspec driver such as s3fs), as ``uv run`` does.
+    """
+    environment = os.environ.get("UV_PROJECT_ENVIRONMENT", ".venv")
+    if environment not in SYNCED:
+        session.run("uv", "sync", "--locked", "--inexact", external=True)
+        SYNCED.add(environment)
+    session.run("uv", "run", "--no-sync", *args, external=True)
+
+
+# ruff's findings as JSON for the CI page (reports.lint_section); the gate is the run after it.
+RUFF_REPORT = ("--exit-zero", "--output-format=json", "--output-file=reports/lint/ruff.json")
 
 
 # The project's own gate: what every pull request runs.
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Ruff lint and format check over code and tests."""
+    """Ruff lint and format check over code and tests; the findings also go to the CI page."""
+    Path("reports/lint").mkdir(parents=True, exist_ok=True)
+    uv_run(session, "ruff", "check", ".", *RUFF_REPORT)
     uv_run(session, "ruff", "check", ".")
     uv_run(session, "ruff", "format", "--check", ".")
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the package."""
-    uv_run(session, "mypy")
+    """mypy --strict over the package; the findings also go to the CI page (reports/lint/mypy.xml)."""
+    uv_run(session, "mypy", "--junit-xml", "reports/lint/mypy.xml")
 
 
 @nox.session
@@ -220,6 +239,12 @@ def summary(session: nox.Session) -> None:
 
 
 # Benchmarks: benchmarks/, run here, not shipped in the bento; each prints a table.
+@nox.session(name="bench-stages")
+def bench_stages(session: nox.Session) -> None:
+    """Start-up apart from work for each stage, interleaved: `-- --repeats 5` (after validate-data train)."""
+    uv_run(session, "python", "benchmarks/bench_stages.py", *session.posargs)
+
+
 @nox.session(name="bench-serve")
 def bench_serve(session: nox.Session) -> None:
     """Service vs unbatched, plain FastAPI and no-op ceiling at 1/8/64 clients (wrk)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,50 @@ def test_render__junit_counts(tmp_path: Path) -> None:
 
     assert "### Tests: FAILED ❌" in page
     assert "| passed | 7 |" in page
+
+
+def test_render__failing_tests_are_the_verdict(tmp_path: Path) -> None:
+    write(tmp_path, "tests/junit.xml", JUNIT)
+
+    assert "**❌ Did not pass: Tests**" in reports.render(tmp_path)
+
+
+@pytest.mark.parametrize("broken", [True, False])
+def test_render__ruff_and_mypy_findings_reach_the_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, broken: bool
+) -> None:
+    """The real linters' own output files, as `nox -s lint typecheck` writes them."""
+    (tmp_path / "code.py").write_text('import os\n\nx: int = "a"\n' if broken else "x: int = 1\n")
+    lint = tmp_path / "reports" / "lint"
+    lint.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    tools = Path(sys.executable).parent
+    ruff = [
+        str(tools / "ruff"),
+        "check",
+        "--isolated",
+        "--select",
+        "F401",
+        "--exit-zero",
+        "--output-format=json",
+    ]
+    subprocess.run([*ruff, f"--output-file={lint / 'ruff.json'}", "code.py"], check=True, capture_output=True)
+    mypy = [str(tools / "mypy"), "--no-incremental", "--junit-xml", str(lint / "mypy.xml"), "code.py"]
+    subprocess.run(mypy, check=False, capture_output=True)
+
+    page = reports.render(tmp_path / "reports")
+
+    if broken:
+        assert "**❌ Did not pass: Lint**" in page
+        assert "### Lint (ruff + mypy): FAILED ❌, 2 finding(s)" in page
+        assert "| ruff | code.py:1 | F401 | `os` imported but unused |" in page
+        assert (
+            '| mypy | code.py:3 | assignment | Incompatible types in assignment (expression has type "str"'
+            in page
+        )
+    else:
+        assert "**✅ Every stage in this job passed.**" in page
+        assert "### Lint (ruff + mypy): passed ✅" in page
 
 
 def test_render__unknown_report_gets_tables_and_percentile_chart(tmp_path: Path) -> None:

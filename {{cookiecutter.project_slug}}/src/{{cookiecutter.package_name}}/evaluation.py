@@ -88,6 +88,11 @@ def breakdown(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) ->
     }
 
 
+def close(figure: Figure) -> None:
+    """Release a figure once saved or logged: pyplot keeps every one it made until closed."""
+    plt.close(figure)
+
+
 def diagnostic_plot(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> Figure:
     """Confusion matrix for classification, residuals against predictions for regression."""
     figure, axis = plt.subplots(figsize=(5, 4), dpi=100)

@@ -26,6 +26,9 @@ SUMMARY_FILE = "summary.md"
 PERCENTILE = re.compile(r"^p\d{1,2}(\.\d+)?(_ms)?$")
 DRIFTED = {True: "⚠️ yes", False: "no"}  # not pass/fail marks: drift is a signal, not an error
 KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
+LINT = "lint"  # ruff's JSON and mypy's JUnit XML (`nox -s lint typecheck`): read by lint_section
+LINT_ROWS = 20  # findings listed on the page; the rest are counted
+MYPY_LINE = re.compile(r"^(?P<where>[^:\s]+:\d+): error: (?P<message>.*?)(?:  \[(?P<code>[\w-]+)\])?$")
 SBOM = ".cdx.json"  # CycloneDX software bill of materials
 FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
 VERDICTS = {"passed", "healthy", "ready", "promote"}  # booleans that mean pass or fail
@@ -239,6 +242,57 @@ def tests_section(junit: Path) -> str:
     return "\n\n".join([f"### Tests: {verdict}", table(["tests", "count"], rows), f"{seconds:.1f} s"])
 
 
+def lint_findings(root: Path) -> tuple[list[str], list[list[str]]] | None:
+    """Which linters reported, and their findings as (tool, where, rule, message); None if none ran."""
+    ruff, mypy = root / LINT / "ruff.json", root / LINT / "mypy.xml"
+    if not ruff.is_file() and not mypy.is_file():
+        return None
+    ran, rows = [], []
+    if ruff.is_file():
+        ran.append("ruff")
+        for finding in json.loads(ruff.read_text() or "[]"):
+            where = f"{_relative(finding['filename'])}:{finding['location']['row']}"
+            rows.append(["ruff", where, finding.get("code") or "", _quote(finding["message"])])
+    if mypy.is_file():
+        ran.append("mypy")
+        suite = ElementTree.parse(mypy).getroot()  # noqa: S314 - our own mypy's output, not untrusted input
+        for failure in suite.iter("failure"):
+            for line in (failure.text or "").splitlines():
+                if found := MYPY_LINE.match(line.strip()):
+                    rows.append(["mypy", found["where"], found["code"] or "", _quote(found["message"])])
+    return ran, rows
+
+
+def _relative(filename: str) -> str:
+    """A path as the project sees it (ruff reports absolute ones)."""
+    path = Path(filename)
+    return path.relative_to(Path.cwd()).as_posix() if path.is_relative_to(Path.cwd()) else filename
+
+
+def lint_section(ran: list[str], rows: list[list[str]]) -> str:
+    """The lint job's findings: where and what, the first few, and how to see them all."""
+    verdict = "passed ✅" if not rows else f"FAILED ❌, {len(rows)} finding(s)"
+    parts = [f"### Lint ({' + '.join(ran)}): {verdict}"]
+    if rows:
+        parts.append(table(["tool", "where", "rule", "message"], rows[:LINT_ROWS]))
+        if len(rows) > LINT_ROWS:
+            parts.append(f"…and {len(rows) - LINT_ROWS} more: `nox -s lint typecheck` lists them all.")
+    return "\n\n".join(parts)
+
+
+def checks_failing(root: Path, lint: tuple[list[str], list[list[str]]] | None) -> list[str]:
+    """The job's own checks that failed: its tests (JUnit) and its linters."""
+    failing = []
+    for junit in sorted(root.glob("tests/*.xml")):
+        suites = ElementTree.parse(junit).getroot()  # noqa: S314 - our own pytest's output
+        if any(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites.iter("testsuite")):
+            failing.append("Tests")
+            break
+    if lint is not None and lint[1]:
+        failing.append("Lint")
+    return failing
+
+
 def meaning(key: str, value: object) -> object:
     """A scalar shown by what it means: pass/fail for verdicts, ISO UTC for epoch timestamps."""
     name = key.rsplit(".", 1)[-1]
@@ -353,12 +407,18 @@ def failures(root: Path) -> list[Json]:
     return sorted((f for f in found if f), key=lambda f: str(f.get("at")))
 
 
-def verdict(found: list[tuple[str, Json]], failed: list[Json]) -> str:
-    """The page's first line: what happened in this job, in words, the worst news first."""
+def verdict(found: list[tuple[str, Json]], failed: list[Json], checks: Sequence[str] = ()) -> str:
+    """The page's first line: what happened in this job, in words, the worst news first.
+
+    ``checks`` are the job's own checks that failed (tests, lint), which have no JSON report.
+    """
     outcomes = [
         outcome_line(relative, payload) for relative, payload in found if payload.get("status") in OUTCOMES
     ]
-    failing = [title_of(relative) for relative, payload in found if payload.get("passed") is False]
+    failing = [
+        *checks,
+        *(title_of(relative) for relative, payload in found if payload.get("passed") is False),
+    ]
     gate = dict(found).get(KNOWN[2])
     drift = any(drifted(payload) for relative, payload in found if relative.startswith("monitoring/"))
     lines = [
@@ -403,7 +463,7 @@ def reports_in(root: Path) -> list[tuple[str, Json]]:
     found = []
     for path in sorted(root.rglob("*.json")):
         relative = path.relative_to(root).as_posix()
-        if not relative.startswith(f"{FAILURES}/") and (payload := load(path)) is not None:
+        if not relative.startswith((f"{FAILURES}/", f"{LINT}/")) and (payload := load(path)) is not None:
             found.append((relative, payload))
     return found
 
@@ -426,7 +486,12 @@ def own_markdown(path: Path) -> str | None:
     return beside.read_text().strip() if beside.is_file() else None
 
 
-def sections(root: Path, reported: list[tuple[str, Json]], failed: list[Json]) -> list[str]:
+def sections(
+    root: Path,
+    reported: list[tuple[str, Json]],
+    failed: list[Json],
+    lint: tuple[list[str], list[list[str]]] | None = None,
+) -> list[str]:
     """Every section whose report exists: failures, known stages, then every other report once."""
     found: list[str] = []
     known = dict(reported)
@@ -438,6 +503,8 @@ def sections(root: Path, reported: list[tuple[str, Json]], failed: list[Json]) -
     if train or gate:
         found.append(training_section(train, gate))
     found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
+    if lint is not None:
+        found.append(lint_section(*lint))
     for relative, payload in reported:
         if relative.endswith(SBOM):  # evidence to keep, not a table to read: one line
             count = len(payload.get("components", []))
@@ -462,14 +529,15 @@ def render(root: Path) -> str:
 
     Every report is read once, here, for both the verdict and the sections.
     """
-    reported, failed = reports_in(root), failures(root)
-    found = sections(root, reported, failed)
+    reported, failed, lint = reports_in(root), failures(root), lint_findings(root)
+    found = sections(root, reported, failed, lint)
     if not found:
         return (
             "\n\n".join([MARKER, "## MLOps report", f"No stage reports under `{root.name}/` in this job."])
             + "\n"
         )
-    return "\n\n".join([MARKER, "## MLOps report", verdict(reported, failed), *found]) + "\n"
+    headline = verdict(reported, failed, checks_failing(root, lint))
+    return "\n\n".join([MARKER, "## MLOps report", headline, *found]) + "\n"
 
 
 def signals(root: Path) -> dict[str, str]:

@@ -142,6 +142,24 @@ def test_kubernetes__references_no_schema_sees_are_checked(
     assert any(problem in line for line in kubernetes.rollout_problems(broken))
 
 
+def test_kubernetes__every_container_runs_unprivileged_on_a_read_only_root(
+    documents: list[dict[str, Any]],
+) -> None:
+    rollout = next(doc for doc in documents if doc["kind"] == "Rollout")["spec"]["template"]["spec"]
+    template = next(doc for doc in documents if doc["kind"] == "AnalysisTemplate")
+    job = template["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]
+    for pod in (rollout, job):
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["runAsUser"] == 1034  # the image's own user
+        for container in pod["containers"]:
+            assert container["securityContext"] == {
+                "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]},
+            }
+    assert {mount["mountPath"] for mount in rollout["containers"][0]["volumeMounts"]} == {"/tmp"}
+
+
 def test_kubernetes__the_front_door_exposes_only_predict_behind_hashed_keys(
     documents: list[dict[str, Any]],
 ) -> None:

@@ -322,9 +322,11 @@ def _data_snapshot(cfg: Config, data_digest: str) -> str:
 def _log_model(cfg: Config, model: Pipeline, data: Split, spec: FeatureSpec, *, register: bool) -> str | None:
     """Log the pipeline (skops, signature, example); register it when it stands as the candidate."""
     x_test = data.x_test[spec.columns]
-    mlflow.log_figure(
-        evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test), "plots/diagnostic.png"
-    )
+    figure = evaluation.diagnostic_plot(cfg.task, model, x_test, data.y_test)
+    try:
+        mlflow.log_figure(figure, "plots/diagnostic.png")
+    finally:
+        evaluation.close(figure)  # pyplot keeps every figure until closed: a sweep would pile them up
     info = mlflow.sklearn.log_model(
         model,
         name="model",
