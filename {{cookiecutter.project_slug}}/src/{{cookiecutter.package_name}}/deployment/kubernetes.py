@@ -105,15 +105,21 @@ def _tool(*names: str) -> str:
     return found
 
 
+def _run(command: list[str], what: str, *, cwd: Path | None = None, given: str | None = None) -> str:
+    """A tool's standard output; its last words of error in one :class:`ManifestError` otherwise."""
+    done = subprocess.run(command, cwd=cwd, input=given, capture_output=True, text=True, check=False)
+    if done.returncode:
+        said = [line for line in done.stderr.strip().splitlines() if line.strip()]
+        raise ManifestError(f"{what}: {said[-1][-300:] if said else f'exit {done.returncode}'}")
+    return done.stdout
+
+
 def build(overlay: Path) -> list[dict[str, Any]]:
     """The objects ``kustomize build`` makes of an overlay: what Argo CD or Flux would apply."""
     kustomize = shutil.which("kustomize")
     command = [kustomize, "build"] if kustomize else [_tool("kubectl"), "kustomize"]
-    done = subprocess.run([*command, str(overlay)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        said = [line for line in done.stderr.strip().splitlines() if line.strip()]
-        raise ManifestError(f"kustomize build {overlay}: {said[-1] if said else f'exit {done.returncode}'}")
-    return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
+    built = _run([*command, str(overlay)], f"kustomize build {overlay}")
+    return [doc for doc in yaml.safe_load_all(built) if doc]
 
 
 def load_documents(paths: list[Path]) -> list[dict[str, Any]]:
@@ -130,19 +136,9 @@ def schema_problems(documents: list[dict[str, Any]], schemas: Path) -> list[str]
     node = _tool("node")
     if not (schemas / "node_modules").is_dir():
         npm = [_tool("npm"), "ci", "--no-audit", "--no-fund", "--loglevel=error"]
-        installed = subprocess.run(npm, cwd=schemas, capture_output=True, text=True, check=False)
-        if installed.returncode:
-            raise ManifestError(f"npm ci in {schemas}: {installed.stderr.strip()[-300:]}")
-    done = subprocess.run(
-        [node, str(schemas / "validate.mjs")],
-        input=json.dumps(documents),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        raise ManifestError(f"{schemas / 'validate.mjs'}: {done.stderr.strip()[-300:]}")
-    return list(json.loads(done.stdout))
+        _run(npm, f"npm ci in {schemas}", cwd=schemas)
+    script = schemas / "validate.mjs"
+    return list(json.loads(_run([node, str(script)], str(script), given=json.dumps(documents))))
 
 
 def validate_core(documents: list[dict[str, Any]], version: str = KUBERNETES_VERSION) -> list[str]:
@@ -318,16 +314,9 @@ def cluster_rollout(overlay: Path) -> dict[str, Any]:
     """The overlay's Rollout as the cluster has it (``kubectl get -o json``, read-only access)."""
     rollout = next(doc for doc in build(overlay) if doc.get("kind") == "Rollout")
     metadata = rollout["metadata"]
-    command = [_tool("kubectl"), "get", "rollout", metadata["name"], "-o", "json"]
-    done = subprocess.run(
-        [*command, "--namespace", metadata.get("namespace", "default")],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode:
-        raise ManifestError(f"kubectl get rollout {metadata['name']}: {done.stderr.strip()[-300:]}")
-    return dict(json.loads(done.stdout))
+    namespace = metadata.get("namespace", "default")
+    command = [_tool("kubectl"), "get", "rollout", metadata["name"], "-o", "json", "--namespace", namespace]
+    return dict(json.loads(_run(command, f"kubectl get rollout {metadata['name']}")))
 
 
 def rollout_status(rollout: dict[str, Any], desired: DesiredState) -> tuple[bool, str]:
