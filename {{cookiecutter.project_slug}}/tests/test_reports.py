@@ -332,6 +332,14 @@ def test_render__the_training_section_has_per_class_metrics_and_the_confusion_ma
     assert "| yes | 20 | 130 |" in page
 
 
+def test_render__metrics_per_segment_are_a_table_per_column(tmp_path: Path) -> None:
+    segments = {"region": {"north": {"rows": 300, "f1_macro": 0.7}, "south": {"rows": 12, "f1_macro": 0.4}}}
+    write(tmp_path, "training/train.json", TRAIN | {"breakdown": {"segments": segments}})
+    page = reports.render(tmp_path)
+    assert "| region (test split) | rows | f1_macro |" in page
+    assert "| south | 12 | 0.4 |" in page  # the rows say how far a small segment's number goes
+
+
 def test_render__a_release_s_verdict_is_the_gate_not_staging_s_deploy(tmp_path: Path) -> None:
     write(tmp_path, "training/gate.json", GATE)
     write(tmp_path, "checks/promotion-staging.json", promotion_report("promoted", "green", ""))

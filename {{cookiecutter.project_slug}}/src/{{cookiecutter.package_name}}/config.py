@@ -57,6 +57,7 @@ class DataConfig:
     test_size: float = 0.2
     split_seed: int = 42
     drop_missing_target: bool = False
+    segments: list[str] = field(default_factory=list)  # feature columns the test metrics are split by
 
 
 @dataclass

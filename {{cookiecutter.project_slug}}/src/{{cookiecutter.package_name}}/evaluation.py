@@ -55,16 +55,47 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     }
 
 
-def breakdown(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) -> dict[str, object]:
-    """What a reviewer reads beside the headline metric: per class and the confusion matrix, or residuals.
+MISSING_SEGMENT = "(missing)"
 
+
+def segment_metrics(
+    task: str, predicted: np.ndarray, x: pd.DataFrame, y: pd.Series, columns: list[str]
+) -> dict[str, dict[str, dict[str, float | int]]]:
+    """The test metrics per value of each segment column, with the rows behind each.
+
+    A model can hold its headline metric while failing one region or contract type; the rows
+    say how much a segment's number can be trusted.
+    """
+    found: dict[str, dict[str, dict[str, float | int]]] = {}
+    for column in columns:
+        levels = x[column].astype("string").fillna(MISSING_SEGMENT).to_numpy()
+        found[column] = {}
+        for level in sorted(set(levels)):
+            rows = levels == level
+            truth, guess = y.to_numpy()[rows], predicted[rows]
+            scores = (
+                regression_metrics(truth.astype(float), guess.astype(float))
+                if task == REGRESSION
+                else classification_metrics(truth, guess, None, [])
+            )
+            found[column][str(level)] = {"rows": int(rows.sum()), **scores}
+    return found
+
+
+def breakdown(
+    task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series, segments: list[str] | None = None
+) -> dict[str, object]:
+    """What a reviewer reads beside the headline metric: per class and confusion, or residuals.
+
+    With ``segments`` (``data.segments``), the test metrics per value of those columns too.
     JSON-ready: class labels as strings, counts as ints, matrix rows in the order of ``classes``.
     """
     predicted = np.asarray(model.predict(x))  # type: ignore[attr-defined]
+    by_segment = {"segments": segment_metrics(task, predicted, x, y, segments)} if segments else {}
     if task == REGRESSION:
         residuals = y.to_numpy(dtype=float) - predicted.astype(float)
         quantiles = np.quantile(residuals, [0.05, 0.5, 0.95])
-        return {
+        return by_segment | {
             "residuals": {
                 "mean": float(residuals.mean()),
                 "p5": float(quantiles[0]),
@@ -82,7 +113,7 @@ def breakdown(task: str, model: BaseEstimator, x: pd.DataFrame, y: pd.Series) ->
         for label, p, r, f, n in zip(classes, precision, recall, f1, support, strict=True)
     }
     matrix = metrics.confusion_matrix(y.to_numpy(), predicted, labels=classes)
-    return {
+    return by_segment | {
         "per_class": per_class,
         "confusion": {"classes": [str(c) for c in classes], "rows": matrix.tolist()},
     }

@@ -154,7 +154,7 @@ def training_section(train: Json | None, gate: Json | None) -> str:
 
 
 def breakdown_tables(breakdown: Json) -> list[str]:
-    """Per class with the confusion matrix (rows: actual, columns: predicted), or the residuals."""
+    """Per class and the confusion matrix (rows: actual), or the residuals; then per segment."""
     parts = []
     if per_class := breakdown.get("per_class"):
         rows = [
@@ -171,6 +171,12 @@ def breakdown_tables(breakdown: Json) -> list[str]:
                 ([label, *counts] for label, counts in zip(classes, confusion.get("rows", []), strict=False)),
             )
         )
+    for column, levels in (breakdown.get("segments") or {}).items():
+        metrics = [key for key in next(iter(levels.values()), {}) if key != "rows"]
+        rows = [
+            [level, values.get("rows"), *(values.get(m) for m in metrics)] for level, values in levels.items()
+        ]
+        parts.append(table([f"{column} (test split)", "rows", *metrics], rows))
     if residuals := breakdown.get("residuals"):
         parts.append(table(["residual (actual - predicted, test split)", "value"], list(residuals.items())))
     return parts

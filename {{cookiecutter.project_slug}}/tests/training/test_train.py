@@ -119,3 +119,28 @@ def test_train__a_table_the_data_gate_refuses_trains_nothing(make_config: Compos
     client = registry.connect(cfg.mlflow)
     assert client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id]) == []
     assert registry.version_by_alias(client, cfg.mlflow.model_name, registry.CANDIDATE) is None
+
+
+def test_train__metrics_per_segment_add_up_to_the_test_split(quick: Config) -> None:
+    """Each segment's metrics are the task's metrics on its rows alone; the rows add up."""
+    result = train.train(quick)
+    segments = result.breakdown["segments"]
+    assert set(segments) == set(quick.data.segments) == {"contract", "region"}
+    data = split(load_table(quick.data.path), quick.data, stratify=quick.task == "classification")
+    model = registry.load(quick.mlflow.model_name, registry.CANDIDATE)
+    x_test = data.x_test[list(model.feature_names_in_)]
+    for column, levels in segments.items():
+        assert sum(level["rows"] for level in levels.values()) == len(x_test)
+        value = next(iter(sorted(levels)))
+        rows = (x_test[column].astype("string").fillna(evaluation.MISSING_SEGMENT) == value).to_numpy()
+        alone = evaluation.score(quick.task, model, x_test[rows], data.y_test[rows])
+        metric = quick.training.primary_metric
+        assert levels[value][metric] == pytest.approx(alone[metric])
+
+
+def test_train__segments_that_are_not_features_train_nothing(make_config: ComposeFn) -> None:
+    cfg = make_config("model=random_forest", "model.estimator.n_estimators=5", "data.segments=[regoin]")
+    with pytest.raises(DataError, match=r"data.segments names \['regoin'\], which are not feature columns"):
+        train.train(cfg)
+    client = registry.connect(cfg.mlflow)
+    assert client.search_runs([client.get_experiment_by_name(cfg.mlflow.experiment).experiment_id]) == []

@@ -126,6 +126,16 @@ def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> str:
     )
 
 
+def refuse_unknown_segments(cfg: Config, spec: FeatureSpec) -> None:
+    """``data.segments`` must name feature columns: the metrics are split by what the model sees."""
+    unknown = [column for column in cfg.data.segments if column not in spec.columns]
+    if unknown:
+        raise DataError(
+            f"data.segments names {unknown}, which are not feature columns of {cfg.data.path} "
+            f"(features: {', '.join(spec.columns)}); fix data.segments in conf/data/, nothing was trained"
+        )
+
+
 # Violations no override lets through: the table is not the one the contract describes.
 STRUCTURAL = {"present", "unexpected", "contract", "target", "readable", "min_rows"}
 
@@ -223,6 +233,7 @@ def train(cfg: Config) -> TrainResult:
     refuse_rare_classes_for_folds(cfg, frame)
     data = split(frame, cfg.data, stratify=cfg.task == evaluation.CLASSIFICATION)
     spec = infer_features(data.x_train, cfg.data)
+    refuse_unknown_segments(cfg, spec)
     model = build_pipeline(cfg, spec)
     client = registry.connect(cfg.mlflow)
     data_digest, commit = digest(frame), git_commit()
@@ -255,7 +266,9 @@ def train(cfg: Config) -> TrainResult:
         str(cfg.model.estimator.get("_target_", "")),
         standing=stands.reason,
         below_bar=stands.below_bar,
-        breakdown=evaluation.breakdown(cfg.task, model, data.x_test[spec.columns], data.y_test),
+        breakdown=evaluation.breakdown(
+            cfg.task, model, data.x_test[spec.columns], data.y_test, list(cfg.data.segments)
+        ),
         rows=len(frame),
         dropped_missing_target=int(frame.attrs.get("dropped_missing_target", 0)),
     )
