@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -392,3 +393,18 @@ def test_local__a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None
     finally:
         orphan.shutdown()
     assert not (target.dir / "logs" / "green.log").exists()  # refused before anything was spawned
+
+
+def test_local__a_slow_start_says_every_so_often_that_it_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = local.LocalTarget("staging", tmp_path / "state", tmp_path)
+    (target.dir / "logs").mkdir(parents=True)
+    (target.dir / "logs" / "green.log").write_text("loading the model\n")
+    monkeypatch.setattr(local, "PROGRESS_EVERY_S", 0.3)
+    ready_at = time.monotonic() + 2.0
+    target._wait(lambda: time.monotonic() >= ready_at, os.getpid(), "green", timeout_s=10)
+    lines = capsys.readouterr().out.splitlines()
+    assert 2 <= len(lines) <= 7  # every 0.3 s or so, and none once ready
+    for line in lines:
+        assert re.fullmatch(r"\[staging\] green: starting, \d s of 10 s; its log: loading the model", line)

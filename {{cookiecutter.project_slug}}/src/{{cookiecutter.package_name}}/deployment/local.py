@@ -36,6 +36,7 @@ from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
 
 SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
+PROGRESS_EVERY_S = 15.0  # a line this often while a color starts: a CI log never goes quiet for long
 IMAGE_UID = 1034  # the user BentoML's images run as (bentoml): never root in a container
 JOB_MARK = "RUNNER_TRACKING_ID"  # the runner reaps the processes whose environment carries it
 
@@ -376,12 +377,21 @@ class LocalTarget:
         return process.pid
 
     def _wait(self, condition: Callable[[], bool], pid: int, name: str, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
+        """Until ``condition`` holds; a line every ``PROGRESS_EVERY_S`` says the wait goes on, and why."""
+        started = time.monotonic()
+        deadline, note = started + timeout_s, started + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
             if condition():
                 return
             if not alive(pid, ""):
                 raise DeployError(f"{self.environment}/{name} exited while starting:\n{self.log_tail(name)}")
+            if (now := time.monotonic()) >= note:
+                last = self.log_tail(name, 1).strip()
+                said = f"; its log: {last[:160]}" if last else ""
+                print(
+                    f"[{self.environment}] {name}: starting, {now - started:.0f} s of {timeout_s:.0f} s{said}"
+                )
+                note = now + PROGRESS_EVERY_S
             time.sleep(0.25)
         stop_process(pid)
         raise DeployError(
