@@ -481,6 +481,7 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     body = (evidence / "reports" / "summary.md").read_text()
     assert body.split("\n\n")[2].startswith("**Gate: promote ✅**")
     assert f"| model version | v{champion} | v{gate['candidate_version']} |" in body
+    assert re.search(r"In staging for \d+\.\d min: deployed .* UTC, checks passed from .* UTC", body)
     assert re.search(r"\| f1_macro \(same held-out rows\) \| [\d.]+ \| [\d.]+ \| \+[\d.]+ \(margin", body)
     # ...and its diff: the values that change, every comment of the file kept
     comments = [

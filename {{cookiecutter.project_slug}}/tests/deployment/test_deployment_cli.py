@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -75,6 +78,35 @@ def test_cli__propose_writes_live_beside_proposed_and_what_merging_does(
     assert "Merging sends 100% of the traffic to blue" in page
     assert "[release run 77](https://github.com/acme/churn/actions/runs/77)" in page
     assert page.count("### Proposed for production") == 1  # its own Markdown, not also a generic table
+
+
+def test_cli__propose_says_how_long_the_release_was_in_staging(desired_dir: Path) -> None:
+    staged(desired_dir, checked=True)
+    deployed_at = time.time() - 300  # staging's promotion began five minutes ago
+    reports.write_json(
+        {
+            "status": "promoted",
+            "decisions": [{"at": deployed_at, "step": "deploy green", "outcome": "starting"}],
+        },
+        desired_dir.parent / "reports" / "promotion-staging.json",
+    )
+    assert run(desired_dir, "propose", "production") == 0
+    proposal = json.loads((desired_dir.parent / "reports" / "proposal.json").read_text())
+    assert proposal["staging"]["deployed_at"] == deployed_at
+    assert (
+        proposal["staging"]["deployed_at"]
+        <= proposal["staging"]["checked_at"]
+        <= proposal["staging"]["proposed_at"]
+    )
+    page = (desired_dir.parent / "reports" / "proposal.md").read_text()
+    assert re.search(
+        r"In staging for 5\.\d min: deployed \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC, checks passed", page
+    )
+
+
+def test_cli__a_release_staging_never_served_has_no_staging_time(desired_dir: Path) -> None:
+    assert run(desired_dir, "propose", "production", "--bento", "svc:abc123", "--model-version", "4") == 0
+    assert json.loads((desired_dir.parent / "reports" / "proposal.json").read_text())["staging"] is None
 
 
 def test_cli__propose_of_a_blank_bento_is_one_line_and_writes_nothing(

@@ -18,6 +18,7 @@ import argparse
 import dataclasses
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -378,6 +379,8 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
         if run and os.environ.get("GITHUB_REPOSITORY")
         else None
     )
+    folder = resolve(cfg.deploy.report_dir)
+    staged = staging_times(folder, new.bento if new else None)
     payload = {
         "environment": proposed.environment,
         "live": {"color": current.live, "release": dataclasses.asdict(live) if live else None},
@@ -385,8 +388,8 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
         "traffic_steps": steps,
         "watch_s": watch.window_s,
         "evidence": evidence,
+        "staging": staged,
     }
-    folder = resolve(cfg.deploy.report_dir)
     json_path = reports.write_json(payload, folder / "proposal.json")
     rows: list[list[object]] = [
         ["color", current.live, proposed.live],
@@ -406,6 +409,7 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
     lines = [
         f"### Proposed for {proposed.environment}",
         reports.table(["", "live now", "proposed"], rows),
+        *([staging_line(staged)] if staged else []),
         merging,
     ]
     if evidence:
@@ -415,6 +419,34 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
         )
     (folder / "proposal.md").write_text("\n\n".join(lines) + "\n")
     return json_path
+
+
+def staging_times(folder: Path, bento: str | None) -> dict[str, float] | None:
+    """When the proposed bento went live in staging and was checked there, and now (epoch seconds).
+
+    From staging's own reports: the promotion that put it live and the check-staging run. A
+    release proposed by hand (``--bento``) that staging never served has none.
+    """
+    checked = reports.load(folder / "staging.json")
+    deployed = reports.load(folder / "promotion-staging.json")
+    if bento is None or checked is None or checked.get("bento") != bento:
+        return None
+    times = [d["at"] for d in (deployed or {}).get("decisions", []) if isinstance(d, dict) and "at" in d]
+    return {
+        "deployed_at": min(times) if times else float(checked["started_at"]),
+        "checked_at": float(checked["started_at"]),
+        "proposed_at": time.time(),
+    }
+
+
+def staging_line(staged: dict[str, float]) -> str:
+    """How long the proposed release was in staging, and when it was deployed, checked, proposed."""
+    minutes = (staged["proposed_at"] - staged["deployed_at"]) / 60
+    when = {key: reports.meaning(key, value) for key, value in staged.items()}
+    return (
+        f"In staging for {minutes:.1f} min: deployed {when['deployed_at']}, checks passed from "
+        f"{when['checked_at']}, proposed {when['proposed_at']}."
+    )
 
 
 def staged_release(cfg: Config) -> state.Release | None:
