@@ -229,22 +229,32 @@ def _version(version: object) -> str | None:
     return f"v{version}" if version is not None else None
 
 
-def tests_section(junit: Path) -> str:
-    """Test counts from pytest's JUnit XML (written by ``nox -s tests -- --junitxml=...``)."""
+def junit_counts(junit: Path) -> dict[str, float]:
+    """Test counts and seconds from pytest's JUnit XML (``nox -s tests -- --junitxml=...``)."""
     root = ElementTree.parse(junit).getroot()  # noqa: S314 - our own pytest's output, not untrusted input
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    counts = {
+    counts: dict[str, float] = {
         key: sum(int(s.get(key, 0)) for s in suites) for key in ("tests", "failures", "errors", "skipped")
     }
-    seconds = sum(float(s.get("time", 0.0)) for s in suites)
+    return counts | {"seconds": sum(float(s.get("time", 0.0)) for s in suites)}
+
+
+def tests_failed(counts: Mapping[str, float]) -> bool:
+    """Whether a test run had failures or errors."""
+    return counts["failures"] + counts["errors"] > 0
+
+
+def tests_section(counts: Mapping[str, float]) -> str:
+    """The test counts of one JUnit file, verdict first."""
     passed = counts["tests"] - counts["failures"] - counts["errors"] - counts["skipped"]
-    verdict = "passed ✅" if counts["failures"] + counts["errors"] == 0 else "FAILED ❌"
+    verdict = "FAILED ❌" if tests_failed(counts) else "passed ✅"
     rows = [
-        ["passed", passed],
-        ["failed", counts["failures"]],
-        ["errors", counts["errors"]],
-        ["skipped", counts["skipped"]],
+        ["passed", int(passed)],
+        ["failed", int(counts["failures"])],
+        ["errors", int(counts["errors"])],
+        ["skipped", int(counts["skipped"])],
     ]
+    seconds = counts["seconds"]
     return "\n\n".join([f"### Tests: {verdict}", table(["tests", "count"], rows), f"{seconds:.1f} s"])
 
 
@@ -286,14 +296,11 @@ def lint_section(ran: list[str], rows: list[list[str]]) -> str:
     return "\n\n".join(parts)
 
 
-def checks_failing(root: Path, lint: tuple[list[str], list[list[str]]] | None) -> list[str]:
+def checks_failing(
+    junits: list[dict[str, float]], lint: tuple[list[str], list[list[str]]] | None
+) -> list[str]:
     """The job's own checks that failed: its tests (JUnit) and its linters."""
-    failing = []
-    for junit in sorted(root.glob("tests/*.xml")):
-        suites = ElementTree.parse(junit).getroot()  # noqa: S314 - our own pytest's output
-        if any(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites.iter("testsuite")):
-            failing.append("Tests")
-            break
+    failing = ["Tests"] if any(tests_failed(counts) for counts in junits) else []
     if lint is not None and lint[1]:
         failing.append("Lint")
     return failing
@@ -496,7 +503,8 @@ def sections(
     root: Path,
     reported: list[tuple[str, Json]],
     failed: list[Json],
-    lint: tuple[list[str], list[list[str]]] | None = None,
+    junits: list[dict[str, float]],
+    lint: tuple[list[str], list[list[str]]] | None,
 ) -> list[str]:
     """Every section whose report exists: failures, known stages, then every other report once."""
     found: list[str] = []
@@ -508,7 +516,7 @@ def sections(
     train, gate = known.get(KNOWN[1]), known.get(KNOWN[2])
     if train or gate:
         found.append(training_section(train, gate))
-    found += [tests_section(junit) for junit in sorted(root.glob("tests/*.xml"))]
+    found += [tests_section(counts) for counts in junits]
     if lint is not None:
         found.append(lint_section(*lint))
     for relative, payload in reported:
@@ -536,13 +544,14 @@ def render(root: Path) -> str:
     Every report is read once, here, for both the verdict and the sections.
     """
     reported, failed, lint = reports_in(root), failures(root), lint_findings(root)
-    found = sections(root, reported, failed, lint)
+    junits = [junit_counts(path) for path in sorted(root.glob("tests/*.xml"))]
+    found = sections(root, reported, failed, junits, lint)
     if not found:
         return (
             "\n\n".join([MARKER, "## MLOps report", f"No stage reports under `{root.name}/` in this job."])
             + "\n"
         )
-    headline = verdict(reported, failed, checks_failing(root, lint))
+    headline = verdict(reported, failed, checks_failing(junits, lint))
     return "\n\n".join([MARKER, "## MLOps report", headline, *found]) + "\n"
 
 

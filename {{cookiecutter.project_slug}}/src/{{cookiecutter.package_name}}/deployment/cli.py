@@ -152,8 +152,6 @@ def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
     when the Rollout settles on anything but the release git names (the workflow then proposes
     the revert). ``rollout-<environment>.{json,md}`` beside the check reports say what was seen.
     """
-    import time
-
     from . import kubernetes
 
     desired = state.load(desired_path(cfg, args.environment))

@@ -95,7 +95,7 @@ class ManifestError(PipelineError):
 
 
 def _tool(*names: str) -> str:
-    found = next((shutil.which(name) for name in names if shutil.which(name)), None)
+    found = next(filter(None, map(shutil.which, names)), None)
     if found is None:
         raise ManifestError(
             f"{' or '.join(names)} not found: the manifest check needs kubectl (or kustomize) and "
