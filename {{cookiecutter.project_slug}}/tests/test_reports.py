@@ -266,6 +266,40 @@ def test_train__a_refused_stage_leaves_its_failure_for_the_summary(tmp_path: Pat
     assert "absent.csv: no such file; check data.path" in page
 
 
+# Each workflow event's usual refusal, produced by the real command on a fresh checkout: the
+# summary's first line must name the step, say what went wrong and how to fix it.
+REFUSALS = [
+    ("release", ["deploy", "check", "staging"], "deploy-check", "deploy one first (`nox -s deploy-staging`)"),
+    ("rollback", ["deploy", "rollback", "production"], "deploy-rollback", "and run `nox -s promote`"),
+    ("monitor", ["monitor"], "monitor", "run `nox -s train` and promote a model first"),
+]
+
+
+@pytest.mark.parametrize(("event", "command", "stage", "remedy"), REFUSALS, ids=[r[0] for r in REFUSALS])
+def test_cli__each_event_s_refusal_is_the_summary_s_first_line_with_its_remedy(
+    tmp_path: Path, event: str, command: list[str], stage: str, remedy: str
+) -> None:
+    (tmp_path / "deploy").mkdir()
+    for name in ("staging", "production"):  # the desired state of a fresh bake: nothing released yet
+        (tmp_path / "deploy" / f"{name}.yaml").write_text(Path(f"deploy/{name}.yaml").read_text())
+    isolated = [
+        f"training.report_dir={tmp_path}/reports/training",
+        f"deploy.desired_dir={tmp_path}/deploy",
+        f"deploy.state_dir={tmp_path}/state",
+        f"deploy.report_dir={tmp_path}/reports/checks",
+        f"monitoring.report_dir={tmp_path}/reports/monitoring",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
+    if command[0] == "monitor":
+        isolated.append(f"hydra.run.dir={tmp_path}/hydra")
+    result = subprocess.run([*command, *isolated], capture_output=True, text=True, check=False)
+    assert result.returncode == 1, result.stderr
+    first = reports.render(tmp_path / "reports").split("\n\n")[2]
+    assert first.startswith(f"**❌ {stage} failed**: ")
+    assert remedy in first
+    assert "Traceback" not in result.stderr
+
+
 def test_render__the_sbom_is_one_line_not_a_table_of_every_package(tmp_path: Path) -> None:
     write(
         tmp_path,

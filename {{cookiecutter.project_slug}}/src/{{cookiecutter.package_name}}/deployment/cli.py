@@ -237,7 +237,11 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     target = target_of(cfg, args.environment)
     color, release = measured(desired, target.load(), args.color)
     if release is None:
-        raise state.StateError(f"colors.{color}: no release to check in deploy/{args.environment}.yaml")
+        deploy_first = "nox -s deploy-staging" if args.environment == "staging" else "nox -s promote"
+        raise state.StateError(
+            f"colors.{color}: no release to check in deploy/{args.environment}.yaml; "
+            f"deploy one first (`{deploy_first}`)"
+        )
     if color != (args.color or desired.live):
         print(f"  deploy/{args.environment}.yaml names {desired.live} live, but {color} serves: checking it")
     port = desired.router.port

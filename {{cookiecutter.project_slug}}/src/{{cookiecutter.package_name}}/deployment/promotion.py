@@ -167,9 +167,11 @@ class Promoter:
             actual = self.target.load()
             back = actual.previous
             if back is None or not self.target.color_running(actual.colors.get(back)):
+                env = self.target.environment
                 raise PromotionError(
-                    f"{self.target.environment}: no warm previous color to roll back to "
-                    f"({self.target.state_file})"
+                    f"{env}: no warm previous color to roll back to ({self.target.state_file}); "
+                    "a rollback returns to the release the last promotion replaced, while it still "
+                    f"runs. To go further back, revert deploy/{env}.yaml in git and run `nox -s promote`"
                 )
             if not self._ready(back, actual):
                 raise PromotionError(
