@@ -34,6 +34,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import ROOT, Bake
+from screens import BROWSER, NO_BROWSER, SCREENSHOT_DIR, Screen, shoot, shoot_markdown
 from test_generated import mlflow_server
 from test_image import sample_rows
 
@@ -48,6 +49,7 @@ PINNED = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:/[\w./-]+)?@(?P<sha>[0-9a-f]{
 # The options that change the rendered workflows (the rest only change code and config).
 WORKFLOW_OPTIONS = [{"mlflow_tracking": "local"}, {"mlflow_tracking": "remote", "python_version": "3.12"}]
 ACT_TIMEOUT_S = 900
+INKED_FLOOR = 0.01  # share of a screenshot that is ink: 3-5% on the CI pages, 0 when blank
 
 
 def workflow_files(project: Path) -> list[Path]:
@@ -252,6 +254,44 @@ def test_mermaid__a_broken_block_is_found(mermaid_parser: Path) -> None:
         assert_mermaid_parses(page, mermaid_parser)
 
 
+@pytest.fixture(scope="session")
+def mermaid_js(mermaid_parser: Path) -> Path:
+    """Mermaid's browser build, from the same locked install as its parser."""
+    return mermaid_parser.parent / "node_modules" / "mermaid" / "dist" / "mermaid.min.js"
+
+
+def assert_looks_drawn(screen: Screen, blocks: int) -> None:
+    """A screenshot shows a page, not a blank, and every Mermaid block of it drawn as a diagram."""
+    assert screen.inked > INKED_FLOOR, f"{screen.png}: {screen.inked:.1%} of it inked, a blank page"
+    assert (screen.blocks, screen.diagrams) == (blocks, blocks), f"{screen.png}: {screen}"
+
+
+def assert_pages_look_drawn(pages: dict[str, str], mermaid_js: Path) -> None:
+    """Screenshot each page as GitHub would show it, into SCREENSHOT_DIR under its name.
+
+    The last step of a test: without Chromium it skips, after everything else was checked.
+    """
+    if BROWSER is None:
+        pytest.skip(NO_BROWSER)
+    for name, markdown in pages.items():
+        assert_looks_drawn(shoot_markdown(markdown, mermaid_js, name), len(MERMAID_BLOCK.findall(markdown)))
+
+
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+def test_screens__a_drawn_chart_a_broken_one_and_a_blank_page_are_told_apart(
+    mermaid_js: Path, tmp_path: Path
+) -> None:
+    chart = "```mermaid\nxychart-beta\n  x-axis [a, b]\n  bar [1, 2]\n```\n"
+    broken = "```mermaid\nxychart-beta\n  x-axis [a, b\n```\n"
+    page = f"## Report\n\n| metric | value |\n| --- | ---: |\n| f1 | 0.7 |\n\n{chart}\n{broken}"
+
+    screen = shoot_markdown(page, mermaid_js, "page", tmp_path)
+
+    assert (screen.blocks, screen.diagrams) == (2, 1)
+    assert screen.inked > INKED_FLOOR
+    assert shoot_markdown("", mermaid_js, "blank", tmp_path).inked == 0.0
+
+
 def run(
     command: list[str], cwd: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
@@ -448,23 +488,28 @@ def job_results(log: str) -> dict[str, str]:
 
 
 def summaries(log: str) -> str:
-    """What the jobs wrote to ``$GITHUB_STEP_SUMMARY``: act echoes it after a ``Summary -`` prefix."""
-    captured: list[str] = []
+    """What the jobs wrote to ``$GITHUB_STEP_SUMMARY``: act echoes it after a ``Summary -`` prefix.
+
+    Each step's part is a paragraph of its own, as on the job's page. act echoes the part a step
+    of a composite action wrote twice (for the inner step, then the outer); GitHub shows it once.
+    """
+    parts: list[list[str]] = []
     inside = False
     for line in log.splitlines():
         if "⚙  Summary - " in line:
             inside = True
-            captured.append(line.split("⚙  Summary - ", 1)[1])
+            parts.append([line.split("⚙  Summary - ", 1)[1]])
         elif line.startswith("["):
             inside = False
         elif inside:
-            captured.append(line)
-    return "\n".join(captured)
+            parts[-1].append(line)
+    once = [part for index, part in enumerate(parts) if index == 0 or part != parts[index - 1]]
+    return "\n\n".join("\n".join(part) for part in once)
 
 
 @pytest.mark.slow
 def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no_champion(
-    hosted: Act, mermaid_parser: Path
+    hosted: Act, mermaid_parser: Path, mermaid_js: Path
 ) -> None:
     # The model job only: the lint and tests jobs are `nox -s lint/typecheck/tests`, which the
     # baked-project gate tests already run, and they would double this test's minutes.
@@ -482,11 +527,12 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
     gate = json.loads((reports / "training" / "gate.json").read_text())
     assert gate["promote"] is True
     assert not (hosted.project / "reports").exists()  # nothing leaked back from the job
+    assert_pages_look_drawn({"pull-request-summary": summary}, mermaid_js)
 
 
 @pytest.mark.slow
 def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
-    shared_registry: Act, mermaid_parser: Path
+    shared_registry: Act, mermaid_parser: Path, mermaid_js: Path
 ) -> None:
     act = shared_registry
     env = {"MLFLOW_TRACKING_URI": act.secrets["MLFLOW_TRACKING_URI"]}
@@ -497,6 +543,7 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
     log = act.run("push", "release.yml", PUSH)  # a better model: staged, checked, proposed
 
     assert set(job_results(log).values()) == {"succeeded"}, job_results(log)
+    pages = {"release-summary": summaries(log)}
     evidence = act.artifact("release-evidence")
     gate = json.loads((evidence / "reports" / "training" / "gate.json").read_text())
     assert gate["promote"] is True
@@ -509,7 +556,7 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
     assert overlay["commonAnnotations"]["mlops/model-version"] == gate["candidate_version"]
     assert overlay["images"][0]["newTag"] == proposed["colors"][proposed["live"]]["bento"].split(":")[1]
     # The pull request's body: verdict first, then live beside proposed on the same rows, with the change.
-    body = (evidence / "reports" / "summary.md").read_text()
+    body = pages["promotion-pr"] = (evidence / "reports" / "summary.md").read_text()
     assert body.split("\n\n")[2].startswith("**Gate: promote ✅**")
     assert f"| model version | v{champion} | v{gate['candidate_version']} |" in body
     assert re.search(r"In staging for \d+\.\d min: deployed .* UTC, checks passed from .* UTC", body)
@@ -533,11 +580,12 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
     assert (evidence / "deploy" / "production.yaml").read_text() == (
         act.project / "deploy" / "production.yaml"
     ).read_text()
+    assert_pages_look_drawn(pages, mermaid_js)
 
 
 @pytest.mark.slow
 def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_revert_in_git(
-    shared_registry: Act,
+    shared_registry: Act, mermaid_js: Path
 ) -> None:
     """Two merged promotions; promote says it skipped the cluster; rollback proposes the revert."""
     act = shared_registry
@@ -550,7 +598,9 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
 
     assert "Rollout of production: skipped." in summaries(log)
     assert "no read-only kubeconfig" in summaries(log)
+    pages = {"promote-kubernetes-summary": summaries(log)}
     log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "slow"}})
+    pages["rollback-kubernetes-summary"] = summaries(log)
     diff = summaries(log).split("deploy/ would become what serves:", 1)[1].split("```", 2)[1]
     changed = [  # the diff's lines, comments aside (a longer value moves a comment along)
         line.split("#", 1)[0].rstrip()
@@ -580,11 +630,12 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
     )
     assert checked["rows"] > 0, checked
     assert "MLOps report" in summaries(log)
+    assert_pages_look_drawn(pages, mermaid_js)
 
 
 @pytest.mark.slow
 def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_rollback(
-    host: Act, mermaid_parser: Path
+    host: Act, mermaid_parser: Path, mermaid_js: Path
 ) -> None:
     """release -> promotion PR (merged) -> promote, twice; rollback; promote; monitor, on the host.
 
@@ -595,7 +646,7 @@ def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_
     act = host
     _commit(act.project, "A weak first model (a better one follows)", WEAK)
     first = _release_and_merge(act)
-    _run_ok(act, "push", "promote.yml", PUSH)
+    pages = {"promote-summary": summaries(_run_ok(act, "push", "promote.yml", PUSH))}
     port = first["router"]["port"]
     assert _metadata(port)["model_version"] == "1"  # the job ended, was reaped, production answers
     with Load(port, sample_rows(act.project, 200), act.home / "load") as load:
@@ -608,6 +659,7 @@ def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_
         log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": forged}})
         assert _metadata(port)["model_version"] == "1"
         assert "> `slow answers # Approved by security - [x] signed off`" in summaries(log)  # one quoted line
+        pages["rollback-summary"] = summaries(log)
         # git follows: the pull request that makes deploy/production.yaml say what serves
         assert "deploy/ would become what serves" in summaries(log)
         served = yaml.safe_load(
@@ -622,11 +674,14 @@ def test_act__production_on_the_host_outlives_every_job_and_serves_load_through_
 
     log = _run_ok(act, "workflow_dispatch", "monitor.yml", DISPATCH)
     assert_mermaid_parses(summaries(log), mermaid_parser)  # the monitor page's charts, when it has any
-    report = act.artifact("monitoring-report") / "reports" / "monitoring" / "monitor.json"
-    checked = json.loads(report.read_text())
+    monitoring = act.artifact("monitoring-report") / "reports" / "monitoring"
+    checked = json.loads((monitoring / "monitor.json").read_text())
     assert checked["rows"] > 0, checked  # the traffic production served, profiled where production wrote it
     assert _metadata(port)["model_version"] == "2"  # still serving after every job
     assert "MLOps report" in summaries(log)
+    pages["monitor-summary"] = summaries(log)
+    assert_pages_look_drawn(pages, mermaid_js)
+    assert_looks_drawn(shoot(monitoring / "report.html", SCREENSHOT_DIR / "monitoring-report.png"), 0)
 
 
 def _run_ok(act: Act, event: str, workflow: str, payload: dict[str, object]) -> str:
