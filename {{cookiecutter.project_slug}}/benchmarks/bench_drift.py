@@ -1,9 +1,11 @@
 """How often monitoring cries wolf, and how often it catches a real move: a calibration sweep.
 
 ``nox -s bench-drift`` (default 100 null windows and 40 per shift) or ``nox -s bench-drift --
-200 60``. A quick model is fitted on the sample and its training reference written as training
-writes it. Then windows of 300 and 3,000 rows are drawn from the simulator and judged exactly
-as ``nox -s monitor`` judges a window (the same column tests, label assessment and diagnosis):
+200 60``; config overrides after the counts measure another setting, e.g. ``nox -s bench-drift --
+100 40 '+monitoring.column_distances={monthly_charges: wasserstein}'``. A quick model is fitted
+on the sample and its training reference written as training writes it. Then windows of 300 and
+3,000 rows are drawn from the simulator and judged exactly as ``nox -s monitor`` judges a window
+(the same column tests, label assessment and diagnosis):
 
 - null: fresh rows from the training distribution (every alarm is a false alarm);
 - covariate 30 %: 30 % of rows from the covariate-shifted regime;
@@ -125,9 +127,9 @@ def judge(cfg: Config, model: object, ref: reference.Reference, frame: pd.DataFr
     return result
 
 
-def sweep(null_windows: int, shifted_windows: int) -> list[list[str]]:
+def sweep(null_windows: int, shifted_windows: int, overrides: list[str]) -> list[list[str]]:
     """One row per scenario and window size: alarms, right kind, and the kinds named."""
-    cfg = compose()
+    cfg = compose(overrides)
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         model, ref = fit(cfg, Path(scratch))
@@ -144,16 +146,20 @@ def sweep(null_windows: int, shifted_windows: int) -> list[list[str]]:
     return rows
 
 
-def main(null_windows: int, shifted_windows: int) -> None:
+def main(null_windows: int, shifted_windows: int, overrides: list[str]) -> None:
     """Run the sweep and print the table."""
     started = datetime.now(UTC)
-    print(f"bench-drift ({compose().task}): {null_windows} null windows, {shifted_windows} per shift")
-    table = sweep(null_windows, shifted_windows)
+    cfg = compose(overrides)
+    print(f"bench-drift ({cfg.task}): {null_windows} null windows, {shifted_windows} per shift")
+    named = {column: str(distance) for column, distance in cfg.monitoring.column_distances.items()}
+    print(f"distances: {named or 'defaults (KS for numbers, Hellinger for categories)'}")
+    table = sweep(null_windows, shifted_windows, overrides)
     print()
     print(reports.table(["scenario", "rows", "windows", "alarmed", "right kind", "kinds named"], table))
     print(f"\n{(datetime.now(UTC) - started).total_seconds():.0f} s")
 
 
 if __name__ == "__main__":
-    arguments = [int(value) for value in sys.argv[1:3]]
-    main(*(arguments + [100, 40][len(arguments) :]))
+    counts = [int(value) for value in sys.argv[1:] if value.isdigit()][:2]
+    null_count, shifted_count = counts + [100, 40][len(counts) :]
+    main(null_count, shifted_count, [value for value in sys.argv[1:] if not value.isdigit()])

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from {{ cookiecutter.package_name }}.config import CONF_DIR, RENAMED, Config, ConfigError, compose
+from {{ cookiecutter.package_name }}.config import CONF_DIR, RENAMED, Config, ConfigError, Distance, compose
 
 
 def options(group: str) -> list[str]:
@@ -54,3 +57,27 @@ def test_config__renamed_key_fails_naming_the_new_one(old: str, new: str) -> Non
     with pytest.raises(ConfigError, match=f"{old} is now {new}"):
         compose([f"{old}=1"])
     assert OmegaConf.select(OmegaConf.structured(Config), new) is not None
+
+
+def test_config__column_distances_compose_into_named_distances() -> None:
+    cfg = compose(["+monitoring.column_distances={monthly_charges: wasserstein, contract: jensen_shannon}"])
+    assert cfg.monitoring.column_distances == {
+        "monthly_charges": Distance.wasserstein,
+        "contract": Distance.jensen_shannon,
+    }
+
+
+def test_config__unknown_distance_fails_naming_the_column_the_value_and_the_choices(tmp_path: Path) -> None:
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    monitoring = conf / "monitoring" / "default.yaml"
+    written = monitoring.read_text().replace(
+        "column_distances: {}", "column_distances: {contract: kolmogorov}"
+    )
+    monitoring.write_text(written)
+    with pytest.raises(ConfigCompositionException) as failure:
+        compose(conf_dir=conf)
+    message = str(failure.value)
+    assert "monitoring.column_distances.contract" in message
+    assert "'kolmogorov'" in message
+    assert "[ks, psi, jensen_shannon, wasserstein, hellinger]" in message

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,20 @@ class SimulationConfig:
     batch_rows: int = 100
 
 
+class Distance(StrEnum):
+    """The distances a monitored column can be measured with (:mod:`.drift` defines each).
+
+    An enum, so a misspelt name in ``monitoring.column_distances`` fails at composition with the
+    column's key, the bad value and the allowed ones.
+    """
+
+    ks = "ks"
+    psi = "psi"
+    jensen_shannon = "jensen_shannon"
+    wasserstein = "wasserstein"
+    hellinger = "hellinger"
+
+
 @dataclass
 class MonitoringConfig:
     """Drift thresholds, the production window, and where profiles, labels and metrics live."""
@@ -145,6 +160,8 @@ class MonitoringConfig:
     report_dir: str = "reports/monitoring"
     drift_threshold: float = 0.1
     column_thresholds: dict[str, float] = field(default_factory=dict)
+    column_distances: dict[str, Distance] = field(default_factory=dict)
+    distance_thresholds: dict[Distance, float] = field(default_factory=dict)
     outcome_threshold: float = 0.07
     drift_alpha: float = 0.01
     min_labels: int = 200

@@ -1,29 +1,51 @@
 """Distribution distance between two whylogs profiles, column by column, and whether it is real.
 
-Numeric columns: the Kolmogorov-Smirnov statistic, computed from the two profiles' KLL
-quantile sketches (max CDF gap at the reference quantiles). Categorical columns: the
-Hellinger distance between the frequent-item distributions. Both lie in [0, 1], so one
-threshold reads the same for either kind. Profiles, not raw rows, are compared, so any
-number of production rows costs the same.
+The default distance is the Kolmogorov-Smirnov statistic for numeric columns (max CDF gap at the
+reference quantiles, from the two KLL sketches) and the Hellinger distance between the
+frequent-item distributions for categorical ones. Both lie in [0, 1], so one threshold reads the
+same for either kind. A column may name another distance (``monitoring.column_distances``):
+
+- ``psi``: population stability index, sum (q - p) ln(q / p), over binned shares;
+- ``jensen_shannon``: the Jensen-Shannon distance (base 2, in [0, 1]) over binned shares;
+- ``hellinger``: also for numeric columns, over binned shares;
+- ``wasserstein`` (numeric only): the mean gap between the two quantile functions (1st to 99th
+  percentile), divided by the reference's interquartile range, so 0.2 reads "moved by a fifth of
+  the reference's IQR" whatever the column's unit;
+- ``ks`` (numeric only).
+
+Binned numeric shares come from both sketches' CDFs at the reference's deciles (ten bins of a
+tenth of the reference each); categorical shares are the frequent items'. A categorical column
+given ``ks`` or ``wasserstein``, which need an order, is measured with Hellinger, and the result
+names the distance used. Profiles, not raw rows, are compared, so any number of production rows
+costs the same.
 
 A distance alone cannot tell a move from sampling noise: the noise shrinks with the number of
 rows (KS ~ 1.36 / sqrt(rows) at 5 %), so a fixed threshold is blind at 3,000 rows to moves it
-would need, and noisy at 100. Each column therefore also gets a p-value from its two row counts
-(two-sample KS; a chi-square test of the category counts), and a column drifts when its move is
-both significant, after Holm's correction across the columns compared together, and at least
-the threshold, which is now the smallest move worth an alert.
+would need, and noisy at 100. Each column therefore also gets a p-value from its two row counts,
+whatever its distance: the two-sample KS test for numbers, a chi-square test of the category
+counts otherwise. The distance decides the size of the move, the test whether it is beyond
+noise: a column drifts when its move is both significant, after Holm's correction across the
+columns compared together, and more than the threshold, the smallest move worth an alert.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import special, stats
+from scipy.spatial import distance as scipy_distance
 
 from .profiling import DatasetProfileView, frequencies, item_counts
 
 QUANTILES = np.linspace(0.01, 0.99, 99)
+DECILES = np.linspace(0.1, 0.9, 9)  # bin edges of the binned distances: ten bins of the reference
+SMOOTHING = 1e-4  # PSI: an empty bin counts as this share, else one unseen value is infinite
+NUMERIC, CATEGORICAL = "numeric", "categorical"
+DEFAULT_DISTANCE = {NUMERIC: "ks", CATEGORICAL: "hellinger"}
+ORDERED = {"ks", "wasserstein"}  # need numbers: categorical columns fall back to the default
+DISTANCES = ("ks", "psi", "jensen_shannon", "wasserstein", "hellinger")
 
 
 @dataclass(frozen=True)
@@ -32,6 +54,7 @@ class ColumnDrift:
 
     column: str
     kind: str
+    distance: str
     statistic: float
     threshold: float
     p_value: float = 0.0
@@ -48,22 +71,25 @@ def compare(
     current: DatasetProfileView,
     columns: list[str],
     threshold: float,
-    overrides: dict[str, float] | None = None,
+    overrides: Mapping[str, float] | None = None,
     *,
     alpha: float = 1.0,
+    distances: Mapping[str, str] | None = None,
 ) -> list[ColumnDrift]:
     """Distance and p-value for every named column present in both profiles.
 
-    ``alpha`` is the family-wise false-alarm rate over these columns (Holm's step-down); 1.0
-    judges by the threshold alone.
+    ``distances`` names a column's distance (default: KS for numbers, Hellinger for categories);
+    ``overrides`` its threshold. ``alpha`` is the family-wise false-alarm rate over these columns
+    (Holm's step-down); 1.0 judges by the threshold alone.
     """
     results = []
     for name in columns:
         ref, cur = reference.get_column(name), current.get_column(name)
         if ref is None or cur is None:
             continue
-        kind, statistic, p_value = _test(ref, cur)
-        results.append(ColumnDrift(name, kind, statistic, (overrides or {}).get(name, threshold), p_value))
+        kind, used, statistic, p_value = _test(ref, cur, (distances or {}).get(name))
+        limit = (overrides or {}).get(name, threshold)
+        results.append(ColumnDrift(name, kind, used, statistic, limit, p_value))
     return holm(results, alpha)
 
 
@@ -84,17 +110,17 @@ def holm(results: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:
     return [replace(result, significant=flag) for result, flag in zip(results, significant, strict=True)]
 
 
-def _test(ref: object, cur: object) -> tuple[str, float, float]:
-    """KS when both sides carry numbers, Hellinger and chi-square over frequent items otherwise."""
+def _test(ref: object, cur: object, wanted: str | None) -> tuple[str, str, float, float]:
+    """Kind, distance used, its value, and the p-value: KS when both sides carry numbers, else chi-square."""
     ref_kll, cur_kll = _kll(ref), _kll(cur)
     if ref_kll is not None and cur_kll is not None:
-        statistic = ks_statistic(ref_kll, cur_kll)
-        return "numeric", statistic, ks_p_value(statistic, _present(ref), _present(cur))
-    return (
-        "categorical",
-        hellinger(frequencies(ref), frequencies(cur)),
-        chi_square_p_value(item_counts(ref), item_counts(cur)),
-    )
+        used = str(wanted or DEFAULT_DISTANCE[NUMERIC])
+        ks = ks_statistic(ref_kll, cur_kll)
+        value = ks if used == "ks" else numeric_distance(used, ref_kll, cur_kll)
+        return NUMERIC, used, value, ks_p_value(ks, _present(ref), _present(cur))
+    used = str(wanted) if wanted and wanted not in ORDERED else DEFAULT_DISTANCE[CATEGORICAL]
+    p, q = aligned(frequencies(ref), frequencies(cur))
+    return CATEGORICAL, used, BINNED[used](p, q), chi_square_p_value(item_counts(ref), item_counts(cur))
 
 
 def _kll(column: object) -> object | None:
@@ -112,6 +138,15 @@ def _present(column: object) -> int:
     return int(counts.n.value - counts.null.value) if counts else 0
 
 
+def numeric_distance(distance: str, ref_kll: object, cur_kll: object) -> float:
+    """Any distance but KS between two KLL sketches: Wasserstein from quantiles, the rest binned."""
+    if distance == "wasserstein":
+        return wasserstein(ref_kll, cur_kll)
+    if distance == "ks":
+        return ks_statistic(ref_kll, cur_kll)
+    return BINNED[distance](*binned(ref_kll, cur_kll))
+
+
 def ks_statistic(ref_kll: object, cur_kll: object) -> float:
     """Max gap between the two CDFs, evaluated at the reference's quantile points."""
     points = np.unique(np.asarray(ref_kll.get_quantiles(QUANTILES)))  # type: ignore[attr-defined]
@@ -120,6 +155,34 @@ def ks_statistic(ref_kll: object, cur_kll: object) -> float:
     ref_cdf = np.asarray(ref_kll.get_cdf(points))[:-1]  # type: ignore[attr-defined]
     cur_cdf = np.asarray(cur_kll.get_cdf(points))[:-1]  # type: ignore[attr-defined]
     return float(np.max(np.abs(ref_cdf - cur_cdf)))
+
+
+def binned(ref_kll: object, cur_kll: object) -> tuple[np.ndarray, np.ndarray]:
+    """Each side's share of values in bins cut at the reference's deciles (ties merge bins)."""
+    edges = list(np.unique(np.asarray(ref_kll.get_quantiles(DECILES))))  # type: ignore[attr-defined]
+    return (
+        np.asarray(ref_kll.get_pmf(edges)),  # type: ignore[attr-defined]
+        np.asarray(cur_kll.get_pmf(edges)),  # type: ignore[attr-defined]
+    )
+
+
+def wasserstein(ref_kll: object, cur_kll: object) -> float:
+    """Mean gap between the quantile functions (1st-99th percentile) over the reference's spread.
+
+    The spread is the interquartile range; a column with most values equal (IQR 0) uses its
+    1st-99th percentile range, and a constant one no scaling.
+    """
+    ref_q = np.asarray(ref_kll.get_quantiles(QUANTILES))  # type: ignore[attr-defined]
+    cur_q = np.asarray(cur_kll.get_quantiles(QUANTILES))  # type: ignore[attr-defined]
+    low, high = np.interp([0.25, 0.75], QUANTILES, ref_q)
+    spread = next((float(width) for width in (high - low, ref_q[-1] - ref_q[0]) if width > 0), 1.0)
+    return float(np.mean(np.abs(ref_q - cur_q)) / spread)
+
+
+def aligned(p: dict[str, float], q: dict[str, float]) -> tuple[np.ndarray, np.ndarray]:
+    """Two category-share tables as arrays over the union of their categories."""
+    keys = sorted(set(p) | set(q))
+    return np.array([p.get(k, 0.0) for k in keys]), np.array([q.get(k, 0.0) for k in keys])
 
 
 def ks_p_value(statistic: float, n: int, m: int) -> float:
@@ -142,10 +205,29 @@ def chi_square_p_value(ref: dict[str, float], cur: dict[str, float]) -> float:
     return float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
-def hellinger(p: dict[str, float], q: dict[str, float]) -> float:
+def hellinger(p: np.ndarray, q: np.ndarray) -> float:
     """Hellinger distance between two discrete distributions (0 = same, 1 = disjoint)."""
-    keys = set(p) | set(q)
-    if not keys:
-        return 0.0
-    gaps = [(np.sqrt(p.get(k, 0.0)) - np.sqrt(q.get(k, 0.0))) ** 2 for k in keys]
-    return float(np.sqrt(sum(gaps) / 2))
+    return float(np.sqrt(np.sum((np.sqrt(p) - np.sqrt(q)) ** 2) / 2))
+
+
+def psi(p: np.ndarray, q: np.ndarray) -> float:
+    """Population stability index: sum (q - p) ln(q / p), empty bins floored at ``SMOOTHING``.
+
+    Unbounded; the usual reading is < 0.1 stable, 0.1-0.25 a moderate shift, > 0.25 a major one.
+    """
+    p, q = np.maximum(p, SMOOTHING), np.maximum(q, SMOOTHING)
+    return float(np.sum((q - p) * np.log(q / p)))
+
+
+def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
+    """Jensen-Shannon distance in base 2: 0 for the same shares, 1 for disjoint ones."""
+    if p.sum() <= 0 or q.sum() <= 0:
+        return 0.0 if p.sum() == q.sum() else 1.0
+    return float(np.clip(scipy_distance.jensenshannon(p, q, base=2), 0.0, 1.0))
+
+
+BINNED: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "psi": psi,
+    "jensen_shannon": jensen_shannon,
+    "hellinger": hellinger,
+}

@@ -1,4 +1,7 @@
-"""Monitoring reports: every output written, and the HTML page opens with no network."""
+"""Monitoring reports: every output written, and the HTML page opens with no network.
+
+The page's screenshots are kept in ``reports/screenshots/`` (git-ignored), to look at.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +17,13 @@ import pandas as pd
 import pytest
 from matplotlib import image
 
+from {{ cookiecutter.package_name }} import config
 from {{ cookiecutter.package_name }}.monitoring import dashboards, health, monitor
 from monitored import Fitted, fit, replayed
 
 CAPTURED = Path(__file__).parent / "data" / "bentoml_metrics.txt"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+SCREENSHOTS = config.report_root(None) / "screenshots"
 BROWSER = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
 
 
@@ -90,11 +95,15 @@ def inked_share(pixels: np.ndarray) -> float:
     BROWSER is None, reason="no headless Chromium to render the page (apt-get install chromium)"
 )
 def test_write__html_page_renders_its_charts_offline(written: tuple, tmp_path: Path) -> None:
-    _, paths = written
+    comparison, paths = written
     bare = tmp_path / "without-images.html"
     bare.write_text(re.sub(r"<img [^>]*>", "", paths.html.read_text()))
     with_charts = inked_share(screenshot(paths.html, tmp_path / "page.png"))
     without = inked_share(screenshot(bare, tmp_path / "bare.png"))
+    verdict = "drift" if comparison.result.drift_detected else "no-drift"
+    kept = SCREENSHOTS / f"monitoring-report-{verdict}.png"
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp_path / "page.png", kept)  # kept before the verdict: a broken page is the one to see
     assert with_charts > 1.3 * without  # charts drew (1.8-3x measured; broken images give 1.0x), offline
 
 
@@ -107,7 +116,9 @@ def test_write__json_markdown_and_charts_agree(written: tuple) -> None:
     assert saved["health"]["requests"] == 32
     verdict = "DRIFT DETECTED" if result.drift_detected else "no drift"
     assert verdict in paths.markdown.read_text()
-    assert "| tenure_months | feature | numeric |" in paths.markdown.read_text()
+    assert "| tenure_months | feature | numeric | ks |" in paths.markdown.read_text()
+    assert "vs previous window" in paths.markdown.read_text()
+    assert {column["distance"] for column in saved["columns"]} <= {"ks", "hellinger"}
     names = {path.stem for path in paths.charts}
     assert {"overview", "prediction-timeline", "distribution-prediction"} <= names
     assert {f"distribution-{column}" for column in result.drifted_columns} <= names

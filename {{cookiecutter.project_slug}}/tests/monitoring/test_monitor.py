@@ -11,11 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from {{ cookiecutter.package_name }} import cli, profiling
 from {{ cookiecutter.package_name }}.config import compose
-from {{ cookiecutter.package_name }}.monitoring import columns, labels, monitor, replay, window
+from {{ cookiecutter.package_name }}.monitoring import columns, dashboards, labels, monitor, replay, window
 from {{ cookiecutter.package_name }}.profiling import ProfileError
 from {{ cookiecutter.package_name }}.simulation import make_customers
 from monitored import Fitted, configure, fit, replayed
@@ -324,6 +326,111 @@ def test_monitor__too_few_labels_are_shown_never_judged(tmp_path: Path, fitted: 
     assert any("too few labels to judge" in line for line in result.diagnosis[1])
 
 
+@pytest.mark.parametrize(
+    ("role", "distance", "own", "expected"),
+    [
+        # role         distance named     column's own   threshold used
+        ("feature", None, None, "drift_threshold"),
+        ("prediction", None, None, "outcome_threshold"),
+        ("feature", "ks", None, "drift_threshold"),
+        ("feature", "psi", None, "psi"),
+        ("prediction", "jensen_shannon", None, "jensen_shannon"),
+        ("feature", "wasserstein", 0.5, "own"),
+        ("prediction", None, 0.5, "own"),
+    ],
+)
+def test_thresholds__own_then_the_distances_then_the_roles(
+    role: str, distance: str | None, own: float | None, expected: str
+) -> None:
+    overrides = [
+        "monitoring.drift_threshold=0.11",
+        "monitoring.outcome_threshold=0.07",
+        "monitoring.distance_thresholds={psi: 0.2, jensen_shannon: 0.12, wasserstein: 0.3}",
+        *([f"+monitoring.column_distances.x={distance}"] if distance else []),
+        *([f"+monitoring.column_thresholds.x={own}"] if own is not None else []),
+    ]
+    cfg = compose(overrides).monitoring
+    named = {
+        "drift_threshold": 0.11, "outcome_threshold": 0.07, "own": own,
+        "psi": 0.2, "jensen_shannon": 0.12, "wasserstein": 0.3,
+    }  # fmt: skip
+    assert columns.thresholds(cfg, {"x": role}) == {"x": named[expected]}
+
+
+def test_compare_columns__each_column_is_measured_with_its_configured_distance(sample: pd.DataFrame) -> None:
+    cfg = compose(["+monitoring.column_distances={monthly_charges: wasserstein, contract: psi}"])
+    roles = {"monthly_charges": "feature", "contract": "feature", "tenure_months": "feature"}
+    shifted = make_customers(800, seed=5, shift="covariate")
+    found = columns.compare_columns(
+        cfg.monitoring, profiling.profile(sample), profiling.profile(shifted), roles
+    )
+    by_name = {c.column: c for c in found}
+    assert {name: c.distance for name, c in by_name.items()} == {
+        "monthly_charges": "wasserstein",
+        "contract": "psi",
+        "tenure_months": "ks",
+    }
+    assert by_name["monthly_charges"].threshold == cfg.monitoring.distance_thresholds["wasserstein"]  # type: ignore[index]
+    assert by_name["monthly_charges"].drifted
+    assert "(wasserstein, p=" in " ".join(by_name["monthly_charges"].alerts)
+
+
+@pytest.mark.parametrize("shift", ["none", "covariate"])
+def test_monitor__steady_traffic_does_not_jump_from_one_window_to_the_next(
+    results: dict[str, monitor.Comparison], shift: str
+) -> None:
+    # Every replayed window carries the same regime: far from the reference or not, no jump.
+    scored = [c for c in results[shift].result.columns if c.role != "label"]
+    assert all(c.vs_previous is not None for c in scored)
+    assert not any(c.moved_since_previous for c in scored)
+
+
+def test_monitor__a_sudden_change_shows_against_the_previous_window(tmp_path: Path, fitted: Fitted) -> None:
+    # Two windows of fresh traffic, then one of the covariate-shifted regime: against the window
+    # before it, the last one jumped in exactly the columns the shift moves.
+    cfg = configure(tmp_path, fitted.folder, "monitoring.rollups=false")
+    profiles = Path(cfg.monitoring.profile_dir)
+    first = datetime.now(UTC) - timedelta(minutes=30)
+    for minute, shift in enumerate(["none", "none", "covariate"]):
+        frame = make_customers(600, seed=40 + minute, shift=shift)[list(fitted.model.feature_names_in_)]
+        stem = f"{first + timedelta(minutes=minute):%Y%m%dT%H%M%S}-host-1-{minute:05d}"
+        profiling.write(profiling.profile(frame), profiles / profiling.profile_name(stem, "web-app"))
+    scored = {c.column: c for c in monitor.monitor(cfg).result.columns}
+    jumped = {name for name, c in scored.items() if c.moved_since_previous}
+    assert jumped >= {"tenure_months", "monthly_charges"}
+    assert jumped <= FEATURES_MOVED_BY_COVARIATE_SHIFT | {"total_charges"}
+    assert scored["tenure_months"].vs_previous > scored["tenure_months"].threshold  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("groups", "error"),
+    [
+        # (predicted probability, rows, of which positive)   expected calibration error
+        ([(0.8, 1000, 800)], 0.0),
+        ([(0.8, 1000, 600)], 0.2),  # its 0.8s come true 60 % of the time
+        ([(0.2, 500, 100), (0.9, 500, 400)], 0.05),  # half the rows 0.1 off
+        ([(0.05, 300, 0), (1.0, 100, 100)], 0.0375),  # 1.0 falls in the last bin
+    ],
+)
+def test_reliability__expected_calibration_error_is_the_row_weighted_gap(
+    groups: list[tuple[float, int, int]], error: float
+) -> None:
+    probability = np.concatenate([np.full(rows, p) for p, rows, _ in groups])
+    positive = np.concatenate([np.arange(rows) < hits for _, rows, hits in groups])
+    calibration = labels.reliability(positive, probability, "yes")
+    assert calibration.expected_error == pytest.approx(error, abs=1e-4)
+    assert [b.count for b in calibration.bins] == [rows for _, rows, _ in groups]
+
+
+@given(st.lists(st.tuples(st.floats(0.0, 1.0), st.booleans()), min_size=1, max_size=200))
+def test_reliability__bins_hold_every_row_and_their_own_probabilities(rows: list[tuple[float, bool]]) -> None:
+    probability, positive = np.array([p for p, _ in rows]), np.array([hit for _, hit in rows])
+    calibration = labels.reliability(positive, probability, "yes")
+    assert sum(b.count for b in calibration.bins) == len(rows)
+    assert all(b.low - 1e-9 <= b.mean_predicted <= b.high + 1e-9 for b in calibration.bins)
+    assert 0.0 <= calibration.expected_error <= 1.0
+
+
 def test_monitor__the_diagnosis_names_its_evidence(results: dict[str, monitor.Comparison]) -> None:
     kind, evidence = results["covariate"].result.diagnosis
     assert kind == "covariate drift"
@@ -398,6 +505,12 @@ def test_monitor__logged_confidence_gives_roc_auc_and_an_estimate_before_labels(
     assert "accuracy estimated from the model's confidence 0.800" in result.labels.line()
     assert result.performance is not None
     assert 0.0 <= result.performance.metrics["roc_auc"] <= 1.0
+    calibration = result.performance.calibration
+    assert calibration is not None
+    assert calibration.positive_class == "yes"
+    assert {(b.low, b.mean_predicted) for b in calibration.bins} <= {(0.2, 0.2), (0.8, 0.8)}
+    assert sum(b.count for b in calibration.bins) == result.performance.labelled
+    assert "Calibration of P(yes): expected calibration error" in dashboards.markdown(result)
     (Path(cfg.monitoring.labels_path)).unlink()  # before any label: the estimate is all there is
     unlabelled = monitor.monitor(cfg).result
     assert unlabelled.performance is None

@@ -21,6 +21,7 @@ class ColumnReport:
     column: str
     role: str
     kind: str
+    distance: str
     statistic: float
     threshold: float
     p_value: float
@@ -32,6 +33,8 @@ class ColumnReport:
     new_categories: dict[str, float] = field(default_factory=dict)
     out_of_range: float = 0.0
     alerts: list[str] = field(default_factory=list)
+    vs_previous: float | None = None
+    moved_since_previous: bool = False
 
 
 Range = tuple[float | None, float | None]
@@ -81,7 +84,7 @@ def check_column(
     if found.drifted:
         alerts.append(
             f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f}"
-            f" ({found.kind}, p={found.p_value:.1e})"
+            f" ({found.distance}, p={found.p_value:.1e})"
         )
     if missing_cur - missing_ref > cfg.max_missing_increase:
         alerts.append(f"{found.column}: missing values {missing_ref:.1%} -> {missing_cur:.1%}")
@@ -99,6 +102,7 @@ def check_column(
         found.column,
         role,
         found.kind,
+        found.distance,
         round(found.statistic, 4),
         found.threshold,
         float(f"{found.p_value:.3g}"),
@@ -127,10 +131,10 @@ def compare_columns(
     ``drift_alpha`` bounds the chance of any false alarm in a window. ``ranges`` are the data
     contract's expected ``[min, max]`` per column.
     """
-    outcomes = {name: cfg.outcome_threshold for name, role in roles.items() if role != "feature"}
-    thresholds = outcomes | cfg.column_thresholds
-    threshold, alpha = cfg.drift_threshold, cfg.drift_alpha / 2
-    found = drift.compare(reference, current, list(roles), threshold, thresholds, alpha=alpha)
+    found = drift.compare(
+        reference, current, list(roles), cfg.drift_threshold, thresholds(cfg, roles),
+        alpha=cfg.drift_alpha / 2, distances=cfg.column_distances,
+    )  # fmt: skip
     expected = ranges or {}
     return [
         check_column(
@@ -138,3 +142,19 @@ def compare_columns(
         )
         for item in found
     ]
+
+
+def thresholds(cfg: MonitoringConfig, roles: dict[str, str]) -> dict[str, float]:
+    """Each column's threshold: its own, else its configured distance's, else its role's.
+
+    ``drift_threshold`` is tuned for KS and ``outcome_threshold`` for Hellinger; a column measured
+    with another distance reads on that distance's scale, so it takes ``distance_thresholds``.
+    """
+    found = {}
+    for name, role in roles.items():
+        limit = cfg.drift_threshold if role == "feature" else cfg.outcome_threshold
+        distance = cfg.column_distances.get(name)
+        if distance is not None:
+            limit = cfg.distance_thresholds.get(distance, limit)
+        found[name] = cfg.column_thresholds.get(name, limit)
+    return found

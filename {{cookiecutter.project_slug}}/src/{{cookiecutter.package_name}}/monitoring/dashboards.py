@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from io import BytesIO
@@ -31,6 +32,7 @@ from .. import reports
 from ..config import resolve
 from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
 from .columns import ColumnReport
+from .labels import Calibration
 from .monitor import Comparison, MonitorResult
 from .window import UNVERSIONED
 
@@ -81,7 +83,8 @@ def overview_chart(result: MonitorResult) -> Figure:
     axis.barh(names, [c.statistic for c in columns], color=colors)
     axis.scatter([c.threshold for c in columns], names, marker="|", s=200, color="black", label="threshold")
     axis.invert_yaxis()
-    axis.set(xlim=(0, 1), xlabel="KS (numeric) / Hellinger (categorical)", title="Drift score by column")
+    axis.set(xlim=(0, _top(c.statistic for c in columns)), xlabel="distance (the table names each column's)")
+    axis.set(title="Drift score by column")
     axis.legend(loc="lower right")
     figure.tight_layout()
     return figure
@@ -171,11 +174,17 @@ def trend_chart(timeline: list[dict[str, Any]], columns: list[ColumnReport]) -> 
         (line,) = axis.plot(times, values, marker=".", label=column.column)
         axis.axhline(column.threshold, color=line.get_color(), linestyle=":", linewidth=1)
     _time_axis(axis)
-    axis.set(ylim=(0, 1), ylabel="KS / Hellinger", title="Drift score over time (dotted: each threshold)")
+    peaks = [peak[c.column] for c in scored]
+    axis.set(ylim=(0, _top(peaks)), ylabel="distance", title="Drift score over time (dotted: each threshold)")
     if axis.get_legend_handles_labels()[0]:
         axis.legend(fontsize="small", ncol=2)
     figure.tight_layout()
     return figure
+
+
+def _top(values: Iterable[float]) -> float:
+    """The score axis's end: 1 for the bounded distances, further when PSI or Wasserstein exceed it."""
+    return max(1.0, 1.05 * max(values, default=0.0))
 
 
 def charts(comparison: Comparison) -> dict[str, Figure]:
@@ -209,15 +218,17 @@ def sections(result: MonitorResult) -> list[Section]:
                 "column",
                 "role",
                 "kind",
+                "distance",
                 "score",
                 "threshold",
                 "p-value",
+                "vs previous window",
                 "missing (ref -> now)",
                 "type",
                 "status",
             ],
             [_column_row(c) for c in result.columns],
-            verdict_column=8,
+            verdict_column=10,
         )
     )
     if result.performance:
@@ -234,6 +245,8 @@ def sections(result: MonitorResult) -> list[Section]:
                 rows,
             )
         )
+    if result.performance and result.performance.calibration:
+        found.append(_calibration(result.performance.calibration))
     if result.performance and result.performance.by_version:
         metric = result.performance.judged_metric
         rows = [
@@ -249,6 +262,19 @@ def sections(result: MonitorResult) -> list[Section]:
     return found
 
 
+def _calibration(calibration: Calibration) -> Section:
+    """The reliability table: per tenth of predicted probability, what came true, and the ECE."""
+    rows = [
+        [f"{b.low:.1f} - {b.high:.1f}", f"{b.mean_predicted:.3f}", f"{b.observed_rate:.3f}", str(b.count)]
+        for b in calibration.bins
+    ]
+    title = (
+        f"Calibration of P({calibration.positive_class}): "
+        f"expected calibration error {calibration.expected_error:.3f}"
+    )
+    return Section(title, ["predicted", "mean predicted", "observed rate", "labelled"], rows)
+
+
 def _column_row(column: ColumnReport) -> list[str]:
     """One table row per column; the status names what is wrong, if anything."""
     status = "; ".join(alert.split(": ", 1)[1] for alert in column.alerts) or "ok"
@@ -262,13 +288,22 @@ def _column_row(column: ColumnReport) -> list[str]:
         column.column,
         column.role,
         column.kind,
+        column.distance,
         f"{column.statistic:.3f}",
         f"{column.threshold:.2f}",
         f"{column.p_value:.1e}",
+        _since_previous(column),
         missing,
         types,
         status,
     ]
+
+
+def _since_previous(column: ColumnReport) -> str:
+    """The latest bucket's distance from the one before, marked when that jump alone is beyond noise."""
+    if column.vs_previous is None:
+        return "-"
+    return f"{column.vs_previous:.3f}" + (" (jumped)" if column.moved_since_previous else "")
 
 
 def _health_rows(result: MonitorResult) -> list[list[str]]:

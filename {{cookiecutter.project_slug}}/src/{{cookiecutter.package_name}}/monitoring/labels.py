@@ -1,4 +1,4 @@
-"""Late labels: logged predictions joined to ground truth, the realised metric and the label mix."""
+"""Late labels: logged predictions joined to ground truth, the realised metric, calibration, the label mix."""
 
 from __future__ import annotations
 
@@ -20,8 +20,34 @@ from .columns import ColumnReport, compare_columns
 from .window import LOG_SUFFIXES, UNVERSIONED, window_files
 
 BOOTSTRAP_SAMPLES = 200
+CALIBRATION_BINS = 10
 MIX_FREE = "balanced_accuracy"
 """The classifier metric a change of class mix alone does not move (mean per-class recall)."""
+
+
+@dataclass(frozen=True)
+class ReliabilityBin:
+    """Labelled rows whose predicted probability fell in ``[low, high)``: predicted versus observed."""
+
+    low: float
+    high: float
+    mean_predicted: float
+    observed_rate: float
+    count: int
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How far a two-class model's logged probabilities are from the rates that came true.
+
+    A model can keep its accuracy while its probabilities drift (its 0.8s come true 60 % of the
+    time), which misleads anything that thresholds or prices on them. ``expected_error`` is the
+    row-weighted mean gap between predicted and observed over the bins (0 = calibrated).
+    """
+
+    positive_class: str
+    expected_error: float
+    bins: list[ReliabilityBin]
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,7 @@ class Performance:
     enough_labels: bool = True
     judged_metric: str = ""
     by_version: dict[str, dict[str, float]] = field(default_factory=dict)
+    calibration: Calibration | None = None
 
 
 def read_logs(paths: list[Path]) -> pd.DataFrame:
@@ -104,19 +131,60 @@ def bootstrap_interval(
     return round(float(low), 4), round(float(high), 4)
 
 
-def binary_roc_auc(joined: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """ROC AUC on labelled traffic for a two-class model that logged its confidence.
+def positive_probability(joined: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
+    """The second class's probability per labelled row, for a two-class model that logged its confidence.
 
-    The probability of the second class is the confidence when it was predicted, else one minus
-    it; with more classes the logged confidence does not give every class's probability.
+    It is the confidence when that class was predicted, else one minus it; with more classes the
+    logged confidence does not give every class's probability (None then, and without confidence).
     """
     if CONFIDENCE_COLUMN not in joined or joined[CONFIDENCE_COLUMN].isna().any():
-        return {}
+        return None
     if len(set(truth.tolist())) != 2 or max(truth.max(), predicted.max()) > 1:
-        return {}
+        return None
     confidence = joined[CONFIDENCE_COLUMN].to_numpy(dtype=float)
-    second = np.where(predicted == 1, confidence, 1.0 - confidence)
-    return {"roc_auc": round(float(roc_auc_score(truth == 1, second)), 4)}
+    return np.where(predicted == 1, confidence, 1.0 - confidence)
+
+
+def binary_roc_auc(truth: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
+    """ROC AUC of the second class's probability on labelled traffic (empty without probabilities)."""
+    if probability is None:
+        return {}
+    return {"roc_auc": round(float(roc_auc_score(truth == 1, probability)), 4)}
+
+
+def reliability(positive: np.ndarray, probability: np.ndarray, positive_class: str) -> Calibration:
+    """Observed positive rate against mean predicted probability in tenths of probability, and the ECE.
+
+    Empty bins are left out; 1.0 falls in the last bin.
+    """
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    exact = np.round(probability, 9)  # 1 - 0.8 is 0.19999...: it belongs with the 0.2s
+    index = np.clip(np.digitize(exact, edges[1:-1]), 0, CALIBRATION_BINS - 1)
+    bins = [
+        _reliability_bin(edges[b], edges[b + 1], positive[index == b], probability[index == b])
+        for b in range(CALIBRATION_BINS)
+        if (index == b).any()
+    ]
+    gaps = sum(abs(b.mean_predicted - b.observed_rate) * b.count for b in bins)
+    return Calibration(positive_class, round(gaps / max(len(probability), 1), 4), bins)
+
+
+def _reliability_bin(
+    low: float, high: float, positive: np.ndarray, probability: np.ndarray
+) -> ReliabilityBin:
+    """One bin's bounds, mean predicted probability, observed positive rate and rows."""
+    return ReliabilityBin(
+        round(float(low), 2),
+        round(float(high), 2),
+        round(float(probability.mean()), 4),
+        round(float(positive.mean()), 4),
+        len(probability),
+    )
+
+
+def second_class(joined: pd.DataFrame, target: str) -> str:
+    """The class whose probability the calibration reports: the second in sorted order, as coded."""
+    return sorted(set(joined[target].astype(str)) | set(joined[PREDICTION].astype(str)))[1]
 
 
 def by_version(task: str, joined: pd.DataFrame, target: str, metric: str) -> dict[str, dict[str, float]]:
@@ -155,7 +223,8 @@ def assess_labels(
     """Realised versus training metric (concept drift) and the label mix versus training (label shift)."""
     target, meta, task = str(reference.meta["target"]), reference.meta, str(reference.meta["task"])
     truth, predicted = outcomes(task, joined, target)
-    metrics = metrics_of(task, truth, predicted) | binary_roc_auc(joined, truth, predicted)
+    probability = positive_probability(joined, truth, predicted) if task != evaluation.REGRESSION else None
+    metrics = metrics_of(task, truth, predicted) | binary_roc_auc(truth, probability)
     training = {name: float(value) for name, value in meta.get("metrics", {}).items()}
     primary = str(meta.get("primary_metric", cfg.training.primary_metric))
     judged = MIX_FREE if MIX_FREE in training and MIX_FREE in metrics else primary
@@ -169,6 +238,7 @@ def assess_labels(
     performance = Performance(
         len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged,
         by_version(task, joined, target, judged),
+        None if probability is None else reliability(truth == 1, probability, second_class(joined, target)),
     )  # fmt: skip
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 

@@ -5,6 +5,7 @@ The service writes one whylogs profile per window per worker (features plus ``pr
 column by column with the training reference (:mod:`..reference`): distribution drift, missing
 values, types and unseen categories (:mod:`.columns`), the prediction mix, and, once ground-truth
 labels arrive, the label mix and the realised metric against the training metric (:mod:`.labels`).
+The latest time bucket is also held against the one before it (:func:`since_previous`).
 :mod:`.dashboards` draws the result, :mod:`.health` reads the service's metrics.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from ..profiling import DatasetProfileView, ProfileError
 from ..reference import PREDICTION, REFERENCE_PROFILE, Reference
 from ..serving import packaging
 from . import rollup
-from .columns import ColumnReport, compare_columns
+from .columns import ColumnReport, compare_columns, thresholds
 from .health import Health
 from .labels import Coverage, Performance, assess_labels, labelled_window
 from .window import future_files, load_window, prediction_point, window_bounds, window_files
@@ -210,6 +211,7 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         )
     roles = {name: "feature" for name in reference.features} | {PREDICTION: "prediction"}
     columns = compare_columns(cfg.monitoring, reference.view, current, roles, contract_ranges(cfg))
+    columns = since_previous(loaded.buckets, columns, cfg.monitoring)
     present = set(current.get_columns())
     result = MonitorResult(
         generated_at=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -250,11 +252,42 @@ def trend(
     columns = [*reference.features, PREDICTION]
     points = []
     for when, view in sorted(buckets.items()):
-        scores = drift.compare(reference.view, view, columns, cfg.drift_threshold)
+        scores = drift.compare(
+            reference.view, view, columns, cfg.drift_threshold, distances=cfg.column_distances
+        )
         point = prediction_point(when, view)
         point["scores"] = {found.column: round(found.statistic, 4) for found in scores}
         points.append(point)
     return points
+
+
+def since_previous(
+    buckets: dict[datetime, DatasetProfileView], columns: list[ColumnReport], cfg: MonitoringConfig
+) -> list[ColumnReport]:
+    """The columns with the latest bucket's distance from the bucket before it (window over window).
+
+    Against the reference, a column that moved days ago and one that jumped in the last hour look
+    alike; against the previous bucket, only the jump shows. Measured with each column's distance,
+    threshold and test, from the two buckets' profiles; shown, not alerted on, since the window
+    against the reference is what decides.
+    """
+    if len(buckets) < 2:
+        return columns
+    previous, latest = (buckets[when] for when in sorted(buckets)[-2:])
+    roles = {column.column: column.role for column in columns if column.role != "label"}
+    found = drift.compare(
+        previous, latest, list(roles), cfg.drift_threshold, thresholds(cfg, roles),
+        alpha=cfg.drift_alpha / 2, distances=cfg.column_distances,
+    )  # fmt: skip
+    moves = {item.column: item for item in found}
+    return [_with_move(column, moves.get(column.column)) for column in columns]
+
+
+def _with_move(column: ColumnReport, move: drift.ColumnDrift | None) -> ColumnReport:
+    """The column report with its window-over-window distance and verdict, when it was measured."""
+    if move is None:
+        return column
+    return replace(column, vs_previous=round(move.statistic, 4), moved_since_previous=move.drifted)
 
 
 def contract_ranges(cfg: Config) -> dict[str, tuple[float | None, float | None]]:
