@@ -84,7 +84,7 @@ class Report:
         """A Markdown table: one row per check, numbers inline."""
         verdict = "PASSED" if self.passed else "FAILED"
         lines = [
-            f"## Checks: {self.environment} ({self.target}) {verdict}",
+            f"## Checks: {self.environment}, {self.target}: {verdict}",
             "",
             f"Service: `{self.url}`",
             "",

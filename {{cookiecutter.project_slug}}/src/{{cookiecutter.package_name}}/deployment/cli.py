@@ -103,7 +103,9 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
             print(f"  {path}: {served} (model v{release.model_version}) on {current.idle}, now live")
     outcome = promoter(cfg, args.environment).apply()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
-    print(f"  {outcome.status}: live={outcome.live} weights={outcome.weights}; report: {path}")
+    print(
+        f"  {outcome.status}: {outcome.live} live ({promotion.weights_text(outcome.weights)}); report: {path}"
+    )
     mirror_champion(cfg, args.environment, outcome.live)
     if not outcome.ok:
         record_served(cfg, args.environment)
@@ -114,7 +116,7 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     """Put traffic back on the previous color."""
     outcome = promoter(cfg, args.environment).rollback()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"rollback-{args.environment}")
-    print(f"  live={outcome.live} weights={outcome.weights}; report: {path}")
+    print(f"  {outcome.serving}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
     record_served(cfg, args.environment)
     return 0
@@ -252,7 +254,7 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
         target.wait_router_sees(color, backend=router.PREVIEW)
         port = desired.router.preview_port
     report = checks.Report(
-        args.environment, f"{color} ({release.bento})", f"http://127.0.0.1:{port}", bento=release.bento
+        args.environment, f"{color}, {release.bento}", f"http://127.0.0.1:{port}", bento=release.bento
     )
     checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
     json_path, _ = report.write(resolve(cfg.deploy.report_dir), args.environment)

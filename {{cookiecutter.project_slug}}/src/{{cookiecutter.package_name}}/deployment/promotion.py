@@ -80,6 +80,11 @@ class Outcome:
         """Whether the environment now matches its desired state."""
         return self.status in {"unchanged", "deployed", "promoted"}
 
+    @property
+    def serving(self) -> str:
+        """What serves now, in words: ``blue live (blue 100 %, green 0 %)``."""
+        return f"{self.live or 'no color'} live ({weights_text(self.weights)})"
+
     def write(self, directory: str | Path, name: str) -> Path:
         """Write the run's decisions and check results as JSON and Markdown."""
         target = Path(directory)
@@ -99,13 +104,18 @@ class Outcome:
         lines = [
             f"## {name}: {self.status}",
             "",
-            f"Live color: `{self.live}`, weights {self.weights}",
+            f"Now: {self.serving}",
             "",
             reports.table(["step", "outcome", "detail"], steps),
         ]
-        body = "\n".join(lines) + "\n" + "".join("\n" + report.markdown() for report in self.reports)
-        (target / f"{name}.md").write_text(body)
+        # Each gated color's checks are a report of their own beside this one (<env>-<color>.md).
+        (target / f"{name}.md").write_text("\n".join(lines) + "\n")
         return target / f"{name}.json"
+
+
+def weights_text(weights: Weights) -> str:
+    """Traffic shares as a reader says them: ``blue 90 %, green 10 %``."""
+    return ", ".join(f"{color} {weights.get(color, 0)} %" for color in COLORS)
 
 
 def weight_steps(current: Weights, desired: Weights, canary: tuple[int, ...]) -> list[Weights]:
@@ -253,7 +263,7 @@ class Promoter:
         self.target.wait_router_sees(color, backend=router.PREVIEW)
         port = self.desired.router.preview_port
         report = checks.Report(
-            self.target.environment, f"{color} ({self.desired.colors[color]})", f"http://127.0.0.1:{port}"
+            self.target.environment, f"{color}, {self.desired.colors[color]}", f"http://127.0.0.1:{port}"
         )
         checks.run_all(
             port,
@@ -282,7 +292,7 @@ class Promoter:
         for color in [c for c in COLORS if self.desired.traffic[c] > 0]:
             self.target.wait_router_sees(color)
         for weights in steps:
-            self._set(actual, weights, "switch", f"{weights}")
+            self._set(actual, weights, "switch", weights_text(weights))
             if self.on_switch:
                 self.on_switch(weights)
             gaining = max(COLORS, key=lambda c: weights[c] - before.get(c, 0))
@@ -325,7 +335,8 @@ class Promoter:
         self.target.save(actual)
         if self.target.router_running(actual):  # failover follows the warm previous color
             self.target.api().set_fallback(actual.previous)
-        detail = f"live={actual.live} fallback={actual.previous} weights={actual.weights}"
+        serving = f"{actual.live or 'no color'} live, fallback {actual.previous or 'none'}"
+        detail = f"{serving}; {weights_text(actual.weights)}"
         self.journal.record("result", status, detail)
         return Outcome(
             status, actual.live, dict(actual.weights), list(self.journal.decisions), list(self.reports)
