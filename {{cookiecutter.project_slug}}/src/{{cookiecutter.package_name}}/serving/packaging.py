@@ -12,6 +12,7 @@ unless ``BENTOML_HOME`` says otherwise.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -147,6 +148,7 @@ def write_sbom(report_dir: str | Path) -> Path:
 def package(cfg: Config, alias: str | None = None) -> Packaged:
     """Import the model behind ``alias`` (default ``serving.model_alias``) and build the bento."""
     use_project_store()
+    logging.getLogger("bentoml.build").setLevel(logging.WARNING)  # at INFO it retells the pinned bentoml
     labels = model_labels(cfg, alias or cfg.serving.model_alias)
     model_tag = import_model(cfg.mlflow.model_name, labels)
     bento = bentoml.bentos.build(
