@@ -520,9 +520,9 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
     assert "Data validation: passed" in summary
     assert "Gate: PROMOTE" in summary
     assert "fresh sqlite file" in summary  # not a pretended first model
-    assert "xychart-beta" in summary
+    assert "No column is near its drift threshold" in summary  # a sentence, not a chart of near-zero bars
     assert "| f1_macro |" in summary or "| rmse |" in summary
-    assert assert_mermaid_parses(summary, mermaid_parser) >= 1
+    assert_mermaid_parses(summary, mermaid_parser)
     reports = hosted.artifact("pull-request-reports") / "reports"
     gate = json.loads((reports / "training" / "gate.json").read_text())
     assert gate["promote"] is True

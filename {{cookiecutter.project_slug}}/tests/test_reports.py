@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -57,7 +58,7 @@ def test_render__no_reports_says_so(tmp_path: Path) -> None:
     assert "No stage reports" in page
 
 
-def test_render__validation_and_training_sections_with_charts(tmp_path: Path) -> None:
+def test_render__validation_and_training_sections(tmp_path: Path) -> None:
     write(tmp_path, "validation/validation.json", VALIDATION)
     write(tmp_path, "training/train.json", TRAIN)
     write(tmp_path, "training/gate.json", GATE)
@@ -71,10 +72,11 @@ def test_render__validation_and_training_sections_with_charts(tmp_path: Path) ->
     assert "| model version | v2 | v3 |  |" in page
     assert "| f1_macro (same held-out rows) | 0.79 | 0.81 | +0.0200 (margin 0) |" in page
     assert "| git_commit | f00 |" in page
-    assert page.count("xychart-beta") == 2
+    assert "the closest, tenure, is at 16.0%." in page  # 0.04 of 0.25: no chart of it
+    assert "xychart-beta" not in page  # nor of the gate: the table's change is the number that decides
 
 
-def test_render__gate_without_champion_has_no_chart_and_says_so(tmp_path: Path) -> None:
+def test_render__gate_without_champion_says_so(tmp_path: Path) -> None:
     write(
         tmp_path,
         "training/gate.json",
@@ -85,7 +87,6 @@ def test_render__gate_without_champion_has_no_chart_and_says_so(tmp_path: Path) 
 
     assert "| model version | — | v3 |  |" in page
     assert "no live model yet" in page
-    assert page.count("xychart-beta") == 0  # one bar would say nothing the number does not
 
 
 def test_render__junit_counts(tmp_path: Path) -> None:
@@ -169,6 +170,77 @@ def test_render__percentiles_inside_check_records_are_charted(tmp_path: Path) ->
 
     assert 'title "latency percentiles"' in page
     assert 'x-axis ["p50_ms", "p95_ms"]' in page
+
+
+def chart_labels(page: str) -> list[list[str]]:
+    """The category labels of each Mermaid chart on a page, in order."""
+    return [json.loads(f"[{found}]") for found in re.findall(r"^    x-axis \[(.*)\]$", page, re.MULTILINE)]
+
+
+def drift_rows(statistics: list[float], threshold: float = 0.1) -> list[dict[str, object]]:
+    """Validation drift rows, one column per statistic, named ``column_0``, ``column_1``..."""
+    return [
+        {
+            "column": f"column_{i}",
+            "kind": "ks",
+            "statistic": s,
+            "threshold": threshold,
+            "drifted": s > threshold,
+        }
+        for i, s in enumerate(statistics)
+    ]
+
+
+def test_render__a_wide_drift_table_charts_only_the_columns_nearest_their_threshold(tmp_path: Path) -> None:
+    statistics = [0.001 * i for i in range(30)]  # column_29 is nearest: 145% of its threshold
+    write(tmp_path, "validation/validation.json", VALIDATION | {"drift": drift_rows(statistics, 0.02)})
+
+    page = reports.render(tmp_path)
+
+    assert chart_labels(page) == [[f"column_{i}" for i in range(29, 21, -1)]]  # nearest first
+    assert all(f"| column_{i} | ks |" in page for i in range(30))  # the table keeps every column
+    assert "(8 nearest of 30 columns)" in page
+    assert "    bar [145, 140, 135, 130, 125, 120, 115, 110]" in page  # % of each column's threshold
+    assert "    line [100, 100, 100, 100, 100, 100, 100, 100]" in page  # the threshold itself
+    assert "xychart-beta horizontal" in page  # one label a row: none overlap at any count
+
+
+def test_drift_chart__ranks_columns_by_their_own_threshold_not_by_raw_distance() -> None:
+    rows = [
+        {"column": "contract", "statistic": 0.12, "threshold": 0.3},  # 40% of its threshold
+        {"column": "tenure", "statistic": 0.06, "threshold": 0.1},  # 60%: nearer, though smaller
+        {"column": "region", "statistic": None, "threshold": 0.3},  # undefined (NaN in the JSON)
+    ]
+
+    chart = reports.drift_chart("Drift", rows) or ""
+
+    assert chart_labels(chart) == [["tenure", "contract"]]
+    assert "    bar [60, 40]" in chart
+
+
+def test_drift_chart__nothing_to_chart_without_numbers() -> None:
+    assert reports.drift_chart("Drift", [{"column": "a", "statistic": None, "threshold": 0.1}]) is None
+
+
+def test_short_labels__long_names_are_cut_in_the_middle_and_stay_distinct() -> None:
+    names = ["monthly_charges_mean_2023", "monthly_charges_mean_2024", "monthly_charges_mean_2024", "tenure"]
+
+    labels = reports.short_labels(names)
+
+    assert labels == ["monthly_charg…n_2023", "monthly_charg…n_2024", "monthly_charg…n_2 #2", "tenure"]
+    assert all(len(label) <= reports.LABEL_CHARS for label in labels)
+    assert len(set(labels)) == len(labels)  # Mermaid draws equal labels as one bar
+
+
+def test_render__no_chart_names_more_than_chart_bars_labels(tmp_path: Path) -> None:
+    latency = {f"p{n}": float(n) for n in range(10, 99, 8)}  # twelve percentiles
+    write(tmp_path, "staging/load.json", {"latency_ms": latency})
+    write(tmp_path, "monitoring/drift.json", {"columns": drift_rows([0.05 * i for i in range(20)])})
+
+    charts = chart_labels(reports.render(tmp_path))
+
+    assert len(charts) == 2
+    assert all(len(labels) <= reports.CHART_BARS for labels in charts)
 
 
 def test_render__unreadable_report_is_skipped(tmp_path: Path) -> None:

@@ -28,6 +28,9 @@ DRIFTED = {True: "⚠️ yes", False: "no"}  # not pass/fail marks: drift is a s
 KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
 LINT = "lint"  # ruff's JSON and mypy's JUnit XML (`nox -s lint typecheck`): read by lint_section
 LINT_ROWS = 20  # findings listed on the page; the rest are counted
+CHART_BARS = 8  # bars one chart draws, the largest; its table lists every row
+CHART_FROM = 0.5  # a drift chart is drawn once some column reaches this share of its threshold
+LABEL_CHARS = 20  # longer chart labels are cut in the middle, so the bars keep the width
 MYPY_LINE = re.compile(r"^(?P<where>[^:\s]+:\d+): error: (?P<message>.*?)(?:  \[(?P<code>[\w-]+)\])?$")
 SBOM = ".cdx.json"  # CycloneDX software bill of materials
 FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
@@ -73,23 +76,49 @@ def bar_chart(
     title: str,
     labels: Sequence[str],
     bars: Sequence[float],
-    y_label: str,
-    line: Sequence[float] | None = None,
+    axis: str,
+    threshold: float | None = None,
 ) -> str:
-    """A Mermaid ``xychart-beta`` bar chart, optionally with a line (a threshold or a baseline)."""
-    quoted = ", ".join(json.dumps(_label(label)) for label in labels)
-    top = max([*bars, *(line or []), 0.0]) * 1.1 or 1.0
+    """A Mermaid ``xychart-beta`` horizontal bar chart of the first ``CHART_BARS`` bars.
+
+    Horizontal, so that each label has a row of its own: under upright bars, ten column names
+    overlap into one unreadable strip at the 1012 px of a job summary. Callers put the bars that
+    matter first and keep every row in a table. ``threshold`` is drawn as a line across the bars.
+    """
+    shown = [float(value) for value in bars[:CHART_BARS]]
+    quoted = ", ".join(json.dumps(label, ensure_ascii=False) for label in short_labels(labels[:CHART_BARS]))
+    top = max([*shown, threshold or 0.0, 0.0]) * 1.1 or 1.0
     chart = [
         "```mermaid",
-        "xychart-beta",
-        f"    title {json.dumps(_label(title))}",
+        "---",  # the height follows the bars, so three bars are not drawn half a page tall
+        f"config: {json.dumps({'xyChart': {'height': 100 + 40 * len(shown)}})}",
+        "---",
+        "xychart-beta horizontal",
+        f"    title {json.dumps(_label(title), ensure_ascii=False)}",
         f"    x-axis [{quoted}]",
-        f"    y-axis {json.dumps(_label(y_label))} 0 --> {top:.4g}",
-        f"    bar [{', '.join(f'{v:.4g}' for v in bars)}]",
+        f"    y-axis {json.dumps(_label(axis), ensure_ascii=False)} 0 --> {top:.4g}",
+        f"    bar [{', '.join(f'{v:.4g}' for v in shown)}]",
     ]
-    if line is not None:
-        chart.append(f"    line [{', '.join(f'{v:.4g}' for v in line)}]")
+    if threshold is not None:
+        chart.append(f"    line [{', '.join(f'{threshold:.4g}' for _ in shown)}]")
     return "\n".join([*chart, "```"])
+
+
+def short_labels(labels: Sequence[str]) -> list[str]:
+    """Labels of at most ``LABEL_CHARS``, still distinct: Mermaid draws equal labels as one bar.
+
+    A long name is cut in the middle, as its start and its end (``_2024``, ``_ratio``) are what
+    tell similar columns apart.
+    """
+    found: list[str] = []
+    for text in map(_label, labels):
+        label = short = text if len(text) <= LABEL_CHARS else f"{text[: LABEL_CHARS - 7]}…{text[-6:]}"
+        copies = 1
+        while label in found:
+            copies += 1
+            label = f"{short[: LABEL_CHARS - len(str(copies)) - 2]} #{copies}"
+        found.append(label)
+    return found
 
 
 def _label(text: str) -> str:
@@ -107,7 +136,8 @@ def validation_section(report: Json) -> str:
         )
     if drift := report.get("drift"):
         parts.append(drift_table(drift))
-        parts.append(drift_chart("Drift against the reference profile", drift))
+        if chart := drift_chart("Drift against the reference profile", drift):
+            parts.append(chart)
     return "\n\n".join(parts)
 
 
@@ -129,16 +159,39 @@ def drift_table(rows: Sequence[Json]) -> str:
     )
 
 
-def drift_chart(title: str, rows: Sequence[Json]) -> str:
-    """Distance per column as bars, the threshold as a line."""
-    labels = [str(d.get("column")) for d in rows]
-    return bar_chart(
-        title,
-        labels,
-        [float(d["statistic"]) for d in rows],
-        "distance",
-        [float(d["threshold"]) for d in rows],
+def drift_chart(title: str, rows: Sequence[Json]) -> str | None:
+    """The columns nearest their thresholds as bars, in % of each one's threshold, which is a line.
+
+    Thresholds differ by column, so each distance is drawn as a share of its own. While every
+    column stays under ``CHART_FROM`` of its threshold, bars near zero would only repeat the
+    table's "drifted" column: one sentence names the closest column instead. None when no row
+    has both numbers.
+    """
+    shares = sorted(
+        ((share, str(d.get("column"))) for d in rows if (share := threshold_share(d)) is not None),
+        key=lambda found: (-found[0], found[1]),
     )
+    if not shares:
+        return None
+    closest, column = shares[0]
+    if closest < CHART_FROM:
+        return f"No column is near its drift threshold: the closest, {_quote(column)}, is at {closest:.1%}."
+    more = f" ({CHART_BARS} nearest of {len(shares)} columns)" if len(shares) > CHART_BARS else ""
+    return bar_chart(
+        f"{title}{more}",
+        [name for _, name in shares],
+        [100 * share for share, _ in shares],
+        "% of the column's threshold",
+        threshold=100.0,
+    )
+
+
+def threshold_share(row: Json) -> float | None:
+    """A drift row's distance over its threshold, or None where either is not a number."""
+    statistic, threshold = _score(row.get("statistic")), _score(row.get("threshold"))
+    if statistic is None or threshold is None or threshold <= 0:
+        return None
+    return statistic / threshold
 
 
 def training_section(train: Json | None, gate: Json | None) -> str:
@@ -213,9 +266,8 @@ def gate_section(gate: Json) -> str:
         [f"{metric} (same held-out rows)", live, proposed, f"{change} (margin {fmt(gate.get('margin'))})"],
     ]
     parts = [f"#### Gate: {verdict}", _quote(str(gate.get("reason")))]
+    # No chart: two bars from zero hide the one number that decides, the change, which the table states.
     parts.append(table(["", "live (champion)", "proposed (candidate)", "change"], rows))
-    if live is not None and proposed is not None:  # one bar says nothing a number does not
-        parts.append(bar_chart(f"{metric}: live vs proposed", ["live", "proposed"], [live, proposed], metric))
     return "\n\n".join(parts)
 
 
@@ -329,8 +381,10 @@ def generic_section(title: str, payload: object) -> str:
             f"**{name}**\n\n"
             + table(list(records[0]), ([meaning(k, r.get(k)) for k in records[0]] for r in records))
         )
-        if all("statistic" in r and "threshold" in r for r in records):
-            parts.append(drift_chart(f"{name}: distance per column", records))
+        if all("statistic" in r and "threshold" in r for r in records) and (
+            chart := drift_chart(f"{name}: drift per column", records)
+        ):
+            parts.append(chart)
     for name, percentiles in percentile_maps(payload):
         labels, values = list(percentiles), [float(v) for v in percentiles.values()]
         parts.append(bar_chart(f"{name} percentiles", labels, values, "ms"))
