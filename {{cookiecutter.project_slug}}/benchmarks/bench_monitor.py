@@ -7,9 +7,11 @@ reference profile. The prediction column is the simulated outcome, not a model's
 scoring is the service's cost, not monitoring's. Budget: 1,000,000 rows in under 30 s.
 
 ``nox -s bench-monitor -- week``: 40,320 profiles (7 days x 1,440 minutes x 4 workers, 20 rows
-each) as the service names them. It times rolling up one finished hour (240 profiles, the work a
-run adds per hour of traffic) and then a monitor run over the whole week in steady state: 167
-hours read from their roll-ups, the current hour from its profiles. Budget: 30 s and 1 GB.
+each) and as many prediction logs, as the service names them, with a label for every id. It
+times rolling up one finished hour (240 profiles and 240 prediction logs, the work a run adds
+per hour of traffic) and then a monitor run over the whole week in steady state, label join
+included: 167 hours read from their roll-ups, the current hour from its files. Budget: 30 s and
+1 GB.
 """
 
 from __future__ import annotations
@@ -150,18 +152,23 @@ WEEK_BUDGET_MB = 1024.0
 
 
 def write_week(cfg: Config, folder: Path, now: datetime) -> int:
-    """One hour of distinct minute profiles, linked under every hour of the week; files written.
+    """One hour of distinct minute profiles and prediction logs, linked under every hour of the week.
 
-    Links, not copies: each hour holds the same bytes, and writing 40,320 profiles would take
-    longer than the run being measured. The last hour is the current, unfinished one.
+    Links, not copies: each hour holds the same bytes, and writing 80,640 files would take
+    longer than the run being measured. The last hour is the current, unfinished one. Every id
+    gets a label. Returns the profiles written (as many prediction logs).
     """
-    frame = traffic(cfg, 60 * WORKERS * ROWS_PER_FILE).drop(columns=[cfg.data.id_column, cfg.data.target])
+    frame = traffic(cfg, 60 * WORKERS * ROWS_PER_FILE)
+    frame[[cfg.data.id_column, cfg.data.target]].to_csv(cfg.monitoring.labels_path, index=False)
     first = (now - timedelta(hours=WEEK_HOURS - 1)).replace(minute=0, second=0, microsecond=0)
     template = folder / "hour"
     template.mkdir()
     for index in range(60 * WORKERS):
         rows = frame.iloc[index * ROWS_PER_FILE : (index + 1) * ROWS_PER_FILE]
-        profiling.write(profiling.profile(rows), template / f"{index:04d}.bin")
+        features = rows.drop(columns=[cfg.data.id_column, cfg.data.target])
+        profiling.write(profiling.profile(features), template / f"{index:04d}.bin")
+        logged = rows[[cfg.data.id_column, PREDICTION]].assign(client="web-app", model_version="")
+        logged.to_parquet(template / f"{index:04d}.parquet", index=False)
     profiles = Path(cfg.monitoring.profile_dir)
     profiles.mkdir(parents=True)
     for hour in range(WEEK_HOURS):
@@ -170,11 +177,15 @@ def write_week(cfg: Config, folder: Path, now: datetime) -> int:
             minute, worker = divmod(index, WORKERS)
             stem = f"{start + timedelta(minutes=minute):{profiling.STAMP}}-host-{worker}-{index:05d}"
             os.link(template / f"{index:04d}.bin", profiles / profiling.profile_name(stem, "web-app"))
+            os.link(template / f"{index:04d}.parquet", profiles / f"{stem}{rollup.PREDICTIONS}")
     return WEEK_HOURS * 60 * WORKERS
 
 
-def roll_week(cfg: Config, folder: Path, now: datetime) -> float:
-    """Roll up the first hour for real (timed), then link its roll-up under every finished hour."""
+def roll_week(cfg: Config, folder: Path, now: datetime) -> tuple[float, float]:
+    """Roll up the first hour for real (timed), then link its roll-ups under every finished hour.
+
+    Returns the seconds the profiles took and the seconds the prediction logs took.
+    """
     profiles = Path(cfg.monitoring.profile_dir)
     first = min(profiling.stamp_time(name) for name in os.listdir(profiles))
     one_hour = folder / "one-hour"
@@ -183,11 +194,13 @@ def roll_week(cfg: Config, folder: Path, now: datetime) -> float:
         if profiling.stamp_time(name) < first + rollup.HOUR:  # type: ignore[operator]
             os.link(profiles / name, one_hour / name)
     (written, _), seconds = timed(lambda: next(iter(rollup.roll_up(one_hour, now, folder).items())))
-    assert written is not None
+    (logs, _), logs_s = timed(lambda: next(iter(rollup.roll_up_predictions(one_hour, now, folder).items())))
+    assert rollup.rolled_files(written) == rollup.rolled_files(logs) == 60 * WORKERS
     for hour in range(WEEK_HOURS - 1):
         start = first + timedelta(hours=hour)  # type: ignore[operator]
         os.link(one_hour / written, profiles / rollup.rollup_name(start, 60 * WORKERS, "web-app"))
-    return seconds
+        os.link(one_hour / logs, profiles / rollup.predictions_rollup_name(start, 60 * WORKERS))
+    return seconds, logs_s
 
 
 def week() -> None:
@@ -199,28 +212,31 @@ def week() -> None:
         cfg.monitoring.window_hours = float(WEEK_HOURS)
         write_reference(cfg, folder / "reference")
         files = write_week(cfg, folder, now)
-        rollup_s = roll_week(cfg, folder, now)
+        rollup_s, logs_s = roll_week(cfg, folder, now)
         cpu_started = time.process_time()
         comparison, monitor_s = timed(lambda: monitor.monitor(cfg, now=now))
         cpu_s = time.process_time() - cpu_started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = comparison.result
     verdict = "within" if monitor_s < BUDGET_S and peak_mb < WEEK_BUDGET_MB else "OVER"
+    labelled = result.performance.labelled if result.performance else 0
     header = [
-        "profiles",
+        "profiles + logs",
         "rows",
+        "labelled ids",
         "read from",
-        "roll up 1 hour (s)",
+        "roll up 1 hour: profiles, logs (s)",
         "monitor week (s)",
         "CPU (s)",
         "peak MB",
         "budget",
     ]
     cells = [
-        files,
+        f"{files} + {files}",
         result.rows,
+        labelled,
         result.files,
-        round(rollup_s, 2),
+        f"{rollup_s:.2f}, {logs_s:.2f}",
         round(monitor_s, 2),
         round(cpu_s, 2),
         round(peak_mb),

@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
+from sklearn.metrics import roc_auc_score
 
 from {{ cookiecutter.package_name }} import cli, profiling
 from {{ cookiecutter.package_name }}.config import compose
@@ -220,13 +221,17 @@ def test_monitor__unreadable_files_are_skipped_and_named(tmp_path: Path, fitted:
         (tmp_path / "profiles" / f"{stamp}-host-9-{name}.bin").write_bytes(content)
     truncated = next((tmp_path / "profiles").glob("*.bin")).read_bytes()
     (tmp_path / "profiles" / f"{stamp}-host-9-truncated.bin").write_bytes(truncated[: len(truncated) // 2])
+    log = next((tmp_path / "profiles").glob("*.predictions.parquet")).read_bytes()
+    torn_log = f"{stamp}-host-9-torn.predictions.parquet"
+    (tmp_path / "profiles" / torn_log).write_bytes(log[: len(log) // 2])
     cfg = configure(tmp_path, fitted.folder)
     result = monitor.monitor(cfg).result
     assert sorted(result.unreadable_files) == sorted(
-        f"{stamp}-host-9-{name}.bin" for name in [*BROKEN_FILES, "truncated"]
+        [*(f"{stamp}-host-9-{name}.bin" for name in [*BROKEN_FILES, "truncated"]), torn_log]
     )
     assert result.rows == good.rows  # every readable row still counted
-    assert f"profiles: {len(BROKEN_FILES) + 1} unreadable files skipped" in result.alerts
+    assert result.labels.predictions == good.labels.predictions  # and every readable prediction
+    assert f"profiles: {len(BROKEN_FILES) + 2} unreadable files skipped" in result.alerts
     strict = configure(tmp_path, fitted.folder, "monitoring.fail_on_unreadable=true")
     with pytest.raises(ProfileError, match="4 unreadable profiles"):
         monitor.monitor(strict)
@@ -515,3 +520,132 @@ def test_monitor__logged_confidence_gives_roc_auc_and_an_estimate_before_labels(
     unlabelled = monitor.monitor(cfg).result
     assert unlabelled.performance is None
     assert unlabelled.labels.estimated_accuracy == sure
+
+
+def logged_scores(truth: list[str], probabilities: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    """Labelled rows as the join leaves them: label, prediction and each class's logged probability."""
+    frame = pd.DataFrame(
+        {"label": truth, "prediction": np.asarray(classes)[probabilities.argmax(axis=1)].tolist()}
+    )
+    columns = {f"proba__{name}": probabilities[:, i].astype(np.float32) for i, name in enumerate(classes)}
+    return frame.assign(**columns)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(3, 12), st.integers(0, 150))
+def test_roc_auc__more_than_two_classes_is_sklearns_macro_one_versus_rest(
+    seed: int, classes: int, extra_rows: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    names = [str(number) for number in range(1, classes + 1)]  # the model's order: 1, 2, ..., 10, 11
+    truth = [names[i] for i in [*range(classes), *rng.integers(0, classes, extra_rows)]]  # every class
+    joined = logged_scores(truth, rng.dirichlet(np.ones(classes), len(truth)), names)
+    found, why = labels.roc_auc(joined, "label", labels.positive_probability(joined, "label"))
+    scores = joined[[f"proba__{name}" for name in names]].to_numpy(dtype=float)
+    per_class = [roc_auc_score(np.asarray(truth) == name, scores[:, i]) for i, name in enumerate(names)]
+    assert why == ""
+    assert found["roc_auc"] == pytest.approx(np.mean(per_class), abs=5e-5)  # macro: each class alike
+    ordered = sorted(names)  # scikit-learn's own multi-class path wants its labels sorted
+    reordered = scores[:, [names.index(name) for name in ordered]]
+    ovr = roc_auc_score(truth, reordered, multi_class="ovr", labels=ordered)
+    assert found["roc_auc"] == pytest.approx(ovr, abs=5e-5)
+
+
+def test_roc_auc__two_classes_rank_by_the_positive_class_probability() -> None:
+    rng = np.random.default_rng(5)
+    yes = rng.uniform(size=300)
+    truth = np.where(rng.uniform(size=300) < yes, "yes", "no").tolist()
+    joined = logged_scores(truth, np.column_stack([1 - yes, yes]), ["no", "yes"])
+    positive = labels.positive_probability(joined, "label")
+    assert positive is not None
+    assert positive.label == "yes"
+    found, why = labels.roc_auc(joined, "label", positive)
+    expected = roc_auc_score(np.asarray(truth) == "yes", yes.astype(np.float32))
+    assert (found["roc_auc"], why) == (pytest.approx(expected, abs=5e-5), "")
+
+
+THREE = ["a", "b", "c"]
+EVEN = np.full((6, 3), 1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("joined", "why"),
+    [
+        (
+            pd.DataFrame({"label": THREE * 2, "prediction": THREE * 2, "confidence": 0.7}),
+            "the logs carry no class probabilities",
+        ),
+        (
+            logged_scores(THREE * 2, EVEN, THREE).assign(proba__a=[np.nan, *[1 / 3] * 5]),
+            "1 of 6 labelled rows were logged without every class's probability",
+        ),
+        (
+            logged_scores([*THREE, "a", "b", "d"], EVEN, THREE),
+            "labels ['d'] are not classes the model scored",
+        ),
+        (logged_scores(["a", "b"] * 3, EVEN, THREE), "no label of class ['c'] yet"),
+        (logged_scores(["a"] * 6, EVEN[:, :2] * 1.5, ["a", "b"]), "every label is 'a'"),
+    ],
+    ids=[
+        "old-log-confidence-only",
+        "rows-without-probabilities",
+        "unknown-label",
+        "class-never-labelled",
+        "one-outcome",
+    ],
+)
+def test_roc_auc__absent_says_why(joined: pd.DataFrame, why: str) -> None:
+    found, reason = labels.roc_auc(joined, "label", labels.positive_probability(joined, "label"))
+    assert found == {}
+    assert reason.startswith(why)
+
+
+def test_read_logs__a_torn_log_is_skipped_and_named(tmp_path: Path) -> None:
+    good, torn = tmp_path / "a.predictions.parquet", tmp_path / "b.predictions.parquet"
+    pd.DataFrame({"customer_id": ["C1", "C2"], "prediction": ["no", "yes"]}).to_parquet(good)
+    torn.write_bytes(good.read_bytes()[:40])
+    logs, unreadable = labels.read_logs([good, torn])
+    assert logs["customer_id"].tolist() == ["C1", "C2"]
+    assert list(unreadable) == [torn.name]
+    assert "cannot be read as parquet" in unreadable[torn.name]
+
+
+def test_monitor__logs_without_class_probabilities_show_roc_auc_absent_and_why(
+    results: dict[str, monitor.Comparison],
+) -> None:
+    """The replay logs predictions only, as a service before class probabilities were logged."""
+    result = results["none"].result
+    assert result.performance is not None
+    if not CLASSIFICATION:
+        assert result.performance.roc_auc_absent == ""
+        return
+    assert "roc_auc" not in result.performance.metrics
+    assert result.performance.roc_auc_absent == labels.NO_PROBABILITIES
+    assert result.to_dict()["performance"]["roc_auc_absent"] == labels.NO_PROBABILITIES
+    assert f"| not measured: {labels.NO_PROBABILITIES} |" in dashboards.markdown(result)
+    assert "not measured: the logs carry no class probabilities" in dashboards.page(result, {})
+
+
+@pytest.mark.skipif(not CLASSIFICATION, reason="class probabilities are a classifier's")
+def test_monitor__logged_class_probabilities_give_roc_auc_and_calibration(
+    tmp_path: Path, fitted: Fitted
+) -> None:
+    cfg = configure(tmp_path, fitted.folder)
+    folder = Path(cfg.monitoring.prediction_log_dir)
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    rng = np.random.default_rng(1)
+    for path in folder.glob("*.predictions.parquet"):  # as a service logging probabilities writes them
+        logs = pd.read_parquet(path)
+        noisy = np.where(logs["prediction"] == "yes", 0.7, 0.3) + rng.uniform(-0.2, 0.2, len(logs))
+        yes = noisy.astype(np.float32)
+        logs.assign(proba__no=1 - yes, proba__yes=yes).to_parquet(path)
+    result = monitor.monitor(cfg).result
+    assert result.performance is not None
+    assert result.performance.roc_auc_absent == ""
+    logs = pd.concat(pd.read_parquet(path) for path in folder.glob("*.predictions.parquet"))
+    truth = pd.read_csv(cfg.monitoring.labels_path)
+    joined = logs.merge(truth, on=cfg.data.id_column)
+    expected = roc_auc_score(joined[cfg.data.target] == "yes", joined["proba__yes"])
+    assert result.performance.metrics["roc_auc"] == pytest.approx(expected, abs=5e-5)
+    assert result.performance.calibration is not None
+    assert result.performance.calibration.positive_class == "yes"
+    assert f"| roc_auc | {result.performance.training['roc_auc']:.3f} |" in dashboards.markdown(result)

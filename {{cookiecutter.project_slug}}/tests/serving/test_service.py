@@ -280,12 +280,16 @@ def test_service__profiles_hold_exactly_the_rows_served(served: Served) -> None:
     assert sum(profiling.row_count(profiling.read(path)) for path in profiles) == served.rows_answered
     ids = pd.concat(pd.read_parquet(path) for path in served.profile_dir.glob("*.predictions.parquet"))
     assert len(ids) == served.rows_answered
-    confidence = {"confidence"} if served.cfg.task == "classification" else set()
+    probabilities = [column for column in ids.columns if column.startswith("proba__")]  # one per class
+    confidence = {"confidence", *probabilities} if served.cfg.task == "classification" else set()
     logged = {served.cfg.data.id_column, "prediction", "client", "model_version", "served_at"}
     assert set(ids.columns) == logged | confidence
     assert ids["model_version"].nunique() == 1  # the version this service loaded, on every row
     if confidence:
+        assert len(probabilities) == 2  # the sample's two classes
         assert ids["confidence"].between(0.5, 1.0).all()  # the top class of two: at least half
+        assert (ids[probabilities].sum(axis=1) - 1).abs().max() < 1e-6  # every class's probability
+        assert (ids[probabilities].max(axis=1) - ids["confidence"]).abs().max() < 1e-6
     filed: Counter[str] = Counter()
     for path in profiles:
         filed[str(profiling.client_of(path.name))] += profiling.row_count(profiling.read(path))

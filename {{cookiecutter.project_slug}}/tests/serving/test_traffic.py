@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
@@ -122,12 +123,28 @@ def test_traffic__files_and_predictions_name_the_model_version(tmp_path: Path) -
     assert set(ids["model_version"]) == {"7"}
 
 
-def test_traffic__confidence_is_logged_beside_the_prediction_not_profiled(tmp_path: Path) -> None:
-    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id")
+def test_traffic__every_class_probability_is_logged_beside_the_prediction_not_profiled(
+    tmp_path: Path,
+) -> None:
+    classes = ["bronze", "gold", "silver"]
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id", classes=classes)
     frame, predictions = batch(0, 3)
-    profiler.record(frame, predictions, confidence=[0.9, 0.6, 0.75])
+    probabilities = np.array([[0.1, 0.9, 0.0], [0.6, 0.3, 0.1], [0.2, 0.05, 0.75]])
+    profiler.record(frame.iloc[:2], predictions[:2], probabilities=probabilities[:2])
+    profiler.record(frame.iloc[2:], predictions[2:], probabilities=probabilities[2:])
     path = profiler.flush()
     assert path is not None
-    assert "confidence" not in profiling.read(path).get_columns()
+    columns = [f"proba__{label}" for label in classes]
+    assert not {"confidence", *columns} & set(profiling.read(path).get_columns())
     ids = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
-    assert ids["confidence"].tolist() == [0.9, 0.6, 0.75]
+    assert ids["confidence"].tolist() == [0.9, 0.6, 0.75]  # the top class's probability
+    assert (ids[columns].dtypes == np.float32).all()  # half the bytes; 7 digits rank and bin alike
+    np.testing.assert_allclose(ids[columns].to_numpy(), probabilities, atol=1e-7)
+
+
+def test_traffic__a_regressor_logs_no_probabilities(tmp_path: Path) -> None:
+    profiler = TrafficProfiler(str(tmp_path), id_column="customer_id")
+    profiler.record(*batch(0, 3))
+    profiler.flush()
+    ids = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
+    assert not [column for column in ids.columns if column == "confidence" or column.startswith("proba__")]

@@ -238,6 +238,9 @@ def sections(result: MonitorResult) -> list[Section]:
             [n, _num(perf.training.get(n)), _num(v), _interval(perf.interval) if n == primary else "-"]
             for n, v in perf.metrics.items()
         ]
+        if perf.roc_auc_absent:
+            absent = f"not measured: {perf.roc_auc_absent}"
+            rows.append(["roc_auc", _num(perf.training.get("roc_auc")), absent, "-"])
         found.append(
             Section(
                 f"Performance: {result.labels.line()}",

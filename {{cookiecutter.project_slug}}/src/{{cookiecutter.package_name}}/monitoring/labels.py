@@ -15,7 +15,13 @@ from ..config import Config, resolve
 from ..data import DataError, load_table
 from ..profiling import DatasetProfileView
 from ..reference import PREDICTION, Reference
-from ..serving.traffic import CLIENT_COLUMN, CONFIDENCE_COLUMN, VERSION_COLUMN
+from ..serving.traffic import (
+    CLIENT_COLUMN,
+    CONFIDENCE_COLUMN,
+    PROBABILITY_PREFIX,
+    VERSION_COLUMN,
+    probability_column,
+)
 from .columns import ColumnReport, compare_columns
 from .window import LOG_SUFFIXES, UNVERSIONED, window_files
 
@@ -72,14 +78,39 @@ class Performance:
     judged_metric: str = ""
     by_version: dict[str, dict[str, float]] = field(default_factory=dict)
     calibration: Calibration | None = None
+    roc_auc_absent: str = ""
+    """Why a classifier's ROC AUC is not in ``metrics`` (empty when it is, and for regression)."""
 
 
-def read_logs(paths: list[Path]) -> pd.DataFrame:
-    """Concatenate prediction logs (CSV, Parquet or the JSON lines of ``bentoml.monitor``)."""
-    frames = [
-        pd.read_json(path, lines=True) if path.suffix == ".jsonl" else load_table(path) for path in paths
-    ]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def read_log(path: Path) -> pd.DataFrame:
+    """One prediction log (CSV, Parquet or the JSON lines of ``bentoml.monitor``)."""
+    if path.suffix != ".jsonl":
+        return load_table(path)
+    try:
+        return pd.read_json(path, lines=True)
+    except ValueError as error:
+        raise DataError(f"{path}: cannot be read as JSON lines ({error})") from None
+
+
+def read_logs(paths: list[Path]) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Concatenated prediction logs, and the files that could not be read, named with the reason.
+
+    A torn or empty file is skipped, as an unreadable profile is: one bad file never costs the
+    labelled metric of the whole window.
+    """
+    frames, unreadable = [], {}
+    for path in paths:
+        try:
+            frames.append(read_log(path))
+        except DataError as error:
+            unreadable[path.name] = str(error).split(": ", 1)[-1]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), unreadable
+
+
+def logged_classes(frame: pd.DataFrame) -> list[str]:
+    """The classes whose probability the logs carry (``proba__<class>`` columns), in logged order."""
+    names = [str(column) for column in frame.columns]
+    return [name.removeprefix(PROBABILITY_PREFIX) for name in names if name.startswith(PROBABILITY_PREFIX)]
 
 
 def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: str) -> pd.DataFrame:
@@ -92,7 +123,8 @@ def join_labels(cfg: Config, logs: pd.DataFrame, labels: pd.DataFrame, target: s
         missing = [column for column in needed if column not in frame.columns]
         if missing:
             raise DataError(f"{name}: missing columns {missing}; it needs {needed}")
-    kept = [key, PREDICTION, *(column for column in (VERSION_COLUMN, CONFIDENCE_COLUMN) if column in logs)]
+    scores = [VERSION_COLUMN, CONFIDENCE_COLUMN, *map(probability_column, logged_classes(logs))]
+    kept = [key, PREDICTION, *(column for column in scores if column in logs)]
     latest = logs.drop_duplicates(subset=[key], keep="last")[kept]
     return latest.merge(labels.drop_duplicates(subset=[key], keep="last")[[key, target]], on=key, how="inner")
 
@@ -111,7 +143,7 @@ def outcomes(task: str, joined: pd.DataFrame, target: str) -> tuple[np.ndarray, 
 
 
 def metrics_of(task: str, truth: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """The task's metrics from labels alone (ROC AUC, which needs probabilities: :func:`binary_roc_auc`)."""
+    """The task's metrics from labels alone (ROC AUC, which needs probabilities: :func:`roc_auc`)."""
     if task == evaluation.REGRESSION:
         return evaluation.regression_metrics(truth, predicted)
     classes: list[object] = list(range(int(max(truth.max(initial=0), predicted.max(initial=0))) + 1))
@@ -131,25 +163,78 @@ def bootstrap_interval(
     return round(float(low), 4), round(float(high), 4)
 
 
-def positive_probability(joined: pd.DataFrame, truth: np.ndarray, predicted: np.ndarray) -> np.ndarray | None:
-    """The second class's probability per labelled row, for a two-class model that logged its confidence.
+@dataclass(frozen=True)
+class Positive:
+    """A two-class model's positive (second) class and its probability on each labelled row."""
 
-    It is the confidence when that class was predicted, else one minus it; with more classes the
-    logged confidence does not give every class's probability (None then, and without confidence).
+    label: str
+    probability: np.ndarray
+
+
+def positive_probability(joined: pd.DataFrame, target: str) -> Positive | None:
+    """The second class's probability per labelled row, for a two-class model that logged it.
+
+    Read from its ``proba__<class>`` column; logs written before those columns existed give it
+    from the confidence (the confidence when that class was predicted, else one minus it). None
+    with more classes, or when some row has neither.
     """
+    classes = logged_classes(joined)
+    if classes:
+        columns = [probability_column(label) for label in classes]
+        if len(classes) != 2 or joined[columns].isna().any(axis=None):
+            return None
+        return Positive(classes[1], joined[columns[1]].to_numpy(dtype=float))
     if CONFIDENCE_COLUMN not in joined or joined[CONFIDENCE_COLUMN].isna().any():
         return None
-    if len(set(truth.tolist())) != 2 or max(truth.max(), predicted.max()) > 1:
+    seen = sorted(set(joined[target].astype(str)) | set(joined[PREDICTION].astype(str)))
+    if len(seen) != 2:
         return None
     confidence = joined[CONFIDENCE_COLUMN].to_numpy(dtype=float)
-    return np.where(predicted == 1, confidence, 1.0 - confidence)
+    predicted = joined[PREDICTION].astype(str).to_numpy() == seen[1]
+    return Positive(seen[1], np.where(predicted, confidence, 1.0 - confidence))
 
 
-def binary_roc_auc(truth: np.ndarray, probability: np.ndarray | None) -> dict[str, float]:
-    """ROC AUC of the second class's probability on labelled traffic (empty without probabilities)."""
-    if probability is None:
-        return {}
-    return {"roc_auc": round(float(roc_auc_score(truth == 1, probability)), 4)}
+NO_PROBABILITIES = (
+    "the logs carry no class probabilities (written before the service logged them, "
+    "or only the top class's confidence of a model with more than two classes)"
+)
+
+
+def roc_auc(joined: pd.DataFrame, target: str, positive: Positive | None) -> tuple[dict[str, float], str]:
+    """ROC AUC on labelled traffic as training measures it (:mod:`..evaluation`), or why there is none.
+
+    Two classes: the AUC of the positive class's probability. More: the macro one-versus-rest
+    AUC over every logged class's probability, which needs every class among the labels.
+    """
+    truth = joined[target].astype(str).to_numpy()
+    if positive is not None:
+        if len(set(truth.tolist())) < 2:
+            return {}, f"every label is {truth[0]!r}: ROC AUC needs both outcomes among the labels"
+        return {"roc_auc": round(float(roc_auc_score(truth == positive.label, positive.probability)), 4)}, ""
+    classes = sorted(logged_classes(joined))  # scikit-learn wants the labels in sorted order
+    if not classes:
+        return {}, NO_PROBABILITIES
+    probabilities = joined[[probability_column(label) for label in classes]]
+    why = _multiclass_gap(truth, probabilities, classes)
+    if why:
+        return {}, why
+    score = roc_auc_score(truth, probabilities.to_numpy(dtype=float), multi_class="ovr", labels=classes)
+    return {"roc_auc": round(float(score), 4)}, ""
+
+
+def _multiclass_gap(truth: np.ndarray, probabilities: pd.DataFrame, classes: list[str]) -> str:
+    """What keeps one-versus-rest ROC AUC from being measured on these rows ("" when nothing)."""
+    unscored = int(probabilities.isna().any(axis=1).sum())
+    if unscored:
+        return f"{unscored:,} of {len(truth):,} labelled rows were logged without every class's probability"
+    seen = set(truth.tolist())
+    unknown = sorted(seen - set(classes))
+    if unknown:
+        return f"labels {unknown} are not classes the model scored"
+    absent = [label for label in classes if label not in seen]
+    if absent:
+        return f"no label of class {absent} yet: one-versus-rest ROC AUC needs every class among the labels"
+    return ""
 
 
 def reliability(positive: np.ndarray, probability: np.ndarray, positive_class: str) -> Calibration:
@@ -182,9 +267,12 @@ def _reliability_bin(
     )
 
 
-def second_class(joined: pd.DataFrame, target: str) -> str:
-    """The class whose probability the calibration reports: the second in sorted order, as coded."""
-    return sorted(set(joined[target].astype(str)) | set(joined[PREDICTION].astype(str)))[1]
+def calibrated(joined: pd.DataFrame, target: str, positive: Positive | None) -> Calibration | None:
+    """The reliability of a two-class model's positive probability (None without one)."""
+    if positive is None:
+        return None
+    outcome = joined[target].astype(str).to_numpy() == positive.label
+    return reliability(outcome, positive.probability, positive.label)
 
 
 def by_version(task: str, joined: pd.DataFrame, target: str, metric: str) -> dict[str, dict[str, float]]:
@@ -223,8 +311,10 @@ def assess_labels(
     """Realised versus training metric (concept drift) and the label mix versus training (label shift)."""
     target, meta, task = str(reference.meta["target"]), reference.meta, str(reference.meta["task"])
     truth, predicted = outcomes(task, joined, target)
-    probability = positive_probability(joined, truth, predicted) if task != evaluation.REGRESSION else None
-    metrics = metrics_of(task, truth, predicted) | binary_roc_auc(truth, probability)
+    classifier = task != evaluation.REGRESSION
+    positive = positive_probability(joined, target) if classifier else None
+    auc, auc_absent = roc_auc(joined, target, positive) if classifier else ({}, "")
+    metrics = metrics_of(task, truth, predicted) | auc
     training = {name: float(value) for name, value in meta.get("metrics", {}).items()}
     primary = str(meta.get("primary_metric", cfg.training.primary_metric))
     judged = MIX_FREE if MIX_FREE in training and MIX_FREE in metrics else primary
@@ -237,24 +327,26 @@ def assess_labels(
     degraded = enough and beyond_allowed_drop(interval, trained, greater_is_better, allowed)
     performance = Performance(
         len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged,
-        by_version(task, joined, target, judged),
-        None if probability is None else reliability(truth == 1, probability, second_class(joined, target)),
+        by_version(task, joined, target, judged), calibrated(joined, target, positive), auc_absent,
     )  # fmt: skip
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
 
-def window_logs(cfg: Config, start: datetime, end: datetime, scratch: Path) -> pd.DataFrame:
-    """The window's logged predictions, the excluded clients' left out (empty when there are none).
+def window_logs(
+    cfg: Config, start: datetime, end: datetime, scratch: Path
+) -> tuple[pd.DataFrame, dict[str, str]]:
+    """The window's logged predictions, the excluded clients' left out, and the unreadable files.
 
-    The checks' own requests reuse held-out ids: they must never be joined to labels.
+    The checks' own requests reuse held-out ids: they must never be joined to labels. A whole
+    hour with a current roll-up is read from it (:mod:`.rollup`).
     """
     log_dir = cfg.monitoring.prediction_log_dir
     if not store.is_remote(log_dir) and not store.local(log_dir).is_dir():
-        return pd.DataFrame()
-    logs = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
+        return pd.DataFrame(), {}
+    logs, unreadable = read_logs(window_files(log_dir, start, end, LOG_SUFFIXES, scratch))
     if CLIENT_COLUMN in logs:
         logs = logs[~logs[CLIENT_COLUMN].isin(cfg.monitoring.exclude_clients)]
-    return logs
+    return logs, unreadable
 
 
 @dataclass(frozen=True)
@@ -265,6 +357,8 @@ class Coverage:
     predictions: int = 0
     labelled: int = 0
     estimated_accuracy: float | None = None
+    unreadable: dict[str, str] = field(default_factory=dict)
+    """Prediction logs skipped because they could not be read, with the reason."""
 
     def line(self) -> str:
         """One sentence for the report."""
@@ -304,18 +398,19 @@ def labelled_window(
     log_dir = cfg.monitoring.prediction_log_dir
     if not cfg.data.id_column:
         return Coverage("data.id_column is not set, so predictions cannot be matched to labels"), None
-    logs = window_logs(cfg, start, end, scratch)
+    logs, unreadable = window_logs(cfg, start, end, scratch)
     if logs.empty:
-        return Coverage(f"no predictions logged in {log_dir} in the window"), None
+        return Coverage(f"no predictions logged in {log_dir} in the window", unreadable=unreadable), None
     estimate = estimated_accuracy(logs)
     if not labels_path.is_file():
-        return Coverage(f"{cfg.monitoring.labels_path} does not exist", len(logs), 0, estimate), None
+        missing = f"{cfg.monitoring.labels_path} does not exist"
+        return Coverage(missing, len(logs), 0, estimate, unreadable), None
     try:
         labels = load_table(labels_path)
     except DataError as error:
-        return Coverage(str(error), len(logs), 0, estimate), None
+        return Coverage(str(error), len(logs), 0, estimate, unreadable), None
     joined = join_labels(cfg, logs, labels, cfg.data.target)
     if joined.empty:
         unmatched = f"no id in {cfg.monitoring.labels_path} matches a logged prediction"
-        return Coverage(unmatched, len(logs), 0, estimate), None
-    return Coverage(LABELLED, len(logs), len(joined), estimate), joined
+        return Coverage(unmatched, len(logs), 0, estimate, unreadable), None
+    return Coverage(LABELLED, len(logs), len(joined), estimate, unreadable), joined

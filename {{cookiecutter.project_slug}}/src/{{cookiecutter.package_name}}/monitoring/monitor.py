@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .. import drift, profiling, reference, validation
+from .. import drift, profiling, reference, store, validation
 from ..config import Config, MonitoringConfig, resolve
 from ..data import DataError
 from ..deployment import state
@@ -189,11 +189,7 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     """:func:`monitor` with a folder for the window's files when they come from an object store."""
     reference = load_reference(cfg)
     start, end = window_bounds(cfg.monitoring, now)
-    rolled = (
-        rollup.roll_up(cfg.monitoring.profile_dir, now or datetime.now(UTC), scratch)
-        if cfg.monitoring.rollups
-        else {}
-    )
+    rolled = roll_up(cfg.monitoring, now or datetime.now(UTC), scratch) if cfg.monitoring.rollups else {}
     excluded = cfg.monitoring.exclude_clients
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch, exclude_clients=excluded)
     if not paths:
@@ -233,12 +229,22 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         health=health,
     )
     result.labels, joined = labelled_window(cfg, start, end, scratch)
+    result.unreadable_files |= result.labels.unreadable
     if joined is None:
         return Comparison(result, reference, current)
     labels_view = profiling.profile(joined[[str(reference.meta["target"])]])
     result.performance, label_columns = assess_labels(cfg, reference, joined, labels_view)
     result.columns = [*result.columns, *label_columns]
     return Comparison(result, reference, current, labels_view)
+
+
+def roll_up(cfg: MonitoringConfig, now: datetime, scratch: Path) -> dict[str, str]:
+    """Roll up the finished hours of profiles and, when the folder exists, of prediction logs."""
+    rolled = rollup.roll_up(cfg.profile_dir, now, scratch)
+    logs = cfg.prediction_log_dir
+    if store.is_remote(logs) or store.local(logs).is_dir():
+        rolled |= rollup.roll_up_predictions(logs, now, scratch)
+    return rolled
 
 
 def trend(

@@ -49,8 +49,8 @@ Profiles
     One whylogs profile per ``serving.profile_window_s``, process and client,
     ``<profile dir>/<UTC start>-<host>-<pid>-<seq>.model-<version>.client-<client>.bin`` (features +
     ``prediction``); the client is the router's ``X-Client`` (``direct`` without one). Beside them
-    ``.predictions.parquet`` with id, prediction, client, ``model_version`` and ``served_at``;
-    SIGTERM flushes the last window.
+    ``.predictions.parquet`` with id, prediction, client, ``model_version`` and ``served_at`` (a
+    classifier's also ``confidence`` and ``proba__<class>`` per class); SIGTERM flushes the last window.
 """
 
 import asyncio
@@ -206,6 +206,7 @@ class ModelService:
                 SETTINGS.profile_window_s,
                 SETTINGS.id_column,
                 model_version=SOURCE.lineage["model_version"],
+                classes=self.scorer.classes or (),
                 on_write=PROFILE_ROWS.inc,
                 on_failure=lambda _rows: PROFILE_FAILURES.inc(),
             )
@@ -247,8 +248,7 @@ class ModelService:
             for label, count in Counter(labels).items():
                 PREDICTED_ROWS.labels(predicted_class=str(label)).inc(count)
         if self.profiler is not None:
-            confidence = None if probabilities is None else probabilities.max(axis=1).tolist()
-            self.profiler.record(frame, labels, clients, confidence)
+            self.profiler.record(frame, labels, clients, probabilities)
         return self.scorer.answers(frame, labels, probabilities)
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]

@@ -8,9 +8,13 @@ per window and writes one binary profile per window, process and client. Files a
 and blue/green processes never overwrite each other (whylogs' rolling logger did, losing rows),
 monitoring can leave out clients by name (the router names each caller: see :mod:`..headers`)
 and count rows per model version. Next to each window's profiles, a ``.predictions.parquet``
-file keeps id, prediction, the classifier's confidence, client, model version and time per row,
-so late labels can be joined by id, the realised metric split by version, and accuracy estimated
-from confidence before any label arrives.
+file keeps id, prediction, client, model version and time per row and, for a classifier, its
+confidence (the top class's probability) and every class's probability (``proba__<class>``,
+float32), so late labels can be joined by id, the realised metric and ROC AUC computed (one
+versus rest for more than two classes), split by version, and accuracy estimated from confidence
+before any label arrives. One float column per class, not a list column: Parquet stores and
+compresses columns alike, pandas reads them with no unpacking, and logs written before the
+columns existed still read (the probabilities are simply absent).
 
 Guarantees, each tested: every recorded row ends up in exactly one profile (stop() flushes);
 a store that cannot be written never fails a request: the rows stay buffered for the next
@@ -35,6 +39,7 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .. import profiling, store
@@ -46,6 +51,7 @@ PREDICTION_COLUMN = "prediction"
 CLIENT_COLUMN = "client"
 VERSION_COLUMN = "model_version"
 CONFIDENCE_COLUMN = "confidence"
+PROBABILITY_PREFIX = "proba__"
 CLIENT_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,62}")
 UNKNOWN = "unknown"
 
@@ -78,16 +84,30 @@ class Served:
     frame: pd.DataFrame
     predictions: Sequence[Any]
     clients: Sequence[str]
-    confidence: Sequence[float] | None = None
+    probabilities: np.ndarray[Any, Any] | None = None
 
 
-def combine(served: list[Served]) -> pd.DataFrame:
-    """Many batches as one frame with ``prediction`` and ``client`` columns: one concat, two inserts."""
+def probability_column(label: object) -> str:
+    """The prediction log's column holding one class's probability: ``proba__<class>``."""
+    return f"{PROBABILITY_PREFIX}{label}"
+
+
+def combine(served: list[Served], classes: Sequence[Any] = ()) -> pd.DataFrame:
+    """Many batches as one frame with ``prediction`` and ``client`` columns: one concat, two inserts.
+
+    When every batch carries probabilities for ``classes``, the confidence and one column per
+    class are added; a window mixing batches with and without them logs neither (it never
+    happens within one service, whose model is fixed).
+    """
     batch = pd.concat([item.frame for item in served], ignore_index=True)
     batch[PREDICTION_COLUMN] = list(chain.from_iterable(item.predictions for item in served))
     batch[CLIENT_COLUMN] = list(chain.from_iterable(item.clients for item in served))
-    if all(item.confidence is not None for item in served):
-        batch[CONFIDENCE_COLUMN] = list(chain.from_iterable(item.confidence or () for item in served))
+    scored = [item.probabilities for item in served if item.probabilities is not None]
+    if classes and len(scored) == len(served):
+        probabilities = np.vstack(scored)
+        batch[CONFIDENCE_COLUMN] = probabilities.max(axis=1)
+        columns = [probability_column(label) for label in classes]
+        batch[columns] = probabilities.astype(np.float32)
     return batch
 
 
@@ -99,6 +119,7 @@ class TrafficProfiler:
     window_s: float = 60.0
     id_column: str | None = None
     model_version: str = ""
+    classes: Sequence[Any] = ()
     max_buffered_rows: int = 1_000_000
     on_write: Callable[[int], None] | None = None
     on_failure: Callable[[int], None] | None = None
@@ -116,15 +137,15 @@ class TrafficProfiler:
         frame: pd.DataFrame,
         predictions: Sequence[Any],
         clients: Sequence[str] = (),
-        confidence: Sequence[float] | None = None,
+        probabilities: np.ndarray[Any, Any] | None = None,
     ) -> None:
         """Keep a predicted batch (features and id; its predictions; who sent each row); O(1).
 
-        ``clients`` names each row's sender; without it every row is ``direct``. ``confidence`` is
-        a classifier's probability for the class it predicted, logged beside the prediction.
+        ``clients`` names each row's sender; without it every row is ``direct``. ``probabilities``
+        is a classifier's (rows x ``classes``), logged beside the prediction, never profiled.
         """
         with self._lock:
-            self._buffer.append(Served(frame, predictions, clients or [DIRECT] * len(frame), confidence))
+            self._buffer.append(Served(frame, predictions, clients or [DIRECT] * len(frame), probabilities))
             self._buffered_rows += len(frame)
             while self._buffered_rows > self.max_buffered_rows and len(self._buffer) > 1:
                 dropped = self._buffer.popleft()
@@ -158,7 +179,7 @@ class TrafficProfiler:
             served = self._take()
             if not served:
                 return None
-            batch = combine(served)
+            batch = combine(served, self.classes)
             try:
                 target = self._write(batch, window_start or datetime.now(UTC))
             except Exception as error:  # any store error: keep serving, count, retry next window
@@ -194,14 +215,15 @@ class TrafficProfiler:
         self._sequence += 1
         stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
         stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
-        unprofiled = [c for c in [self.id_column, CLIENT_COLUMN, CONFIDENCE_COLUMN] if c and c in batch]
+        scores = [CONFIDENCE_COLUMN, *(probability_column(label) for label in self.classes)]
+        unprofiled = [c for c in [self.id_column, CLIENT_COLUMN, *scores] if c and c in batch]
         written = ""
         for client, rows in batch.groupby(CLIENT_COLUMN, sort=True):
             view = profiling.profile(rows.drop(columns=unprofiled))
             name = profiling.profile_name(stem, str(client), self.model_version)
             written = store.put(self.directory, name, partial(profiling.write, view))
         if self.id_column and self.id_column in batch:
-            logged = [self.id_column, PREDICTION_COLUMN, CLIENT_COLUMN, CONFIDENCE_COLUMN]
+            logged = [self.id_column, PREDICTION_COLUMN, CLIENT_COLUMN, *scores]
             ids = batch[[column for column in logged if column in batch]].assign(
                 **{VERSION_COLUMN: self.model_version}, served_at=window_start.timestamp()
             )
