@@ -103,9 +103,7 @@ def apply(cfg: Config, args: argparse.Namespace) -> int:
             print(f"  {path}: {served} (model v{release.model_version}) on {current.idle}, now live")
     outcome = promoter(cfg, args.environment).apply()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"promotion-{args.environment}")
-    print(
-        f"  {outcome.status}: {outcome.live} live ({promotion.weights_text(outcome.weights)}); report: {path}"
-    )
+    print(f"  {outcome.status}: {outcome.serving}; report: {path}")
     mirror_champion(cfg, args.environment, outcome.live)
     if not outcome.ok:
         record_served(cfg, args.environment)
