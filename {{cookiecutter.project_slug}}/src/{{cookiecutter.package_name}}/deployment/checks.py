@@ -92,9 +92,10 @@ class Report:
             "|---|---|---|---|",
         ]
         for result in self.results:
-            numbers = ", ".join(f"{key}={_fmt(value)}" for key, value in result.numbers.items())
             mark = "pass" if result.passed else "**FAIL**"
-            lines.append(f"| {result.name} | {mark} | {numbers} | {result.detail.replace('|', '/')} |")
+            lines.append(
+                f"| {result.name} | {mark} | {numbers_text(result)} | {result.detail.replace('|', '/')} |"
+            )
         return "\n".join(lines) + "\n"
 
 
@@ -110,6 +111,11 @@ class Holdout:
 
 def _fmt(value: float | int | str) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def numbers_text(result: CheckResult) -> str:
+    """A check's numbers as ``key=value`` pairs, floats to four digits: the log's and the table's."""
+    return ", ".join(f"{key}={_fmt(value)}" for key, value in result.numbers.items())
 
 
 def request_body(rows: pd.DataFrame) -> dict[str, Any]:
@@ -395,7 +401,11 @@ def run_all(
     for step in steps:
         result = step()
         report.results.append(result)
-        log(f"  check {result.name}: {'pass' if result.passed else 'FAIL'} {result.numbers} {result.detail}")
+        verdict = "pass" if result.passed else "FAIL"
+        log(
+            f"  check {result.name}: {verdict}: {numbers_text(result)}"
+            + (f"; {result.detail}" if result.detail else "")
+        )
         if not result.passed and (stop_on_failure or result.name == "health"):
             break
     return report
