@@ -53,6 +53,15 @@ def put(location: str, name: str, write: Callable[[Path], object]) -> str:
     return uri
 
 
+def remove(location: str | Path, name: str) -> None:
+    """Delete ``name`` from ``location`` if it is there; a store error is raised as it came."""
+    if not is_remote(location):
+        (local(location) / name).unlink(missing_ok=True)
+        return
+    filesystem, root_path = fsspec.core.url_to_fs(str(location))
+    filesystem.rm(f"{root_path.rstrip('/')}/{name}")
+
+
 def listing(location: str | Path, suffixes: set[str]) -> dict[str, datetime]:
     """Names in ``location`` ending in one of ``suffixes`` (hidden files skipped), with mtimes."""
     if not is_remote(location) and not local(location).is_dir():

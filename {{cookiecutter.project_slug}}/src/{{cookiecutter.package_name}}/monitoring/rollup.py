@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import fsspec
 import pandas as pd
 
 from .. import profiling, store
@@ -157,11 +156,7 @@ def _remove_stale(location: str | Path, rollups: list[str], files: int) -> dict[
         if (rolled_files(name) or 0) >= files:
             continue
         try:
-            if store.is_remote(location):
-                filesystem, root = fsspec.core.url_to_fs(str(location))
-                filesystem.rm(f"{root.rstrip('/')}/{name}")
-            else:
-                (store.local(location) / name).unlink(missing_ok=True)
+            store.remove(location, name)
         except store.STORE_ERRORS as error:
             failed[name] = f"stale roll-up not removed: {error}"
     return failed
