@@ -86,6 +86,13 @@ def read_columns(model_dir: str | Path) -> list[Column]:
     return columns_from_signature(signature.inputs.to_dict())
 
 
+def input_example(model_dir: str | Path) -> pd.DataFrame | None:
+    """The rows training logged beside the model (MLflow's ``input_example``), if it did."""
+    model = Model.load(str(Path(model_dir) / "MLmodel"))
+    example = model.load_input_example(str(model_dir)) if model.saved_input_example_info else None
+    return example if isinstance(example, pd.DataFrame) else None
+
+
 def field_name(index: int, name: str) -> str:
     """A valid Python attribute for a column (the JSON field keeps the column's own name)."""
     usable = name.isidentifier() and not keyword.iskeyword(name) and not name.startswith("_")
@@ -176,10 +183,18 @@ def to_frame(rows: list[BaseModel], columns: list[Column], id_column: str | None
     return pd.DataFrame(data)
 
 
-def _typed(values: list[Any], column: Column) -> np.ndarray[Any, Any]:
-    """int64 for complete integer columns, float64 for other numbers, object for text."""
+def _typed(values: list[Any], column: Column) -> np.ndarray[Any, Any] | pd.api.extensions.ExtensionArray:
+    """int64 for complete integer columns, float64 for other numbers, pandas' text type for text.
+
+    Text is typed explicitly, as it is when training reads the table: a null is NaN, which the
+    pipeline imputes. Left to inference, a column that is null in every row of a batch would be
+    ``object`` holding None, which scikit-learn's imputer does not take for missing: a row's
+    answer would depend on the rows that share its batch.
+    """
     if column.kind in INTEGER_TYPES and None not in values:
         return np.asarray(values, dtype=np.int64)
     if column.kind in NUMERIC_TYPES:
         return np.asarray(values, dtype=np.float64)
+    if column.kind == "string":
+        return pd.array(values, dtype="str")
     return np.asarray(values, dtype=object)

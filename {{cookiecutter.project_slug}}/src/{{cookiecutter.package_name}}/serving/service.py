@@ -195,6 +195,7 @@ class ModelService:
             SETTINGS.task,
             SETTINGS.id_column,
             SETTINGS.noop_model,
+            examples=schema.input_example(SOURCE.directory),
         )
         self.batcher: MicroBatcher[Sent, dict[str, Any]] = MicroBatcher(
             self._predict_rows, SETTINGS.max_batch_size, SETTINGS.max_queue_ms / 1000
