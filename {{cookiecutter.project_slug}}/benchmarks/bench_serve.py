@@ -18,7 +18,9 @@ by ``wrk``, in interleaved rounds; each cell keeps its best round):
   answers labels only, less work per row than ours.
 
 Every variant but MLflow's scores through ``serving.scoring.Scorer``, so the table compares
-serving stacks, not prediction code. Requests are single rows taken from the sample data,
+serving stacks, not prediction code: the peers share its direct model call too (a hand-written
+app calling the pipeline's ``predict_proba`` pays about 7 ms more per call, see
+``serving/direct.py``). Requests are single rows taken from the sample data,
 rotating over 100 bodies. ``wrk`` (Debian package ``wrk``) is light on CPU, but it shares the
 machine with the servers: on a small or shared machine numbers move between runs, so the report
 records the load average. It also records each server's own CPU time per request (all its
@@ -37,10 +39,12 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import httpx
 import mlflow
+import pandas as pd
 import psutil
 
 from {{ cookiecutter.package_name }} import registry, reports
@@ -48,7 +52,7 @@ from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
 from {{ cookiecutter.package_name }}.deployment import load, loopback
 from {{ cookiecutter.package_name }}.errors import PipelineError
-from {{ cookiecutter.package_name }}.serving import packaging
+from {{ cookiecutter.package_name }}.serving import packaging, schema
 from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
 
 CLIENTS = (1, 8, 64)
@@ -358,20 +362,29 @@ class ProfilerCost:
 
 
 def profiler_cost(cfg: Config, sizes: tuple[int, ...], batches: int = 3000) -> list[ProfilerCost]:
-    """Record sample batches the way the service does, then flush; CPU time per request and row.
+    """Record sample batches the way the service does (validated rows), then flush; CPU per batch and row.
 
     Wall-clock throughput with profiling on and off differs by more than profiling costs on a
     shared machine; process CPU time of the profiler's own work does not.
     """
     frame = load_table(cfg.data.path)
-    keep = [*feature_columns(frame, cfg.data), *([cfg.data.id_column] if cfg.data.id_column else [])]
+    features = feature_columns(frame, cfg.data)
+    keep = [*features, *([cfg.data.id_column] if cfg.data.id_column else [])]
+    columns = [schema.Column(name, _kind(frame[name])) for name in features]
+    row = schema.row_model(columns, cfg.data.id_column, {}, cfg.serving.max_text_chars)
+    records = json.loads(frame[keep].to_json(orient="records"))
     costs = []
     for size in sizes:
         chunks = [
-            frame[keep].iloc[(i * size) % len(frame) :][:size].reset_index(drop=True) for i in range(batches)
+            [row.model_validate(r) for r in records[(i * size) % len(records) :][:size]]
+            for i in range(batches)
         ]
         with tempfile.TemporaryDirectory(prefix="bench-profiler-") as scratch:
-            profiler = TrafficProfiler(scratch, id_column=cfg.data.id_column)
+            profiler = TrafficProfiler(
+                scratch,
+                id_column=cfg.data.id_column,
+                frame_of=partial(schema.to_frame, columns=columns, id_column=cfg.data.id_column),
+            )
             started = time.process_time()
             for chunk in chunks:
                 profiler.record(chunk, ["x"] * len(chunk))
@@ -383,6 +396,13 @@ def profiler_cost(cfg: Config, sizes: tuple[int, ...], batches: int = 3000) -> l
             ProfilerCost(size, (recorded - started) * 1e6 / batches, (flushed - recorded) * 1e6 / rows)
         )
     return costs
+
+
+def _kind(column: pd.Series) -> str:
+    """The signature type training logs for a column."""
+    if pd.api.types.is_integer_dtype(column):
+        return "long"
+    return "double" if pd.api.types.is_numeric_dtype(column) else "string"
 
 
 def _ms(*values: float) -> tuple[float, ...]:

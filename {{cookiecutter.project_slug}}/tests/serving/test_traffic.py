@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }} import profiling
 from {{ cookiecutter.package_name }}.headers import DIRECT
-from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler, client_name
+from {{ cookiecutter.package_name }}.serving.traffic import Served, TrafficProfiler, client_name, combine
 
 
 def batch(start: int, size: int) -> tuple[pd.DataFrame, list[str]]:
@@ -148,3 +149,30 @@ def test_traffic__a_regressor_logs_no_probabilities(tmp_path: Path) -> None:
     profiler.flush()
     ids = pd.read_parquet(next(tmp_path.glob("*.predictions.parquet")))
     assert not [column for column in ids.columns if column == "confidence" or column.startswith("proba__")]
+
+
+@given(st.lists(st.tuples(st.booleans(), st.integers(1, 4)), min_size=1, max_size=12))
+def test_traffic__a_window_recorded_as_rows_is_the_window_recorded_as_frames(
+    batches: list[tuple[bool, int]],
+) -> None:
+    """The service hands rows (one frame per window is cheaper); replays hand frames; mixed, in order."""
+
+    def frame_of(rows: list[dict[str, object]]) -> pd.DataFrame:
+        return pd.DataFrame(rows, columns=["customer_id", "tenure"])
+
+    as_frames, as_rows = [], []
+    start = 0
+    for rows_given, size in batches:
+        frame, predictions = batch(start, size)
+        start += size
+        as_frames.append(Served(frame, predictions, [DIRECT] * size))
+        inputs = frame.to_dict(orient="records") if rows_given else frame
+        as_rows.append(Served(inputs, predictions, [DIRECT] * size))
+    pd.testing.assert_frame_equal(combine(as_rows, frame_of=frame_of), combine(as_frames))
+
+
+def test_traffic__rows_without_a_frame_builder_are_a_clear_error() -> None:
+    profiler = TrafficProfiler("unused")
+    profiler.record([{"tenure": 1}], ["P0"])
+    with pytest.raises(TypeError, match="frame_of"):
+        combine(profiler._take())

@@ -210,6 +210,7 @@ class ModelService:
                 classes=self.scorer.classes or (),
                 on_write=PROFILE_ROWS.inc,
                 on_failure=lambda _rows: PROFILE_FAILURES.inc(),
+                frame_of=self.scorer.frame,
             )
             self.profiler.start()
 
@@ -240,7 +241,8 @@ class ModelService:
     def _predict_rows(self, sent: list[Sent]) -> list[dict[str, Any]]:
         """Runs in a worker thread: frame, model, metrics, and the rows handed to the profiler."""
         clients = [client for client, _ in sent]
-        frame = self.scorer.frame([row for _, row in sent])
+        rows = [row for _, row in sent]
+        frame = self.scorer.frame(rows)
         labels, probabilities = self.scorer.score(frame)
         BATCH_ROWS.observe(len(frame))
         if self.scorer.classes is None:
@@ -249,7 +251,7 @@ class ModelService:
             for label, count in Counter(labels).items():
                 PREDICTED_ROWS.labels(predicted_class=str(label)).inc(count)
         if self.profiler is not None:
-            self.profiler.record(frame, labels, clients, probabilities)
+            self.profiler.record(rows, labels, clients, probabilities)
         return self.scorer.answers(frame, labels, probabilities)
 
     @bentoml.on_shutdown  # type: ignore[untyped-decorator]
