@@ -24,9 +24,6 @@ from .config import MlflowConfig, resolve
 from .errors import PipelineError
 
 CANDIDATE, CHAMPION = "candidate", "champion"
-# Where a BentoML model built by packaging.py keeps its copy of the MLflow model (service.py loads it).
-BENTO_MLFLOW_FOLDER = "mlflow_model"
-
 # skops refuses to load types it is not told to trust. These are exactly the scikit-learn
 # types the template's pipelines (preprocessing + linear, forest, boosting) contain; a new
 # estimator that needs more fails loudly at training time, naming what to add.

@@ -33,7 +33,7 @@ from ..config import PROJECT_ROOT, Config, resolve, use_project_store
 from ..data import DataError
 from ..errors import PipelineError
 from ..tools import require
-from . import settings
+from . import schema, settings
 
 PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
@@ -79,7 +79,7 @@ def model_labels(cfg: Config, alias: str) -> dict[str, str]:
 def import_model(name: str, labels: dict[str, str]) -> str:
     """The BentoML model for this registry version, imported once (re-packaging reuses it).
 
-    It holds the MLflow model (``registry.BENTO_MLFLOW_FOLDER``) and its training reference
+    It holds the MLflow model (``schema.BENTO_MLFLOW_FOLDER``) and its training reference
     (``reference/``).
     """
     try:
@@ -94,7 +94,7 @@ def import_model(name: str, labels: dict[str, str]) -> str:
     model = {"name": labels["model_name"], "version": labels["model_version"], "alias": labels["model_alias"]}
     with tempfile.TemporaryDirectory() as scratch, bentoml.models.create(name, labels=labels) as stored:
         downloaded = mlflow.artifacts.download_artifacts(uri, dst_path=scratch)
-        shutil.copytree(downloaded, stored.path_of(registry.BENTO_MLFLOW_FOLDER))
+        shutil.copytree(downloaded, stored.path_of(schema.BENTO_MLFLOW_FOLDER))
         reference.download_reference(model, labels["run_id"], stored.path)
     return str(stored.tag)
 

@@ -15,6 +15,7 @@ longer than ``serving.max_text_chars`` are refused. The bounds are in the publis
 
 from __future__ import annotations
 
+import json
 import keyword
 import math
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Annotated, Any, cast
 
 import numpy as np
 import pandas as pd
-from mlflow.models import Model
+import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
@@ -40,6 +41,9 @@ def whole_number(value: object) -> int:
         )
     return int(value)
 
+
+BENTO_MLFLOW_FOLDER = "mlflow_model"
+"""Where a BentoML model built by ``package`` keeps the MLflow model."""
 
 # Numbers are bounded to what the model can take: tree ensembles cast inputs to float32, and
 # integer columns become int64. A larger value is a 400 naming the field, never a 500.
@@ -77,17 +81,25 @@ def columns_from_signature(inputs: list[dict[str, Any]]) -> list[Column]:
 
 
 def read_columns(model_dir: str | Path) -> list[Column]:
-    """The feature columns recorded in an MLflow model directory's signature."""
-    signature = Model.load(str(Path(model_dir) / "MLmodel")).signature
-    if signature is None or signature.inputs is None:
+    """The feature columns recorded in an MLflow model directory's signature.
+
+    Read from the ``MLmodel`` file itself (YAML holding the signature as a JSON string), not
+    through MLflow: the HTTP contract is built in BentoML's supervisor process too, which never
+    loads the model and should not import MLflow to start a server.
+    """
+    document = yaml.safe_load((Path(model_dir) / "MLmodel").read_text(encoding="utf-8")) or {}
+    inputs = (document.get("signature") or {}).get("inputs")
+    if not inputs:
         raise SchemaError(
             f"{model_dir}: the model was logged without a signature; retrain with `nox -s train`"
         )
-    return columns_from_signature(signature.inputs.to_dict())
+    return columns_from_signature(json.loads(inputs))
 
 
 def input_example(model_dir: str | Path) -> pd.DataFrame | None:
     """The rows training logged beside the model (MLflow's ``input_example``), if it did."""
+    from mlflow.models import Model  # noqa: PLC0415 - the serving worker's, once it loads the model
+
     model = Model.load(str(Path(model_dir) / "MLmodel"))
     example = model.load_input_example(str(model_dir)) if model.saved_input_example_info else None
     return example if isinstance(example, pd.DataFrame) else None

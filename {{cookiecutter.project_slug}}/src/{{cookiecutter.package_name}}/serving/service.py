@@ -63,14 +63,12 @@ from http import HTTPStatus
 from typing import Any
 
 import bentoml
-import mlflow
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel
 
-from .. import registry
 from ..config import MlflowConfig, compose, resolve
 from ..headers import CLIENT_HEADER
-from . import schema, scoring
+from . import schema
 from .batching import MicroBatcher, OverloadedError
 from .body import BodyLimit
 from .metadata import MetadataEndpoint
@@ -121,11 +119,15 @@ def locate_model(settings: Settings) -> ModelSource:
     if settings.model_tag:
         stored = bentoml.models.get(settings.model_tag)
         lineage = {key: str(stored.info.labels.get(key, "")) for key in LINEAGE_KEYS}
-        return ModelSource(stored.path_of(registry.BENTO_MLFLOW_FOLDER), lineage)
+        return ModelSource(stored.path_of(schema.BENTO_MLFLOW_FOLDER), lineage)
     return _from_registry(settings)
 
 
 def _from_registry(settings: Settings) -> ModelSource:
+    import mlflow  # noqa: PLC0415 - serving from source only; a bento's supervisor never needs MLflow
+
+    from .. import registry  # noqa: PLC0415
+
     client = registry.connect(
         MlflowConfig(tracking_uri=settings.tracking_uri, model_name=settings.model_name)
     )
@@ -189,6 +191,12 @@ class ModelService:
     """One worker: the model, its micro-batcher and its traffic profiler."""
 
     def __init__(self) -> None:
+        # The worker's imports: BentoML's supervisor process imports this module too, to read the
+        # service's configuration, and starts faster without scikit-learn, MLflow and whylogs.
+        import mlflow.sklearn  # noqa: PLC0415
+
+        from . import scoring  # noqa: PLC0415
+
         self.scorer = scoring.Scorer(
             mlflow.sklearn.load_model(SOURCE.directory),
             COLUMNS,

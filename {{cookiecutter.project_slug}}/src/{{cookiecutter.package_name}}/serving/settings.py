@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config, resolve
-from ..validation import Contract
 
 TRUE = {"1", "true", "yes", "on"}
 FLAGS = ("profiling", "batching", "noop_model", "access_log", "tracing")
@@ -83,6 +82,8 @@ def contract_bounds(contract_path: str) -> dict[str, list[float | None]]:
     path = resolve(contract_path)
     if not path.is_file():
         return {}
+    from ..validation import Contract  # noqa: PLC0415 - pandas and whylogs: only when the bounds are read
+
     columns = Contract.load(path).columns
     return {
         name: [spec.allowed_min, spec.allowed_max]

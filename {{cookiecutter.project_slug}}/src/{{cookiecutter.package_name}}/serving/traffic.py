@@ -42,7 +42,6 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from .. import profiling, store
 from ..headers import DIRECT
 
 logger = logging.getLogger(__name__)
@@ -187,6 +186,8 @@ class TrafficProfiler:
 
     def start(self) -> None:
         """Flush every ``window_s`` seconds in a daemon thread until :meth:`stop`."""
+        from .. import profiling, store  # noqa: F401, PLC0415 - imported now, not in the first window's flush
+
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="traffic-profiler", daemon=True)
             self._thread.start()
@@ -245,6 +246,8 @@ class TrafficProfiler:
 
     def _write(self, batch: pd.DataFrame, window_start: datetime) -> str:
         """One profile per client (features + prediction) and, with an id column, a predictions file."""
+        from .. import profiling, store  # noqa: PLC0415 - whylogs and fsspec: first used a window after start
+
         self._sequence += 1
         stamp = window_start.astimezone(UTC).strftime(profiling.STAMP)
         stem = f"{stamp}-{socket.gethostname()}-{os.getpid()}-{self._sequence:05d}"
