@@ -89,7 +89,9 @@ def demo(session: nox.Session) -> None:
     # session's environment otherwise, and the demo would run in the template's.
     own = str(project / ".venv")
     session.env.update({"UV_PROJECT_ENVIRONMENT": own, "VIRTUAL_ENV": own})
-    timings = [("bake + lock install", _timed(session, "uv", "sync", "--locked", "--quiet"))]
+    # Bytecode is compiled here, once (~13 s on 2 cores): every stage after it starts warm.
+    install = ("uv", "sync", "--locked", "--quiet")
+    timings = [("lock install + bytecode", _timed(session, *install, env={"UV_COMPILE_BYTECODE": "1"}))]
     try:
         for name, *arguments in DEMO_STAGES:
             timings.append((name, _timed(session, "nox", "-s", name, "--", *arguments)))
@@ -97,7 +99,8 @@ def demo(session: nox.Session) -> None:
         for name, *arguments in DEMO_TEARDOWN:
             session.run("nox", "-s", name, "--", *arguments, external=True, success_codes=[0, 1])
     table = "\n".join(f"  {name:<24}{seconds:7.1f} s" for name, seconds in timings)
-    session.log(f"demo finished in {sum(t for _, t in timings):.0f} s\n{table}")
+    total, stages = sum(t for _, t in timings), sum(t for _, t in timings[1:])
+    session.log(f"demo finished in {total:.0f} s, {stages:.0f} s after the first sync\n{table}")
     session.log(
         f"project: {project}\nreports: {project / 'reports'} (summary.md, monitoring/report.html)\n"
         f"MLflow UI: cd {project} && "
@@ -121,10 +124,10 @@ def ensure_system_tools(session: nox.Session, tools: tuple[str, ...]) -> None:
     session.run(*sudo, "env", "DEBIAN_FRONTEND=noninteractive", *install, external=True)
 
 
-def _timed(session: nox.Session, *command: str) -> float:
+def _timed(session: nox.Session, *command: str, env: dict[str, str] | None = None) -> float:
     """Run one stage command and return its wall time."""
     started = time.perf_counter()
-    session.run(*command, external=True)
+    session.run(*command, external=True, env=env)
     return time.perf_counter() - started
 
 
