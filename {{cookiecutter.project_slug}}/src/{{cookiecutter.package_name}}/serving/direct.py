@@ -2,13 +2,13 @@
 
 scikit-learn checks its input at every step of every call (column names, dtypes, tags,
 finiteness) and hands each tree of a forest to joblib, whose wrapper re-installs every warnings
-filter of the process around each tree. On a single row that is about 4.5 ms of a 5 ms call;
-the arithmetic itself takes about 0.3 ms. For the steps this project's preprocessing builds
-(``SimpleImputer``, ``OneHotEncoder``, ``OrdinalEncoder``, ``StandardScaler`` inside a
-``ColumnTransformer``) and for one-job bagged forests, this module reads the fitted attributes
-and does the same arithmetic in the same order. Any other step keeps the pipeline's own call,
-and the scorer uses the direct call only after it answered exactly as the pipeline did
-(:func:`serving.scoring.verified`).
+filter of the process around each tree. On a single row that is about 6.7 ms of a 7.5 ms
+random-forest call; the arithmetic itself takes about 0.8 ms. For the steps this project's
+preprocessing builds (``SimpleImputer``, ``OneHotEncoder``, ``OrdinalEncoder``,
+``StandardScaler`` inside a ``ColumnTransformer``) and for one-job bagged forests, this module
+reads the fitted attributes and does the same arithmetic in the same order. Any other step
+keeps the pipeline's own call, and the scorer uses the direct call only after it answered
+exactly as the pipeline did (:func:`serving.scoring.verified`).
 """
 
 from __future__ import annotations
@@ -214,10 +214,5 @@ def _key(value: object) -> object:
 
 
 def _has_missing(values: Array) -> bool:
-    return bool(
-        np.any(
-            _missing(
-                np.asarray(values, dtype=object) if values.dtype == object else values.astype(np.float64)
-            )
-        )
-    )
+    """Whether a fitted statistic is NaN (a column all missing in training): left to the pipeline."""
+    return bool(np.any(_missing(values if values.dtype == object else values.astype(np.float64))))

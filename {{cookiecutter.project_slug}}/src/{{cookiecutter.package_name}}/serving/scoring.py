@@ -3,7 +3,9 @@
 The service, the benchmark's plain FastAPI server and the no-op ceiling all score through
 this class, so a benchmark compares serving stacks, not different prediction code. For a
 classifier the label is the argmax of ``predict_proba`` (what scikit-learn's ``predict`` does),
-so one model call yields both the label and the probabilities.
+so one model call yields both the label and the probabilities. That call is the pipeline's
+arithmetic called directly (:mod:`serving.direct`) once it answered the probe rows exactly as
+the pipeline does; otherwise the pipeline's own ``predict_proba`` / ``predict``.
 """
 
 from __future__ import annotations
