@@ -54,6 +54,7 @@ Profiles
 """
 
 import asyncio
+import gc
 import os
 import shlex
 from collections import Counter
@@ -221,6 +222,11 @@ class ModelService:
                 frame_of=self.scorer.frame,
             )
             self.profiler.start()
+        # What is loaded by now lives as long as the process. Frozen out of the collector's sight,
+        # it is no longer walked by every full collection (~250k objects, ~110 ms each): at 8
+        # clients p99 fell from ~200 to ~17 ms, and 64 clients gained ~29 % (bench-serve).
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/predict", input_spec=REQUEST, output_spec=schema.PredictResponse)  # type: ignore[untyped-decorator]
     async def predict(self, rows: list[BaseModel], ctx: bentoml.Context) -> schema.PredictResponse:
