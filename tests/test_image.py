@@ -208,6 +208,8 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
             run(project, "nox", "-s", "deploy-stop", "--", environment, env=podman)
         remaining = run(project, "podman", "ps", "--all", "--format", "json", env=podman)
         run(project, "podman", "rmi", "--force", image["image_id"], env=podman)
+        for keyring in project.parent.glob("gnupg-*"):  # gpg leaves an agent per keyring running
+            subprocess.run(["gpgconf", "--homedir", str(keyring), "--kill", "gpg-agent"], check=False)
     assert json.loads(remaining.stdout or "[]") == []  # stopping leaves no container behind
 
 
