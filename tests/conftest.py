@@ -6,6 +6,7 @@ import importlib.util
 import itertools
 import json
 import os
+import random
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -72,13 +73,29 @@ def combo_id(combo: dict[str, str]) -> str:
 Bake = Callable[..., Path]
 
 
+PORTS = range(20000, 32768)
+"""Where tests draw server ports: below the ephemeral range, above the usual services."""
+
+
 def free_ports(count: int) -> list[int]:
-    """Loopback ports nothing listens on right now, all distinct (held open together while chosen)."""
-    sockets = [socket.socket() for _ in range(count)]
-    for sock in sockets:
-        sock.bind(("127.0.0.1", 0))
-    ports = [int(sock.getsockname()[1]) for sock in sockets]
-    for sock in sockets:
+    """Loopback ports nothing listens on right now, all distinct (held open together while chosen).
+
+    Drawn below Linux's ephemeral range (32768-60999), where outgoing connections take their
+    source ports: a port the kernel hands out there can be taken by any client (wrk opens 64
+    connections, act and uv open more) between the choice and the server's bind.
+    """
+    draw = random.SystemRandom()
+    held: list[socket.socket] = []
+    while len(held) < count:
+        sock = socket.socket()
+        try:
+            sock.bind(("127.0.0.1", draw.choice(PORTS)))
+        except OSError:  # taken: draw again
+            sock.close()
+            continue
+        held.append(sock)
+    ports = [int(sock.getsockname()[1]) for sock in held]
+    for sock in held:
         sock.close()
     return ports
 
