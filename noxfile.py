@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,33 @@ def tests(session: nox.Session) -> None:
     """
     install_group(session, "test")
     session.run("pytest", *(session.posargs or ["-n", "2", "--durations=12"]))
+
+
+@nox.session(venv_backend="none")
+def pins(session: nox.Session) -> None:
+    """Re-read every tag -> commit pair of tests/action_pins.toml from the action's repository on GitHub.
+
+    The tests check every ``uses:`` against that table offline; this is how its pairs are verified
+    (network needed). An annotated tag is read through to its commit (``^{}``).
+    """
+    pairs = [
+        (repository, tag, commit)
+        for repository, tags in tomllib.loads((ROOT / "tests" / "action_pins.toml").read_text()).items()
+        for tag, commit in tags.items()
+    ]
+    wrong = []
+    for repository, tag, commit in pairs:
+        url = f"https://github.com/{repository}"
+        listed = session.run(
+            "git", "ls-remote", url, f"refs/tags/{tag}", f"refs/tags/{tag}^{{}}", external=True, silent=True
+        )
+        found = dict(line.split("\t")[::-1] for line in str(listed).splitlines() if "\t" in line)
+        actual = found.get(f"refs/tags/{tag}^{{}}") or found.get(f"refs/tags/{tag}")
+        if actual != commit:
+            wrong.append(f"{repository} {tag}: recorded {commit}, GitHub has {actual}")
+    if wrong:
+        session.error("pins that are not their tag's commit:\n" + "\n".join(wrong))
+    session.log(f"{len(pairs)} pins verified against their repositories")
 
 
 # The chain the generated project's workflows run, in order: (nox session, its arguments).

@@ -7,7 +7,9 @@ import itertools
 import json
 import os
 import random
+import re
 import socket
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -39,6 +41,31 @@ def load_hook(name: str) -> ModuleType:
 
 
 PRE_GEN = load_hook("pre_gen_project")
+
+ACTION_PINS: dict[str, dict[str, str]] = tomllib.loads((ROOT / "tests" / "action_pins.toml").read_text())
+"""``{owner/repo: {tag: commit}}``, as read from each action's own repository."""
+USES = re.compile(r"^\s*(?:-\s+)?uses:\s*(?P<ref>[^\s#]+)[ \t]*(?:#[ \t]*(?P<tag>\S+))?", re.MULTILINE)
+
+
+def unverified_pins(github: Path) -> list[str]:
+    """Every remote ``uses:`` under a ``.github`` folder whose commit is not the one its tag names.
+
+    The tag is the version comment (``@<sha> # v4.2.2``); the pair must be in action_pins.toml,
+    because GitHub fails a job at "Set up job" when a pinned SHA is not a commit of the action.
+    """
+    problems = []
+    for path in sorted(github.rglob("*.y*ml")):
+        for found in USES.finditer(path.read_text()):
+            ref, tag = found["ref"], found["tag"]
+            if ref.startswith("./"):
+                continue
+            action, _, sha = ref.partition("@")
+            repository = "/".join(action.split("/")[:2])
+            recorded = ACTION_PINS.get(repository, {}).get(tag or "")
+            if recorded != sha:
+                where = f"{path.relative_to(github.parent)}: {ref} # {tag}"
+                problems.append(f"{where}: action_pins.toml has {repository} {tag} = {recorded}")
+    return problems
 
 
 # Options that add or change a file or two and meet no other option: they take turns across the

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import DEFAULTS, ROOT, Bake, combinations, combo_id
+from conftest import DEFAULTS, ROOT, Bake, combinations, combo_id, unverified_pins
 from jinja2 import Environment
 
 TEMPLATE = ROOT / "{{cookiecutter.project_slug}}"
@@ -70,6 +70,21 @@ def test_bake__every_combination_renders_expected_files_that_parse(bake: Bake, c
         leftovers = [m for m in JINJA_LEFTOVERS if m in unrendered and path.name != ".cookiecutter.json"]
         assert not leftovers, f"{path.relative_to(project)} still contains {leftovers}"
         assert_parses(path, text)
+    assert unverified_pins(project / ".github") == []
+
+
+def test_bake__the_templates_own_workflows_pin_verified_commits() -> None:
+    assert unverified_pins(ROOT / ".github") == []
+
+
+def test_bake__a_pin_that_is_not_its_tags_commit_is_found(tmp_path: Path) -> None:
+    """The pin GitHub could not resolve: v3.0.0's commit under v4.1.0's comment (18 characters alike)."""
+    workflow = tmp_path / ".github" / "workflows" / "sign.yml"
+    workflow.parent.mkdir(parents=True)
+    wrong = "actions/attest-build-provenance@977bb373ede98d70efbf0b7b13af9c3d6651dc60 # v4.1.0"
+    right = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683 # v4.2.2"
+    workflow.write_text(f"jobs:\n  sign:\n    steps:\n      - uses: {right}\n      - uses: {wrong}\n")
+    assert [problem.split(": ")[1] for problem in unverified_pins(tmp_path / ".github")] == [wrong]
 
 
 def assert_parses(path: Path, text: str) -> None:

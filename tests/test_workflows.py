@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ROOT, Bake
+from conftest import ACTION_PINS, ROOT, Bake
 from screens import BROWSER, NO_BROWSER, SCREENSHOT_DIR, Screen, shoot, shoot_markdown
 from test_generated import mlflow_server
 from test_image import sample_rows
@@ -356,7 +356,10 @@ class Act:
         """``--local-repository`` arguments for every remote action, or a failure naming a missing stub."""
         args = []
         for ref in sorted(remote_actions(self.project)):
-            repo = ref.split("@")[0]
+            repo, _, sha = ref.partition("@")
+            # GitHub resolves every pin at "Set up job"; act never does, so the harness refuses
+            # what GitHub could not resolve: a commit not recorded for that action's tags.
+            assert sha in ACTION_PINS.get(repo, {}).values(), f"{ref} is not a verified pin (tests/action_pins.toml)"
             stub = ACT_STUBS / repo.replace("/", "__")
             assert (stub / "action.yml").is_file(), (
                 f"no act stub for {repo}: add tests/act/{stub.name}/action.yml"
