@@ -57,7 +57,7 @@ LOCKED_NAMES = frozenset(
     pythonjsonlogger pywin32 pyyaml pyzmq referencing requests rich rich_argparse rich_toolkit
     rpds rpds_py ruamel ruamel_yaml ruff schema schemathesis scikit_learn scipy simple_di
     simple_websocket sklearn skops smmap socketio sortedcontainers sqlalchemy sqlparse starlette
-    stevedore threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions
+    stevedore supervisor threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions
     typing_inspection tzdata urllib3 uvicorn virtualenv waitress watchfiles wcwidth websocket
     websocket_client werkzeug whylabs_client whylogs whylogs_sketching wrapt wsproto yaml yarl
     zipp zizmor zmq zope zope_event zope_interface
