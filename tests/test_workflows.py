@@ -49,6 +49,7 @@ PINNED = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:/[\w./-]+)?@(?P<sha>[0-9a-f]{
 # The options that change the rendered workflows (the rest only change code and config).
 WORKFLOW_OPTIONS = [{"mlflow_tracking": "local"}, {"mlflow_tracking": "remote", "python_version": "3.12"}]
 ACT_TIMEOUT_S = 900
+NOX = shutil.which("nox") or "nox"  # this machine's, for cleanup outside the jobs
 INKED_FLOOR = 0.01  # share of a screenshot that is ink: 3-5% on the CI pages, 0 when blank
 
 
@@ -341,7 +342,9 @@ class Act:
             # nox is installed by the setup action into this run's own tool folder, not the host's.
             "UV_TOOL_DIR": str(home / "uv-tools"),
             "UV_TOOL_BIN_DIR": str(home / "bin"),
-            "PATH": f"{home / 'bin'}{os.pathsep}{os.environ['PATH']}",
+            # A runner installed as a service: the folder uv installs nox into is not on its PATH,
+            # so the setup action must add it to GITHUB_PATH; until then `nox` finds the shadow.
+            "PATH": f"{shadow_nox(home)}{os.pathsep}{os.environ['PATH']}",
             "ACT_SHARED_FROM": str(project),  # what the checkout stub clones
             "ACT_ARTIFACTS": str(home / "artifacts"),
             # Each job's fresh environment would compile all 12k files of the stack up front
@@ -411,7 +414,7 @@ class Act:
     def nox(self, *args: str) -> None:
         """A nox session of the baked project (cleanup, assertions)."""
         subprocess.run(
-            ["nox", "-s", *args],
+            [NOX, "-s", *args],
             cwd=self.project,
             env={**os.environ, **self.env},
             capture_output=True,
@@ -428,6 +431,16 @@ class Act:
         script = code.replace("PKG", self.project.name.replace("-", "_"))
         command = ["uv", "run", "--locked", "python", "-c", script]
         return run(command, cwd=self.project, env=env, timeout=900).stdout
+
+
+def shadow_nox(home: Path) -> Path:
+    """A folder whose ``nox`` fails: this machine's nox stands in for none at all on a runner's PATH."""
+    folder = home / "shadow"
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / "nox"
+    script.write_text("#!/bin/sh\necho 'nox is not on the runner PATH: the setup action must add it' >&2\nexit 127\n")
+    script.chmod(0o755)
+    return folder
 
 
 def baked_repository(out: Path, **context: str) -> Path:
