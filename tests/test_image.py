@@ -173,7 +173,11 @@ def test_image__staging_checks_the_image_production_pulls_by_digest(
         keyring, signer = _gpg_key(project, "release")
         _gpg_key(project, "other")
         signing = podman | {"GNUPGHOME": str(keyring), "IMAGE_SIGNER": signer}
-        assert_ok(run(project, "nox", "-s", "push-image", env=signing))
+        # as release.yml pushes: podman itself logs in, into an auth file that goes with the push
+        login = {"REGISTRY_USERNAME": "release-bot", "REGISTRY_PASSWORD": "token-for-this-push"}
+        assert_ok(run(project, "nox", "-s", "push-image", env=signing | login))
+        kept = run(project, "podman", "login", "--get-login", registry, env=podman)
+        assert kept.returncode != 0, f"the push left a login behind: {kept.stdout}"
         pushed_image = json.loads((project / "reports" / "image.json").read_text())
         pushed = pushed_image["pushed"]
         assert pushed.startswith(f"{registry}/customer-churn@sha256:")

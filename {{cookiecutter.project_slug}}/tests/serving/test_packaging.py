@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,9 @@ from crowning import crown
 from {{ cookiecutter.package_name }} import profiling, registry
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.data import load_table
+from {{ cookiecutter.package_name }}.deployment.loopback import free_port
 from {{ cookiecutter.package_name }}.serving import packaging
+from {{ cookiecutter.package_name }}.tools import ENGINES
 from {{ cookiecutter.package_name }}.training import train
 
 LINEAGE = ("model_version", "run_id", "data_digest", "git_commit")
@@ -29,6 +32,28 @@ def test_packaging__image_is_named_after_the_bento_version() -> None:
     repository = compose().serving.image_repository
     assert repository.endswith("/{{ cookiecutter.project_slug }}")
     assert packaging.image_reference(repository, "model:abc123") == f"{repository}:abc123"
+
+
+def test_packaging__push_without_credentials_keeps_the_users_own_login(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in packaging.LOGIN_ENV:
+        monkeypatch.delenv(name, raising=False)
+    assert packaging.login("podman", "ghcr.io", tmp_path) == dict(os.environ)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not any(map(shutil.which, ENGINES)), reason="no container engine on this machine")
+def test_packaging__push_logs_in_with_its_own_engine_and_names_a_failed_login(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The engine that built the image logs in (a podman-only host has no `docker login`)."""
+    engine = next(name for name in ENGINES if shutil.which(name))
+    monkeypatch.setenv("REGISTRY_USERNAME", "release-bot")
+    monkeypatch.setenv("REGISTRY_PASSWORD", "not-a-token")
+    closed = f"127.0.0.1:{free_port()}"  # nothing listens: the engine's own login must fail
+    with pytest.raises(packaging.ImageError, match=f"{engine} login {closed} as release-bot failed"):
+        packaging.login(engine, closed, tmp_path)
 
 
 def stage(name: str, overrides: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -195,6 +195,8 @@ class Image:
 
 SIGNER_ENV = "IMAGE_SIGNER"
 """A GPG key id in the pushing user's keyring: set, every pushed image is signed with it."""
+LOGIN_ENV = ("REGISTRY_USERNAME", "REGISTRY_PASSWORD")
+"""Credentials for the registry the image goes to; set, the push logs in with them first."""
 
 
 def containerize(bento_tag: str, reference: str, engine: str) -> Image:
@@ -239,24 +241,48 @@ def push(image: Image) -> Image:
         raise ImageError(
             f"{SIGNER_ENV} is set, and only podman signs what it pushes; set CONTAINER_ENGINE=podman"
         )
+    registry_host = repository.partition("/")[0]
     with tempfile.TemporaryDirectory() as scratch:
+        environ = login(image.engine, registry_host, Path(scratch))
         digest_file = Path(scratch) / "digest"
         options = ["--digestfile", str(digest_file)] if image.engine == "podman" else []
         options += ["--sign-by", signer] if signer else []
         command = [image.engine, "push", *options, image.reference]
-        pushed = subprocess.run(command, capture_output=True, text=True, check=False)
+        pushed = subprocess.run(command, capture_output=True, text=True, check=False, env=environ)
         if pushed.returncode:
             reason = (pushed.stderr.strip().splitlines() or ["no output"])[-1]
-            registry_host = repository.partition("/")[0]
             raise ImageError(
-                f"pushing {image.reference} failed: {reason}; "
-                f"log in to the registry first (`{image.engine} login {registry_host}`)"
+                f"pushing {image.reference} failed: {reason}; log in to the registry first "
+                f"(set {' and '.join(LOGIN_ENV)}, or `{image.engine} login {registry_host}`)"
             )
         printed = DIGEST.findall(pushed.stdout)
         digest = digest_file.read_text().strip() if digest_file.is_file() else (printed or [""])[-1]
     if not digest.startswith("sha256:"):
         raise ImageError(f"{image.engine} pushed {image.reference} but reported no digest")
     return replace(image, pushed=f"{repository}@{digest}", signed_by=signer)
+
+
+def login(engine: str, registry_host: str, scratch: Path) -> dict[str, str]:
+    """Log ``engine`` in to the registry for this push only; the environment the push runs with.
+
+    The engine that built the image logs in (``docker/login-action`` runs ``docker login``, which a
+    podman-only host does not have). Its credentials go to a file in ``scratch``, deleted with it:
+    podman reads ``REGISTRY_AUTH_FILE`` and docker ``DOCKER_CONFIG``, so nothing stays behind in
+    the runner user's own auth file for a later job on a self-hosted runner to find. Without
+    :data:`LOGIN_ENV`, the push uses whatever login the user made beforehand.
+    """
+    username, password = (os.environ.get(name, "") for name in LOGIN_ENV)
+    if not (username and password):
+        return dict(os.environ)
+    environ = {**os.environ, "REGISTRY_AUTH_FILE": str(scratch / "auth.json"), "DOCKER_CONFIG": str(scratch)}
+    command = [engine, "login", "--username", username, "--password-stdin", registry_host]
+    signed_in = subprocess.run(
+        command, input=password, capture_output=True, text=True, check=False, env=environ
+    )
+    if signed_in.returncode:
+        reason = (signed_in.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ImageError(f"{engine} login {registry_host} as {username} failed: {reason}")
+    return environ
 
 
 def write_image(image: Image, report_dir: str | Path) -> Path:
