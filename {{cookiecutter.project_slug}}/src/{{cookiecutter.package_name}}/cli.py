@@ -239,9 +239,10 @@ def _doctor(cfg: Config) -> int:
     from . import doctor
 
     findings = doctor.examine(cfg)
-    rows = [(f.name, "ok" if f.ok else "MISSING", f.detail) for f in findings]
+    verdicts = {True: "ok", False: "MISSING", None: "unchecked"}
+    rows = [(f.name, verdicts[f.ok], f.detail) for f in findings]
     print(reports.table(["check", "", "found, or what to do"], rows))
-    missing = sum(not f.ok for f in findings)
+    missing = sum(f.ok is False for f in findings)
     print(f"  {missing or 'nothing'} to fix here; GitHub's settings: README.md, 'Connect to GitHub'")
     return 1 if missing else 0
 

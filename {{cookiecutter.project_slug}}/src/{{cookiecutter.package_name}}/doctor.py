@@ -1,14 +1,16 @@
 """``nox -s doctor``: what this machine and checkout still lack before the workflows can run.
 
 Each finding says what was found and, when something is missing, the one thing to do. It checks
-only what can be seen from here: the programs the stages run, a container engine, the git remote
-against the image repository, the tracking URI and ``DEPLOY_HOME``. GitHub's own settings
-(environments, reviewers, runner registration) cannot be read without credentials: the README's
-"Connect to GitHub" lists them.
+what can be seen from here: the programs the stages run, a container engine, the git remote
+against the image repository, the tracking URI and ``DEPLOY_HOME``; and, where the GitHub CLI is
+logged in, the promotion App's settings. GitHub's other settings (reviewers, runner groups)
+cannot be read this way: the README's "Connect to GitHub" lists them. A check that cannot be made
+from here says so ("unchecked") instead of passing.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -31,7 +33,7 @@ class Finding:
     """One check: its name, whether it holds, and what was found or what to do."""
 
     name: str
-    ok: bool
+    ok: bool | None  # None: it cannot be checked from here
     detail: str
 
 
@@ -99,6 +101,40 @@ def deploy_home(environ: Mapping[str, str] = os.environ) -> Finding:
     return Finding("DEPLOY_HOME", True, str(folder))
 
 
+APP_CHECK = "promotion App"
+PROMOTION_ENVIRONMENT = "promotion"
+PROMOTION_APP = {"variable": "PROMOTION_APP_CLIENT_ID", "secret": "PROMOTION_APP_PRIVATE_KEY"}
+PROMOTION_SETUP = (
+    f"create the promotion GitHub App, then set variable {PROMOTION_APP['variable']} and secret "
+    f"{PROMOTION_APP['secret']} in environment '{PROMOTION_ENVIRONMENT}' (README: Connect to GitHub)"
+)
+
+
+def promotion_app(root: Path = PROJECT_ROOT) -> Finding:
+    """The App that opens promotion pull requests: its client ID and key in the ``promotion`` environment.
+
+    A pull request opened with the workflow's own token starts no checks (GitHub's rule against
+    recursive runs), so ``release`` opens it with the App's token and stops when the App is not
+    set. Only names are read (``gh variable list`` / ``gh secret list``), never values.
+    """
+    gh = shutil.which("gh")
+    if gh is None:
+        return Finding(APP_CHECK, None, f"no gh CLI to read the repository's settings: {PROMOTION_SETUP}")
+    missing = []
+    for kind, name in PROMOTION_APP.items():
+        command = [gh, kind, "list", "--env", PROMOTION_ENVIRONMENT, "--json", "name"]
+        listed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
+        if listed.returncode:
+            reason = (listed.stderr.strip().splitlines() or ["no output"])[-1]
+            return Finding(APP_CHECK, None, f"`gh {kind} list` failed ({reason}): {PROMOTION_SETUP}")
+        if name not in {item["name"] for item in json.loads(listed.stdout or "[]")}:
+            missing.append(f"{kind} {name}")
+    where = f"environment '{PROMOTION_ENVIRONMENT}'"
+    if missing:
+        return Finding(APP_CHECK, False, f"{where} lacks {' and '.join(missing)}: {PROMOTION_SETUP}")
+    return Finding(APP_CHECK, True, f"{' and '.join(PROMOTION_APP.values())} in {where}")
+
+
 def examine(cfg: Config) -> list[Finding]:
     """Every finding, in the order a new user would fix them."""
     return [
@@ -107,4 +143,5 @@ def examine(cfg: Config) -> list[Finding]:
         git_remote(cfg.serving.image_repository),
         tracking(cfg),
         deploy_home(),
+        promotion_app(),
     ]
