@@ -11,6 +11,7 @@ import copy
 import difflib
 import http.server
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -20,8 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }}.config import PROJECT_ROOT
-from {{ cookiecutter.package_name }}.deployment import kubernetes, probe, state
+from {{ cookiecutter.package_name }} import registry
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
+from {{ cookiecutter.package_name }}.deployment import cli, kubernetes, probe, state
 
 KUBERNETES = PROJECT_ROOT / "deploy" / "kubernetes"
 SCHEMAS = KUBERNETES / "schemas"
@@ -34,7 +36,7 @@ def documents() -> list[dict[str, Any]]:
 
 
 def test_kubernetes__every_overlay_and_gitops_object_passes_the_offline_check() -> None:
-    found = kubernetes.check(PROJECT_ROOT)
+    found = kubernetes.check(PROJECT_ROOT, compose().serving.image_repository)
     assert set(found) >= {
         "deploy/kubernetes/overlays/production",
         "deploy/kubernetes/overlays/staging",
@@ -212,10 +214,9 @@ def test_kubernetes__a_broken_overlay_is_one_line_naming_it(tmp_path: Path) -> N
         kubernetes.build(overlay)
 
 
-@pytest.mark.parametrize("environment", ["staging", "production"])
-def test_kubernetes__shipped_overlays_match_desired_state(environment: str) -> None:
-    desired = state.load(PROJECT_ROOT / "deploy" / f"{environment}.yaml")
-    assert kubernetes.mismatches(desired, KUBERNETES / "overlays" / environment) == []
+def test_kubernetes__the_production_overlay_matches_its_desired_state() -> None:
+    desired = state.load(PROJECT_ROOT / "deploy" / "production.yaml")
+    assert kubernetes.mismatches(desired, KUBERNETES / "overlays" / "production") == []
 
 
 def test_kubernetes__promotion_edit_moves_image_tag_and_model_version(tmp_path: Path) -> None:
@@ -418,3 +419,257 @@ def test_probe__an_unreachable_color_fails_once_readiness_times_out(
     request.write_text(json.dumps({"rows": [{}]}))
     assert probe.main(["--url", "http://127.0.0.1:9", "--request", str(request), "--ready-s", "0"]) == 1
     assert "not ready within 0 s" in capsys.readouterr().err
+
+
+def test_kubernetes__no_rollout_an_hpa_scales_declares_replicas() -> None:
+    """Argo CD's self-heal would reset every scale the HPA makes to a count declared in git."""
+    for environment in ("staging", "production"):
+        built = kubernetes.build(KUBERNETES / "overlays" / environment)
+        assert kubernetes.autoscaling_problems(built) == []
+        assert "replicas" not in next(doc for doc in built if doc["kind"] == "Rollout")["spec"]
+        declared = copy.deepcopy(built)
+        next(doc for doc in declared if doc["kind"] == "Rollout")["spec"]["replicas"] = 2
+        assert kubernetes.autoscaling_problems(declared) == [
+            "Rollout/{{ cookiecutter.project_slug }}: declares replicas: 2, but HorizontalPodAutoscaler/"
+            "{{ cookiecutter.project_slug }} scales it: Argo CD's self-heal would undo every scale; "
+            "leave replicas out (minReplicas is the floor)"
+        ]
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_kubernetes__each_application_leaves_the_replica_count_to_the_hpa(environment: str) -> None:
+    path = PROJECT_ROOT / "deploy" / "gitops" / "argocd" / f"{environment}.yaml"
+    application = kubernetes.load_documents([path])
+    assert kubernetes.gitops_problems(application, PROJECT_ROOT) == []
+    diff_only = copy.deepcopy(application)
+    diff_only[0]["spec"]["syncPolicy"]["syncOptions"].remove(kubernetes.RESPECT_IGNORED)
+    unignored = copy.deepcopy(application)
+    del unignored[0]["spec"]["ignoreDifferences"]
+    for broken in (diff_only, unignored):  # a sync would still apply git's count without the option
+        assert [line.split(":")[0] for line in kubernetes.gitops_problems(broken, PROJECT_ROOT)] == [
+            f"Application/{{ cookiecutter.project_slug }}-{environment}"
+        ]
+
+
+def test_kubernetes__the_admission_policy_admits_serving_image_repository_and_no_other() -> None:
+    documents = kubernetes.load_documents(
+        [PROJECT_ROOT / "deploy" / "gitops" / "admission" / "images-by-digest.yaml"]
+    )
+    repository = compose().serving.image_repository
+    assert kubernetes.admission_problems(documents, repository) == []
+    assert kubernetes.admitted(f"{repository}@{DIGEST}", documents)
+    assert not kubernetes.admitted(f"{repository}:v1", documents)  # a tag is never enough
+    # A project whose images go elsewhere: the check names both, instead of every pod being denied.
+    other = compose(["serving.image_repository=registry.example:5000/team/churn"]).serving.image_repository
+    assert kubernetes.admission_problems(documents, other) == [
+        f"the admission policy admits ['{repository}@sha256:'], but serving.image_repository "
+        f"(conf/serving/default.yaml) is '{other}': every pod would be denied; admit "
+        f"'{other}@sha256:' in deploy/gitops/admission/images-by-digest.yaml and apply it again"
+    ]
+    moved = yaml.safe_load_all(
+        (PROJECT_ROOT / "deploy" / "gitops" / "admission" / "images-by-digest.yaml")
+        .read_text()
+        .replace(repository, other)
+    )
+    assert kubernetes.admission_problems([doc for doc in moved if doc], other) == []
+    built = kubernetes.build(KUBERNETES / "overlays" / "production")
+    assert kubernetes.repository_problems(built, repository) == []
+    assert kubernetes.repository_problems(built, other) == [
+        f"Rollout/{{ cookiecutter.project_slug }}: runs '{repository}:unreleased', not an image of '{other}' "
+        "(serving.image_repository); the next promotion edit pins one"
+    ]
+
+
+def test_kubernetes__the_offline_check_holds_the_policy_to_the_configured_repository() -> None:
+    found = kubernetes.check(PROJECT_ROOT, "registry.example:5000/team/churn")
+    assert found["deploy/gitops/admission/images-by-digest.yaml"][0].startswith("the admission policy admits")
+    assert (
+        "not an image of 'registry.example:5000/team/churn'" in found["deploy/kubernetes/overlays/staging"][0]
+    )
+
+
+def _overlays_copy(tmp_path: Path) -> Path:
+    shutil.copytree(
+        KUBERNETES, tmp_path / "kubernetes", ignore=shutil.ignore_patterns("schemas", "node_modules")
+    )
+    return tmp_path / "kubernetes" / "overlays"
+
+
+def _image(overlay: Path) -> str:
+    rollout = next(doc for doc in kubernetes.build(overlay) if doc["kind"] == "Rollout")
+    return str(rollout["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def test_kubernetes__a_proposal_pins_staging_to_production_s_digest_which_admission_admits(
+    tmp_path: Path,
+) -> None:
+    """Git's staging overlay names what the cluster may run: the proposed digest, not `unreleased`."""
+    overlays = _overlays_copy(tmp_path)
+    policy = kubernetes.load_documents(
+        [PROJECT_ROOT / "deploy" / "gitops" / "admission" / "images-by-digest.yaml"]
+    )
+    repository = compose().serving.image_repository
+    assert not kubernetes.admitted(_image(overlays / "staging"), policy)  # nothing released yet
+    staging = state.load(PROJECT_ROOT / "deploy" / "staging.yaml")
+    # the release job's own staging runs the image by a local tag; its file does not move the overlay
+    assert (
+        kubernetes.sync_overlays(
+            state.with_release(staging, state.Release("svc:v1", "1", "svc:v1")), overlays
+        )
+        == []
+    )
+    production = state.load(PROJECT_ROOT / "deploy" / "production.yaml")
+    pushed = state.Release("svc:v1", "1", f"{repository}@{DIGEST}")
+    proposed = state.with_release(production, pushed)
+    assert kubernetes.sync_overlays(proposed, overlays) == [overlays / "production" / "kustomization.yaml"]
+    assert kubernetes.stage(proposed, overlays) == overlays / "staging" / "kustomization.yaml"
+    assert _image(overlays / "staging") == _image(overlays / "production") == f"{repository}@{DIGEST}"
+    assert kubernetes.admitted(_image(overlays / "staging"), policy)
+    assert kubernetes.mismatches(proposed, overlays / "staging") == []  # the same pin and release
+    # a revert moves production only: staging keeps the newest release
+    second = state.with_release(proposed, state.Release("svc:v2", "2", f"{repository}@sha256:{'2' * 64}"))
+    kubernetes.sync_overlays(second, overlays)
+    kubernetes.stage(second, overlays)
+    kubernetes.sync_overlays(state.rolled_back(second), overlays)
+    assert _image(overlays / "production") == f"{repository}@{DIGEST}"
+    assert _image(overlays / "staging") == f"{repository}@sha256:{'2' * 64}"
+
+
+def test_kubernetes__deploy_propose_writes_the_staging_pin_the_promotion_pr_carries(tmp_path: Path) -> None:
+    shutil.copytree(
+        PROJECT_ROOT / "deploy", tmp_path / "deploy", ignore=shutil.ignore_patterns("node_modules")
+    )
+    where = [f"deploy.desired_dir={tmp_path / 'deploy'}", f"deploy.report_dir={tmp_path / 'reports'}"]
+    assert cli.main(["propose", "production", "--bento", "svc:abc123", "--model-version", "4", *where]) == 0
+    overlays = tmp_path / "deploy" / "kubernetes" / "overlays"
+    pins = [
+        yaml.safe_load((overlays / env / "kustomization.yaml").read_text())
+        for env in ("staging", "production")
+    ]
+    assert pins[0]["images"] == pins[1]["images"]
+    assert pins[0]["commonAnnotations"] == {"mlops/bento": "svc:abc123", "mlops/model-version": "4"}
+    # ...and the pull request carries that file; merging it retrains nothing
+    workflow = yaml.safe_load((PROJECT_ROOT / ".github" / "workflows" / "release.yml").read_text())
+    opened = next(
+        step["with"]
+        for step in workflow["jobs"]["promotion-pr"]["steps"]
+        if "create-pull-request" in step.get("uses", "")
+    )
+    staged = "deploy/kubernetes/overlays/staging/kustomization.yaml"
+    assert staged in opened["add-paths"].split()
+    assert staged in workflow[True]["push"]["paths-ignore"]  # YAML 1.1 reads the key `on` as True
+
+
+FAKE_KUBECTL = """#!/bin/sh
+# The cluster is the one fake (none can run here): `get` answers the Rollout the test wrote;
+# `kustomize` is the real kubectl's. Every call is recorded, to show CI only ever reads.
+echo "$*" >> "$FAKE_CALLS"
+case "$1" in get) cat "$FAKE_ROLLOUT" ;; *) exec "$REAL_KUBECTL" "$@" ;; esac
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A read-only kubeconfig's view of one Rollout: write the JSON ``kubectl get`` answers to the path."""
+    real = shutil.which("kubectl")
+    assert real is not None, "kubectl builds the overlays"
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "kubectl").write_text(FAKE_KUBECTL)
+    (bin_dir / "kubectl").chmod(0o755)
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("REAL_KUBECTL", real)
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "kubeconfig"))
+    monkeypatch.setenv("FAKE_CALLS", str(tmp_path / "calls"))
+    monkeypatch.setenv("FAKE_ROLLOUT", str(tmp_path / "rollout.json"))
+    return tmp_path / "rollout.json"
+
+
+def test_rollout_status__champion_follows_what_the_cluster_serves_through_promotions_and_a_revert(
+    tmp_path: Path, cluster: Path
+) -> None:
+    """A real MLflow registry (sqlite) with two versions and no alias set by hand: only
+    ``deploy propose`` / ``deploy revert`` (the merged pull requests) and ``deploy rollout-status``
+    (promote.yml) run; ``champion`` moves when, and only when, the cluster serves git's release."""
+    shutil.copytree(
+        PROJECT_ROOT / "deploy", tmp_path / "deploy", ignore=shutil.ignore_patterns("node_modules")
+    )
+    where = [
+        f"deploy.desired_dir={tmp_path / 'deploy'}",
+        f"deploy.report_dir={tmp_path / 'reports'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
+    cfg = compose(where)
+    client = registry.connect(cfg.mlflow)
+    client.create_registered_model(cfg.mlflow.model_name)
+    for _ in range(2):
+        client.create_model_version(cfg.mlflow.model_name, source=str(tmp_path / "model"))
+
+    def serves(version: str, phase: str = "Healthy") -> int:
+        """The cluster runs svc:v<version>; then promote.yml's step looks (no waiting here)."""
+        cluster.write_text(json.dumps(_rollout(f"ghcr.io/o/svc:v{version}", phase) | {"metadata": {}}))
+        return cli.main(["rollout-status", "production", "--wait-s", "0", *where])
+
+    def champion() -> str | None:
+        found = registry.version_by_alias(client, cfg.mlflow.model_name, registry.CHAMPION)
+        return None if found is None else str(found.version)
+
+    def merged(*command: str) -> None:
+        assert cli.main([*command, *where]) == 0
+
+    merged("propose", "production", "--bento", "svc:v1", "--model-version", "1")
+    assert champion() is None
+    assert serves("1") == 0
+    assert champion() == "1"  # seen serving: crowned without anyone crowning by hand
+    merged("propose", "production", "--bento", "svc:v2", "--model-version", "2")
+    assert serves("1") == 1  # Argo CD has not synced v2 yet: the alias stays on what serves
+    assert serves("2", phase="Paused") == 1  # v2's analysis still running
+    assert champion() == "1"
+    assert serves("2") == 0
+    assert champion() == "2"
+    merged("revert", "production")  # the rollback pull request, merged
+    assert serves("2") == 1
+    assert champion() == "2"  # the cluster still serves v2 until it syncs the revert
+    assert serves("1") == 0
+    assert champion() == "1"  # ...and back once it serves v1 again
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert {call.split()[0] for call in calls} == {"kustomize", "get"}  # CI only ever reads the cluster
+
+
+def test_rollout_status__without_a_kubeconfig_it_says_champion_stays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    where = [
+        f"deploy.report_dir={tmp_path / 'reports'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+    ]
+    assert cli.main(["rollout-status", "production", *where]) == 0
+    assert "'champion' stays where it is" in capsys.readouterr().out
+
+
+def test_readme__the_documented_rollback_survives_self_heal_and_says_what_a_late_revert_costs() -> None:
+    """`kubectl argo rollouts undo` under self-heal is undone within seconds: the README pauses the
+    Application's automated sync first, names the warm window the Rollout really has, and says
+    what a revert after it costs."""
+    readme = " ".join((PROJECT_ROOT / "README.md").read_text().split())
+    application = kubernetes.load_documents(
+        [PROJECT_ROOT / "deploy" / "gitops" / "argocd" / "production.yaml"]
+    )[0]
+    rollout = next(
+        doc for doc in kubernetes.build(KUBERNETES / "overlays" / "production") if doc["kind"] == "Rollout"
+    )
+    pause = (
+        f"kubectl patch application {application['metadata']['name']} -n argocd --type merge "
+        """-p '{"spec":{"syncPolicy":{"automated":null}}}'"""
+    )
+    undo = f"kubectl argo rollouts undo {rollout['metadata']['name']} -n {rollout['metadata']['namespace']}"
+    resume = "kubectl apply -n argocd -f deploy/gitops/argocd/production.yaml"
+    assert readme.index(pause) < readme.index(undo) < readme.index(resume)
+    assert readme.count("kubectl argo rollouts undo") == 1  # never advised without the pause
+    window = rollout["spec"]["strategy"]["blueGreen"]["scaleDownDelaySeconds"]
+    assert f"`scaleDownDelaySeconds` ({window} s)" in readme
+    assert "cold start" in readme
+    assert "pre-promotion analysis" in readme
+    assert "https://argo-rollouts.readthedocs.io/en/stable/features/rollback/" in readme

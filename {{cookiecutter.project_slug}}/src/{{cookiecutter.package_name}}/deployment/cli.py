@@ -6,7 +6,8 @@
 router; ``deploy push staging`` (``nox -s push-image``) pushes the image those checks passed;
 ``deploy rollback production`` (``nox -s rollback``) puts traffic back on the warm previous
 color; ``deploy propose`` writes the promotion edit a pull request carries.
-After every production apply or rollback the registry's ``champion`` alias is moved to the model
+After every production apply or rollback (on Kubernetes, once ``rollout-status`` sees the cluster
+serve it) the registry's ``champion`` alias is moved to the model
 version production now serves: ``deploy/production.yaml`` is the truth, the alias its mirror
 (what ``predict``, ``compare`` and ``monitor`` read by default).
 Trailing ``key=value`` arguments are Hydra overrides of the project config.
@@ -67,11 +68,11 @@ def write_desired(cfg: Config, desired: state.DesiredState) -> Path:
     path = state.dump(
         desired, desired_path(cfg, desired.environment), SESSIONS.get(desired.environment, "promote")
     )
-    overlay = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays" / desired.environment
-    if (overlay / "kustomization.yaml").is_file():  # only a Kubernetes bake has overlays
+    overlays = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays"
+    if overlays.is_dir():  # only a Kubernetes bake has overlays
         from . import kubernetes
 
-        kubernetes.sync_overlay(desired, overlay)
+        kubernetes.sync_overlays(desired, overlays)
     return path
 
 
@@ -137,7 +138,7 @@ def manifests(cfg: Config, args: argparse.Namespace) -> int:
     """Check the Kubernetes manifests offline: overlays built, every object against its schema."""
     from . import kubernetes
 
-    found = kubernetes.check(resolve(cfg.deploy.desired_dir).parent)
+    found = kubernetes.check(resolve(cfg.deploy.desired_dir).parent, cfg.serving.image_repository)
     for where, problems in found.items():
         print(f"  {where}: " + ("ok" if not problems else f"{len(problems)} problem(s)"))
         for problem in problems:
@@ -150,7 +151,8 @@ def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
 
     Waits while Argo CD syncs and Argo Rollouts runs its analysis, up to ``--wait-s``; exit 1
     when the Rollout settles on anything but the release git names (the workflow then proposes
-    the revert). ``rollout-<environment>.{json,md}`` beside the check reports say what was seen.
+    the revert). Once production is seen serving git's release, ``champion`` moves to it (back,
+    after a merged revert). ``rollout-<environment>.{json,md}`` say what was seen.
     """
     from . import kubernetes
 
@@ -160,7 +162,8 @@ def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
     if not os.environ.get("KUBECONFIG"):
         said = (
             "skipped: no read-only kubeconfig (the environment secret KUBECONFIG_READONLY); "
-            "Argo CD syncs the merged overlay on its own"
+            "Argo CD syncs the merged overlay on its own, but 'champion' stays where it is: "
+            "nothing saw production serve the release"
         )
     else:
         deadline = time.monotonic() + args.wait_s
@@ -169,6 +172,8 @@ def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
             if healthy or time.monotonic() > deadline:
                 break
             time.sleep(10)
+        if healthy:  # seen serving git's release: the registry's alias follows, as on the host
+            mirror_champion(cfg, args.environment, desired.live)
     report = resolve(cfg.deploy.report_dir) / f"rollout-{args.environment}.json"
     verdict = {None: "skipped", True: "healthy", False: "not serving git's release"}[healthy]
     reports.write_json({"environment": args.environment, "verdict": verdict, "said": said}, report)
@@ -216,9 +221,10 @@ def mirror_champion(cfg: Config, environment: str, live: str | None) -> str | No
         if current is not None and str(current.version) == release.model_version:
             return None
         registry.set_alias(client, name, registry.CHAMPION, release.model_version)
-    except MlflowException as error:
+    except (MlflowException, registry.TrackingError) as error:  # never fails what was deployed
         print(
-            f"  registry: 'champion' not moved to v{release.model_version} ({error.message}); re-run promote"
+            f"  registry: 'champion' not moved to v{release.model_version} "
+            f"({getattr(error, 'message', error)}); re-run promote"
         )
         return None
     print(f"  registry: {name} v{release.model_version} is now 'champion' (production serves it)")
@@ -361,9 +367,19 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     proposed = state.with_release(current, release)
     write_desired(cfg, proposed)
+    stage_on_cluster(cfg, proposed)
     report = write_proposal(cfg, current, proposed)
     print(f"  {path}: {release} on {current.idle}, now live; proposal: {report}")
     return 0
+
+
+def stage_on_cluster(cfg: Config, proposed: state.DesiredState) -> None:
+    """A Kubernetes bake's staging overlay pins the proposed release too (same digest, same PR)."""
+    overlays = resolve(cfg.deploy.desired_dir) / "kubernetes" / "overlays"
+    if overlays.is_dir():
+        from . import kubernetes
+
+        kubernetes.stage(proposed, overlays)
 
 
 def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.DesiredState) -> Path:

@@ -4,17 +4,22 @@
 Services, a pre-promotion analysis Job run from the release's own image) and an HPA; each overlay
 pins the live release's image (by registry digest once pushed) and model version, and Argo CD (or
 Flux, ``deploy/gitops``) syncs it from git. :func:`sync_overlay` writes the pin from
-``deploy/<environment>.yaml`` as a round-trip edit; :func:`mismatches` says where they disagree.
+``deploy/production.yaml`` as a round-trip edit; :func:`mismatches` says where they disagree.
+The staging overlay is the cluster's staging: :func:`stage` pins it to the release a promotion
+proposes, by the same digest (``deploy/staging.yaml`` describes the release job's own staging,
+which runs the image by its local tag and ends with the job).
 
 :func:`check` is what no cluster is needed for: every overlay built by kustomize, core kinds held
 strictly to Kubernetes' own OpenAPI schemas (kubernetes-validate), every object, CRDs included,
 to the JSON schemas of the kubernetes-models packages (Node.js, ``deploy/kubernetes/schemas``),
-and the references between objects that no schema sees (Services, analysis, image, HPA).
+and the references between objects that no schema sees (Services, analysis, image, HPA, the
+admission policy against ``serving.image_repository``).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -33,6 +38,16 @@ PIN_KEYS = ("newTag", "digest")  # kustomize pins an image by one of these
 BENTO_KEY, VERSION_KEY = "mlops/bento", "mlops/model-version"
 CORE_KINDS = {"Service", "HorizontalPodAutoscaler", "ConfigMap", "Deployment", "Ingress", "Namespace"}
 KUBERNETES_VERSION = "1.31.0"
+# Argo CD's documented pattern where an HPA owns a workload's replica count: leave `replicas` out of
+# git ("Leaving Room For Imperativeness",
+# https://argo-cd.readthedocs.io/en/stable/user-guide/best_practices/#leaving-room-for-imperativeness)
+# and ignore the field, in the diff and in the sync ("Diffing Customization" and "Respect ignore
+# differences configs", https://argo-cd.readthedocs.io/en/stable/user-guide/diffing/,
+# https://argo-cd.readthedocs.io/en/stable/user-guide/sync-options/#respect-ignore-difference-configs).
+HPA_OWNED = "/spec/replicas"
+RESPECT_IGNORED = "RespectIgnoreDifferences=true"
+# the admission policy's CEL rule: c.image.startsWith('<repository>@sha256:')
+ADMITTED = re.compile(r"startsWith\('([^']*)'\)")
 
 
 def expected(desired: DesiredState) -> tuple[dict[str, str], str, str]:
@@ -66,6 +81,33 @@ def sync_overlay(desired: DesiredState, overlay: Path) -> Path:
     edited = state.round_trip(text, doc)  # comments stay: the PR diff is the pin and the annotations
     path.write_text(edited if edited is not None else yaml.safe_dump(doc, sort_keys=False))
     return path
+
+
+def sync_overlays(desired: DesiredState, overlays: Path) -> list[Path]:
+    """After ``deploy/<environment>.yaml`` is written: the overlays that follow it, rewritten.
+
+    Production's overlay follows ``deploy/production.yaml`` (promotion, revert, what serves).
+    Staging's does not follow ``deploy/staging.yaml``: that file is the release job's own staging,
+    which runs an image by a local tag no cluster can pull and no admission policy admits;
+    :func:`stage` pins the cluster's staging when a promotion is proposed.
+    """
+    overlay = overlays / desired.environment
+    if desired.environment != "production" or not (overlay / "kustomization.yaml").is_file():
+        return []
+    return [sync_overlay(desired, overlay)]
+
+
+def stage(proposed: DesiredState, overlays: Path) -> Path | None:
+    """Pin the cluster's staging to the release a promotion proposes, as production's overlay pins it.
+
+    The promotion pull request carries this edit, so git says what the staging namespace runs:
+    the digest the release job checked, pushed and signed, which the admission policy admits.
+    A revert does not touch it: staging keeps the newest release, production the one git reverts to.
+    """
+    overlay = overlays / "staging"
+    if proposed.environment != "production" or not (overlay / "kustomization.yaml").is_file():
+        return None
+    return sync_overlay(proposed, overlay)
 
 
 def mismatches(desired: DesiredState, overlay: Path) -> list[str]:
@@ -220,6 +262,25 @@ def _hpa_problems(name: str, documents: list[dict[str, Any]]) -> list[str]:
     return [] if wanted in targets else [f"no HorizontalPodAutoscaler scales Rollout/{name}"]
 
 
+def autoscaling_problems(documents: list[dict[str, Any]]) -> list[str]:
+    """No object an HPA scales declares ``replicas``: the HPA owns that field, not git.
+
+    A declared count is what Argo CD's self-heal restores after every scale the HPA makes
+    (see ``HPA_OWNED``); the HPA's ``minReplicas`` is the floor instead.
+    """
+    problems = []
+    for hpa_name, hpa in _by_kind(documents, "HorizontalPodAutoscaler").items():
+        ref = hpa["spec"]["scaleTargetRef"]
+        target = _by_kind(documents, ref.get("kind", "")).get(ref.get("name", ""))
+        if target is not None and "replicas" in target.get("spec", {}):
+            problems.append(
+                f"{ref['kind']}/{ref['name']}: declares replicas: {target['spec']['replicas']!r}, but "
+                f"HorizontalPodAutoscaler/{hpa_name} scales it: Argo CD's self-heal would undo every "
+                "scale; leave replicas out (minReplicas is the floor)"
+            )
+    return problems
+
+
 def analysis_problems(documents: list[dict[str, Any]]) -> list[str]:
     """The pre-promotion Job runs the image the Rollout would promote, with ConfigMaps that exist.
 
@@ -273,7 +334,10 @@ def ingress_problems(documents: list[dict[str, Any]]) -> list[str]:
 
 
 def gitops_problems(documents: list[dict[str, Any]], root: Path) -> list[str]:
-    """Each Argo CD Application and Flux Kustomization syncs a path that holds an overlay."""
+    """Each Argo CD Application and Flux Kustomization syncs a path that holds an overlay.
+
+    An Application also leaves the Rollout's replica count to the HPA (:func:`replicas_ignored`).
+    """
     problems = []
     for doc in documents:
         kind, spec = doc.get("kind"), doc.get("spec", {})
@@ -283,11 +347,78 @@ def gitops_problems(documents: list[dict[str, Any]], root: Path) -> list[str]:
             and not (root / str(path) / "kustomization.yaml").is_file()
         ):
             problems.append(f"{kind}/{doc['metadata']['name']}: syncs {path!r}, which holds no overlay")
+        if kind == "Application" and not replicas_ignored(spec):
+            problems.append(
+                f"Application/{doc['metadata']['name']}: self-heal would reset the HPA's replica count: "
+                f"ignoreDifferences needs {HPA_OWNED} of argoproj.io Rollouts, and syncOptions "
+                f"{RESPECT_IGNORED}"
+            )
     return problems
 
 
-def check(root: Path) -> dict[str, list[str]]:
-    """Every overlay and GitOps object, checked as described above; problems per file or overlay."""
+def replicas_ignored(spec: dict[str, Any]) -> bool:
+    """Whether an Application ignores the Rollouts' replica count when it diffs and when it syncs.
+
+    Diffing alone is not enough: without ``RespectIgnoreDifferences`` a sync (a promotion's)
+    still applies the manifest as is (Argo CD's "Respect ignore differences configs").
+    """
+    ignored = any(
+        rule.get("group") == "argoproj.io"
+        and rule.get("kind") == "Rollout"
+        and HPA_OWNED in rule.get("jsonPointers", [])
+        for rule in spec.get("ignoreDifferences", [])
+    )
+    return ignored and RESPECT_IGNORED in spec.get("syncPolicy", {}).get("syncOptions", [])
+
+
+def admitted(image: str, documents: list[dict[str, Any]]) -> bool:
+    """Whether the admission policy lets a Rollout run ``image`` (its ``startsWith`` rule, evaluated)."""
+    prefixes = _admitted_prefixes(documents)
+    return bool(prefixes) and any(image.startswith(prefix) for prefix in prefixes)
+
+
+def _admitted_prefixes(documents: list[dict[str, Any]]) -> set[str]:
+    return {
+        prefix
+        for policy in _by_kind(documents, "ValidatingAdmissionPolicy").values()
+        for validation in policy["spec"].get("validations", [])
+        for prefix in ADMITTED.findall(validation.get("expression", ""))
+    }
+
+
+def admission_problems(documents: list[dict[str, Any]], repository: str) -> list[str]:
+    """The admission policy admits exactly ``serving.image_repository``, by digest.
+
+    The policy is applied by hand and rejects every other name: one that names another
+    repository than the project pushes to denies every pod the promotion edit pins.
+    """
+    prefixes, wanted = _admitted_prefixes(documents), f"{repository}@sha256:"
+    if not _by_kind(documents, "ValidatingAdmissionPolicy") or prefixes == {wanted}:
+        return []
+    return [
+        f"the admission policy admits {sorted(prefixes)}, but serving.image_repository "
+        f"(conf/serving/default.yaml) is {repository!r}: every pod would be denied; admit "
+        f"'{wanted}' in deploy/gitops/admission/images-by-digest.yaml and apply it again"
+    ]
+
+
+def repository_problems(documents: list[dict[str, Any]], repository: str) -> list[str]:
+    """Every Rollout's image comes from ``serving.image_repository``, where the release pushes."""
+    return [
+        f"Rollout/{name}: runs {container.get('image')!r}, not an image of {repository!r} "
+        "(serving.image_repository); the next promotion edit pins one"
+        for name, rollout in _by_kind(documents, "Rollout").items()
+        for container in rollout["spec"]["template"]["spec"]["containers"]
+        if not str(container.get("image", "")).startswith((f"{repository}@", f"{repository}:"))
+    ]
+
+
+def check(root: Path, repository: str) -> dict[str, list[str]]:
+    """Every overlay and GitOps object, checked as described above; problems per file or overlay.
+
+    ``repository`` is ``serving.image_repository``: the overlays' images and the admission
+    policy must both name it.
+    """
     kubernetes = root / "deploy" / "kubernetes"
     schemas = kubernetes / "schemas"
     if not (kubernetes / "overlays").is_dir():
@@ -299,13 +430,17 @@ def check(root: Path) -> dict[str, list[str]]:
             validate_core(documents)
             + schema_problems(documents, schemas)
             + rollout_problems(documents)
+            + autoscaling_problems(documents)
             + analysis_problems(documents)
             + ingress_problems(documents)
+            + repository_problems(documents, repository)
         )
     for path in sorted((root / "deploy" / "gitops").rglob("*.yaml")):
         documents = load_documents([path])
-        found[str(path.relative_to(root))] = schema_problems(documents, schemas) + gitops_problems(
-            documents, root
+        found[str(path.relative_to(root))] = (
+            schema_problems(documents, schemas)
+            + gitops_problems(documents, root)
+            + admission_problems(documents, repository)
         )
     return found
 
