@@ -62,25 +62,29 @@ def test_update__replaying_the_saved_answers_bakes_the_same_project(template: Pa
 def test_update__cruft_merges_a_later_template_commit_with_the_project_s_own_edits(
     template: Path, tmp_path: Path
 ) -> None:
+    # As the README says: a version is taken by its commit id (--checkout), a later one existing.
+    first = sh("git", "rev-parse", "HEAD", cwd=template).strip()
+    source = template / PROJECT_README
+    source.write_text(source.read_text() + "\nA line the template added in its second version.\n")
+    second = commit(template, "template v2")
     out = tmp_path / "out"
     created = subprocess.run(
-        [CRUFT, "create", "--no-input", "--output-dir", str(out), str(template)],
+        [CRUFT, "create", "--no-input", "--output-dir", str(out), str(template), "--checkout", first],
         capture_output=True, text=True, check=False, timeout=300,
     )  # fmt: skip
     assert created.returncode == 0, created.stderr
     assert "cruft: skipped 'git init'" in created.stderr  # default init_git=yes: says why not
     project = out / "customer-churn"
+    assert json.loads((project / ".cruft.json").read_text())["commit"] == first
+    readme = project / "README.md"
+    assert "Customer Churn" in readme.read_text()
+    assert "second version" not in readme.read_text()
     sh("git", "init", "-q", "--initial-branch=main", cwd=project)
     commit(project, "bake")
-    assert "Customer Churn" in (project / "README.md").read_text()
 
-    # The user edits the README's first line; the template then changes its last line.
-    readme = project / "README.md"
+    # The user edits the README's first line; the template's later commit changed its last line.
     readme.write_text(readme.read_text().replace("# Customer Churn", "# Customer Churn (EU team)", 1))
     commit(project, "our own title")
-    source = template / PROJECT_README
-    source.write_text(source.read_text() + "\nA line the template added in its second version.\n")
-    second = commit(template, "template v2")
 
     outdated = subprocess.run([CRUFT, "check"], cwd=project, capture_output=True, text=True, check=False)
     assert outdated.returncode != 0
@@ -96,6 +100,19 @@ def test_update__cruft_merges_a_later_template_commit_with_the_project_s_own_edi
     assert "A line the template added in its second version." in merged
     assert json.loads((project / ".cruft.json").read_text())["commit"] == second
     assert not list(project.rglob("*.rej"))
+
+
+def test_update__every_commit_the_changelog_names_is_in_the_history() -> None:
+    """A release is taken by the commit its heading names (the repository keeps no tags)."""
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    named = re.findall(
+        r"^## \d+\.\d+\.\d+ \(\d{4}-\d{2}-\d{2}, commit ([0-9a-f]{7,40})\)$", changelog, re.MULTILINE
+    )
+    assert named, "no release heading names its commit"
+    if sh("git", "rev-parse", "--is-shallow-repository", cwd=ROOT).strip() == "true":
+        pytest.skip("a shallow clone holds no older commits to look the releases up in")
+    for commit_id in named:
+        sh("git", "cat-file", "-e", f"{commit_id}^{{commit}}", cwd=ROOT)
 
 
 def test_update__the_changelog_heads_with_the_template_s_version() -> None:

@@ -159,7 +159,9 @@ MAIN_ONLY = re.compile(r"^github\.ref == 'refs/heads/main' && \(?(?P<events>[^()
     [{"deploy_target": "local"}, {"deploy_target": "local", "mlflow_tracking": "remote"}],
     ids=["host-local-registry", "host-remote-registry"],
 )
-def test_workflows__no_pull_request_can_reach_the_production_runner(bake: Bake, context: dict[str, str]) -> None:
+def test_workflows__no_pull_request_can_reach_the_production_runner(
+    bake: Bake, context: dict[str, str]
+) -> None:
     """A job on the host's label runs only for main's own push, schedule or dispatch.
 
     GitHub hands a job to any runner whose labels match, from any workflow and branch; these
@@ -175,7 +177,9 @@ def test_workflows__no_pull_request_can_reach_the_production_runner(bake: Bake, 
             if "self-hosted" not in job["runs-on"]:
                 continue
             host_jobs += 1
-            assert not triggers & PULL_REQUEST_EVENTS, f"{path.name}: {name} runs on the host for a pull request"
+            assert not triggers & PULL_REQUEST_EVENTS, (
+                f"{path.name}: {name} runs on the host for a pull request"
+            )
             guard = MAIN_ONLY.match(job.get("if", ""))
             assert guard, f"{path.name}: {name} must start `if: github.ref == 'refs/heads/main' && ...`"
             assert "!=" not in guard["events"], f"{path.name}: {name} names events to allow, not to refuse"
@@ -196,12 +200,17 @@ def test_workflows__promotion_pull_requests_are_opened_with_the_app_s_token(proj
             else [job.get("steps", []) for job in document["jobs"].values()]
         )
         for steps in step_lists:
-            minted = {step.get("id") for step in steps if step.get("uses") == "./.github/actions/promotion-token"}
+            minted = {
+                step.get("id") for step in steps if step.get("uses") == "./.github/actions/promotion-token"
+            }
             for step in steps:
                 if step.get("uses", "").startswith("peter-evans/create-pull-request@"):
                     opened += 1
-                    token = re.fullmatch(r"\$\{\{ steps\.(\w+)\.outputs\.token \}\}", step["with"].get("token", ""))
-                    assert token and token[1] in minted, f"{path.name}: a pull request opened without the App's token"
+                    token = re.fullmatch(
+                        r"\$\{\{ steps\.(\w+)\.outputs\.token \}\}", step["with"].get("token", "")
+                    )
+                    assert token, f"{path.name}: a pull request opened without a minted token"
+                    assert token[1] in minted, f"{path.name}: the token is not the promotion App's"
         for name, job in document.get("jobs", {}).items():
             if "PROMOTION_APP_PRIVATE_KEY" in json.dumps(job):
                 assert job.get("environment") == "promotion", f"{path.name}: {name}"
@@ -420,7 +429,9 @@ class Act:
             repo, _, sha = ref.partition("@")
             # GitHub resolves every pin at "Set up job"; act never does, so the harness refuses
             # what GitHub could not resolve: a commit not recorded for that action's tags.
-            assert sha in ACTION_PINS.get(repo, {}).values(), f"{ref} is not a verified pin (tests/action_pins.toml)"
+            assert sha in ACTION_PINS.get(repo, {}).values(), (
+                f"{ref} is not a verified pin (tests/action_pins.toml)"
+            )
             stub = ACT_STUBS / repo.replace("/", "__")
             assert (stub / "action.yml").is_file(), (
                 f"no act stub for {repo}: add tests/act/{stub.name}/action.yml"
@@ -496,7 +507,9 @@ def shadow_nox(home: Path) -> Path:
     folder = home / "shadow"
     folder.mkdir(parents=True, exist_ok=True)
     script = folder / "nox"
-    script.write_text("#!/bin/sh\necho 'nox is not on the runner PATH: the setup action must add it' >&2\nexit 127\n")
+    script.write_text(
+        "#!/bin/sh\necho 'nox is not on the runner PATH: the setup action must add it' >&2\nexit 127\n"
+    )
     script.chmod(0o755)
     return folder
 
@@ -674,6 +687,7 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
 
     assert "Rollout of production: skipped." in summaries(log)
     assert "no read-only kubeconfig" in summaries(log)
+    assert "'champion' stays where it is" in summaries(log)  # unseen, the alias does not move
     pages = {"promote-kubernetes-summary": summaries(log)}
     log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "slow"}})
     pages["rollback-kubernetes-summary"] = summaries(log)

@@ -120,7 +120,7 @@ def test_background__stop_returns_the_numbers_so_far(server: ColorServer) -> Non
         assert wrk.result() == result
         script = Path(wrk.process.args[-2])
         assert script.is_file()
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 60  # stopped: the run's own 60 s did not have to end
     assert result.requests > 0
     assert result.blue == result.requests
     assert not script.exists()  # the script and bodies files are gone with the block
