@@ -476,7 +476,7 @@ def test_kubernetes__the_admission_policy_admits_serving_image_repository_and_no
     assert kubernetes.repository_problems(built, repository) == []
     assert kubernetes.repository_problems(built, other) == [
         f"Rollout/{{ cookiecutter.project_slug }}: runs '{repository}:unreleased', not an image of '{other}' "
-        "(serving.image_repository); the next promotion edit pins one"
+        "(serving.image_repository): set the overlay's newName to it, or promote a release pushed there"
     ]
 
 

@@ -406,7 +406,7 @@ def repository_problems(documents: list[dict[str, Any]], repository: str) -> lis
     """Every Rollout's image comes from ``serving.image_repository``, where the release pushes."""
     return [
         f"Rollout/{name}: runs {container.get('image')!r}, not an image of {repository!r} "
-        "(serving.image_repository); the next promotion edit pins one"
+        "(serving.image_repository): set the overlay's newName to it, or promote a release pushed there"
         for name, rollout in _by_kind(documents, "Rollout").items()
         for container in rollout["spec"]["template"]["spec"]["containers"]
         if not str(container.get("image", "")).startswith((f"{repository}@", f"{repository}:"))
