@@ -106,7 +106,7 @@ def train(session: nox.Session) -> None:
 
 @nox.session
 def compare(session: nox.Session) -> None:
-    """Candidate versus champion on the same test split; writes reports/training/gate.json."""
+    """Candidate versus champion (or production's recorded scores); writes reports/training/gate.json."""
     uv_run(session, "compare", *session.posargs)
 
 
@@ -170,7 +170,7 @@ def push_image(session: nox.Session) -> None:
 
 @nox.session(name="propose-promotion")
 def propose_promotion(session: nox.Session) -> None:
-    """The promotion edit: staging's checked release onto production's idle color (deploy/production.yaml)."""
+    """The promotion edit: staging's checked release, with its test scores, onto production's idle color."""
     uv_run(session, "deploy", "propose", "production", *session.posargs)
 
 

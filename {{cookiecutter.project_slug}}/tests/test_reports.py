@@ -89,6 +89,61 @@ def test_render__gate_without_champion_says_so(tmp_path: Path) -> None:
     assert "no live model yet" in page
 
 
+RECORDED = GATE | {  # a pull request's gate: no champion in its registry, production's recorded scores
+    "champion_source": "recorded",
+    "champion_version": "7",
+    "champion_test_rows": 150,
+    "champion_test_digest": "ab" * 32,
+    "test_rows": 150,
+    "test_digest": "ab" * 32,
+}
+
+
+@pytest.mark.parametrize(
+    ("ours", "rows", "sentence"),
+    [
+        (
+            {},
+            "same held-out rows",
+            "this job's 150 test rows are the same rows (SHA-256 abababababab…).",
+        ),
+        (
+            {"test_rows": 160, "test_digest": "cd" * 32},
+            "other held-out rows",
+            "(SHA-256 abababababab…); this job's 160 test rows are other rows (SHA-256 cdcdcdcdcdcd…): the "
+            "data or its split changed, so the change is not the models' alone.",
+        ),
+    ],
+)
+def test_render__gate_against_recorded_scores_says_whose_and_on_which_rows(
+    tmp_path: Path, ours: dict[str, object], rows: str, sentence: str
+) -> None:
+    write(tmp_path, "training/gate.json", RECORDED | ours)
+
+    page = reports.render(tmp_path)
+
+    assert "|  | live (recorded scores) | proposed (candidate) | change |" in page
+    assert f"| f1_macro ({rows}) | 0.79 | 0.81 | +0.0200 (margin 0) |" in page
+    assert "Live column: the held-out scores `deploy/production.yaml` records for v7, the model" in page
+    assert "production serves, measured by the release that proposed it on 150 test rows" in page
+    assert sentence in page
+
+
+def test_render__gate_with_a_live_model_but_no_recorded_score_says_so(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "training/gate.json",
+        GATE | {"champion": None, "champion_version": "7", "reason": "no champion to compare with: ..."},
+    )
+
+    page = reports.render(tmp_path)
+
+    assert "| model version | v7 | v3 |  |" in page
+    assert "no live score recorded" in page
+    assert "no live model yet" not in page  # production does serve one
+    assert "Live column" not in page  # nothing was read from production's file
+
+
 def test_render__junit_counts(tmp_path: Path) -> None:
     write(tmp_path, "tests/junit.xml", JUNIT)
 

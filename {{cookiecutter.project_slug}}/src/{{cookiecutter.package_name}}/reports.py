@@ -34,6 +34,7 @@ LABEL_CHARS = 20  # longer chart labels are cut in the middle, so the bars keep 
 MYPY_LINE = re.compile(r"^(?P<where>[^:\s]+:\d+): error: (?P<message>.*?)(?:  \[(?P<code>[\w-]+)\])?$")
 SBOM = ".cdx.json"  # CycloneDX software bill of materials
 FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
+RECORDED = "recorded"  # a gate's champion_source: the live score is the one deploy/production.yaml records
 VERDICTS = {"passed", "healthy", "ready", "promote"}  # booleans that mean pass or fail
 # A promotion or rollback report's status, as the page's first line: what serves now.
 OUTCOMES = {
@@ -251,11 +252,19 @@ def lineage_table(train: Json) -> str:
 
 
 def gate_section(gate: Json) -> str:
-    """Live (champion) beside proposed (candidate) on the same held-out rows, the change, the decision."""
+    """Live (champion) beside proposed (candidate) on the same held-out rows, the change, the decision.
+
+    Where the live score is the one ``deploy/production.yaml`` records (a pull request's registry
+    has no champion), the column says so, and a sentence says whether its rows were these.
+    """
     verdict = "PROMOTE ✅" if gate.get("promote") else "KEEP CHAMPION ⛔"
     metric = str(gate.get("metric"))
     live, proposed = _score(gate.get("champion")), _score(gate.get("candidate"))
-    change = f"{proposed - live:+.4f}" if live is not None and proposed is not None else "no live model yet"
+    if live is not None and proposed is not None:
+        change = f"{proposed - live:+.4f}"
+    else:
+        change = "no live score recorded" if gate.get("champion_version") is not None else "no live model yet"
+    recorded = gate.get("champion_source") == RECORDED
     rows: list[list[object]] = [
         [
             "model version",
@@ -263,12 +272,51 @@ def gate_section(gate: Json) -> str:
             _version(gate.get("candidate_version")),
             "",
         ],
-        [f"{metric} (same held-out rows)", live, proposed, f"{change} (margin {fmt(gate.get('margin'))})"],
+        [f"{metric} ({held_out_rows(gate)})", live, proposed, f"{change} (margin {fmt(gate.get('margin'))})"],
     ]
     parts = [f"#### Gate: {verdict}", _quote(str(gate.get("reason")))]
     # No chart: two bars from zero hide the one number that decides, the change, which the table states.
-    parts.append(table(["", "live (champion)", "proposed (candidate)", "change"], rows))
+    header = "live (recorded scores)" if recorded else "live (champion)"
+    parts.append(table(["", header, "proposed (candidate)", "change"], rows))
+    if recorded:
+        parts.append(recorded_line(gate))
     return "\n\n".join(parts)
+
+
+def same_rows(gate: Json) -> bool:
+    """Whether the live score was measured on this job's test rows (equal digests, or scored here)."""
+    if gate.get("champion_source") != RECORDED:
+        return True
+    return gate.get("champion_test_digest") is not None and gate.get("champion_test_digest") == gate.get(
+        "test_digest"
+    )
+
+
+def held_out_rows(gate: Json) -> str:
+    """The metric row's note: both scores on the same held-out rows, or not."""
+    return "same held-out rows" if same_rows(gate) else "other held-out rows"
+
+
+def recorded_line(gate: Json) -> str:
+    """What the live column is when it was read from ``deploy/production.yaml``, and on which rows."""
+    ours, digest = gate.get("test_rows"), _short(gate.get("test_digest"))
+    source = (
+        "Live column: the held-out scores `deploy/production.yaml` records for "
+        f"v{gate.get('champion_version')}, the model production serves, measured by the release that "
+        f"proposed it on {gate.get('champion_test_rows')} test rows"
+    )
+    if same_rows(gate):
+        return f"{source}; this job's {ours} test rows are the same rows (SHA-256 {digest})."
+    return (
+        f"{source} (SHA-256 {_short(gate.get('champion_test_digest'))}); this job's {ours} test rows are "
+        f"other rows (SHA-256 {digest}): the data or its split changed, so the "
+        "change is not the models' alone."
+    )
+
+
+def _short(digest: object) -> str:
+    """A digest's first 12 hex digits, enough to tell two apart on a page."""
+    return f"{str(digest)[:12]}…"
 
 
 def _score(value: object) -> float | None:

@@ -141,6 +141,24 @@ def test_cli__propose_defaults_to_staging_release(desired_dir: Path) -> None:
     assert production.release(production.live) == state.Release("svc:stg", "2")
 
 
+def test_cli__propose_records_the_held_out_scores_compare_measured_for_that_model(
+    desired_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What a pull request's compare gates against: written by the release, in the PR's file."""
+    staged(desired_dir, checked=True)
+    training = desired_dir.parent / "reports" / "training"
+    gate = {"candidate_version": "2", "candidate_metrics": {"f1_macro": 0.81}, "test_rows": 150}
+    reports.write_json(gate | {"test_digest": "c" * 64}, training / "gate.json")
+    moved = [*overrides(desired_dir), f"training.report_dir={training}"]
+    assert cli.main(["propose", "production", *moved]) == 0
+    production = state.load(desired_dir / "production.yaml")
+    assert production.live_scores() == ("2", state.Scores({"f1_macro": 0.81}, 150, "c" * 64))
+    # ...and a model compare did not score here (proposed by hand) gets none, said in one line
+    assert cli.main(["propose", "production", "--bento", "svc:other", "--model-version", "3", *moved]) == 0
+    assert state.load(desired_dir / "production.yaml").live_scores() == ("3", None)
+    assert "does not score model v3: no held-out scores recorded for it" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("checked", "message"),
     [

@@ -361,3 +361,113 @@ def test_state__a_release_reads_as_its_bento_and_model_in_reports_and_logs() -> 
     release = state.Release("svc:abc", "3", "registry.example/svc@sha256:" + "0" * 64)
     assert f"green ({release})" == "green (svc:abc (model v3))"
     assert "Release(" not in f"{release}"
+
+
+DIGEST_A, DIGEST_B = "a" * 64, "b" * 64
+
+
+def scores(version_metric: float = 0.8, digest: str = DIGEST_A) -> state.Scores:
+    return state.Scores({"f1_macro": version_metric, "accuracy": 0.9}, 150, digest)
+
+
+def test_state__a_promotion_records_the_release_s_scores_and_keeps_only_those_its_colors_serve(
+    tmp_path: Path,
+) -> None:
+    first = state.with_release(state.parse(valid()), state.Release("svc:two", "2"), scores(0.8))
+    second = state.with_release(first, state.Release("svc:three", "3"), scores(0.85, DIGEST_B))
+    assert set(first.scores) == {"2"}  # v1 has none recorded: nothing is made up for it
+    assert second.live_scores() == ("3", scores(0.85, DIGEST_B))
+    assert set(second.scores) == {"2", "3"}  # v2 stays warm on green: a rollback finds its scores
+    third = state.with_release(second, state.Release("svc:four", "4"))
+    assert set(third.scores) == {"3"}  # v2 left the colors, and v4 was proposed without scores
+    assert third.live_scores() == ("4", None)
+    path = state.dump(second, tmp_path / "production.yaml", "promote")
+    assert state.load(path) == second
+    assert yaml.safe_load(path.read_text())["scores"]["3"] == {
+        "metrics": {"f1_macro": 0.85, "accuracy": 0.9},
+        "test_rows": 150,
+        "test_digest": DIGEST_B,
+    }
+    assert state.rolled_back(second).live_scores() == ("2", scores(0.8))
+
+
+def test_state__a_file_that_records_no_scores_is_written_without_the_section(tmp_path: Path) -> None:
+    promoted = state.with_release(state.parse(valid()), state.Release("svc:two", "2"))
+    assert "scores" not in state.dump(promoted, tmp_path / "staging.yaml", "deploy-staging").read_text()
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"metrics": {}, "test_rows": 1, "test_digest": DIGEST_A}, "scores.1.metrics: expected at least one"),
+        (
+            {"metrics": {"f1_macro": float("nan")}, "test_rows": 1, "test_digest": DIGEST_A},
+            "scores.1.metrics.f1_macro: expected a finite number, got nan",
+        ),
+        (
+            {"metrics": {"F1": 0.5}, "test_rows": 1, "test_digest": DIGEST_A},
+            "scores.1.metrics.F1: expected a metric name such as f1_macro, got 'F1'",
+        ),
+        (
+            {"metrics": {"f1_macro": 0.5}, "test_rows": 0, "test_digest": DIGEST_A},
+            "scores.1.test_rows: expected a whole number of rows >= 1, got 0",
+        ),
+        (
+            {"metrics": {"f1_macro": 0.5}, "test_rows": 1, "test_digest": "abc"},
+            "scores.1.test_digest: expected the test split's SHA-256 in 64 lowercase hex digits",
+        ),
+        (
+            {"metrics": {"f1_macro": 0.5}, "test_rows": 1},
+            "scores.1.test_digest: required field is missing; add it",
+        ),
+    ],
+)
+def test_state__a_bad_scores_record_fails_naming_the_field(record: dict[str, Any], message: str) -> None:
+    with pytest.raises(state.StateError, match=re.escape(message)):
+        state.parse(valid() | {"scores": {"1": record}})
+
+
+GATE = {
+    "candidate_version": "7",
+    "candidate_metrics": {"f1_macro": 0.8, "roc_auc": None},  # undefined ROC AUC was written as null
+    "test_rows": 150,
+    "test_digest": DIGEST_A,
+}
+
+
+@pytest.mark.parametrize(
+    ("gate", "version", "expected"),
+    [
+        (GATE, "7", state.Scores({"f1_macro": 0.8}, 150, DIGEST_A)),
+        (GATE, "8", None),  # compare scored another model: nothing recorded for this one
+        ({"candidate_version": "7", "candidate": 0.8}, "7", None),  # a gate report from before these fields
+    ],
+)
+def test_state__scores_of_reads_the_compare_report_for_that_model_only(
+    gate: dict[str, Any], version: str, expected: state.Scores | None
+) -> None:
+    assert state.scores_of(gate, version) == expected
+
+
+def test_state__scores_of_a_broken_compare_report_is_one_line() -> None:
+    with pytest.raises(state.StateError, match=r"^gate\.json: test_digest: expected the test split's SHA-"):
+        state.scores_of(GATE | {"test_digest": "zz"}, "7")
+
+
+def test_state__the_first_recorded_scores_come_with_a_comment_saying_what_they_are(tmp_path: Path) -> None:
+    edited = tmp_path / "production.yaml"
+    edited.write_text((PROJECT_ROOT / "deploy" / "production.yaml").read_text())
+    promoted = state.with_release(state.load(edited), state.Release("svc:two", "2"), scores())
+    state.dump(promoted, edited, "promote")
+    state.dump(state.with_release(promoted, state.Release("svc:three", "3"), scores()), edited, "promote")
+
+    text = edited.read_text()
+    assert state.load(edited).scores.keys() == {"2", "3"}
+    assert text.count("# Held-out test scores per model version, written by the release that proposed") == 1
+    assert text.index("# Held-out test scores") < text.index("\nscores:")
+    fourth = state.with_release(state.load(edited), state.Release("svc:4", "4"))
+    emptied = state.with_release(fourth, state.Release("svc:5", "5"))
+    state.dump(emptied, edited, "promote")  # both recorded models left the colors: the section stays, empty
+    state.dump(state.with_release(emptied, state.Release("svc:6", "6"), scores()), edited, "promote")
+    assert edited.read_text().count("# Held-out test scores") == 1
+    assert state.load(edited).scores.keys() == {"6"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import mlflow
@@ -10,9 +11,10 @@ from mlflow import MlflowClient
 
 from conftest import ComposeFn
 from crowning import crown
-from {{ cookiecutter.package_name }} import evaluation, registry
-from {{ cookiecutter.package_name }}.config import Config
+from {{ cookiecutter.package_name }} import evaluation, registry, reports
+from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config
 from {{ cookiecutter.package_name }}.data import DataError, load_table, split
+from {{ cookiecutter.package_name }}.deployment import state
 from {{ cookiecutter.package_name }}.training import selection, train
 
 TASK_METRICS = {
@@ -98,15 +100,91 @@ def test_compare__retraining_the_champion_unchanged_promotes_nothing(make_config
     assert "same data" not in selection.compare(other).reason  # a changed config is compared on merit
 
 
-def test_compare__first_model_on_a_ci_runner_says_its_registry_is_throwaway(
-    make_config: ComposeFn, monkeypatch: pytest.MonkeyPatch
+def production_recording(
+    make_config: ComposeFn, tmp_path: Path, scores: state.Scores | None, *overrides: str
+) -> Config:
+    """A config whose deploy/production.yaml serves v7, with ``scores`` recorded for it (or none).
+
+    The file is written the way a release's promotion writes it; the registry stays the one this
+    test trains into, which has no champion: a pull request's job, whatever the project tracks to.
+    """
+    desired = tmp_path / "deploy"
+    shipped = state.load(PROJECT_ROOT / "deploy" / "production.yaml")
+    promoted = state.with_release(shipped, state.Release("svc:v7", "7"), scores)
+    state.dump(promoted, desired / "production.yaml", "promote")
+    return make_config(*QUICK, f"deploy.desired_dir={desired}", *overrides)
+
+
+QUICK = ["model=random_forest", "model.estimator.n_estimators=5", "training.cv_folds=2"]
+
+
+def held_out(cfg: Config) -> tuple[int, str]:
+    """The test split's row count and digest, as compare sees them."""
+    data = split(load_table(cfg.data.path), cfg.data, stratify=cfg.task == "classification")
+    return len(data.x_test), selection.rows_digest(data)
+
+
+@pytest.mark.parametrize("same_rows", [True, False])
+def test_compare__without_a_champion_gates_against_the_scores_production_records(
+    make_config: ComposeFn, tmp_path: Path, same_rows: bool
 ) -> None:
-    monkeypatch.setenv("CI", "true")
-    cfg = make_config("model=random_forest", "model.estimator.n_estimators=5", "training.cv_folds=2")
+    probe = make_config(*QUICK)
+    metric, rows = probe.training.primary_metric, held_out(probe)
+    unbeatable = 1.0 if probe.training.greater_is_better else 0.0  # a recorded score no candidate beats
+    digest = rows[1] if same_rows else "0" * 64
+    cfg = production_recording(make_config, tmp_path, state.Scores({metric: unbeatable}, rows[0], digest))
     train.train(cfg)
+
     decision = selection.compare(cfg)
-    assert decision.promote
-    assert "fresh sqlite file" in decision.reason
+
+    assert not decision.promote
+    assert (decision.champion, decision.champion_version) == (unbeatable, "7")
+    assert decision.champion_source == "recorded"
+    assert (decision.test_rows, decision.test_digest) == rows
+    on = "the same held-out rows" if same_rows else "other held-out rows"
+    assert f"against the score deploy/production.yaml records for v7 on {on}" in decision.reason
+    page = reports.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
+    held = "same held-out rows" if same_rows else "other held-out rows"
+    assert f"| {metric} ({held}) | {unbeatable:.4g} |" in page
+    assert "|  | live (recorded scores) | proposed (candidate) | change |" in page
+    assert f"this job's {rows[0]} test rows are {'the same' if same_rows else 'other'} rows" in page
+
+
+def test_compare__with_nothing_recorded_for_production_s_model_says_so_and_advises_nothing(
+    make_config: ComposeFn, tmp_path: Path
+) -> None:
+    """A pull request before any recorded promotion: one honest sentence, no setting to change."""
+    cfg = production_recording(make_config, tmp_path, None)
+    train.train(cfg)
+
+    decision = selection.compare(cfg)
+
+    assert decision.champion is None
+    assert decision.champion_version == "7"
+    assert decision.reason == (
+        "no champion to compare with: the registry here (a local store) has no 'champion' alias, "
+        "and deploy/production.yaml records no held-out scores for its live model v7 (the release that "
+        "proposes a model records them)"
+    )
+    page = reports.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
+    assert "mlflow_tracking" not in page
+    assert "no live score recorded" in page
+
+
+def test_compare__scores_what_production_records_for_the_next_promotion(
+    make_config: ComposeFn, tmp_path: Path
+) -> None:
+    """Every metric of the candidate, its test rows and their digest: what propose-promotion records."""
+    cfg = production_recording(make_config, tmp_path, None)
+    result = train.train(cfg)
+
+    decision = selection.compare(cfg)
+
+    assert decision.candidate_metrics == pytest.approx(result.metrics)
+    gate = json.loads(decision.write(tmp_path / "gate.json").read_text())
+    recorded = state.scores_of(gate, str(result.model_version))
+    assert recorded is not None
+    assert (recorded.test_rows, recorded.test_digest) == held_out(cfg)
 
 
 def test_train__a_table_the_data_gate_refuses_trains_nothing(make_config: ComposeFn, tmp_path: Path) -> None:

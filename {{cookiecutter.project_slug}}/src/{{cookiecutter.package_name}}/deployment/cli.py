@@ -365,12 +365,25 @@ def propose(cfg: Config, args: argparse.Namespace) -> int:
     if current.release(current.live) == release:
         print(f"  {path}: {release.bento} is already live; nothing to propose")
         return 0
-    proposed = state.with_release(current, release)
+    proposed = state.with_release(current, release, recorded_scores(cfg, release))
     write_desired(cfg, proposed)
     stage_on_cluster(cfg, proposed)
     report = write_proposal(cfg, current, proposed)
     print(f"  {path}: {release} on {current.idle}, now live; proposal: {report}")
     return 0
+
+
+def recorded_scores(cfg: Config, release: state.Release) -> state.Scores | None:
+    """The release's held-out scores, from this job's ``nox -s compare``, to record beside it.
+
+    Pull requests gate against them (``compare`` without a champion in their registry); a
+    release that compare did not score here (proposed by hand) records none, and says so.
+    """
+    gate = resolve(cfg.training.report_dir) / "gate.json"
+    found = state.scores_of(reports.load(gate) or {}, release.model_version)
+    if found is None:
+        print(f"  {gate} does not score model v{release.model_version}: no held-out scores recorded for it")
+    return found
 
 
 def stage_on_cluster(cfg: Config, proposed: state.DesiredState) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 from collections.abc import Mapping
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -43,6 +44,12 @@ HEADER = (
     "# Desired state of the {environment} environment. A promotion pull request edits this file;\n"
     "# `nox -s {session}` reconciles the running system to it. Field reference: README.md.\n"
 )
+NOTES = {  # the comment over a section that a round-trip edit adds to an existing file
+    "scores": (
+        "Held-out test scores per model version, written by the release that proposed it (rows and\n"
+        "their SHA-256 say which test split); a pull request's `nox -s compare` gates against the live one's."
+    ),
+}
 # Strictness is set per field type below: a model-wide strict=True would refuse the nested
 # sections, which arrive from YAML as mappings rather than instances.
 MODEL = ConfigDict(extra="forbid", allow_inf_nan=False)
@@ -90,6 +97,16 @@ Name = Annotated[
     Field(strict=True, pattern=r"^[a-z0-9][a-z0-9._-]{0,62}$"),
     _expect("a lowercase name like 'web-app'"),
 ]
+Metric = Annotated[
+    str, Field(strict=True, pattern=r"^[a-z][a-z0-9_]*$"), _expect("a metric name such as f1_macro")
+]
+Score = Annotated[float, Field(strict=True), _expect("a finite number")]  # MODEL refuses NaN and inf
+Rows = Annotated[int, Field(strict=True, ge=1), _expect("a whole number of rows >= 1")]
+Digest = Annotated[
+    str,
+    Field(strict=True, pattern=r"^[0-9a-f]{64}$"),
+    _expect("the test split's SHA-256 in 64 lowercase hex digits (`nox -s compare` computes it)"),
+]
 KeyHash = Annotated[
     str,
     Field(strict=True, pattern=r"^[0-9a-f]{64}$"),
@@ -112,6 +129,28 @@ class Release:
     def __str__(self) -> str:
         """How reports and logs name it: ``svc:abc (model v3)``, never the dataclass repr."""
         return f"{self.bento} (model v{self.model_version})"
+
+
+@dataclass(frozen=True, config=MODEL)
+class Scores:
+    """A model's scores on its held-out test split, and which rows those were.
+
+    The release that proposes a model records them here (``nox -s propose-promotion``), so that a
+    pull request, whose job has neither the registry nor its secrets, can still gate its own model
+    against the one production serves: same rows when ``test_digest`` matches its own split.
+    """
+
+    metrics: dict[Metric, Score]
+    test_rows: Rows
+    test_digest: Digest
+
+    @field_validator("metrics")
+    @classmethod
+    def _some(cls, metrics: dict[str, float]) -> dict[str, float]:
+        """A record without a single score compares nothing."""
+        if not metrics:
+            raise _rule("expected at least one metric, e.g. {f1_macro: 0.83}")
+        return metrics
 
 
 @dataclass(frozen=True, config=MODEL)
@@ -240,6 +279,7 @@ class DesiredState:
     checks: Checks = Field(default_factory=Checks)
     access: Access | None = None
     signed_by: Text | None = None
+    scores: dict[Text, Scores] = Field(default_factory=dict)  # by model version: see Scores
 
     @field_validator("colors")
     @classmethod
@@ -313,9 +353,15 @@ class DesiredState:
         """The release a color should serve, or None for an empty color."""
         return self.colors.get(color)
 
+    def live_scores(self) -> tuple[str, Scores | None] | None:
+        """The live model's version and its recorded scores (None: not recorded); None if nothing is live."""
+        release = self.release(self.live)
+        return None if release is None else (release.model_version, self.scores.get(release.model_version))
+
 
 STATE = TypeAdapter(DesiredState)
 RELEASE = TypeAdapter(Release)
+SCORES = TypeAdapter(Scores)
 CLIENT = TypeAdapter(Client)
 HINTS = {  # pydantic error types not already worded by a field type's _expect
     "missing": "required field is missing; add it",
@@ -373,6 +419,8 @@ def dump(state: DesiredState, path: str | Path, session: str) -> Path:
     for release in document["colors"].values():  # a release without an image reads as before
         if release is not None and release.get("image") is None:
             release.pop("image", None)
+    if not document["scores"]:  # staging, and production before its first recorded release
+        document.pop("scores")
     edited = round_trip(target.read_text(), document) if target.is_file() else None
     header = HEADER.format(environment=state.environment, session=session)
     text = edited if edited is not None else header + yaml.safe_dump(document, sort_keys=False)
@@ -400,7 +448,13 @@ def round_trip(existing: str, document: Mapping[str, Any]) -> str | None:
         return None
     if not isinstance(tree, CommentedMap):
         return None
-    _update(tree, document)
+    added = [key for key in document if key not in tree]
+    # a section that empties stays, as {}, under its comment: dropping the key would orphan the comment
+    kept: dict[str, object] = {key: {} for key in NOTES if key in tree and key not in document}
+    _update(tree, {**document, **kept})
+    for key in added:  # a section a file gains is explained where it first appears, as the others are
+        if key in NOTES:
+            tree.yaml_set_comment_before_after_key(key, before=NOTES[key])
     out = io.StringIO()
     editor.dump(tree, out)
     return out.getvalue()
@@ -456,11 +510,40 @@ def rolled_back(state: DesiredState) -> DesiredState:
     return dataclasses.replace(state, live=previous, traffic={previous: 100, other(previous): 0})
 
 
-def with_release(state: DesiredState, release: Release) -> DesiredState:
-    """The promotion edit: the release goes to the idle color, which becomes live."""
+def with_release(state: DesiredState, release: Release, scores: Scores | None = None) -> DesiredState:
+    """The promotion edit: the release goes to the idle color, which becomes live.
+
+    ``scores`` are the release's held-out scores, recorded beside it; the file keeps those of the
+    models its colors serve, so a rollback to the warm color finds that model's scores too.
+    """
     target = state.idle
     colors = dict(state.colors) | {target: release}
-    return dataclasses.replace(state, colors=colors, live=target, traffic={target: 100, other(target): 0})
+    served = {r.model_version for r in colors.values() if r is not None}
+    kept = {version: record for version, record in state.scores.items() if version in served}
+    recorded = (kept | {release.model_version: scores}) if scores is not None else kept
+    traffic = {target: 100, other(target): 0}
+    return dataclasses.replace(state, colors=colors, live=target, traffic=traffic, scores=recorded)
+
+
+def scores_of(gate: Mapping[str, Any], model_version: str) -> Scores | None:
+    """The scores ``nox -s compare`` measured for ``model_version`` (its ``gate.json``), if it did.
+
+    None when the gate report describes another model (a release proposed by hand) or predates
+    these fields: the promotion then records nothing, and says so, rather than the wrong numbers.
+    """
+    if str(gate.get("candidate_version")) != model_version or "test_digest" not in gate:
+        return None
+    metrics = {
+        name: float(value)
+        for name, value in (gate.get("candidate_metrics") or {}).items()
+        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    }  # an undefined metric (ROC AUC of one class) was written as null: not a score
+    try:
+        return SCORES.validate_python(
+            {"metrics": metrics, "test_rows": gate.get("test_rows"), "test_digest": gate.get("test_digest")}
+        )
+    except ValidationError as error:
+        raise StateError(f"gate.json: {_describe(error.errors()[0])}") from None
 
 
 def _describe(error: ErrorDetails) -> str:
