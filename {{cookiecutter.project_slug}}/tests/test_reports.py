@@ -123,6 +123,7 @@ def test_render__gate_against_recorded_scores_says_whose_and_on_which_rows(
     page = reports.render(tmp_path)
 
     assert "|  | live (recorded scores) | proposed (candidate) | change |" in page
+    assert "| model version | v7 | v3 (this job's registry) |  |" in page  # two registries' numbers
     assert f"| f1_macro ({rows}) | 0.79 | 0.81 | +0.0200 (margin 0) |" in page
     assert "Live column: the held-out scores `deploy/production.yaml` records for v7, the model" in page
     assert "production serves, measured by the release that proposed it on 150 test rows" in page

@@ -265,13 +265,11 @@ def gate_section(gate: Json) -> str:
     else:
         change = "no live score recorded" if gate.get("champion_version") is not None else "no live model yet"
     recorded = gate.get("champion_source") == RECORDED
+    proposed_version = _version(gate.get("candidate_version"))
+    if recorded and proposed_version:  # numbered by this job's own registry, not production's
+        proposed_version += " (this job's registry)"
     rows: list[list[object]] = [
-        [
-            "model version",
-            _version(gate.get("champion_version")),
-            _version(gate.get("candidate_version")),
-            "",
-        ],
+        ["model version", _version(gate.get("champion_version")), proposed_version, ""],
         [f"{metric} ({held_out_rows(gate)})", live, proposed, f"{change} (margin {fmt(gate.get('margin'))})"],
     ]
     parts = [f"#### Gate: {verdict}", _quote(str(gate.get("reason")))]
