@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import json
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +32,9 @@ from {{ cookiecutter.package_name }}.training import train
 pytestmark = pytest.mark.slow
 MAX_ROWS = 500
 MAX_BODY_MB = 1.0
+KEY = "the-router-s-key"
+"""The one key the served color answers (``SERVING_KEY_SHA256``), as the deploy tooling starts colors."""
+BEARER = {"Authorization": f"Bearer {KEY}"}
 
 
 @dataclass
@@ -38,9 +43,10 @@ class Served:
     cfg: Config
     profile_dir: Path
     process: Any
+    log: Path
     rows_answered: int = 0
     by_client: Counter[str] = field(default_factory=Counter)
-    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60))
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=60, headers=BEARER))
 
     def predict(self, rows: list[dict[str, Any]], sender: str | None = None) -> httpx.Response:
         """POST rows; ``sender`` goes as ``X-Client``, as the router names each caller."""
@@ -66,10 +72,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     cfg = compose(overrides)
     train.train(cfg)
     crown(cfg)
-    env = {"SERVING_CONFIG_OVERRIDES": " ".join(overrides), "BENTOML_HOME": str(root / "bentoml")}
+    env = {
+        "SERVING_CONFIG_OVERRIDES": " ".join(overrides),
+        "BENTOML_HOME": str(root / "bentoml"),
+        "SERVING_KEY_SHA256": hashlib.sha256(KEY.encode()).hexdigest(),
+    }
     target = "{{ cookiecutter.package_name }}.serving.service:ModelService"
     process, url = bento_server.start(target, PROJECT_ROOT, env, root / "serve.log")
-    yield Served(url, cfg, root / "profiles", process)
+    yield Served(url, cfg, root / "profiles", process, root / "serve.log")
     bento_server.stop(process)
 
 
@@ -198,6 +208,7 @@ def test_service__a_body_over_the_limit_is_refused_before_it_is_read(served: Ser
     address = httpx.URL(served.url)
     connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
     connection.putrequest("POST", "/predict")
+    connection.putheader("Authorization", BEARER["Authorization"])
     connection.putheader("Content-Type", "application/json")
     connection.putheader("Content-Length", str(int(MAX_BODY_MB * 1e6) + 1))
     connection.endheaders()
@@ -206,6 +217,7 @@ def test_service__a_body_over_the_limit_is_refused_before_it_is_read(served: Ser
     assert "serving.max_body_mb" in json.loads(response.read())["error"]
     connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
     connection.putrequest("POST", "/predict")
+    connection.putheader("Authorization", BEARER["Authorization"])
     connection.putheader("Content-Type", "application/json")
     connection.putheader("Transfer-Encoding", "chunked")
     connection.endheaders()  # the chunks would follow: the answer comes from the headers alone
@@ -213,6 +225,33 @@ def test_service__a_body_over_the_limit_is_refused_before_it_is_read(served: Ser
     assert response.status == 411
     assert "Content-Length" in json.loads(response.read())["error"]
     assert served.client.get(f"{served.url}/readyz").status_code == 200  # the worker was never busy
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {CLIENT_HEADER: "operator"}, {"Authorization": "Bearer guessed", CLIENT_HEADER: "operator"}],
+    ids=["no-key", "forged-client", "wrong-key"],
+)
+def test_service__a_color_answers_its_router_s_key_only(
+    served: Served, test_rows: tuple[list, list], headers: dict[str, str]
+) -> None:
+    """A local caller on the color's own port, without the router's key: 401, nothing scored or filed."""
+    for method, path, body in (("POST", "/predict", {"rows": test_rows[0][:1]}), ("GET", "/metadata", None)):
+        answer = httpx.request(method, f"{served.url}{path}", json=body, headers=headers, timeout=30)
+        assert answer.status_code == 401, answer.text
+        assert "router" in answer.json()["error"]
+    assert httpx.get(f"{served.url}/readyz", headers=headers, timeout=30).status_code == 200  # health is open
+
+
+def test_service__a_400_is_one_warning_line_in_the_log(served: Served, test_rows: tuple[list, list]) -> None:
+    row = dict(test_rows[0][0], tenure_months="twelve")
+    assert served.client.post(f"{served.url}/predict", json={"rows": [row]}).status_code == 400
+    time.sleep(0.5)  # the worker's log line reaches the file
+    lines = served.log.read_text(errors="replace").splitlines()
+    refused = [line for line in lines if "answered 400" in line and "tenure_months" in line]
+    assert refused, lines[-20:]
+    assert all("WARNING" in line for line in refused)
+    assert not [line for line in lines if "Traceback" in line or "ValidationError" in line]
 
 
 def test_service__health_endpoints(served: Served) -> None:
@@ -265,7 +304,7 @@ def test_service__schemathesis_with_every_check_finds_nothing(served: Served) ->
     the service's own count, so the profiles test still accounts for every row.
     """
     before = metric(served.client.get(f"{served.url}/metrics").text, "predicted_rows_total")
-    result = checks.schemathesis_run(httpx.URL(served.url).port or 0, examples=100)
+    result = checks.schemathesis_run(httpx.URL(served.url).port or 0, examples=100, key=KEY)
     assert result.passed, result.detail
     scored = metric(served.client.get(f"{served.url}/metrics").text, "predicted_rows_total") - before
     served.rows_answered += int(scored)

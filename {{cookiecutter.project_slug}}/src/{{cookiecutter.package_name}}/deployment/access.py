@@ -8,13 +8,21 @@ While ``access`` is null the map holds a single ``open`` entry, which admits key
 ``anonymous``. The map is replaced atomically over the runtime API (see
 :meth:`router.RuntimeApi.replace_map`), so adding, rotating or revoking a key restarts nothing
 and fails no request of a valid key.
+
+Behind the doors, one more key: each environment's operator key, made on first use and kept in
+its state folder (owner-only), never in git. The router presents it on every request it sends
+to a color, and a color answers nothing else (``serving/guard.py``): a local process reaching a
+color's port directly, or naming itself ``X-Client: operator``, gets 401. The preview door, the
+operators' own, asks for it too, and the deployment tooling (checks, warm-up, watch) holds it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import secrets
+from pathlib import Path
 
 from pydantic import ValidationError
 
@@ -26,6 +34,7 @@ OPEN = "open"
 ANONYMOUS, OPERATOR = RESERVED_CLIENTS
 PREFIX_CHARS = 12
 """How much of a key's hash identifies it in messages and in ``revoke-key``."""
+OPERATOR_KEY_FILE = "operator.key"
 
 
 def hash_key(key: str) -> str:
@@ -82,3 +91,29 @@ def with_access(desired: DesiredState, clients: tuple[Client, ...]) -> DesiredSt
         return dataclasses.replace(desired, access=Access(clients=clients))
     except ValidationError as error:
         raise StateError(f"access.clients: {error.errors()[0]['msg']}") from None
+
+
+def operator_key(folder: Path) -> str:
+    """The environment's operator key from ``<folder>/operator.key``, made (owner-only) if absent.
+
+    Made once and kept: the router's config and every running color were given it, so a new
+    one would lock the tooling out of colors still running.
+    """
+    path = folder / OPERATOR_KEY_FILE
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        made = folder / f".{OPERATOR_KEY_FILE}.{os.getpid()}"
+        with os.fdopen(os.open(made, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+        try:
+            os.link(made, path)  # atomic, and never over a key another process made meanwhile
+        except FileExistsError:
+            pass
+        finally:
+            made.unlink()
+    return path.read_text().strip()
+
+
+def bearer(key: str | None) -> dict[str, str]:
+    """The header presenting ``key`` (none without a key)."""
+    return {"Authorization": f"Bearer {key}"} if key else {}

@@ -22,7 +22,15 @@ Environment variables (all optional; they override the built-in settings)
     ``SERVING_INSTANCE``         echoed by ``/metadata`` as ``instance``: the deploy tooling names each
                                  color it starts, and waits for that name, not any answer on the port
     ``SERVING_CONFIG_OVERRIDES`` Hydra overrides for source serving, e.g. ``serving.model_alias=candidate``
+    ``SERVING_KEY_SHA256``       the SHA-256 of the only key this server answers (``Authorization:
+                                 Bearer``; health and ``/metrics`` excepted): its router's, which
+                                 alone names clients (``X-Client``). The deploy tooling sets it;
+                                 without it the server answers anyone (see ``guard.py``)
     ``BENTOML_HOME``             the BentoML store; the nox sessions use ``.bentoml/`` in the project
+    ``SERVING_METRICS_DIR``      this server's own Prometheus folder, which it empties as it starts
+                                 (default ``$BENTOML_HOME/prometheus_multiproc_dir``, shared by every
+                                 server of that store: starting one wiped the others' ``/metrics``);
+                                 the deploy tooling gives each color of each environment its own
 
 Endpoints
     ``POST /predict``  body ``{"rows": [{"<column>": value, ...}, ...]}``: the feature columns with
@@ -58,20 +66,22 @@ import gc
 import os
 import shlex
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from http import HTTPStatus
 from typing import Any
 
 import bentoml
+from bentoml._internal.configuration.containers import BentoMLContainer
 from bentoml.exceptions import BentoMLException
 from pydantic import BaseModel
 
 from ..config import MlflowConfig, compose, resolve
 from ..headers import CLIENT_HEADER
-from . import schema
+from . import refusals, schema
 from .batching import MicroBatcher, OverloadedError
 from .body import BodyLimit
+from .guard import RouterOnly
 from .metadata import MetadataEndpoint
 from .openapi import OpenApiAmendments
 from .settings import Settings, apply_environment, from_config
@@ -144,6 +154,21 @@ def _from_registry(settings: Settings) -> ModelSource:
     return ModelSource(directory, {key: str(lineage.get(key, "")) for key in LINEAGE_KEYS})
 
 
+def own_metrics_folder(environ: Mapping[str, str]) -> None:
+    """Point BentoML at ``SERVING_METRICS_DIR`` when it is set.
+
+    BentoML's server takes its metrics folder from its container
+    (``BentoMLContainer.prometheus_multiproc_dir``, under ``BENTOML_HOME``), empties it, then hands
+    it to its workers as ``PROMETHEUS_MULTIPROC_DIR``. ``bentoml serve`` imports this module before
+    that, so setting the container here gives the server, and its workers, this folder alone. A
+    variable of its own, not ``PROMETHEUS_MULTIPROC_DIR``: set in the server process, that one
+    put this module's metrics there in multiprocess mode before the folder existed.
+    """
+    if folder := environ.get("SERVING_METRICS_DIR"):
+        BentoMLContainer.prometheus_multiproc_dir.set(folder)
+
+
+own_metrics_folder(os.environ)
 SETTINGS = load_settings()
 SOURCE = locate_model(SETTINGS)
 COLUMNS = schema.read_columns(SOURCE.directory)
@@ -198,6 +223,7 @@ class ModelService:
 
         from . import scoring  # noqa: PLC0415
 
+        refusals.install()  # a 4xx is one WARNING line, not an ERROR traceback
         self.scorer = scoring.Scorer(
             mlflow.sklearn.load_model(SOURCE.directory),
             COLUMNS,
@@ -282,6 +308,13 @@ async def _in_thread(
     return result
 
 
+# First added, outermost: a request the guard refuses reaches nothing else, /metadata included.
+ModelService.add_asgi_middleware(RouterOnly, key_sha256=os.environ.get("SERVING_KEY_SHA256"))  # type: ignore[attr-defined]
 ModelService.add_asgi_middleware(MetadataEndpoint, payload=METADATA)  # type: ignore[attr-defined]
-ModelService.add_asgi_middleware(BodyLimit, max_bytes=int(SETTINGS.max_body_mb * 1e6))  # type: ignore[attr-defined]
+ModelService.add_asgi_middleware(  # type: ignore[attr-defined]
+    BodyLimit,
+    max_bytes=int(SETTINGS.max_body_mb * 1e6),
+    max_rows=SETTINGS.max_rows_per_request,
+    on_too_many_rows=lambda: REJECTED.labels(reason="too_large").inc(),
+)
 ModelService.add_asgi_middleware(OpenApiAmendments)  # type: ignore[attr-defined]
