@@ -41,12 +41,22 @@ def assert_ok(result: subprocess.CompletedProcess[str]) -> None:
 
 
 def test_generated__default_project_passes_its_own_gate_and_pre_commit(bake: Bake) -> None:
+    """`nox`: lint, typecheck and the fast tier, what a user runs before every push."""
     project = bake(init_git="yes", **CURATED["classification-local"])
-    gate = run(project, "nox", "-s", "lint", "typecheck", "tests")
+    gate = run(project, "nox")
     assert_ok(gate)
     assert gate.stderr.count("nox > uv sync") == 1  # one sync (and bytecode pass) per nox invocation
+    assert " deselected" in gate.stdout  # the slow tier is left to its own session
     assert (project / "reports" / "lint" / "mypy.xml").is_file()  # the lint job's page reads it
     assert_ok(run(project, "uv", "run", "--locked", "pre-commit", "run", "--all-files"))
+
+
+def test_generated__default_project_passes_its_slow_tier(bake: Bake) -> None:
+    """`nox -s tests-slow`: real servers, load and several models, as release.yml runs it."""
+    project = bake(**CURATED["classification-local"])
+    slow = run(project, "nox", "-s", "tests-slow")
+    assert_ok(slow)
+    assert " passed" in slow.stdout
 
 
 LONGEST_NAME = "Quarterly Customer Lifetime Value Forecasting Bank Europe"  # slug: 50, cut at a word
@@ -85,7 +95,7 @@ def test_generated__the_first_commit_of_a_bake_passes_the_large_file_hook(bake: 
 
 def test_generated__regression_project_trains_and_passes_its_fast_tests(bake: Bake, tmp_path: Path) -> None:
     project = bake(**CURATED["regression-both-remote"])
-    assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests", "--", "-m", "not slow"))
+    assert_ok(run(project, "nox", "-s", "lint", "typecheck", "tests"))
     assert_ok(run(project, "nox", "-s", "validate-data"))
     unset = run(project, "nox", "-s", "train", env={"MLFLOW_TRACKING_URI": ""})
     assert unset.returncode != 0

@@ -74,8 +74,17 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The test suite; pass pytest arguments after --, e.g. `nox -s tests -- -m "not slow"`."""
-    uv_run(session, "pytest", *session.posargs)
+    """The fast tier, what every pull request waits for: all tests but those marked slow.
+
+    Pass pytest arguments after --, e.g. `nox -s tests -- tests/training`.
+    """
+    uv_run(session, "pytest", "-m", "not slow", *session.posargs)
+
+
+@nox.session(name="tests-slow")
+def tests_slow(session: nox.Session) -> None:
+    """The slow tier: real servers, load, several models (release.yml runs it beside each release)."""
+    uv_run(session, "pytest", "-m", "slow", *session.posargs)
 
 
 # Data: the contract and the gate in front of training.
