@@ -676,8 +676,15 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
 def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_revert_in_git(
     shared_registry: Act, mermaid_js: Path
 ) -> None:
-    """Two merged promotions; promote says it skipped the cluster; rollback proposes the revert."""
+    """Two merged promotions; promote says it skipped the cluster; with a read-only view of one,
+    promote moves `champion` to what it serves (nobody crowns by hand); rollback proposes the
+    revert, and once it is merged and served, promote moves `champion` back."""
     act = shared_registry
+    env = {"MLFLOW_TRACKING_URI": act.secrets["MLFLOW_TRACKING_URI"]}
+    registry = "from PKG import config, registry; cfg = config.compose().mlflow; c = registry.connect(cfg); "
+    crowned = "registry.version_by_alias(c, cfg.model_name, 'champion')"  # by the release test's hand
+    champion = f"{registry}v = {crowned}; print(v and v.version)"
+    act.python(f"{registry}{crowned} and c.delete_registered_model_alias(cfg.model_name, 'champion')", env)
     before = (act.project / OVERLAY).read_text()
     act.python(TWO_PROMOTIONS)
     _commit(act.project, "Two merged promotion pull requests", [])
@@ -688,7 +695,32 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
     assert "Rollout of production: skipped." in summaries(log)
     assert "no read-only kubeconfig" in summaries(log)
     assert "'champion' stays where it is" in summaries(log)  # unseen, the alias does not move
+    assert act.python(champion, env).strip() == "None"
     pages = {"promote-kubernetes-summary": summaries(log)}
+    # The one fake: a cluster (none can run here) whose Rollout serves model v<n>, seen through
+    # the read-only kubeconfig secret; `kubectl kustomize` stays the real one.
+    cluster, kubectl, path = act.home / "cluster", shutil.which("kubectl"), act.env["PATH"]
+    cluster.mkdir()
+    (cluster / "kubectl").write_text(
+        f'#!/bin/sh\ncase "$1" in get) cat {cluster}/rollout.json ;; *) exec {kubectl} "$@" ;; esac\n'
+    )
+    (cluster / "kubectl").chmod(0o755)
+
+    def serves(version: str) -> str:
+        rollout = {
+            "spec": {"template": {"spec": {"containers": [{"image": f"ghcr.io/o/svc:v{version}"}]}}},
+            "status": {"phase": "Healthy", "stableRS": "a", "currentPodHash": "a"},
+        }
+        (cluster / "rollout.json").write_text(json.dumps(rollout))
+        act.env["PATH"], act.secrets["KUBECONFIG_READONLY"] = f"{cluster}{os.pathsep}{path}", "kind: Config"
+        try:
+            return summaries(_run_ok(act, "push", "promote.yml", PUSH))
+        finally:
+            act.env["PATH"] = path
+            del act.secrets["KUBECONFIG_READONLY"]
+
+    assert "Rollout of production: healthy." in serves("2")
+    assert act.python(champion, env).strip() == "2"
     log = _run_ok(act, "workflow_dispatch", "rollback.yml", DISPATCH | {"inputs": {"reason": "slow"}})
     pages["rollback-kubernetes-summary"] = summaries(log)
     diff = summaries(log).split("deploy/ would become what serves:", 1)[1].split("```", 2)[1]
@@ -707,6 +739,11 @@ def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_rev
     reverted = act.artifact("rollback-evidence")
     assert (reverted / OVERLAY).read_text() != promoted
     assert before != promoted
+    for merged in ("deploy/production.yaml", OVERLAY):  # the revert pull request, merged
+        shutil.copy(reverted / merged, act.project / merged)
+    _commit(act.project, "Revert the promotion", [], "deploy/production.yaml", OVERLAY)
+    assert "Rollout of production: healthy." in serves("1")
+    assert act.python(champion, env).strip() == "1"  # back on what serves again
 
     # monitor reads the object store the pods write to (here a folder, as a file:// URI)
     store = act.home / "profile-store"
