@@ -70,7 +70,8 @@ def tests(session: nox.Session) -> None:
     # Install-time bytecode for the baked projects: with PYTHONDONTWRITEBYTECODE set (common in
     # CI images), every process of theirs would otherwise recompile its imports.
     session.env["UV_COMPILE_BYTECODE"] = "1"
-    session.run("pytest", *(session.posargs or ["-n", "2", "--durations=12"]))
+    # loadgroup: the tests of one xdist_group share a module fixture (a registry), so one worker runs them
+    session.run("pytest", *(session.posargs or ["-n", "2", "--dist", "loadgroup", "--durations=12"]))
 
 
 @nox.session(venv_backend="none")

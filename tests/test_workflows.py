@@ -620,6 +620,7 @@ def test_act__pull_request_on_a_fresh_runner_validates_trains_and_says_it_has_no
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("shared-registry")  # one registry: the second reads what the first made
 def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
     shared_registry: Act, mermaid_parser: Path, mermaid_js: Path
 ) -> None:
@@ -673,6 +674,7 @@ def test_act__releases_on_fresh_runners_compare_against_the_shared_registry(
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("shared-registry")  # one registry: the second reads what the first made
 def test_act__kubernetes_promote_reports_without_a_cluster_and_rollback_is_a_revert_in_git(
     shared_registry: Act, mermaid_js: Path
 ) -> None:
