@@ -12,8 +12,9 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import pytest
 from conftest import quick_forest
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import Config, compose
-from {{ cookiecutter.package_name }}.deployment import checks, local, loopback, promotion, router, state
+from {{ cookiecutter.package_name }}.deployment import checks, load, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
 from {{ cookiecutter.package_name }}.training import train
 
@@ -254,20 +255,164 @@ def answering_color(env: Env, body: bytes) -> str | None:
         connection.close()
 
 
+def one_row(env: Env) -> str:
+    """A request body of one held-out row."""
+    holdout = checks.load_holdout(env.trained.cfg, env.trained.version)
+    return json.dumps(checks.request_body(holdout.x_test.head(1)))
+
+
+class Answers:
+    """Who answered the front door, request by request, in a thread beside the load."""
+
+    def __init__(self, env: Env, body: str) -> None:
+        self.seen: list[tuple[float, str | None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._probe, args=(env, body.encode()), daemon=True)
+
+    def __enter__(self) -> Answers:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _probe(self, env: Env, body: bytes) -> None:
+        while not self._stop.is_set():
+            self.seen.append((time.monotonic(), answering_color(env, body)))
+            time.sleep(0.01)
+
+    def first(self, color: str, after: float) -> float:
+        """Seconds from ``after`` to the first answer by ``color`` (inf if none came)."""
+        times = [at - after for at, seen in self.seen if at >= after and seen == color]
+        return min(times, default=float("inf"))
+
+
+class Failover:
+    """When HAProxy first sent a request to a color's backup server (its ``stot`` counter moved)."""
+
+    def __init__(self, env: Env, color: str) -> None:
+        self.api, self.server, self.at = env.target.api(), f"{color}{router.FALLBACK}", float("inf")
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> Failover:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set() and self.at == float("inf"):
+            rows = [r for r in self.api.rows() if r["svname"] == self.server]
+            if rows and int(rows[0]["stot"] or 0) > 0:
+                self.at = time.monotonic()
+            time.sleep(0.005)
+
+
+def kill_tree(pid: int | None) -> float:
+    """kill -9 a process and everything below it (a color's arbiter and workers); when it was done."""
+    assert pid is not None
+    for each in loopback.process_tree(pid):
+        os.kill(each, signal.SIGKILL)
+    return time.monotonic()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "not so after 120 s"
+        time.sleep(0.1)
+
+
 @pytest.mark.slow
-def test_promotion__killed_live_color_fails_over_to_the_warm_previous_one(env: Env) -> None:
+def test_promotion__killed_live_color_under_load_loses_no_request_and_comes_back(env: Env) -> None:
+    """kill -9 of the live color under wrk -c64: retried and redispatched to the warm previous color."""
     assert env.promoter(env.candidate("good")).apply().status == "promoted"  # green live, blue warm
-    assert env.target.api().weights(router.FALLBACK) == {"blue": 100, "green": 0}
-    body = json.dumps(
-        checks.request_body(checks.load_holdout(env.trained.cfg, env.trained.version).x_test.head(1))
-    )
-    for pid in loopback.process_tree(env.target.load().colors["green"].pid):  # kill -9, no warning
-        os.kill(pid, signal.SIGKILL)
-    killed, answers = time.monotonic(), []
-    while time.monotonic() - killed < 30 and answers[-20:] != ["blue"] * 20:
-        answers.append(answering_color(env, body.encode()))
-    assert answers[-20:] == ["blue"] * 20, answers  # traffic is back without anyone running rollback
-    assert "green" not in answers[answers.index("blue") :]
+    assert env.target.api().fallback() == {"blue": 100, "green": 0}
+    body, url = one_row(env), f"http://127.0.0.1:{env.desired.router.port}/predict"
+    with (
+        load.background(url, body, clients=64, duration_s=10) as wrk,
+        Answers(env, body) as answers,
+        Failover(env, "blue") as failover,
+    ):
+        time.sleep(2)
+        killed_pid = env.target.pid_of("green")
+        killed = kill_tree(killed_pid)  # no warning, no rollback by anyone
+        wait_for(lambda: env.target.pid_of("green") not in (None, killed_pid))  # supervisord restarted it
+        result = wrk.result()
+    wait_for(lambda: answering_color(env, body.encode()) == "green")  # healed: green live again
+    healed, first_answer = time.monotonic() - killed, answers.first("blue", killed)
+    print(f"wrk -c64: {result.requests} requests, {result.errors} failed; blue took its first request "
+          f"{failover.at - killed:.3f} s after the kill (a client's first answer from blue: "
+          f"{first_answer:.2f} s); green live again {healed:.1f} s after it")  # fmt: skip
+    assert result.errors == 0, result
+    assert result.blue > 0  # the warm previous color took the dead one's requests
+    assert env.target.load().previous == "blue"
+
+
+@pytest.mark.slow
+def test_promotion__killed_router_under_load_answers_again_by_itself(env: Env) -> None:
+    body, url = one_row(env), f"http://127.0.0.1:{env.desired.router.port}/predict"
+    with load.background(url, body, clients=64, duration_s=6) as wrk, Answers(env, body) as answers:
+        time.sleep(2)
+        killed_pid = env.target.pid_of(local.ROUTER)
+        killed = kill_tree(killed_pid)
+        wait_for(lambda: env.target.pid_of(local.ROUTER) not in (None, killed_pid))
+        wait_for(lambda: loopback.listening(env.desired.router.port))
+        listening = time.monotonic() - killed
+        wait_for(lambda: any(at > killed and seen == "blue" for at, seen in answers.seen))
+        result = wrk.result()
+    answered = answers.first("blue", killed)
+    print(f"wrk -c64: {result.requests} requests, {result.connect} connections refused and {result.read} "
+          f"reads cut while HAProxy was down, {result.status} error statuses; HAProxy listening again "
+          f"{listening:.2f} s after kill -9, a client's first answer {answered:.2f} s after it")  # fmt: skip
+    after = [seen for at, seen in answers.seen if at >= killed + answered]
+    assert set(after) == {"blue"}, after  # once back, every request is answered
+    # wrk's errors are its reconnections refused while no HAProxy listened, counted as fast as they fail
+    assert env.target.api().weights() == {"blue": 100, "green": 0}
+
+
+@pytest.mark.slow
+def test_promotion__killed_idle_color_is_restarted_and_rollback_still_works(env: Env) -> None:
+    candidate = env.candidate("good")
+    assert env.promoter(candidate).apply().status == "promoted"  # green live, blue warm
+    killed_pid = env.target.pid_of("blue")
+    killed = kill_tree(killed_pid)
+    wait_for(lambda: env.target.pid_of("blue") not in (None, killed_pid))
+    blue = env.target.load().colors["blue"]
+    wait_for(lambda: env.target.color_answering(blue))  # the same release, the same instance
+    print(f"killed idle color serving again {time.monotonic() - killed:.1f} s after kill -9")
+    env.target.supervisor.call("stopProcess", "blue")  # as if supervisord had given up on it
+    again = env.promoter(candidate).apply()  # restarts it: the same release, still the fallback
+    assert [d.outcome for d in again.decisions if d.step == "deploy blue"] == ["starting", "ready"]
+    assert env.target.load().previous == "blue"
+    assert env.target.api().fallback() == {"blue": 100, "green": 0}
+    body, url = one_row(env), f"http://127.0.0.1:{env.desired.router.port}/predict"
+    with load.background(url, body, clients=64, duration_s=4) as wrk:
+        time.sleep(1)
+        back = env.promoter(candidate).rollback()
+        result = wrk.result()
+    assert back.status == "rolled_back"
+    assert env.target.api().weights() == {"blue": 100, "green": 0}
+    assert result.errors == 0, result
+
+
+@pytest.mark.slow
+def test_promotion__a_live_color_that_stays_down_is_gated_again_before_traffic(env: Env) -> None:
+    candidate = env.candidate("good")
+    assert env.promoter(candidate).apply().status == "promoted"  # green live, blue warm
+    env.target.supervisor.call("stopProcess", "green")  # supervisord gave up on the live color
+    wait_for(lambda: answering_color(env, one_row(env).encode()) == "blue")  # the fallback serves
+    outcome = env.promoter(candidate).apply()
+    steps = [d.step for d in outcome.decisions]
+    assert outcome.status == "promoted", outcome.decisions
+    order = ["take out", "deploy green", "gate green", "switch"]
+    assert [steps.index(step) for step in order] == sorted(steps.index(step) for step in order)
+    assert env.target.api().weights() == {"blue": 0, "green": 100}
+    assert env.target.load().previous == "blue"
 
 
 @pytest.mark.slow
@@ -277,7 +422,7 @@ def test_promotion__refused_candidate_on_the_warm_color_is_no_fallback_nor_rollb
     refused = state.with_release(promoted, state.Release("slow:Service", env.trained.version))  # onto blue
     assert env.promoter(refused).apply().status == "refused"
     assert env.target.api().weights() == {"blue": 0, "green": 100}
-    assert env.target.api().weights(router.FALLBACK) == {"blue": 0, "green": 0}
+    assert env.target.api().fallback() == {"blue": 0, "green": 0}
     with pytest.raises(promotion.PromotionError, match="no warm previous color"):
         env.promoter(refused).rollback()
     assert env.target.api().weights() == {"blue": 0, "green": 100}

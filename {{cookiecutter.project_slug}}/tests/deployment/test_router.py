@@ -22,7 +22,7 @@ import pytest
 import reaper
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose, resolve
 from {{ cookiecutter.package_name }}.deployment import local, router
-from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, listening, stop_process
+from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, stop_process
 from {{ cookiecutter.package_name }}.deployment.state import Release, Router, parse
 
 needs_haproxy = pytest.mark.skipif(
@@ -92,11 +92,13 @@ def test_router__config_names_both_colors_and_the_socket(tmp_path: Path) -> None
         tmp_path / "s.sock",
         keys_map=tmp_path / "keys.map",
     )
-    assert "server blue 127.0.0.1:3001 weight 100 check" in text
-    assert "server green 127.0.0.1:3002 weight 0 check" in text
-    assert "acl nothing_live nbsrv(colors) eq 0" in text
-    assert "use_backend fallback if nothing_live" in text
-    assert "server green 127.0.0.1:3002 weight 0 track colors/green" in text
+    observed = "check observe layer4 error-limit 1 on-error mark-down"
+    assert f"server blue 127.0.0.1:3001 weight 100 {observed}" in text
+    assert f"server green 127.0.0.1:3002 weight 0 {observed}" in text
+    # the failover: backups in the production backend itself, where a retry is redispatched
+    assert "server green-fallback 127.0.0.1:3002 weight 0 backup track green" in text
+    assert "option allbackups" in text
+    assert "option redispatch 1" in text
     assert f"stats socket {tmp_path / 's.sock'}" in text
     assert "bind 127.0.0.1:8080" in text
     assert "bind 127.0.0.1:8081" in text
@@ -126,7 +128,7 @@ def test_router__no_weighted_color_up_fails_over_to_the_fallback_only(
     target, ports = loopback
     api = target.api()
     api.set_fallback("green")
-    assert api.weights(router.FALLBACK) == {"blue": 0, "green": 100}
+    assert api.fallback() == {"blue": 0, "green": 100}
     assert colors_seen(ports.port, 10) == Counter({"blue": 10})  # the live color is up: no failover
     api.set_weights({"blue": 0, "green": 0})  # what a dead live color leaves: nothing weighted is up
     assert colors_seen(ports.port, 10) == Counter({"green": 10})
@@ -208,20 +210,11 @@ def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.Lo
 
 @pytest.mark.slow
 @needs_haproxy
-def test_router__a_killed_router_comes_back_with_the_weights_it_had(
+def test_router__a_killed_router_is_restarted_by_its_supervisor_with_the_weights_it_had(
     loopback: tuple[local.LocalTarget, Router],
 ) -> None:
     target, ports = loopback
     actual = target.load()
-    target.api().set_weights({"blue": 30, "green": 70})
-    actual.weights = {"blue": 30, "green": 70}
-    target.save(actual)
-    os.kill(actual.router_pid or 0, signal.SIGKILL)
-    for _ in range(100):  # its memory goes before its sockets: wait for the port too
-        if not target.router_running(actual) and not listening(ports.port):
-            break
-        time.sleep(0.05)
-    assert not target.router_running(actual)
     desired = parse(
         {
             "environment": "test",
@@ -234,10 +227,27 @@ def test_router__a_killed_router_comes_back_with_the_weights_it_had(
             "router": dataclasses.asdict(ports),
         }
     )
-    target.ensure_router(actual, desired)  # what the next apply does first
+    actual.weights = {"blue": 30, "green": 70}
+    target.api().set_weights(actual.weights)
+    target.write_router_config(actual, desired)  # what every weight change does (promotion._set)
     target.save(actual)
+    killed_pid = target.pid_of(local.ROUTER)
+    os.kill(killed_pid or 0, signal.SIGKILL)  # no operator, no `promote`: supervisord restarts it
+    killed = time.monotonic()
+    while time.monotonic() - killed < 30 and colors_seen_or_none(ports.port) is None:
+        time.sleep(0.02)
+    print(f"killed HAProxy answered again after {time.monotonic() - killed:.2f} s")
+    assert target.pid_of(local.ROUTER) not in (None, killed_pid)
     assert target.api().weights() == {"blue": 30, "green": 70}
     assert set(colors_seen(ports.port, 40)) == {"blue", "green"}
+
+
+def colors_seen_or_none(port: int) -> Counter[str] | None:
+    """The colors of one answer through the router, or None while nothing answers there."""
+    try:
+        return colors_seen(port, 1)
+    except (OSError, http.client.HTTPException):
+        return None
 
 
 @needs_haproxy
@@ -342,6 +352,46 @@ def test_local__processes_outlive_the_runner_s_end_of_job_reaper(
         job_leftover.kill()
 
 
+def test_local__supervised_processes_outlive_the_runner_s_end_of_job_reaper_and_their_deaths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job starts supervisord; nothing it keeps carries the job's mark, and what dies is restarted."""
+    tracking_id = f"github_{time.time_ns()}"
+    monkeypatch.setenv("RUNNER_TRACKING_ID", tracking_id)
+    target = local.LocalTarget("production", tmp_path / "state", tmp_path)
+    target.ensure_supervisor()
+    try:
+        target.supervisor.put("color", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+        first = _pid_once_running(target, "color", None)
+        assert reaper.reap(tracking_id) == []  # neither supervisord nor its programs carry the mark
+        os.kill(first, signal.SIGKILL)
+        assert _pid_once_running(target, "color", first) != first  # restarted, no one asked
+        assert "RUNNER_TRACKING_ID" not in target.supervisor.unit.read_text()
+    finally:
+        target.stop_all(target.load())
+    assert not target.supervisor.running()
+
+
+def _pid_once_running(target: local.LocalTarget, program: str, other_than: int | None) -> int:
+    for _ in range(200):
+        pid = target.pid_of(program)
+        if pid is not None and pid != other_than:
+            return pid
+        time.sleep(0.05)
+    raise AssertionError(f"{program} not running after 10 s")
+
+
+def test_local__the_systemd_unit_keeps_supervisord_and_stops_cleanly(tmp_path: Path) -> None:
+    """On a production host systemd restarts supervisord when it dies, not after `deploy stop`."""
+    target = local.LocalTarget("production", tmp_path / "state", tmp_path)
+    target.supervisor.write_config({"BENTOML_HOME": "/srv/churn/.bentoml"})
+    unit = target.supervisor.unit.read_text()
+    assert "Restart=on-failure" in unit
+    assert f"-m supervisor.supervisord --nodaemon --configuration {target.supervisor.config}" in unit
+    assert 'Environment="BENTOML_HOME=/srv/churn/.bentoml"' in unit
+    assert f"systemctl link {target.supervisor.unit}" in unit
+
+
 def test_local__an_image_release_runs_in_the_foreground_and_is_recognised_by_its_port(tmp_path: Path) -> None:
     target = local.LocalTarget("staging", tmp_path / "state", tmp_path)
     name = target.container_name("green")
@@ -403,7 +453,7 @@ def test_local__a_slow_start_says_every_so_often_that_it_goes_on(
     (target.dir / "logs" / "green.log").write_text("loading the model\n")
     monkeypatch.setattr(local, "PROGRESS_EVERY_S", 0.3)
     ready_at = time.monotonic() + 2.0
-    target._wait(lambda: time.monotonic() >= ready_at, os.getpid(), "green", timeout_s=10)
+    target._wait(lambda: time.monotonic() >= ready_at, "green", timeout_s=10)
     lines = capsys.readouterr().out.splitlines()
     assert 2 <= len(lines) <= 7  # every 0.3 s or so, and none once ready
     for line in lines:

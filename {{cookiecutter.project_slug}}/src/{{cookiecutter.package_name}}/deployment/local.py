@@ -1,9 +1,12 @@
 """The local target: one ``bentoml serve`` process (or image container) per color and one HAProxy.
 
-Processes are started in their own sessions so they outlive the command that started them;
-what runs where (pids, ports, releases, weights) is recorded in ``.deploy/<environment>/
-state.json``, so ``status``, ``promote`` and ``rollback`` pick up where the last command left
-off, even after the tooling itself restarted.
+The processes are supervisord's programs (see :mod:`supervision`): one that dies is started again
+with the same command, so a killed HAProxy answers again in about a second and a killed color
+comes back serving the same release. What runs where (programs, ports, releases, weights) is
+recorded in ``.deploy/<environment>/state.json``, so ``status``, ``promote`` and ``rollback``
+pick up where the last command left off, even after the tooling itself restarted. HAProxy's
+config file always holds the weights and fallback in force, so a restarted HAProxy routes as
+the one that died did.
 
 On a production host the command is a CI job, which ends. So the processes get nothing of the
 job's: every path they use is resolved to where it really lives (the job's workspace links its
@@ -34,11 +37,13 @@ from ..tools import container_engine, require
 from . import access, router
 from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
+from .supervision import FAILED, Program, Supervisor
 
 SOCKET_PATH_MAX = 97  # HAProxy: 'stats socket' path too long (max 97)
 PROGRESS_EVERY_S = 15.0  # a line this often while a color starts: a CI log never goes quiet for long
 IMAGE_UID = 1034  # the user BentoML's images run as (bentoml): never root in a container
 JOB_MARK = "RUNNER_TRACKING_ID"  # the runner reaps the processes whose environment carries it
+ROUTER = "router"  # HAProxy's program name under supervision; the colors' are their own names
 
 
 class DeployError(PipelineError, RuntimeError):
@@ -57,6 +62,7 @@ class ColorProcess:
     image: str | None = None
     engine: str | None = None  # the container engine running the image; None for a bento process
     instance: str | None = None  # the name it answers /metadata with (SERVING_INSTANCE)
+    program: str | None = None  # its supervisord program; None for a process recorded before supervision
 
     @property
     def release(self) -> Release:
@@ -82,17 +88,19 @@ class Actual:
         return cls(**(doc | {"colors": colors}))
 
 
-def admin_socket(folder: Path) -> Path:
-    """``<folder>/haproxy.sock``, or a stable short path in the temp dir when that is too long.
+def admin_socket(folder: Path, name: str = "haproxy.sock") -> Path:
+    """``<folder>/<name>``, or a stable short path in the temp dir when that is too long.
 
-    HAProxy refuses a socket path over 97 characters (a project in a deep folder reaches it), so
-    the long path is replaced by one derived from it: every tooling process finds the same one.
+    HAProxy refuses a socket path over 97 characters (a project in a deep folder reaches it), and
+    the kernel any Unix socket path over 107, so the long path is replaced by one derived from it:
+    every tooling process finds the same one.
     """
-    natural = folder.resolve() / "haproxy.sock"
+    natural = folder.resolve() / name
     if len(str(natural)) <= SOCKET_PATH_MAX:
         return natural
     digest = hashlib.sha256(str(natural).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"haproxy-{digest}.sock"
+    stem, _, suffix = name.partition(".")
+    return Path(tempfile.gettempdir()) / f"{stem}-{digest}.{suffix}"
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -114,6 +122,9 @@ class LocalTarget:
         self.socket = admin_socket(self.dir)
         self.config_file = self.dir / "haproxy.cfg"
         self.keys_map = self.dir / "keys.map"
+        self.supervisor = Supervisor(
+            environment, self.dir, self.serve_dir, admin_socket(self.dir, "supervisor.sock")
+        )
 
     def load(self) -> Actual:
         """The recorded state (empty when nothing was ever deployed here)."""
@@ -135,44 +146,67 @@ class LocalTarget:
         return router.RuntimeApi(self.socket)
 
     def router_running(self, actual: Actual) -> bool:
-        """Whether the recorded HAProxy still runs.
+        """Whether this environment's HAProxy runs (supervisord's ``router`` program, restarted or not).
 
-        It is recognised by the tail of its config path (``<environment>/haproxy.cfg``), not the
-        whole path, so a project folder that moved, or state reached through a symlink (a CI
-        workspace), still finds, and stops, the router it started.
+        supervisord is found by its socket under the state folder, so a project folder reached
+        through a symlink (a CI workspace), or a new tooling process, finds the router it keeps.
         """
-        return alive(actual.router_pid, f"{self.environment}/{self.config_file.name}")
+        return self.supervisor.alive(ROUTER)
+
+    def ensure_supervisor(self) -> None:
+        """Start this environment's supervisord unless it answers (systemd's, or one started before)."""
+        self.supervisor.write_config(self._program_env())
+        try:
+            self.supervisor.ensure(self._spawn)
+        except RuntimeError as error:
+            raise DeployError(f"{error}:\n{self.log_tail('supervisord')}") from error
 
     def ensure_router(self, actual: Actual, desired: DesiredState) -> None:
-        """Start HAProxy (config generated from desired state) unless it already runs."""
+        """Start HAProxy under supervision (config generated from desired state) unless it runs."""
+        self.ensure_supervisor()
         if self.router_running(actual):
             return
         haproxy = require("haproxy", f"the {self.environment} router")
+        self.supervisor.remove(ROUTER)  # one that gave up restarting, if any
         self.require_free(desired.router.port, "router.port")
         self.require_free(desired.router.preview_port, "router.preview_port")
         self.dir.mkdir(parents=True, exist_ok=True)
         self.socket.unlink(missing_ok=True)
         write_atomically(self.keys_map, access.render_map(desired.access))
-        self.config_file.write_text(
-            router.render(
-                self.environment,
-                desired.router,
-                actual.weights,
-                self.socket,
-                keys_map=self.keys_map,
-                fallback=actual.previous,
-            )
+        self.write_router_config(actual, desired)
+        program = self.supervisor.put(
+            ROUTER, [haproxy, "-db", "-f", str(self.config_file)], self._program_env(), retries=10
         )
+        actual.router_pid = program.pid
+        actual.router_port = desired.router.port
+        self._wait(self.socket.exists, ROUTER, 10.0)
+
+    def write_router_config(self, actual: Actual, desired: DesiredState) -> None:
+        """Write HAProxy's config at the recorded weights and fallback, checked by HAProxy first.
+
+        Called after every weight or fallback change: a HAProxy that supervisord restarts reads
+        this file, and must route as the one that died did, not as the first deploy did.
+        """
+        haproxy = require("haproxy", f"the {self.environment} router")
+        text = router.render(
+            self.environment,
+            desired.router,
+            actual.weights,
+            self.socket,
+            keys_map=self.keys_map,
+            fallback=actual.previous,
+        )
+        self.dir.mkdir(parents=True, exist_ok=True)
+        candidate = self.config_file.with_suffix(".new")
+        candidate.write_text(text)
         check = subprocess.run(
-            [haproxy, "-c", "-f", str(self.config_file)], capture_output=True, text=True, check=False
+            [haproxy, "-c", "-f", str(candidate)], capture_output=True, text=True, check=False
         )
         if check.returncode:
             raise DeployError(
                 f"generated {self.config_file} is invalid: {check.stderr.strip() or check.stdout.strip()}"
             )
-        actual.router_pid = self._spawn([haproxy, "-db", "-f", str(self.config_file)], "haproxy")
-        actual.router_port = desired.router.port
-        self._wait(self.socket.exists, actual.router_pid, "haproxy", 10.0)
+        candidate.replace(self.config_file)
 
     def apply_access(self, desired: DesiredState) -> None:
         """Bring the running router's keys to desired state's ``access``, without a restart.
@@ -212,13 +246,15 @@ class LocalTarget:
         else:
             command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1",
                        "--port", str(port), "--working-dir", str(self.serve_dir)]  # fmt: skip
-        pid = self._spawn(
-            command, color, {"SERVING_PROFILE_DIR": self.profile_dir(), "SERVING_INSTANCE": instance}
-        )
-        self._wait(lambda: answering_instance(port) == instance, pid, color, timeout_s)
+        self.ensure_supervisor()
+        env = self._program_env() | {"SERVING_PROFILE_DIR": self.profile_dir(), "SERVING_INSTANCE": instance}
+        program = self.supervisor.put(color, command, env)
+        self._wait(lambda: answering_instance(port) == instance, color, timeout_s, first_pid=program.pid)
+        started = self.supervisor.program(color) or program
         return ColorProcess(
-            release.bento, release.model_version, pid, port, time.time(), release.image, engine, instance
-        )
+            release.bento, release.model_version, started.pid or 0, port, time.time(), release.image,
+            engine, instance, program=color,
+        )  # fmt: skip
 
     def pull_signed(self, engine: str, image: str, key: Path) -> None:
         """Pull ``image`` from its registry only if it carries a valid signature by ``key``.
@@ -281,8 +317,12 @@ class LocalTarget:
             if folder.stat().st_uid == os.getuid():  # a folder of another owner is theirs to open
                 folder.chmod(0o2775)
             mount = ["--volume", f"{profiles}:{profiles}"]
+        # podman run --replace: a container of that name left by a killed client is replaced, so
+        # supervisord's restart of the color is not refused for the name (docker has no such flag)
+        replace = ["--replace"] if Path(engine).name == "podman" else []
         return [
-            engine, "run", "--rm", "--name", name, "--network=host", "--user", f"{IMAGE_UID}:{os.getgid()}",
+            engine, "run", "--rm", "--name", name, *replace, "--network=host",
+            "--user", f"{IMAGE_UID}:{os.getgid()}",
             *mount, "--read-only", "--cap-drop=all", "--security-opt=no-new-privileges",
             "--tmpfs", "/tmp", "--env", "BENTOML_HOME=/tmp/bentoml",  # noqa: S108 (the container's /tmp)
             "--env", f"SERVING_PROFILE_DIR={profiles}", "--env", f"SERVING_INSTANCE={instance}",
@@ -298,8 +338,17 @@ class LocalTarget:
             )
 
     def color_running(self, process: ColorProcess | None) -> bool:
-        """Whether a recorded color process still runs."""
-        return process is not None and alive(process.pid, f"--port {process.port}")
+        """Whether a recorded color still runs: its supervised program, whatever pid it has now."""
+        if process is None:
+            return False
+        if process.program is None:  # recorded before supervision: its pid, recognised by its port
+            return alive(process.pid, f"--port {process.port}")
+        return self.supervisor.alive(process.program)
+
+    def pid_of(self, program: str) -> int | None:
+        """The pid program ``program`` (``router`` or a color) runs as now; None when it does not run."""
+        found = self.supervisor.program(program)
+        return found.pid if found is not None and found.alive else None
 
     def color_answering(self, process: ColorProcess) -> bool:
         """Whether the color's own server answers on its port (not some other server there)."""
@@ -310,7 +359,9 @@ class LocalTarget:
     def stop_color(self, actual: Actual, color: str) -> None:
         """Stop one color's process and forget it."""
         process = actual.colors.pop(color, None)
-        if process and self.color_running(process):
+        if process and process.program:
+            self.supervisor.remove(process.program)
+        elif process and self.color_running(process):
             stop_process(process.pid)
         if process and process.engine:  # a killed `run` client can leave its container behind
             self._remove_container(process.engine, color)
@@ -319,8 +370,8 @@ class LocalTarget:
         """Stop every process of this environment."""
         for color in list(actual.colors):
             self.stop_color(actual, color)
-        if self.router_running(actual) and actual.router_pid:
-            stop_process(actual.router_pid)
+        self.supervisor.remove(ROUTER)
+        self.supervisor.shutdown()  # a clean exit: systemd (Restart=on-failure) leaves it stopped
         actual.router_pid = None
         self.socket.unlink(missing_ok=True)
 
@@ -351,6 +402,17 @@ class LocalTarget:
             return f"{root}/{self.environment}"
         return str((self.serve_dir / root).resolve() / self.environment)
 
+    def _program_env(self) -> dict[str, str]:
+        """What every supervised program is given beyond supervisord's own environment.
+
+        Under systemd supervisord has none of the deploying shell's environment, so what a color
+        needs to find its bento and resolve its paths is given to each program explicitly.
+        """
+        env = {"PWD": str(self.serve_dir)}
+        if "BENTOML_HOME" in os.environ:
+            env["BENTOML_HOME"] = str(Path(os.environ["BENTOML_HOME"]).resolve())
+        return env
+
     def _spawn(self, command: list[str], name: str, env: dict[str, str] | None = None) -> int:
         """Start ``command`` in ``serve_dir``, detached, logging to ``logs/<name>.log``.
 
@@ -376,14 +438,21 @@ class LocalTarget:
             )
         return process.pid
 
-    def _wait(self, condition: Callable[[], bool], pid: int, name: str, timeout_s: float) -> None:
-        """Until ``condition`` holds; a line every ``PROGRESS_EVERY_S`` says the wait goes on, and why."""
+    def _wait(
+        self, condition: Callable[[], bool], name: str, timeout_s: float, first_pid: int | None = None
+    ) -> None:
+        """Until ``condition`` holds; a line every ``PROGRESS_EVERY_S`` says the wait goes on, and why.
+
+        Program ``name`` exiting (supervisord retrying it, or giving up) ends the wait at once:
+        a release that cannot start is refused, not restarted until the timeout.
+        """
         started = time.monotonic()
         deadline, note = started + timeout_s, started + PROGRESS_EVERY_S
         while time.monotonic() < deadline:
             if condition():
                 return
-            if not alive(pid, ""):
+            if self._exited(name, first_pid):
+                self.supervisor.remove(name)
                 raise DeployError(f"{self.environment}/{name} exited while starting:\n{self.log_tail(name)}")
             if (now := time.monotonic()) >= note:
                 last = self.log_tail(name, 1).strip()
@@ -393,10 +462,17 @@ class LocalTarget:
                 )
                 note = now + PROGRESS_EVERY_S
             time.sleep(0.25)
-        stop_process(pid)
+        self.supervisor.remove(name)
         raise DeployError(
             f"{self.environment}/{name} not ready after {timeout_s:.0f}s:\n{self.log_tail(name)}"
         )
+
+    def _exited(self, name: str, first_pid: int | None) -> bool:
+        """Whether program ``name`` stopped or was restarted since it was started as ``first_pid``."""
+        program: Program | None = self.supervisor.program(name)
+        if program is None:
+            return False  # not supervised (a test's own condition): nothing to watch
+        return program.state in FAILED or (first_pid is not None and program.pid not in (None, first_pid))
 
 
 @contextmanager

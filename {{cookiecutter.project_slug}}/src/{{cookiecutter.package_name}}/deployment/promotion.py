@@ -212,9 +212,10 @@ class Promoter:
                     f"colors.{color}: would replace {running.bento if running else '?'} while it serves "
                     f"{actual.weights[color]}% of traffic; put the new release on the idle color instead"
                 )
+            self._take_out_dead(actual, color)
             self.target.stop_color(actual, color)
-            if actual.previous == color:  # the warm previous release is being replaced
-                actual.previous = None
+            if actual.previous == color and (running is None or running.release != release):
+                actual.previous = None  # the warm previous release is replaced; the same one restarted stays
             self.journal.record(
                 f"deploy {color}", "starting", f"{release.bento} (model v{release.model_version})"
             )
@@ -238,6 +239,16 @@ class Promoter:
             self._warm_up(color, process.port)
             started.add(color)
         return started
+
+    def _take_out_dead(self, actual: Actual, color: str) -> None:
+        """A color that carries traffic but no longer runs (supervisord gave up on it) goes to weight 0.
+
+        Restarted, it then gains traffic like any candidate: gated and watched, not put straight
+        back at its old weight after a warm-up. Meanwhile its requests go to the fallback.
+        """
+        if actual.weights.get(color, 0) > 0:
+            weights = actual.weights | {color: 0}
+            self._set(actual, weights, "take out", f"{color} does not run: {weights_text(weights)}")
 
     def _warm_up(self, color: str, port: int) -> None:
         """Its first requests before any check or client sees the new color (the numbers are logged)."""
@@ -324,6 +335,7 @@ class Promoter:
         self.target.api().set_weights(weights)
         actual.weights = dict(weights)
         self.target.save(actual)
+        self.target.write_router_config(actual, self.desired)  # what a restarted HAProxy starts from
         self.journal.record(
             step, "weights set", detail, seconds=round(time.perf_counter() - started, 4), weights=weights
         )
@@ -335,6 +347,7 @@ class Promoter:
         self.target.save(actual)
         if self.target.router_running(actual):  # failover follows the warm previous color
             self.target.api().set_fallback(actual.previous)
+            self.target.write_router_config(actual, self.desired)
         serving = f"{actual.live or 'no color'} live, fallback {actual.previous or 'none'}"
         detail = f"{serving}; {weights_text(actual.weights)}"
         self.journal.record("result", status, detail)

@@ -2,11 +2,11 @@
 
 Traffic moves with ``set weight`` over the admin socket, never with a reload or restart: a
 weight change takes effect for the next request, while requests in flight finish where they
-started, so a switch drops nothing. Failed connections are retried on the other color
-(``retry-on`` + ``option redispatch``), which covers the moment a color dies. When no weighted
-color is up at all (the live color died outside a promotion), the front door fails over to the
-warm previous color, the one a rollback would choose, through the ``fallback`` backend; a color
-that was refused or rolled back from is never a fallback. Every response
+started, so a switch drops nothing. A color that dies loses no request: the first refused
+connection marks it down at once (``observe layer4``), and every failed request is retried and
+redispatched to the warm previous color, the one a rollback would choose, which stands in the
+production backend as a ``backup`` server (HAProxy redispatches only to a server with weight or
+to a backup); a color that was refused or rolled back from is never a fallback. Every response
 carries ``X-Deploy-Color`` naming the color that answered, which the checks and the switch
 benchmark read.
 
@@ -35,7 +35,9 @@ from .state import COLORS, Router
 
 BACKEND = "colors"
 PREVIEW = "preview"
-FALLBACK = "fallback"
+FALLBACK = "-fallback"
+"""The suffix of a color's backup server in the production backend (``green-fallback``)."""
+OBSERVED = "check observe layer4 error-limit 1 on-error mark-down"
 COLOR_HEADER = "X-Deploy-Color"
 HEALTH_PATHS = ("/livez", "/readyz", "/healthz")
 JSON_HEADERS = {"Content-Type": "application/json"}
@@ -56,14 +58,24 @@ defaults
     timeout server 60s
     timeout http-keep-alive 10s
     timeout check 3s
+    # A request that meets a dead color is sent again (HAProxy manual, "retries", "retry-on"): its
+    # connection refused (conn-failure), or the color died holding it (empty-response). Sending a
+    # POST twice is safe here only because a prediction is idempotent: the same rows get the same
+    # answer and change no state. retry-on beyond conn-failure copies the request into a buffer,
+    # and "requests not fitting in a single buffer will never be retried" (tune.bufsize, 16 kB):
+    # a large batch in flight when its color dies still fails.
     retries 3
     retry-on conn-failure empty-response response-timeout 503
+    # Every retry is redispatched, not sent to the same server again ("option redispatch <interval>":
+    # 1 = on every retry); the choice is "any active, non-backup server, if any", else a backup.
     option redispatch 1
     http-reuse safe
     # a busy color answers its health check late: three slow checks, not one, take it out
     # No per-server maxconn: requests queued behind it are not moved by `set weight` (HAProxy
     # 2.6 left them waiting for the weight-0 color until the queue timed out).
-    default-server inter 1s fall 3 rise 2
+    # fastinter: checks every 250 ms while a color's state is changing (one marked down by an
+    # error, one coming back), so a restarted color is seen up again within about half a second.
+    default-server inter 1s fastinter 250ms downinter 1s fall 3 rise 2
 
 # Production traffic: the live color, by weight.
 frontend public
@@ -71,8 +83,6 @@ frontend public
 {access}
 {body_limit}
 {json_only}
-    acl nothing_live nbsrv({backend}) eq 0
-    use_backend {fallback} if nothing_live
     default_backend {backend}
 
 # Candidate traffic only: the checks reach the idle color here, through the same edge rules,
@@ -84,12 +94,21 @@ frontend preview
     http-request set-header {client_header} {operator}
     default_backend {preview}
 
+# The colors by weight, then the failover: the warm previous color as a backup server, weight 100
+# (the other backup 0: "a value of 0 means the server will not participate in load-balancing").
+# Backups serve only "when all other non-backup servers are unavailable", and a redispatched retry
+# goes to one, so a dead live color's requests land on the warm previous color. A refused
+# connection marks a color down at once ("observe layer4" with "on-error mark-down" and
+# "error-limit 1"), without the three failed checks: its next retry already goes to the backup.
+# Only connection errors count (layer4): one 5xx, a bad row, never takes the live color out.
 backend {backend}
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
-    http-response set-header {header} %s
+    option allbackups
+    http-response set-header {header} %[srv_name,field(1,-)]
 {servers}
+{fallback_servers}
 
 backend {preview}
     balance roundrobin
@@ -97,13 +116,6 @@ backend {preview}
     http-check expect status 200
     http-response set-header {header} %s
 {preview_servers}
-
-# Failover: used only while no color of {backend} is up with weight; the warm previous color
-# has weight 100 here, the other 0. Health comes from {backend}'s checks (track).
-backend {fallback}
-    balance roundrobin
-    http-response set-header {header} %s
-{fallback_servers}
 """
 
 
@@ -169,10 +181,10 @@ def render(
     ``keys_map`` is the file of the front door's keys (:func:`access.render_map` writes it).
     """
 
-    def servers(chosen: dict[str, int], tracked: str | None = None) -> str:
+    def servers(chosen: dict[str, int], how: str = "check", suffix: str = "") -> str:
         lines = [
-            f"    server {c} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} "
-            + (f"track {tracked}/{c}" if tracked else "check")
+            f"    server {c}{suffix} 127.0.0.1:{router.color_port(c)} weight {chosen.get(c, 0)} "
+            + how.format(color=c)
             for c in COLORS
         ]
         return "\n".join(lines)
@@ -191,12 +203,11 @@ def render(
         backend=BACKEND,
         preview=PREVIEW,
         header=COLOR_HEADER,
-        servers=servers(weights),
+        servers=servers(weights, OBSERVED),
         preview_servers=servers(dict.fromkeys(COLORS, 0)),
         json_only=JSON_ONLY,
         body_limit=BODY_LIMIT.format(bytes=int(router.max_body_mb * 1e6), mb=router.max_body_mb),
-        fallback=FALLBACK,
-        fallback_servers=servers(fallback_weights(fallback), tracked=BACKEND),
+        fallback_servers=servers(fallback_weights(fallback), "backup track {color}", FALLBACK),
     )
 
 
@@ -258,7 +269,16 @@ class RuntimeApi:
 
     def set_fallback(self, color: str | None) -> None:
         """Name the color the front door fails over to when no weighted color is up (None: none)."""
-        self.set_weights(fallback_weights(color), backend=FALLBACK)
+        weights = {f"{c}{FALLBACK}": weight for c, weight in fallback_weights(color).items()}
+        self.set_weights(weights)
+
+    def fallback(self) -> dict[str, int]:
+        """Each color's weight as the failover (backup) server: 100 for the warm previous color."""
+        return {
+            row["svname"].removesuffix(FALLBACK): int(row["weight"] or 0)
+            for row in self.rows()
+            if row["pxname"] == BACKEND and row["svname"].endswith(FALLBACK)
+        }
 
     def replace_map(self, path: Path, entries: dict[str, str]) -> None:
         """Swap a map's whole content at once: lookups see the old map or the new, never a mix.
@@ -285,7 +305,7 @@ class RuntimeApi:
 
     def stats(self, backend: str = BACKEND) -> list[ServerStats]:
         """Per-color counters of one backend from ``show stat``."""
-        rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        rows = self.rows()
         return [
             ServerStats(
                 color=row["svname"],
@@ -300,3 +320,7 @@ class RuntimeApi:
             for row in rows
             if row["pxname"] == backend and row["svname"] in COLORS
         ]
+
+    def rows(self) -> list[dict[str, str]]:
+        """``show stat`` as one mapping per proxy and server."""
+        return list(csv.DictReader(io.StringIO(self.command("show stat").lstrip("# "))))
