@@ -31,6 +31,8 @@ from typing import Any, cast
 
 from supervisor.xmlrpc import SupervisorTransport
 
+from ..errors import PipelineError
+
 ALIVE = frozenset({"STARTING", "RUNNING"})
 """Program states in which the process runs (BACKOFF: it exited and waits to be started again)."""
 FAILED = frozenset({"BACKOFF", "FATAL", "EXITED", "STOPPED"})
@@ -114,7 +116,7 @@ WantedBy=multi-user.target
 """
 
 
-class SupervisionError(RuntimeError):
+class SupervisionError(PipelineError, RuntimeError):
     """supervisord could not be reached, or refused to add or remove a program."""
 
 
