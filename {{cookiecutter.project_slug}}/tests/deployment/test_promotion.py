@@ -363,12 +363,15 @@ def test_promotion__killed_router_under_load_answers_again_by_itself(env: Env) -
         wait_for(lambda: env.target.pid_of(local.ROUTER) not in (None, killed_pid))
         wait_for(lambda: loopback.listening(env.desired.router.port))
         listening = time.monotonic() - killed
+        wait_for(lambda: loopback.ready(env.desired.router.port, timeout_s=10, path="/livez"))
+        healthy = time.monotonic() - killed  # a color's health through the new HAProxy
         wait_for(lambda: any(at > killed and seen == "blue" for at, seen in answers.seen))
         result = wrk.result()
     answered = answers.first("blue", killed)
     print(f"wrk -c64: {result.requests} requests, {result.connect} connections refused and {result.read} "
           f"reads cut while HAProxy was down, {result.status} error statuses; HAProxy listening again "
-          f"{listening:.2f} s after kill -9, a client's first answer {answered:.2f} s after it")  # fmt: skip
+          f"{listening:.2f} s after kill -9, /livez answered through it {healthy:.2f} s after, "
+          f"a prediction {answered:.2f} s after")  # fmt: skip
     after = [seen for at, seen in answers.seen if at >= killed + answered]
     assert set(after) == {"blue"}, after  # once back, every request is answered
     # wrk's errors are its reconnections refused while no HAProxy listened, counted as fast as they fail
