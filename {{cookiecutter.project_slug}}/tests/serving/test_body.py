@@ -9,7 +9,7 @@ import httpx
 import pytest
 from starlette.types import Receive, Scope, Send
 
-from {{ cookiecutter.package_name }}.serving.body import BodyLimit, more_rows_than
+from {{ cookiecutter.package_name }}.serving.body import BodyLimit, RowCounter, more_rows_than
 
 ROW = {"tenure_months": 12, "contract": "month-to-month", "notes": None}
 
@@ -38,6 +38,31 @@ def test_more_rows_than__leaves_what_it_cannot_read_to_the_service() -> None:
     assert not more_rows_than(b'{"rows": [{], {}, {}, {}, {}]}', 2)  # malformed: the service's 400
     assert not more_rows_than(body([ROW] * 50)[::-1], 2)  # not JSON at all
     assert not more_rows_than(json.dumps({"meta": [{}] * 50, "rows": [ROW]}).encode(), 10)  # rows not first
+
+
+def fed(sent: bytes, max_rows: int, size: int = 64) -> RowCounter:
+    counter = RowCounter(max_rows)
+    for start in range(0, len(sent), size):
+        counter.feed(sent[start : start + size])
+    return counter
+
+
+def test_row_counter__decides_from_the_first_chunks_and_keeps_no_more() -> None:
+    sent = body([ROW] * 500)
+    counter = fed(sent, 10)
+    assert counter.over
+    assert len(counter.body()) < len(sent) // 10  # the prefix that decided, not the rest
+
+
+@pytest.mark.parametrize(
+    "rows", [[ROW] * 10, [dict(ROW, contract="{ { {")] * 10], ids=["at-the-limit", "braces-in-text"]
+)
+def test_row_counter__a_body_within_the_limit_is_kept_whole(rows: list[dict[str, Any]]) -> None:
+    sent = body(rows)
+    counter = fed(sent, 10)
+    assert not counter.over
+    assert counter.body() == sent
+    assert not more_rows_than(counter.body(), 10)
 
 
 class Recorder:

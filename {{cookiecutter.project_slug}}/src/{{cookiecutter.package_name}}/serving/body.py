@@ -10,8 +10,9 @@ directly, and like :mod:`.metadata` this module imports no model stack.
 A body under the byte limit can still hold more rows than ``serving.max_rows_per_request``:
 15.3 MB held 58,900 rows, which BentoML parsed and validated whole (1.5-1.9 s, every other client
 waiting) before the service could count them. So the rows route's body is read here and its
-rows counted first, at C speed: no more ``{`` than rows allowed passes at once; otherwise the
-prefix holding the first rows over the limit is parsed alone and decides (413).
+rows counted first, at C speed, as its chunks arrive: no more ``{`` than rows allowed passes at
+once; otherwise the prefix holding the first rows over the limit is parsed alone and decides
+(413), while the rest of the body is still arriving; the rest is then read and dropped.
 """
 
 from __future__ import annotations
@@ -83,8 +84,10 @@ class BodyLimit:
         Read whole even when refused: bytes left unread when the connection closes reset it, and
         a client still sending would never see the 413.
         """
-        body, tail = await read_body(receive)
-        if more_rows_than(body, max_rows):
+        counter = RowCounter(max_rows)
+        tail = await read_body(receive, counter.feed)
+        body = counter.body()
+        if counter.over or more_rows_than(body, max_rows):
             if self.on_too_many_rows is not None:
                 self.on_too_many_rows()
             limit = f"more than {max_rows} rows in one request (serving.max_rows_per_request)"
@@ -102,19 +105,49 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-async def read_body(receive: Receive) -> tuple[bytes, Message | None]:
-    """The request's body, and the message that ended it early (a disconnect), if one did."""
-    chunks: list[bytes] = []
+async def read_body(receive: Receive, feed: Callable[[bytes], None]) -> Message | None:
+    """Feed the request's body to ``feed`` chunk by chunk; the message that ended it early, if one did."""
     while True:
         message = await receive()
         if message["type"] != "http.request":
-            return b"".join(chunks), message
-        chunks.append(message.get("body", b""))
+            return message
+        feed(message.get("body", b""))
         if not message.get("more_body", False):
-            return b"".join(chunks), None
+            return None
 
 
-def more_rows_than(body: bytes, max_rows: int) -> bool:
+class RowCounter:
+    """A body as it arrives, judged by its prefix once that could hold too many rows.
+
+    Once over, the rest is read and dropped, not kept. A prefix that cannot decide (braces in
+    text) is tried again when its braces have doubled; the whole body is judged at the end.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self.chunks: list[bytes] = []
+        self.braces = 0
+        self.next_try = max_rows + 3  # the outer object's brace, then max_rows + 2 rows
+        self.over = False
+
+    def feed(self, chunk: bytes) -> None:
+        """Keep a chunk, and judge the prefix so far when it could decide."""
+        if self.over:
+            return
+        self.chunks.append(chunk)
+        self.braces += chunk.count(b"{")
+        if self.braces >= self.next_try:
+            self.over = more_rows_than(self.body(), self.max_rows, whole=False)
+            self.next_try *= 2
+
+    def body(self) -> bytes:
+        """What was kept: the whole body, unless it was refused on the way."""
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0] if self.chunks else b""
+
+
+def more_rows_than(body: bytes, max_rows: int, *, whole: bool = True) -> bool:
     """Whether ``{"rows": [...]}`` holds more than ``max_rows`` rows, without parsing it whole.
 
     Every row is an object, so the body holds at most one ``{`` fewer rows than it holds ``{``
@@ -122,6 +155,7 @@ def more_rows_than(body: bytes, max_rows: int) -> bool:
     ``max_rows + 2`` is parsed alone (partial JSON): ``max_rows + 1`` complete rows in it decide.
     Braces in text leave fewer rows in that prefix: it then doubles, at worst to the whole body.
     Anything malformed or shaped otherwise (rows not first) goes on to the service, which counts.
+    ``whole=False``: ``body`` is the part of a body received so far.
     """
     wanted = max_rows + 3  # the outer object's brace, then max_rows + 2 rows
     if body.count(b"{") < wanted - 1:
@@ -130,9 +164,9 @@ def more_rows_than(body: bytes, max_rows: int) -> bool:
     while True:
         while found < wanted and (end := body.find(b"{", end + 1)) >= 0:
             found += 1
-        whole = end < 0
-        complete = _complete_rows(body if whole else body[: end + 1], partial=not whole)
-        if complete is None or complete > max_rows or whole:
+        last = end < 0  # no prefix left to grow: all of ``body`` is parsed
+        complete = _complete_rows(body if last else body[: end + 1], partial=not (last and whole))
+        if complete is None or complete > max_rows or last:
             return bool(complete and complete > max_rows)
         wanted *= 2
 
