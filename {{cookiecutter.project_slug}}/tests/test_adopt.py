@@ -117,6 +117,7 @@ def test_adopt__a_leakage_suspect_is_dropped_with_its_reason(
     ],
     ids=["unexpected-column", "missing-target"],
 )
+@pytest.mark.slow
 def test_adopt__train_refuses_what_the_contract_does_not_allow_and_makes_no_run(
     adopted: Adopted,
     task: str,
@@ -132,6 +133,7 @@ def test_adopt__train_refuses_what_the_contract_does_not_allow_and_makes_no_run(
     assert runs(cfg) == 0
 
 
+@pytest.mark.slow
 def test_adopt__a_fit_that_fails_leaves_no_half_made_run(adopted: Adopted, task: str) -> None:
     frame, target = own_table(task)
     cfg = adopted(frame, target, "model.estimator.max_depth=-1")  # refused by scikit-learn at fit time
@@ -140,6 +142,7 @@ def test_adopt__a_fit_that_fails_leaves_no_half_made_run(adopted: Adopted, task:
     assert runs(cfg) == 0
 
 
+@pytest.mark.slow
 def test_adopt__values_outside_the_contract_train_only_when_overridden_and_the_run_says_so(
     adopted: Adopted, task: str
 ) -> None:
@@ -160,6 +163,7 @@ def test_adopt__values_outside_the_contract_train_only_when_overridden_and_the_r
     assert run.data.params["training.override_data_gate"] == "True"
 
 
+@pytest.mark.slow
 def test_adopt__no_override_trains_a_table_of_another_shape(adopted: Adopted, task: str) -> None:
     frame, target = own_table(task)
     cfg = adopted(frame, target, "training.override_data_gate=true")
@@ -169,6 +173,7 @@ def test_adopt__no_override_trains_a_table_of_another_shape(adopted: Adopted, ta
     assert runs(cfg) == 0
 
 
+@pytest.mark.slow
 def test_adopt__a_target_that_is_not_a_column_is_named_with_the_columns(adopted: Adopted, task: str) -> None:
     frame, target = own_table(task)
     cfg = adopted(frame, target, "data.target=label")
@@ -177,6 +182,7 @@ def test_adopt__a_target_that_is_not_a_column_is_named_with_the_columns(adopted:
     assert runs(cfg) == 0
 
 
+@pytest.mark.slow
 def test_adopt__a_class_too_rare_for_the_split_and_folds_is_refused_by_name(
     adopted: Adopted, task: str
 ) -> None:
@@ -190,6 +196,7 @@ def test_adopt__a_class_too_rare_for_the_split_and_folds_is_refused_by_name(
     assert runs(cfg) == 0
 
 
+@pytest.mark.slow
 def test_adopt__a_worse_model_leaves_the_candidate_where_it_is(adopted: Adopted, task: str) -> None:
     frame, target = own_table(task)
     good = train.train(adopted(frame, target))
@@ -206,6 +213,7 @@ def test_adopt__a_worse_model_leaves_the_candidate_where_it_is(adopted: Adopted,
     assert str(current.version) == good.model_version
 
 
+@pytest.mark.slow
 def test_adopt__the_table_is_stored_once_per_digest(adopted: Adopted, task: str) -> None:
     """A second run on the same rows points at the first run's copy instead of storing another."""
     frame, target = own_table(task)
@@ -219,6 +227,7 @@ def test_adopt__the_table_is_stored_once_per_digest(adopted: Adopted, task: str)
     assert len(load_table(mlflow.artifacts.download_artifacts(snapshot))) == len(frame)
 
 
+@pytest.mark.slow
 def test_adopt__many_categories_train_with_native_categorical_boosting(adopted: Adopted, task: str) -> None:
     """HistGradientBoosting takes at most 255 categories per column; rarer ones share one code."""
     frame, target = own_table(task)

@@ -40,6 +40,7 @@ def test_validate_data__bad_file_exits_1_with_named_rule_and_no_traceback(tmp_pa
     assert json.loads((tmp_path / "validation" / "validation.json").read_text())["passed"] is False
 
 
+@pytest.mark.slow
 def test_predict__without_a_model_says_what_to_run(tmp_path: Path) -> None:
     result = run("predict", *isolated(tmp_path))
     assert result.returncode == 1
@@ -67,6 +68,7 @@ def test_predict__renamed_override_names_the_new_key() -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_stages__validate_train_compare_predict_chain(tmp_path: Path) -> None:
     common = isolated(tmp_path)
     assert run("validate-data", *common).returncode == 0

@@ -383,6 +383,7 @@ def test_render__a_stage_s_own_markdown_is_its_section_once(tmp_path: Path) -> N
     assert "| field | value |" not in page  # no generic table beside it
 
 
+@pytest.mark.slow
 def test_train__a_refused_stage_leaves_its_failure_for_the_summary(tmp_path: Path) -> None:
     overrides = [f"training.report_dir={tmp_path}/reports/training", f"hydra.run.dir={tmp_path}/hydra"]
     result = subprocess.run(
@@ -404,6 +405,7 @@ REFUSALS = [
 
 
 @pytest.mark.parametrize(("event", "command", "stage", "remedy"), REFUSALS, ids=[r[0] for r in REFUSALS])
+@pytest.mark.slow
 def test_cli__each_event_s_refusal_is_the_summary_s_first_line_with_its_remedy(
     tmp_path: Path, event: str, command: list[str], stage: str, remedy: str
 ) -> None:

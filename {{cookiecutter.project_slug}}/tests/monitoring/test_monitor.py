@@ -53,6 +53,7 @@ def role_drifted(result: monitor.MonitorResult, role: str) -> bool:
     return any(c.drifted for c in result.columns if c.role == role)
 
 
+@pytest.mark.slow
 def test_monitor__traffic_without_drift_raises_no_alert(results: dict[str, monitor.Comparison]) -> None:
     result = results["none"].result
     assert result.alerts == []
@@ -445,6 +446,7 @@ def test_monitor__the_diagnosis_names_its_evidence(results: dict[str, monitor.Co
     assert results["none"].result.diagnosis[0] == "none"
 
 
+@pytest.mark.slow
 def test_monitor__a_long_window_trends_per_hour_and_shows_when_a_move_started(
     tmp_path: Path, fitted: Fitted
 ) -> None:

@@ -61,6 +61,7 @@ def queries(draw: st.DrawFn, features: pd.DataFrame) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("model", MODELS)
+@pytest.mark.slow
 def test_direct__answers_exactly_as_the_pipeline_for_rows_users_send(model: str) -> None:
     pipeline, features, _, method = fitted(model)
     direct = direct_call(pipeline, method)
@@ -133,6 +134,7 @@ def columns_of(features: pd.DataFrame) -> list[schema.Column]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
+@pytest.mark.slow
 def test_scorer__a_row_s_answer_does_not_depend_on_the_rows_sharing_its_batch(data: st.DataObject) -> None:
     pipeline, features, _, _ = fitted("random_forest")
     columns = columns_of(features)

@@ -87,6 +87,7 @@ def test_compare__first_candidate_promotes_then_a_worse_one_does_not(make_config
     assert second.champion_version == first.candidate_version
 
 
+@pytest.mark.slow
 def test_compare__retraining_the_champion_unchanged_promotes_nothing(make_config: ComposeFn) -> None:
     cfg = make_config("model=random_forest", "model.estimator.n_estimators=10", "training.cv_folds=2")
     train.train(cfg)
