@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING
 from .. import reports
 from ..config import Config, compose, report_root, resolve, use_project_store
 from ..errors import PipelineError
-from . import local, router, state
+from . import access, local, router, state
 
 if TYPE_CHECKING:
-    from . import promotion
+    from . import checks, promotion
 
 # Each subcommand imports the heavy modules it needs (MLflow, BentoML, the checks) when it runs:
 # `deploy status` and `deploy stop` start in about a second, as an operator waiting on them expects.
@@ -116,6 +116,10 @@ def rollback(cfg: Config, args: argparse.Namespace) -> int:
     outcome = promoter(cfg, args.environment).rollback()
     path = outcome.write(resolve(cfg.deploy.report_dir), f"rollback-{args.environment}")
     print(f"  {outcome.serving}; report: {path}")
+    print(
+        "  `promote` will not move forward again by itself: the release rolled back from returns "
+        "only once it is proposed again (`nox -s propose-promotion`) and that pull request merged"
+    )
     mirror_champion(cfg, args.environment, outcome.live)
     record_served(cfg, args.environment)
     return 0
@@ -235,7 +239,8 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     """Run the sanity checks through the environment's router (what clients see).
 
     With ``--color`` the checks reach that color alone, through the router's preview door. With
-    access on, they go through the preview door at the front door's weights (no key to present).
+    access on, they go through the preview door at the front door's weights (with the operator
+    key). Latency is judged beside a reference measured at the same time (:func:`reference_of`).
     """
     from . import checks
 
@@ -260,10 +265,38 @@ def check(cfg: Config, args: argparse.Namespace) -> int:
     report = checks.Report(
         args.environment, f"{color}, {release.bento}", f"http://127.0.0.1:{port}", bento=release.bento
     )
-    checks.run_all(port, checks.load_holdout(cfg, release.model_version), desired.checks, report)
+    reference = reference_of(cfg, args.environment, target, color)
+    print(f"  latency judged beside {reference.name}" if reference else "  latency: no reference running")
+    holdout = checks.load_holdout(cfg, release.model_version)
+    key = access.operator_key(target.dir)
+    checks.run_all(port, holdout, desired.checks, report, key=key, reference=reference)
     json_path, _ = report.write(resolve(cfg.deploy.report_dir), args.environment)
     print(f"  {'passed' if report.passed else 'FAILED'}; report: {json_path}")
     return 0 if report.passed else 1
+
+
+def reference_of(
+    cfg: Config, environment: str, target: local.LocalTarget, color: str
+) -> checks.Reference | None:
+    """What the checked color's latency is judged beside: another release running on this host.
+
+    The environment's other color first (staging keeps the release before this one warm there),
+    else, for staging, production's live color when this host runs it; a busy host slows the
+    reference as much as the candidate, a slower release only the candidate. None when neither
+    answers (a first deploy on a fresh runner): the fixed budget alone decides then.
+    """
+    from . import checks
+
+    owners = [(target, state.other(color))]
+    if environment != "production":
+        production = target_of(cfg, "production")
+        owners.append((production, production.load().live or ""))
+    for owner, which in owners:
+        process = owner.load().colors.get(which)
+        if process is not None and owner.color_answering(process):
+            name = f"{owner.environment} {which} ({process.bento})"
+            return checks.Reference(process.port, name, access.operator_key(owner.dir))
+    return None
 
 
 def measured(

@@ -41,12 +41,17 @@ def ready(port: int, timeout_s: float = 1.0, path: str = "/readyz") -> bool:
         return False
 
 
-def answering_instance(port: int, timeout_s: float = 1.0) -> str | None:
-    """The ``instance`` the service on ``port`` names in ``/metadata``, once it is ready; else None."""
+def answering_instance(port: int, timeout_s: float = 1.0, key: str | None = None) -> str | None:
+    """The ``instance`` the service on ``port`` names in ``/metadata``, once it is ready; else None.
+
+    ``key``: the operator key, which a color started by the deploy tooling asks for.
+    """
     if not ready(port, timeout_s):
         return None
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metadata", headers=headers)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metadata", timeout=timeout_s) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (loopback http)
             return str(json.loads(response.read()).get("instance", ""))
     except (OSError, ValueError):
         return None

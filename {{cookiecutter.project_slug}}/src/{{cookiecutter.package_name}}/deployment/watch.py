@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from . import checks
+from . import access, checks
 from .local import LocalTarget
 from .router import OPERATOR_HEADERS
 from .state import PostSwitch
@@ -37,11 +37,13 @@ class _Probes:
             self.failures += 0 if ok else 1
 
 
-def _probe(connection: http.client.HTTPConnection, body: bytes, probes: _Probes) -> None:
+def _probe(
+    connection: http.client.HTTPConnection, body: bytes, probes: _Probes, headers: dict[str, str]
+) -> None:
     """One predict request on a kept-alive connection; a failure closes it (the next reconnects)."""
     started = time.perf_counter()
     try:
-        connection.request("POST", checks.PREDICT_PATH, body=body, headers=OPERATOR_HEADERS)
+        connection.request("POST", checks.PREDICT_PATH, body=body, headers=headers)
         response = connection.getresponse()
         response.read()
         probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
@@ -50,10 +52,12 @@ def _probe(connection: http.client.HTTPConnection, body: bytes, probes: _Probes)
         connection.close()
 
 
-def _probe_loop(port: int, body: bytes, probes: _Probes, stop: threading.Event) -> None:
+def _probe_loop(
+    port: int, body: bytes, probes: _Probes, stop: threading.Event, headers: dict[str, str]
+) -> None:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
     while not stop.is_set():
-        _probe(connection, body, probes)
+        _probe(connection, body, probes, headers)
     connection.close()
 
 
@@ -70,19 +74,27 @@ def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple
     return None, ""
 
 
-def warm_up(color_port: int, sample: pd.DataFrame, requests: int) -> dict[str, float | int]:
+def operator_headers(target: LocalTarget) -> dict[str, str]:
+    """The tooling's headers with the environment's operator key, which its colors ask for."""
+    return OPERATOR_HEADERS | access.bearer(access.operator_key(target.dir))
+
+
+def warm_up(
+    color_port: int, sample: pd.DataFrame, requests: int, headers: dict[str, str] = OPERATOR_HEADERS
+) -> dict[str, float | int]:
     """Send ``requests`` predictions to a color that is ready but has had no traffic yet.
 
     A fresh color's first answers pay for lazy imports and the first model calls: measured at
     p95 4.3 s on a busy host, which the watch then judged as the release's latency and rolled
-    back. Nothing is judged here; the numbers go to the decisions log.
+    back. Nothing is judged here; the numbers go to the decisions log. ``headers`` carry the
+    operator key a color started by the tooling asks for (:func:`operator_headers`).
     """
     body = json.dumps(checks.request_body(sample)).encode()
     probes = _Probes()
     connection = http.client.HTTPConnection("127.0.0.1", color_port, timeout=30.0)
     try:
         for _ in range(requests):
-            _probe(connection, body, probes)
+            _probe(connection, body, probes, headers)
             if probes.failures:  # the checks judge a failing color; a dead one costs a timeout each
                 break
     finally:
@@ -110,7 +122,9 @@ def watch(
     baseline = {s.color: s.failures for s in api.stats()}
     probes, stop = _Probes(), threading.Event()
     threads = [
-        threading.Thread(target=_probe_loop, args=(color_port, body, probes, stop), daemon=True)
+        threading.Thread(
+            target=_probe_loop, args=(color_port, body, probes, stop, operator_headers(target)), daemon=True
+        )
         for _ in range(limits.probe_concurrency)
     ]
     for thread in threads:
