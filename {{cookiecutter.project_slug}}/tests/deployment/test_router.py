@@ -381,6 +381,23 @@ def _pid_once_running(target: local.LocalTarget, program: str, other_than: int |
     raise AssertionError(f"{program} not running after 10 s")
 
 
+def test_local__a_program_restarts_and_stops_after_the_deploying_workspace_is_gone(tmp_path: Path) -> None:
+    """A CI job's workspace may be deleted after the job: what supervisord restarts must not need it."""
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    target = local.LocalTarget("production", tmp_path / "home" / ".deploy", workspace)
+    target.ensure_supervisor()
+    try:
+        target.supervisor.put("color", [sys.executable, "-c", "import time; time.sleep(60)"], {})
+        first = _pid_once_running(target, "color", None)
+        shutil.rmtree(workspace)
+        os.kill(first, signal.SIGKILL)
+        assert _pid_once_running(target, "color", first) != first
+    finally:
+        target.stop_all(target.load())
+    assert not target.supervisor.running()
+
+
 def test_local__the_systemd_unit_keeps_supervisord_and_stops_cleanly(tmp_path: Path) -> None:
     """On a production host systemd restarts supervisord when it dies, not after `deploy stop`."""
     target = local.LocalTarget("production", tmp_path / "state", tmp_path)

@@ -122,9 +122,7 @@ class LocalTarget:
         self.socket = admin_socket(self.dir)
         self.config_file = self.dir / "haproxy.cfg"
         self.keys_map = self.dir / "keys.map"
-        self.supervisor = Supervisor(
-            environment, self.dir, self.serve_dir, admin_socket(self.dir, "supervisor.sock")
-        )
+        self.supervisor = Supervisor(environment, self.dir, admin_socket(self.dir, "supervisor.sock"))
 
     def load(self) -> Actual:
         """The recorded state (empty when nothing was ever deployed here)."""
@@ -367,11 +365,11 @@ class LocalTarget:
             self._remove_container(process.engine, color)
 
     def stop_all(self, actual: Actual) -> None:
-        """Stop every process of this environment."""
+        """Stop every process of this environment: supervisord stops its programs as it shuts down."""
+        self.supervisor.shutdown()  # a clean exit: systemd (Restart=on-failure) leaves it stopped
         for color in list(actual.colors):
             self.stop_color(actual, color)
-        self.supervisor.remove(ROUTER)
-        self.supervisor.shutdown()  # a clean exit: systemd (Restart=on-failure) leaves it stopped
+        self.supervisor.remove(ROUTER)  # its program file: a supervisord started later starts no router
         actual.router_pid = None
         self.socket.unlink(missing_ok=True)
 

@@ -52,7 +52,6 @@ nodaemon=true
 silent=true
 logfile={folder}/logs/supervisord.log
 pidfile={folder}/supervisord.pid
-directory={serve_dir}
 
 [rpcinterface:supervisor]
 supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface
@@ -71,7 +70,7 @@ files = programs/*.conf
 PROGRAM = """\
 [program:{name}]
 command={command}
-directory={serve_dir}
+directory={folder}
 environment={environment}
 autostart=true
 autorestart=true
@@ -103,7 +102,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 User={user}
-WorkingDirectory={serve_dir}
+WorkingDirectory={folder}
 {environment_lines}ExecStart={python} -m supervisor.supervisord --nodaemon --configuration {config}
 ExecStop={python} -m supervisor.supervisorctl --configuration {config} shutdown
 Restart=on-failure
@@ -140,20 +139,18 @@ def quote_value(value: str) -> str:
 
 
 def program_text(
-    name: str,
-    command: list[str],
-    environment: Mapping[str, str],
-    folder: Path,
-    serve_dir: Path,
-    *,
-    retries: int,
+    name: str, command: list[str], environment: Mapping[str, str], folder: Path, *, retries: int
 ) -> str:
-    """The ``[program:<name>]`` section that keeps ``command`` running with ``environment``."""
+    """The ``[program:<name>]`` section that keeps ``command`` running with ``environment``, in ``folder``.
+
+    ``folder`` (the environment's state folder) is its working directory and holds its log: a folder
+    that outlives the CI job that deployed, unlike the job's workspace, which may be gone by the time
+    supervisord starts the program again.
+    """
     pairs = ",".join(f"{key}={quote_value(value)}" for key, value in environment.items())
     return PROGRAM.format(
         name=name,
         command=shlex.join(command).replace("%", "%%"),
-        serve_dir=str(serve_dir).replace("%", "%%"),
         environment=pairs,
         folder=str(folder).replace("%", "%%"),
         retries=retries,
@@ -163,10 +160,9 @@ def program_text(
 class Supervisor:
     """One environment's supervisord: its config, its socket, and the programs it keeps."""
 
-    def __init__(self, environment: str, folder: Path, serve_dir: Path, socket: Path) -> None:
+    def __init__(self, environment: str, folder: Path, socket: Path) -> None:
         self.environment = environment
         self.folder = folder
-        self.serve_dir = serve_dir
         self.socket = socket
         self.config = folder / "supervisord.conf"
         self.programs = folder / "programs"
@@ -190,9 +186,7 @@ class Supervisor:
         """Write ``supervisord.conf`` and the systemd unit that would keep supervisord running."""
         (self.folder / "logs").mkdir(parents=True, exist_ok=True)
         self.programs.mkdir(parents=True, exist_ok=True)
-        text = CONFIG.format(
-            environment=self.environment, socket=self.socket, folder=self.folder, serve_dir=self.serve_dir
-        )
+        text = CONFIG.format(environment=self.environment, socket=self.socket, folder=self.folder)
         self.config.write_text(text)
         self.unit.write_text(systemd_unit(self, environment))
 
@@ -219,7 +213,7 @@ class Supervisor:
     def put(self, name: str, command: list[str], environment: Mapping[str, str], retries: int = 3) -> Program:
         """Keep ``command`` running as program ``name`` (replacing one of that name), started now."""
         self.remove(name)
-        text = program_text(name, command, environment, self.folder, self.serve_dir, retries=retries)
+        text = program_text(name, command, environment, self.folder, retries=retries)
         (self.programs / f"{name}.conf").write_text(text)
         self.call("reloadConfig")
         try:
@@ -237,7 +231,10 @@ class Supervisor:
             self.call("stopProcessGroup", name)
         with contextlib.suppress(xmlrpc.client.Fault):  # BAD_NAME: never added
             self.call("removeProcessGroup", name)
-        self.call("reloadConfig")
+        try:
+            self.call("reloadConfig")
+        except xmlrpc.client.Fault as fault:
+            raise SupervisionError(f"supervisord cannot read {self.config}: {fault.faultString}") from fault
 
     def program(self, name: str) -> Program | None:
         """Program ``name`` as supervisord sees it; None when it keeps no such program (or is down)."""
@@ -284,7 +281,7 @@ def systemd_unit(supervisor: Supervisor, environment: Mapping[str, str]) -> str:
         path=supervisor.unit,
         unit=supervisor.unit.name,
         user=_user(),
-        serve_dir=supervisor.serve_dir,
+        folder=supervisor.folder,
         environment_lines=lines,
         python=sys.executable,
         config=supervisor.config,
