@@ -161,10 +161,10 @@ class LocalTarget:
 
     def ensure_router(self, actual: Actual, desired: DesiredState) -> None:
         """Start HAProxy under supervision (config generated from desired state) unless it runs."""
+        haproxy = require("haproxy", f"the {self.environment} router")  # before anything starts
         self.ensure_supervisor()
         if self.router_running(actual):
             return
-        haproxy = require("haproxy", f"the {self.environment} router")
         self.supervisor.remove(ROUTER)  # one that gave up restarting, if any
         self.require_free(desired.router.port, "router.port")
         self.require_free(desired.router.preview_port, "router.preview_port")
