@@ -318,7 +318,29 @@ def test_signals__drift_from_monitoring_report(
 ) -> None:
     write(tmp_path, "monitoring/drift.json", monitoring)
 
-    assert reports.signals(tmp_path) == {"drift": expected}
+    assert reports.signals(tmp_path) == {"drift": expected, "alerts": "drift" if expected == "true" else ""}
+
+
+def test_render__a_monitoring_alert_outranks_the_gate_and_unreadable_files_are_not_drift(
+    tmp_path: Path,
+) -> None:
+    """Given a promoted gate and a monitoring report whose only finding is an unreadable profile;
+    when the page and the outputs are made; then the first line names the unreadable file's alert,
+    and the workflow's outputs say no drift (no retraining) but an ``unreadable`` alert."""
+    write(tmp_path, "training/gate.json", GATE)
+    alerts = ["profiles: 1 unreadable files skipped"]
+    write(
+        tmp_path,
+        "monitoring/monitor.json",
+        {"drift_detected": False, "alert_kinds": ["unreadable"], "alerts": alerts},
+    )
+
+    first = reports.render(tmp_path).split("\n\n")[2]
+
+    assert first.startswith(
+        "**⚠️ Unreadable production profiles** (no drift): profiles: 1 unreadable files skipped"
+    )
+    assert reports.signals(tmp_path) == {"promote": "true", "drift": "false", "alerts": "unreadable"}
 
 
 def test_publish__appends_to_step_summary_and_sets_outputs(tmp_path: Path) -> None:

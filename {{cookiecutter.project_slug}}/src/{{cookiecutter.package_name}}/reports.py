@@ -533,15 +533,15 @@ def verdict(found: list[tuple[str, Json]], failed: list[Json], checks: Sequence[
         *(title_of(relative) for relative, payload in found if payload.get("passed") is False),
     ]
     gate = dict(found).get(KNOWN[2])
-    drift = any(drifted(payload) for relative, payload in found if relative.startswith("monitoring/"))
+    monitoring = [payload for relative, payload in found if relative.startswith("monitoring/")]
     lines = [
         failed_line(failed),
         next((line for line in outcomes if "⛔" in line), None),
         f"**❌ Did not pass: {', '.join(failing)}**: the sections below say what failed" if failing else None,
         next((line for line in outcomes if "↩️" in line), None),
+        monitoring_line(monitoring),  # production's news outranks a candidate's gate
         gate_line(gate) if gate is not None else None,  # a release: the decision, before staging's deploy
         next(iter(outcomes), None),
-        "**⚠️ Drift detected**: see the monitoring section" if drift else None,
     ]
     return next((line for line in lines if line), "**✅ Every stage in this job passed.**")
 
@@ -552,6 +552,32 @@ def failed_line(failed: list[Json]) -> str | None:
         return None
     more = f" ({len(failed) - 1} more below)" if len(failed) > 1 else ""
     return f"**❌ {failed[0].get('stage')} failed**{more}: {_quote(str(failed[0].get('error')))}"
+
+
+MONITORING_LINES = {  # a monitoring report's worst kind of finding (monitoring/monitor.py ALERT_KINDS)
+    "drift": "**⚠️ Production drift ({drift_kind})**: {detail}; see the monitoring section",
+    "data-quality": "**⚠️ Production data-quality alert** (no drift): {detail}; see the monitoring section",
+    "unreadable": "**⚠️ Unreadable production profiles** (no drift): {detail}; see the monitoring section",
+    "service": "**⚠️ Production service alert**: {detail}; see the monitoring section",
+}
+
+
+def alert_kinds(payload: Json) -> list[str]:
+    """A monitoring report's kinds of finding, worst first; ``drift`` when it only says it drifted."""
+    kinds = [str(kind) for kind in payload.get("alert_kinds") or [] if kind in MONITORING_LINES]
+    return kinds or (["drift"] if drifted(payload) else [])
+
+
+def monitoring_line(monitoring: list[Json]) -> str | None:
+    """The worst monitoring finding in one line, the realised metric's drop first when there is one."""
+    worst = [(kinds[0], payload) for payload in monitoring if (kinds := alert_kinds(payload))]
+    if not worst:
+        return None
+    kind, payload = min(worst, key=lambda found: list(MONITORING_LINES).index(found[0]))
+    alerts = [str(alert) for alert in payload.get("alerts") or []]
+    detail = next((a for a in alerts if a.startswith("performance:")), alerts[0] if alerts else "drifted")
+    drift_kind = payload.get("drift_kind") if payload.get("drift_kind") not in (None, "none") else "drift"
+    return MONITORING_LINES[kind].format(drift_kind=drift_kind, detail=_quote(detail))
 
 
 def gate_line(gate: Json) -> str:
@@ -656,13 +682,19 @@ def render(root: Path) -> str:
 
 
 def signals(root: Path) -> dict[str, str]:
-    """Decisions later jobs branch on, as ``$GITHUB_OUTPUT`` values: ``promote`` and ``drift``."""
+    """Decisions later jobs branch on, as ``$GITHUB_OUTPUT`` values: ``promote``, ``drift``, ``alerts``.
+
+    ``drift`` starts retraining; ``alerts`` (kinds, worst first) opens an issue, which for
+    data-quality and unreadable files alone is not drift.
+    """
     found: dict[str, str] = {}
     if (gate := load(root / KNOWN[2])) is not None:
         found["promote"] = str(bool(gate.get("promote"))).lower()
     monitoring = [load(path) for path in sorted(root.glob("monitoring/*.json"))]
     if any(report is not None for report in monitoring):
         found["drift"] = str(any(drifted(report) for report in monitoring)).lower()
+        kinds = {kind for report in monitoring if report is not None for kind in alert_kinds(report)}
+        found["alerts"] = ",".join(kind for kind in MONITORING_LINES if kind in kinds)
     return found
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import uuid
@@ -16,7 +17,7 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
-from {{ cookiecutter.package_name }} import cli, profiling
+from {{ cookiecutter.package_name }} import cli, profiling, reports
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.monitoring import columns, dashboards, labels, monitor, replay, window
 from {{ cookiecutter.package_name }}.profiling import ProfileError
@@ -244,6 +245,84 @@ def test_monitor__files_stamped_in_the_future_are_reported(tmp_path: Path, fitte
     next((tmp_path / "profiles").glob("*.bin")).replace(tmp_path / "profiles" / ahead)
     result = monitor.monitor(configure(tmp_path, fitted.folder)).result
     assert result.future_files == [ahead]
+
+
+def test_monitor__one_torn_profile_among_three_is_an_unreadable_alert_never_drift(
+    tmp_path: Path, fitted: Fitted
+) -> None:
+    """Given three windows of unshifted traffic, one profile torn mid-upload (the service's own
+    whylogs bytes cut in half); when the monitor runs and the summary sets the workflow's outputs;
+    then the torn file is named and alerted as ``unreadable``, and neither drift nor retraining."""
+    cfg = configure(
+        tmp_path, fitted.folder, "monitoring.simulation.shift=none", "monitoring.simulation.windows=3"
+    )
+    replay.replay(cfg, predict=lambda rows: np.asarray(fitted.model.predict(rows)))
+    profiles = sorted((tmp_path / "profiles").glob("*.bin"))
+    assert len(profiles) == 3
+    torn = profiles[1]
+    torn.write_bytes(torn.read_bytes()[: torn.stat().st_size // 2])
+
+    comparison = monitor.monitor(cfg)
+    dashboards.write(comparison, tmp_path / "reports" / "monitoring")
+    outputs = tmp_path / "outputs"
+    reports.publish(tmp_path / "reports", {"GITHUB_OUTPUT": str(outputs)})
+
+    result = comparison.result
+    assert list(result.unreadable_files) == [torn.name]
+    assert "drift=false" in outputs.read_text().splitlines()  # release.yml is not started
+    assert result.drift_detected is False
+    assert "alerts=unreadable" in outputs.read_text().splitlines()  # an issue of its own
+    assert result.alert_kinds == ["unreadable"]
+    assert dashboards.headline(result).startswith("UNREADABLE PROFILES (1 skipped; no drift): ")
+    first = reports.render(tmp_path / "reports").split("\n\n")[2]
+    assert first.startswith("**⚠️ Unreadable production profiles** (no drift): profiles: 1 unreadable")
+
+
+def test_monitor__a_data_quality_finding_alone_is_called_that_never_drift(
+    results: dict[str, monitor.Comparison], tmp_path: Path
+) -> None:
+    """Given unshifted traffic whose profiles lack a feature (no distribution moved); when the
+    report is written; then it is a data-quality alert, not "DRIFT DETECTED" of kind none, and it
+    does not retrain: retraining on broken data would teach the model the breakage."""
+    result = dataclasses.replace(results["none"].result, missing_columns=["tenure_months"])
+
+    reports.write_json(result.to_dict(), tmp_path / "monitoring" / "monitor.json")
+
+    assert result.to_dict()["drift_kind"] == "none"
+    assert dashboards.headline(result).startswith("DATA-QUALITY ALERT (no drift): ")
+    assert result.drift_detected is False
+    assert result.alert_kinds == ["data-quality"]
+    assert reports.signals(tmp_path) == {"drift": "false", "alerts": "data-quality"}
+
+
+def test_render__production_drift_outranks_a_promoted_gate_on_the_first_line(
+    results: dict[str, monitor.Comparison], tmp_path: Path
+) -> None:
+    """Given a job whose gate promoted a candidate while production's labels show concept drift;
+    when the CI page is rendered; then its first line is the drift and the metric's drop."""
+    dashboards.write(results["concept"], tmp_path / "monitoring")
+    gate = {"promote": True, "reason": "candidate is better by 0.0200 (margin 0.0)", "metric": "f1_macro"}
+    reports.write_json(gate, tmp_path / "training" / "gate.json")
+
+    page = reports.render(tmp_path)
+
+    first = page.split("\n\n")[2]
+    assert first.startswith("**⚠️ Production drift (concept drift)**: performance: ")
+    assert "worse); see the monitoring section" in first
+    assert "Gate: promote" not in first
+
+
+def test_markdown__the_status_column_comes_second_so_github_shows_it_unscrolled(
+    results: dict[str, monitor.Comparison],
+) -> None:
+    """Given a window whose inputs drifted; when its Markdown is rendered; then each row's status
+    is the cell after the column's name, where the 11-column table starts at GitHub's width."""
+    page = dashboards.markdown(results["covariate"].result)
+
+    header = next(line for line in page.splitlines() if line.startswith("| column |"))
+    row = next(line for line in page.splitlines() if line.startswith("| tenure_months |"))
+    assert [cell.strip() for cell in header.split("|")[1:3]] == ["column", "status"]
+    assert row.split("|")[2].strip().startswith("feature drift ")
 
 
 @pytest.mark.parametrize(

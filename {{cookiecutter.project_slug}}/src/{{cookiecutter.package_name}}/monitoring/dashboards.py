@@ -216,6 +216,7 @@ def sections(result: MonitorResult) -> list[Section]:
             "Columns",
             [
                 "column",
+                "status",  # second: at GitHub's width the last of eleven columns is off screen
                 "role",
                 "kind",
                 "distance",
@@ -225,10 +226,9 @@ def sections(result: MonitorResult) -> list[Section]:
                 "vs previous window",
                 "missing (ref -> now)",
                 "type",
-                "status",
             ],
             [_column_row(c) for c in result.columns],
-            verdict_column=10,
+            verdict_column=1,
         )
     )
     if result.performance:
@@ -289,6 +289,7 @@ def _column_row(column: ColumnReport) -> list[str]:
     missing = f"{column.missing_reference:.1%} -> {column.missing_current:.1%}"
     return [
         column.column,
+        status,
         column.role,
         column.kind,
         column.distance,
@@ -298,7 +299,6 @@ def _column_row(column: ColumnReport) -> list[str]:
         _since_previous(column),
         missing,
         types,
-        status,
     ]
 
 
@@ -337,14 +337,26 @@ def _num(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def verdict(result: MonitorResult) -> str:
+    """The worst kind of finding, named for what it is, then the other kinds found.
+
+    Only drift is called drift: a data-quality finding or an unreadable file heads the page as
+    itself, with "no drift" said outright, so nobody reads it as a reason to retrain.
+    """
+    kinds = result.alert_kinds
+    if not kinds:
+        return "no drift"
+    if kinds[0] == "drift":
+        first = f"DRIFT DETECTED ({result.diagnosis[0]})"
+    elif kinds[0] == "unreadable":
+        first = f"UNREADABLE PROFILES ({len(result.unreadable_files)} skipped; no drift)"
+    else:
+        first = f"{kinds[0].upper()} ALERT (no drift)"
+    return first + (f", also {' and '.join(kinds[1:])}" if kinds[1:] else "")
+
+
 def headline(result: MonitorResult) -> str:
     """One line: the verdict and what the window held."""
-    kind = result.diagnosis[0]
-    verdict = (
-        f"DRIFT DETECTED ({kind})"
-        if result.drift_detected and kind != "none"
-        else ("DRIFT DETECTED" if result.drift_detected else "no drift")
-    )
     model = result.reference.get("model")
     against = f"model {model} v{result.reference.get('version')}" if model else result.reference["source"]
     window = f"{result.window_start} to {result.window_end}"
@@ -356,7 +368,7 @@ def headline(result: MonitorResult) -> str:
     )
     left_out += f"; served by model {served_by}" if served_by else ""
     return (
-        f"{verdict}: {result.rows} rows in {result.files} profiles ({senders}{left_out}), {window}, "
+        f"{verdict(result)}: {result.rows} rows in {result.files} profiles ({senders}{left_out}), {window}, "
         f"against {against} ({result.reference['rows']} training rows)"
     )
 
@@ -375,7 +387,7 @@ def markdown(result: MonitorResult) -> str:
 
 def page(result: MonitorResult, images: dict[str, bytes]) -> str:
     """The self-contained HTML page: inline style, inline base64 PNG charts, no external URL."""
-    verdict = "bad" if result.drift_detected else "good"
+    verdict = "bad" if result.alert_kinds else "good"
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Production monitoring</title>",
         f"<style>{STYLE}</style></head><body><h1>Production monitoring</h1>",
@@ -438,7 +450,7 @@ def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
 
 
 def publish(result: MonitorResult, paths: ReportPaths) -> None:
-    """In GitHub Actions: ``drift=true|false`` and the report path as step outputs.
+    """In GitHub Actions: ``drift=true|false``, ``alerts`` (kinds) and the report path as step outputs.
 
     The job summary is ``nox -s summary``'s: it renders ``monitor.md`` once, with every other report.
     """
@@ -449,3 +461,4 @@ def publish(result: MonitorResult, paths: ReportPaths) -> None:
                 f"drift={str(result.drift_detected).lower()}\nreport={paths.html}\njson={paths.json}\n"
             )
             handle.write(f"drifted_columns={','.join(result.drifted_columns)}\n")
+            handle.write(f"alerts={','.join(result.alert_kinds)}\n")

@@ -32,6 +32,7 @@ from .labels import Coverage, Performance, assess_labels, labelled_window
 from .window import future_files, load_window, prediction_point, window_bounds, window_files
 
 ROLES = ("feature", "prediction", "label")
+ALERT_KINDS = ("drift", "data-quality", "unreadable", "service")  # worst first: the page's verdict
 
 
 @dataclass
@@ -58,34 +59,69 @@ class MonitorResult:
     health: Health | None = None
 
     @property
-    def alerts(self) -> list[str]:
-        """Every finding a person should look at, data first, then model, then service."""
-        found = [f"{name}: column missing from production profiles" for name in self.missing_columns]
-        found += [alert for column in self.columns for alert in column.alerts]
+    def findings(self) -> dict[str, list[str]]:
+        """Every finding a person should look at, by kind (:data:`ALERT_KINDS`, worst first).
+
+        ``drift``: a column's distribution moved (inputs, predictions, labels) or the realised
+        metric fell. ``data-quality``: the data itself broke (a column missing, missing values,
+        a type change, new categories, values outside the contract, files stamped in the future).
+        ``unreadable``: files skipped because they cannot be read (a torn upload), which says
+        nothing about the traffic. ``service``: error rate and latency.
+        """
+        drift_found: list[str] = []
+        quality = [f"{name}: column missing from production profiles" for name in self.missing_columns]
+        for column in self.columns:
+            moved = f"{column.column}: {column.role} drift "  # the distance's own alert (columns.py)
+            drift_found += [alert for alert in column.alerts if alert.startswith(moved)]
+            quality += [alert for alert in column.alerts if not alert.startswith(moved)]
         if self.performance and self.performance.degraded:
-            perf, nan = self.performance, float("nan")
-            realised, trained = (
-                perf.metrics.get(perf.judged_metric, nan),
-                perf.training.get(perf.judged_metric, nan),
-            )
-            low, high = perf.interval
-            found.append(
-                f"performance: {perf.judged_metric} {realised:.3f} (95% {low:.3f}-{high:.3f}, "
-                f"{perf.labelled:,} labels) vs {trained:.3f} at training ({perf.relative_drop:.0%} worse)"
-            )
-        if self.unreadable_files:
-            found.append(f"profiles: {len(self.unreadable_files)} unreadable files skipped")
+            drift_found.append(self._performance_alert(self.performance))
         if self.future_files:
-            found.append(
+            quality.append(
                 f"profiles: {len(self.future_files)} files stamped in the future (a writer's clock?)"
             )
-        return found + (self.health.alerts if self.health else [])
+        unreadable = len(self.unreadable_files)
+        found = {
+            "drift": drift_found,
+            "data-quality": quality,
+            "unreadable": [f"profiles: {unreadable} unreadable files skipped"] if unreadable else [],
+            "service": self.health.alerts if self.health else [],
+        }
+        return {kind: items for kind, items in found.items() if items}
+
+    @staticmethod
+    def _performance_alert(perf: Performance) -> str:
+        """The judged metric against training, with its interval and how much worse."""
+        nan = float("nan")
+        realised, trained = (
+            perf.metrics.get(perf.judged_metric, nan),
+            perf.training.get(perf.judged_metric, nan),
+        )
+        low, high = perf.interval
+        return (
+            f"performance: {perf.judged_metric} {realised:.3f} (95% {low:.3f}-{high:.3f}, "
+            f"{perf.labelled:,} labels) vs {trained:.3f} at training ({perf.relative_drop:.0%} worse)"
+        )
+
+    @property
+    def alerts(self) -> list[str]:
+        """Every finding, the worst kind first: drift, data quality, unreadable files, service."""
+        return [alert for items in self.findings.values() for alert in items]
+
+    @property
+    def alert_kinds(self) -> list[str]:
+        """The kinds of finding this window raised, worst first; empty when all is quiet."""
+        return list(self.findings)
 
     @property
     def drift_detected(self) -> bool:
-        """Data, prediction, label or concept drift, or a data-quality change; not service health."""
-        data_alerts = len(self.alerts) - (len(self.health.alerts) if self.health else 0)
-        return data_alerts > 0
+        """A distribution moved or the metric fell; never a data-quality finding or an unreadable file.
+
+        Only drift means the model no longer fits the traffic, so only drift starts retraining: a
+        torn file says nothing about the traffic, and retraining on broken data (missing values, a
+        changed type, an upstream bug's new category) would teach the model the bug.
+        """
+        return "drift" in self.findings
 
     @property
     def diagnosis(self) -> tuple[str, list[str]]:
@@ -136,6 +172,7 @@ class MonitorResult:
         kind, evidence = self.diagnosis
         return asdict(self) | {
             "drift_detected": self.drift_detected,
+            "alert_kinds": self.alert_kinds,
             "drift_kind": kind,
             "evidence": evidence,
             "concept_drift": kind == "concept drift",
