@@ -58,6 +58,16 @@ def cars(rows: int = 406, seed: int = 0) -> pd.DataFrame:
     )
 
 
+def in_target_order(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """The rows sorted by the target, numbered as exports number them: ``row`` 1..N, ``ticket`` 100, 110, ...
+
+    The shape of a public diamonds table whose first column counts rows already in price order.
+    """
+    ordered = frame.sort_values(target, kind="stable").reset_index(drop=True)
+    rows = len(ordered)
+    return ordered.assign(row=np.arange(1, rows + 1), ticket=np.arange(100, 100 + 10 * rows, 10))
+
+
 def own_table(task: str) -> tuple[pd.DataFrame, str]:
     """The table for a project's task, and its target column."""
     return (penguins(), "species") if task == "classification" else (cars(), "mpg")

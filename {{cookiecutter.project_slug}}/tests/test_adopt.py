@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -16,7 +19,7 @@ from {{ cookiecutter.package_name }} import adopt, evaluation, registry, validat
 from {{ cookiecutter.package_name }}.config import CONF_DIR, PROJECT_ROOT, Config, DataConfig, compose
 from {{ cookiecutter.package_name }}.data import DataError, load_table
 from {{ cookiecutter.package_name }}.training import train
-from tables import own_table
+from tables import in_target_order, own_table, penguins
 
 SAMPLE_FILES = ["data/sample/contract.yaml", "data/sample/reference.bin", "conf/config.yaml"]
 Adopted = Callable[..., Config]
@@ -107,6 +110,104 @@ def test_adopt__a_leakage_suspect_is_dropped_with_its_reason(
     cfg = adopted(frame, target)
     assert "answer" in cfg.data.drop_columns
     assert "leakage suspect" in (tmp_path / "conf" / "data" / "mine.yaml").read_text()
+
+
+def usual_drops(task: str) -> set[str]:
+    """What adopting the task's own table drops, before a test adds a column."""
+    return {"colony", "observed", "note"} if task == evaluation.CLASSIFICATION else {"name", "built"}
+
+
+def test_adopt__a_row_number_in_target_order_is_dropped_as_an_index_with_its_reason(
+    adopted: Adopted, task: str, tmp_path: Path
+) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(in_target_order(frame, target), target)
+    assert set(cfg.data.drop_columns) == usual_drops(task) | {"row", "ticket"}
+    config = (tmp_path / "conf" / "data" / "mine.yaml").read_text()
+    assert "- row  # an index: unique whole numbers from 1 in steps of 1 number the rows" in config
+    assert "- ticket  # an index: unique whole numbers from 100 in steps of 10 number the rows" in config
+
+
+def test_adopt__a_column_that_alone_predicts_the_target_far_better_than_the_rest_is_dropped(
+    adopted: Adopted, task: str, tmp_path: Path
+) -> None:
+    """A ledger kept in target order, with uneven gaps and two rows filed in each other's place.
+
+    Neither evenly spaced (no index), nor in disjoint class ranges, nor correlated 0.98 with the
+    target: only a tree on it alone, against one on every other feature, shows it gives the answer.
+    """
+    frame, target = own_table(task)
+    order = frame[target].rank(method="first").to_numpy()
+    ledger = np.exp(order / len(frame) * 4) * 1000 + order  # uneven gaps, in target order
+    if task == evaluation.CLASSIFICATION:  # the first class's last entry swapped with the next's first
+        boundary = int((frame[target] == frame[target].min()).sum())
+        swapped = [int(np.flatnonzero(order == boundary)[0]), int(np.flatnonzero(order == boundary + 1)[0])]
+        ledger[swapped] = ledger[swapped[::-1]]
+    frame["ledger"] = ledger.round(1)
+    classes = frame[target].astype("category").cat.codes.where(frame[target].notna())
+    assert abs(frame["ledger"].corr(classes if task == evaluation.CLASSIFICATION else frame[target])) < 0.98
+    cfg = adopted(frame, target)
+    assert set(cfg.data.drop_columns) == usual_drops(task) | {"ledger"}
+    config = (tmp_path / "conf" / "data" / "mine.yaml").read_text()
+    assert f"- ledger  # leakage suspect: alone it predicts '{target}' far better than all other" in config
+
+
+def test_adopt__ordinal_words_are_a_category_not_a_date(adopted: Adopted, task: str) -> None:
+    frame, target = own_table(task)
+    frame["travel_class"] = np.random.default_rng(2).choice(["1st", "2nd", "3rd"], len(frame))
+    cfg = adopted(frame, target)
+    assert "travel_class" not in cfg.data.drop_columns
+    assert set(cfg.data.drop_columns) == usual_drops(task)
+
+
+@pytest.mark.parametrize(
+    ("values", "kind"),
+    [
+        (["1st", "2nd", "3rd"] * 20, "categorical"),
+        ([f"2024-{m:02d}-{d:02d}" for m in range(1, 13) for d in (1, 9, 28)], "date"),
+        ([f"{d:02d}/{m:02d}/2023" for m in range(1, 13) for d in (1, 9, 28)], "date"),  # day first
+        ([f"{d:02d}/{m:02d}/2023" for m in range(1, 13) for d in (1, 9)], "date"),  # day first, never past 12
+    ],
+    ids=["ordinals", "iso", "day-first", "day-first-ambiguous"],
+)
+def test_kind_of__a_date_is_a_format_that_parses_nearly_every_value(values: list[str], kind: str) -> None:
+    assert adopt.kind_of(pd.Series(values, dtype=object)) == kind
+
+
+def test_adopt_data__a_text_target_in_a_regression_is_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """The real command, as a user runs it on a classes table in a regression project."""
+    table = tmp_path / "penguins.csv"
+    penguins().to_csv(table, index=False)
+    conf_before = {p: p.read_bytes() for p in CONF_DIR.rglob("*") if p.is_file()}
+    reports = tmp_path / "reports"
+    result = subprocess.run(
+        [
+            "adopt-data",
+            "task=regression",
+            f"data.path={table}",
+            "data.target=species",
+            f"training.report_dir={reports}/training",
+            f"validation.report_dir={reports}/validation",
+            f"hydra.run.dir={tmp_path}/hydra",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"},  # Hydra's own hint shows
+    )
+    assert result.returncode == 1
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("[adopt-data] error: ")
+    assert "data.target='species' is text ('" in errors[0]
+    assert "this project is a regression" in errors[0]
+    assert "ml_task=classification" in errors[0]
+    assert "data.target=<column> (numeric columns: bill_length_mm, body_mass_g)" in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "HYDRA_FULL_ERROR" not in result.stdout + result.stderr
+    assert sorted(p.name for p in tmp_path.glob("penguins*")) == ["penguins.csv"]  # no contract, no reference
+    assert {p: p.read_bytes() for p in CONF_DIR.rglob("*") if p.is_file()} == conf_before
 
 
 @pytest.mark.parametrize(
