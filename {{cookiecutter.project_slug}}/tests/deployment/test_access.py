@@ -33,6 +33,7 @@ class EchoClient(BaseHTTPRequestHandler):
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.send_response(200)
         self.send_header("Seen-Client", self.headers.get(CLIENT_HEADER, "-"))
+        self.send_header("Seen-Authorization", self.headers.get("Authorization", "-"))
         self.send_header("Content-Length", "2")
         self.end_headers()
         self.wfile.write(b"{}")
@@ -115,7 +116,10 @@ def test_access__open_door_names_keyless_callers_anonymous_and_keeps_operator_pa
     assert door.call() == (200, "anonymous")
     assert door.call(X_Client="operator") == (200, "anonymous")  # a caller cannot pick its name
     assert door.call("/metrics")[0] == 200
-    assert door.call_at(door.desired.router.preview_port, "/predict") == (200, "operator")
+    assert door.call_at(door.desired.router.preview_port, "/predict", door.target.operator_key()) == (
+        200,
+        "operator",
+    )
 
 
 @pytest.mark.slow
@@ -133,7 +137,48 @@ def test_access__keys_decide_who_is_served(door: Door) -> None:
     assert door.call("/readyz")[0] == 200
     assert door.call("/metrics", key=web)[0] == 403
     assert door.call("/metadata", key=web)[0] == 403
-    assert door.call_at(door.desired.router.preview_port, "/metadata") == (200, "operator")
+    assert door.call_at(door.desired.router.preview_port, "/metadata", door.target.operator_key()) == (
+        200,
+        "operator",
+    )
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_access__the_preview_door_asks_the_operator_key(door: Door) -> None:
+    """The operators' door: no key, a client's key or a forged name is 401; the operator key passes."""
+    preview = door.desired.router.preview_port
+    desired, (web,) = with_keys(door.desired, ("web-app", 0))
+    door.grant(desired)
+    assert door.call_at(preview, "/predict") == (401, "")
+    assert door.call_at(preview, "/predict", X_Client="operator") == (401, "")
+    assert door.call_at(preview, "/predict", web) == (401, "")  # a client's key opens the front door only
+    assert door.call_at(preview, "/predict", door.target.operator_key()) == (200, "operator")
+
+
+@pytest.mark.slow
+@needs_haproxy
+def test_access__colors_receive_the_router_s_key_never_the_caller_s(door: Door) -> None:
+    """Every request the router forwards presents the operator key, which the colors answer alone."""
+    desired, (web,) = with_keys(door.desired, ("web-app", 0))
+    door.grant(desired)
+    connection = http.client.HTTPConnection("127.0.0.1", door.desired.router.port, timeout=5)
+    connection.request("POST", "/predict", body=b"{}", headers=router.JSON_HEADERS | access.bearer(web))
+    response = connection.getresponse()
+    response.read()
+    connection.close()
+    assert response.status == 200
+    assert response.getheader("Seen-Authorization") == f"Bearer {door.target.operator_key()}"
+    assert door.target.config_file.stat().st_mode & 0o777 == 0o600  # the config holds the key
+
+
+def test_operator_key__made_once_per_environment_owner_only(tmp_path: Path) -> None:
+    key = access.operator_key(tmp_path / "production")
+    assert access.operator_key(tmp_path / "production") == key  # kept: running colors were given it
+    assert (tmp_path / "production" / access.OPERATOR_KEY_FILE).stat().st_mode & 0o777 == 0o600
+    assert len(key) >= 40
+    assert access.operator_key(tmp_path / "staging") != key
+    assert sorted(path.name for path in (tmp_path / "production").iterdir()) == [access.OPERATOR_KEY_FILE]
 
 
 @pytest.mark.slow

@@ -72,11 +72,11 @@ def loopback(tmp_path: Path) -> Iterator[tuple[local.LocalTarget, Router]]:
         server.shutdown()
 
 
-def colors_seen(port: int, requests: int) -> Counter[str]:
+def colors_seen(port: int, requests: int, headers: dict[str, str] | None = None) -> Counter[str]:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     seen: Counter[str] = Counter()
     for _ in range(requests):
-        connection.request("GET", "/readyz")
+        connection.request("GET", "/readyz", headers=headers or {})
         response = connection.getresponse()
         response.read()
         seen[response.getheader(router.COLOR_HEADER, "none")] += 1
@@ -182,7 +182,7 @@ def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalT
     target, ports = loopback
     target.api().set_weights({"blue": 0, "green": 100}, backend=router.PREVIEW)
     target.wait_router_sees("green", backend=router.PREVIEW)
-    assert colors_seen(ports.preview_port, 10) == Counter({"green": 10})
+    assert colors_seen(ports.preview_port, 10, target.operator_headers()) == Counter({"green": 10})
     assert colors_seen(ports.port, 10) == Counter({"blue": 10})
     assert {s.color: s.requests for s in target.api().stats()}["green"] == 0
 

@@ -193,9 +193,12 @@ class LocalTarget:
             self.socket,
             keys_map=self.keys_map,
             fallback=actual.previous,
+            operator_key=self.operator_key(),
         )
         self.dir.mkdir(parents=True, exist_ok=True)
         candidate = self.config_file.with_suffix(".new")
+        candidate.touch(mode=0o600)  # it holds the operator key: owner-only before a byte is written
+        candidate.chmod(0o600)
         candidate.write_text(text)
         check = subprocess.run(
             [haproxy, "-c", "-f", str(candidate)], capture_output=True, text=True, check=False
@@ -244,10 +247,14 @@ class LocalTarget:
         else:
             command = [sys.executable, "-m", "bentoml", "serve", release.bento, "--host", "127.0.0.1",
                        "--port", str(port), "--working-dir", str(self.serve_dir)]  # fmt: skip
+        own = {"SERVING_PROFILE_DIR": self.profile_dir(), "SERVING_INSTANCE": instance} | self.key_env()
         self.ensure_supervisor()
-        env = self._program_env() | {"SERVING_PROFILE_DIR": self.profile_dir(), "SERVING_INSTANCE": instance}
+        env = self._program_env() | own | {"SERVING_METRICS_DIR": str(self.metrics_dir(color))}
         program = self.supervisor.put(color, command, env)
-        self._wait(lambda: answering_instance(port) == instance, color, timeout_s, first_pid=program.pid)
+        key = self.operator_key()
+        self._wait(
+            lambda: answering_instance(port, key=key) == instance, color, timeout_s, first_pid=program.pid
+        )
         started = self.supervisor.program(color) or program
         return ColorProcess(
             release.bento, release.model_version, started.pid or 0, port, time.time(), release.image,
@@ -287,6 +294,27 @@ class LocalTarget:
             reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
             raise DeployError(f"{image} refused: {reason} (signed_by: {key.name})")
 
+    def operator_key(self) -> str:
+        """This environment's operator key (:func:`access.operator_key`): the router's and the tooling's."""
+        return access.operator_key(self.dir)
+
+    def operator_headers(self) -> dict[str, str]:
+        """What the tooling sends to a color's port or the preview door: the key, named ``operator``."""
+        return router.OPERATOR_HEADERS | access.bearer(self.operator_key())
+
+    def key_env(self) -> dict[str, str]:
+        """Tells a color the one key it answers (its SHA-256 only: see ``serving/guard.py``)."""
+        return {"SERVING_KEY_SHA256": access.hash_key(self.operator_key())}
+
+    def metrics_dir(self, color: str) -> Path:
+        """The color's own Prometheus folder (``SERVING_METRICS_DIR``), one per environment and color.
+
+        A starting server empties its folder: with one shared folder (BentoML's default, under
+        ``BENTOML_HOME``) each start wiped every other color's ``/metrics``. An image has its own
+        anyway (its ``/tmp``).
+        """
+        return self.dir / "metrics" / color
+
     def container_name(self, color: str) -> str:
         """The engine's name for a color's container: one per environment and color."""
         return f"{self.environment}-{color}"
@@ -324,6 +352,7 @@ class LocalTarget:
             *mount, "--read-only", "--cap-drop=all", "--security-opt=no-new-privileges",
             "--tmpfs", "/tmp", "--env", "BENTOML_HOME=/tmp/bentoml",  # noqa: S108 (the container's /tmp)
             "--env", f"SERVING_PROFILE_DIR={profiles}", "--env", f"SERVING_INSTANCE={instance}",
+            *[f"--env={name}={value}" for name, value in self.key_env().items()],
             image, "--host", "127.0.0.1", "--port", str(port),
         ]  # fmt: skip
 
@@ -352,7 +381,7 @@ class LocalTarget:
         """Whether the color's own server answers on its port (not some other server there)."""
         if process.instance is None:  # recorded before colors were named
             return ready(process.port)
-        return answering_instance(process.port) == process.instance
+        return answering_instance(process.port, key=self.operator_key()) == process.instance
 
     def stop_color(self, actual: Actual, color: str) -> None:
         """Stop one color's process and forget it."""

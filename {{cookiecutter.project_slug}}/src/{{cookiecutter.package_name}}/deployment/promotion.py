@@ -255,7 +255,7 @@ class Promoter:
         count = self.desired.checks.warm_up_requests
         if count:
             sample = self.holdout_of(color).x_test.head(1)
-            numbers = watch.warm_up(port, sample, count)
+            numbers = watch.warm_up(port, sample, count, self.target.operator_headers())
             self.journal.record(f"warm {color}", "done", f"{count} requests on port {port}", **numbers)
 
     def _apply_access(self) -> None:
@@ -284,6 +284,7 @@ class Promoter:
             log=self.journal.echo,
             stop_on_failure=True,
             live_port=live_port,
+            key=self.target.operator_key(),
         )
         report.write(self.report_dir, f"{self.target.environment}-{color}")
         self.reports.append(report)

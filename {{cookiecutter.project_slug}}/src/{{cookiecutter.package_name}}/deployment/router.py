@@ -13,8 +13,10 @@ benchmark read.
 The front door checks who calls (see :mod:`access`): a bearer key's SHA-256 is looked up in
 the keys map, and the client's name travels to the color as ``X-Client``; a client over its
 rate gets 429. Health stays open for load balancers, and ``/metrics`` and ``/metadata`` answer
-there only while access is open. The preview door is the operators' side: loopback only, no
-key, its traffic named ``operator``.
+there only while access is open. The preview door is the operators' side: loopback only, the
+environment's operator key asked, its traffic named ``operator``. Every request the router sends
+to a color carries that key, and a color answers no other (see :mod:`access`), so only the
+router names clients.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from pathlib import Path
 from ..errors import PipelineError
 from ..headers import CLIENT_HEADER
 from ..serving.body import GET_ROUTES
-from .access import OPEN, OPERATOR
+from .access import OPEN, OPERATOR, hash_key
 from .state import COLORS, Router
 
 BACKEND = "colors"
@@ -91,6 +93,7 @@ frontend preview
     bind 127.0.0.1:{preview_port}
 {body_limit}
 {json_only}
+{preview_key}
     http-request set-header {client_header} {operator}
     default_backend {preview}
 
@@ -106,6 +109,7 @@ backend {backend}
     option httpchk GET /readyz
     http-check expect status 200
     option allbackups
+{router_key}
     http-response set-header {header} %[srv_name,field(1,-)]
 {servers}
 {fallback_servers}
@@ -114,6 +118,7 @@ backend {preview}
     balance roundrobin
     option httpchk GET /readyz
     http-check expect status 200
+{router_key}
     http-response set-header {header} %s
 {preview_servers}
 """
@@ -163,6 +168,15 @@ ACCESS = string.Template("""\
     http-request set-header $client_header %[var(txn.client)] if keyed""")  # noqa: E501 (HAProxy lines do not wrap)
 
 
+# The preview door asks for the operator key (its SHA-256, as the front door compares keys), and
+# every request sent on to a color carries the key itself in place of the caller's own header
+# (HAProxy manual: "http-request set-header" replaces every occurrence of the header).
+PREVIEW_KEY = """\
+    acl operator_key req.fhdr(authorization),regsub("^[Bb]earer +",""),sha2(256),hex,lower -m str {sha}
+    http-request return status 401 content-type text/plain string "send Authorization: Bearer <operator key>" if !operator_key"""  # noqa: E501 (HAProxy lines do not wrap)
+ROUTER_KEY = '    http-request set-header Authorization "Bearer {key}"'
+
+
 class RouterError(PipelineError, RuntimeError):
     """HAProxy's runtime API refused a command or could not be reached."""
 
@@ -175,10 +189,13 @@ def render(
     *,
     keys_map: Path,
     fallback: str | None = None,
+    operator_key: str | None = None,
 ) -> str:
     """The HAProxy configuration for one environment, starting at the given weights and fallback.
 
-    ``keys_map`` is the file of the front door's keys (:func:`access.render_map` writes it).
+    ``keys_map`` is the file of the front door's keys (:func:`access.render_map` writes it);
+    ``operator_key`` the environment's (:func:`access.operator_key`), which the preview door asks
+    for and the router presents to the colors (the config then holds a secret: owner-only).
     """
 
     def servers(chosen: dict[str, int], how: str = "check", suffix: str = "") -> str:
@@ -208,6 +225,8 @@ def render(
         json_only=JSON_ONLY,
         body_limit=BODY_LIMIT.format(bytes=int(router.max_body_mb * 1e6), mb=router.max_body_mb),
         fallback_servers=servers(fallback_weights(fallback), "backup track {color}", FALLBACK),
+        preview_key=PREVIEW_KEY.format(sha=hash_key(operator_key)) if operator_key else "",
+        router_key=ROUTER_KEY.format(key=operator_key) if operator_key else "",
     )
 
 
