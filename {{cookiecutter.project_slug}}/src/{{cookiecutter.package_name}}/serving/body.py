@@ -17,6 +17,7 @@ once; otherwise the prefix holding the first rows over the limit is parsed alone
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import Callable
@@ -106,7 +107,12 @@ class BodyLimit:
 
 
 async def read_body(receive: Receive, feed: Callable[[bytes], None]) -> Message | None:
-    """Feed the request's body to ``feed`` chunk by chunk; the message that ended it early, if one did."""
+    """Feed the request's body to ``feed`` chunk by chunk; the message that ended it early, if one did.
+
+    Other requests get the event loop between chunks: a chunk already received is handed over
+    without suspending, so a 15 MB body held every other request for its whole upload (a small
+    request beside it took ~50 ms instead of ~9).
+    """
     while True:
         message = await receive()
         if message["type"] != "http.request":
@@ -114,6 +120,7 @@ async def read_body(receive: Receive, feed: Callable[[bytes], None]) -> Message 
         feed(message.get("body", b""))
         if not message.get("more_body", False):
             return None
+        await asyncio.sleep(0)
 
 
 class RowCounter:
