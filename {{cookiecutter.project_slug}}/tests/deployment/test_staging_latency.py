@@ -22,7 +22,7 @@ from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import load_dataset, split
 from {{ cookiecutter.package_name }}.deployment import access, checks, cli, local
-from {{ cookiecutter.package_name }}.deployment.loopback import free_ports, stop_process
+from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
 from {{ cookiecutter.package_name }}.deployment.state import Checks, LatencyCheck, Release
 from {{ cookiecutter.package_name }}.training import train
 
@@ -78,8 +78,9 @@ def busy_machine() -> Iterator[None]:
     try:
         yield
     finally:
-        for burner in burners:
-            stop_process(burner.pid, grace_s=1)
+        for burner in burners:  # our children, in our process group: killed one by one
+            burner.kill()
+            burner.wait()
 
 
 def judged(staging: Staging, color: str) -> checks.CheckResult:
