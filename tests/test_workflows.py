@@ -33,7 +33,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import ACTION_PINS, ROOT, Bake
+from conftest import ACTION_PINS, ROOT, Bake, free_ports
 from screens import BROWSER, NO_BROWSER, SCREENSHOT_DIR, Screen, shoot, shoot_markdown
 from test_generated import mlflow_server
 from test_image import sample_rows
@@ -49,6 +49,7 @@ PINNED = re.compile(r"^(?P<repo>[\w.-]+/[\w.-]+)(?:/[\w./-]+)?@(?P<sha>[0-9a-f]{
 # The options that change the rendered workflows (the rest only change code and config).
 WORKFLOW_OPTIONS = [{"mlflow_tracking": "local"}, {"mlflow_tracking": "remote", "python_version": "3.12"}]
 ACT_TIMEOUT_S = 900
+ROUTER_PORTS = ("port", "preview_port", "blue_port", "green_port")  # deploy/<environment>.yaml's router
 NOX = shutil.which("nox") or "nox"  # this machine's, for cleanup outside the jobs
 INKED_FLOOR = 0.01  # share of a screenshot that is ink: 3-5% on the CI pages, 0 when blank
 
@@ -528,9 +529,17 @@ def baked_repository(out: Path, **context: str) -> Path:
     # latency check itself is tested against real servers in the generated project's tests.
     for environment in ("staging", "production"):
         desired = project / "deploy" / f"{environment}.yaml"
-        desired.write_text(desired.read_text().replace("p95_ms: 200.0", "p95_ms: 5000.0"))
-        desired.write_text(desired.read_text().replace("p99_ms: 500.0", "p99_ms: 10000.0"))
-    run([*git, "commit", "--quiet", "-am", "Latency budgets for a shared CI machine"], cwd=project)
+        text = (
+            desired.read_text()
+            .replace("p95_ms: 200.0", "p95_ms: 5000.0")
+            .replace("p99_ms: 500.0", "p99_ms: 10000.0")
+        )
+        # Ports of its own: the act tests of both workers deploy staging and production at the
+        # same time, and the shipped ports would collide (edited as text: the comments stay).
+        for name, port in zip(ROUTER_PORTS, free_ports(len(ROUTER_PORTS)), strict=True):
+            text = re.sub(rf"^  {name}: \d+$", f"  {name}: {port}", text, count=1, flags=re.MULTILINE)
+        desired.write_text(text)
+    run([*git, "commit", "--quiet", "-am", "Latency budgets and ports for a shared CI machine"], cwd=project)
     run(["uv", "sync", "--locked", "--quiet"], cwd=project)
     return project
 
