@@ -28,7 +28,13 @@ from {{ cookiecutter.package_name }}.training import train
 
 pytestmark = pytest.mark.slow
 SERVICES = Path(__file__).parent / "services"
-BELOW_ANY_ANSWER = LatencyCheck(p95_ms=0.001, p99_ms=0.001, concurrency=2, duration_s=3.0, min_requests=2)
+# A budget no answer meets, so only the side-by-side comparison decides. Two identical services
+# beside busy processes differ by up to ~1.5x in a p95 of a few dozen answers (a CI run here:
+# 1.5x the reference was exceeded once), so these tests allow 2x and measure longer; the slow
+# stand-in is 7x its reference, far beyond either.
+BELOW_ANY_ANSWER = LatencyCheck(
+    p95_ms=0.001, p99_ms=0.001, concurrency=2, duration_s=6.0, min_requests=2, relative_to_live=2.0
+)
 
 
 @dataclasses.dataclass
@@ -105,7 +111,7 @@ def test_check_staging__a_good_release_on_a_busy_machine_passes_beside_its_refer
     result = judged(staging, "blue")
     print(f"\nbusy machine, good beside good: {checks.numbers_text(result)}")
     assert result.passed, result
-    assert "within 1.5x the staging green (good:Service)'s" in result.detail
+    assert "within 2x the staging green (good:Service)'s" in result.detail
     alone = checks.latency(
         staging.target.load().colors["blue"].port,
         staging.sample,
@@ -123,7 +129,7 @@ def test_check_staging__a_release_really_slower_than_its_reference_is_refused(st
     print(f"\nslow beside good: {checks.numbers_text(result)}")
     assert not result.passed
     assert "staging green (good:Service) p95/p99" in result.detail
-    assert float(result.numbers["p95_ms"]) > 1.5 * float(result.numbers["live_p95_ms"])
+    assert float(result.numbers["p95_ms"]) > 2 * float(result.numbers["live_p95_ms"])
 
 
 def test_reference_of__the_other_color_then_production_s_live_color_then_none(staging: Staging) -> None:
