@@ -125,7 +125,7 @@ def promotion_app(root: Path = PROJECT_ROOT) -> Finding:
         command = [gh, kind, "list", "--env", PROMOTION_ENVIRONMENT, "--json", "name"]
         listed = subprocess.run(command, capture_output=True, text=True, check=False, cwd=root)
         if listed.returncode:
-            reason = (listed.stderr.strip().splitlines() or ["no output"])[-1]
+            reason = tools.last_line(listed.stderr)
             return Finding(APP_CHECK, None, f"`gh {kind} list` failed ({reason}): {PROMOTION_SETUP}")
         if name not in {item["name"] for item in json.loads(listed.stdout or "[]")}:
             missing.append(f"{kind} {name}")

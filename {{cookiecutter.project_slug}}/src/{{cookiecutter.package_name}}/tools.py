@@ -41,6 +41,11 @@ def require(tool: str, purpose: str) -> str:
     return path
 
 
+def last_line(output: str, default: str = "no output") -> str:
+    """The last line a program printed (its error, as a rule), or ``default`` when it printed none."""
+    return (output.strip().splitlines() or [default])[-1]
+
+
 @dataclass(frozen=True)
 class Engine:
     """The container engine that builds images here, or why none can."""
@@ -65,5 +70,5 @@ def container_engine(environ: Mapping[str, str] = os.environ) -> Engine:
         probe = subprocess.run([name, "info"], capture_output=True, text=True, check=False)
         if probe.returncode == 0:
             return Engine(name)
-        reasons.append(f"`{name} info` fails: {(probe.stderr.strip().splitlines() or ['?'])[-1]}")
+        reasons.append(f"`{name} info` fails: {last_line(probe.stderr, '?')}")
     return Engine(None, "; ".join(reasons))

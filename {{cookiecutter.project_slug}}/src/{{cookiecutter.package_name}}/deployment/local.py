@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PipelineError
-from ..tools import container_engine, require
+from ..tools import container_engine, last_line, require
 from . import access, router
 from .loopback import alive, answering_instance, listening, ready, stop_process
 from .state import COLORS, DesiredState, Release
@@ -291,7 +291,7 @@ class LocalTarget:
             check=False,
         )
         if pulled.returncode:
-            reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("Error: ")
+            reason = last_line(pulled.stderr).removeprefix("Error: ")
             raise DeployError(f"{image} refused: {reason} (signed_by: {key.name})")
 
     def operator_key(self) -> str:

@@ -32,7 +32,7 @@ from .. import reference, registry, reports
 from ..config import PROJECT_ROOT, Config, resolve, use_project_store
 from ..data import DataError
 from ..errors import PipelineError
-from ..tools import require
+from ..tools import last_line, require
 from . import schema, settings
 
 PACKAGE = __name__.split(".")[0]
@@ -250,7 +250,7 @@ def push(image: Image) -> Image:
         command = [image.engine, "push", *options, image.reference]
         pushed = subprocess.run(command, capture_output=True, text=True, check=False, env=environ)
         if pushed.returncode:
-            reason = (pushed.stderr.strip().splitlines() or ["no output"])[-1]
+            reason = last_line(pushed.stderr)
             raise ImageError(
                 f"pushing {image.reference} failed: {reason}; log in to the registry first "
                 f"(set {' and '.join(LOGIN_ENV)}, or `{image.engine} login {registry_host}`)"
@@ -280,7 +280,7 @@ def login(engine: str, registry_host: str, scratch: Path) -> dict[str, str]:
         command, input=password, capture_output=True, text=True, check=False, env=environ
     )
     if signed_in.returncode:
-        reason = (signed_in.stderr.strip().splitlines() or ["no output"])[-1]
+        reason = last_line(signed_in.stderr)
         raise ImageError(f"{engine} login {registry_host} as {username} failed: {reason}")
     return environ
 
