@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import evaluation, profiling, reference, reports, simulation
+from {{ cookiecutter.package_name }} import evaluation, profiling, reference, simulation
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import feature_columns, split
 from {{ cookiecutter.package_name }}.monitoring import monitor
 from {{ cookiecutter.package_name }}.monitoring.columns import compare_columns
 from {{ cookiecutter.package_name }}.monitoring.labels import LABELLED, Coverage, assess_labels
 from {{ cookiecutter.package_name }}.reference import PREDICTION
+from {{ cookiecutter.package_name }}.reports import tables
 from {{ cookiecutter.package_name }}.training.preprocessing import infer_features
 from {{ cookiecutter.package_name }}.training.train import build_pipeline
 
@@ -155,7 +156,7 @@ def main(null_windows: int, shifted_windows: int, overrides: list[str]) -> None:
     print(f"distances: {named or 'defaults (KS for numbers, Hellinger for categories)'}")
     table = sweep(null_windows, shifted_windows, overrides)
     print()
-    print(reports.table(["scenario", "rows", "windows", "alarmed", "right kind", "kinds named"], table))
+    print(tables.table(["scenario", "rows", "windows", "alarmed", "right kind", "kinds named"], table))
     print(f"\n{(datetime.now(UTC) - started).total_seconds():.0f} s")
 
 

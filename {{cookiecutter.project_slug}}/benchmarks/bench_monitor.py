@@ -28,7 +28,7 @@ from typing import TypeVar
 
 import pandas as pd
 
-from {{ cookiecutter.package_name }} import profiling, reports, simulation
+from {{ cookiecutter.package_name }} import profiling, simulation
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.data import feature_columns
 from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor, replay, rollup
@@ -36,6 +36,7 @@ from {{ cookiecutter.package_name }}.monitoring.columns import compare_columns
 from {{ cookiecutter.package_name }}.monitoring.labels import assess_labels, labelled_window
 from {{ cookiecutter.package_name }}.monitoring.window import load_window, window_bounds, window_files
 from {{ cookiecutter.package_name }}.reference import PREDICTION, REFERENCE_PROFILE
+from {{ cookiecutter.package_name }}.reports import tables
 from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
 
 BUDGET_S = 30.0
@@ -139,7 +140,7 @@ def main(rows: int) -> float:
         f"wall < {BUDGET_S:.0f} s",
     ]
     cells = [rows, *(round(value, 2) for value in [*seconds.values(), total, cpu_s]), verdict]
-    print(reports.table(header, [cells]))
+    print(tables.table(header, [cells]))
     result = comparison.result
     labelled = result.performance.labelled if result.performance else 0
     print(f"\n{result.rows:,} rows in {result.files} profiles, {labelled:,} labelled.")
@@ -242,7 +243,7 @@ def week() -> None:
         round(peak_mb),
         verdict,
     ]
-    print(reports.table(header, [cells]))
+    print(tables.table(header, [cells]))
     print(f"\nBudget: {BUDGET_S:.0f} s and {WEEK_BUDGET_MB:.0f} MB for the week in steady state.")
 
 

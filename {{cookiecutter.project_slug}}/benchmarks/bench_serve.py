@@ -47,11 +47,12 @@ import mlflow
 import pandas as pd
 import psutil
 
-from {{ cookiecutter.package_name }} import registry, reports
+from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose, resolve, use_project_store
 from {{ cookiecutter.package_name }}.data import DataError, feature_columns, load_table
 from {{ cookiecutter.package_name }}.deployment import load, loopback
 from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.reports import tables
 from {{ cookiecutter.package_name }}.serving import packaging, schema
 from {{ cookiecutter.package_name }}.serving.traffic import TrafficProfiler
 
@@ -346,9 +347,9 @@ def render(results: list[Measurement], duration_s: float, rounds: int, load: tup
         )
         for m in results
     ]
-    lines += [reports.table(header, measured), ""]
+    lines += [tables.table(header, measured), ""]
     met = [(name, value, "yes" if ok else "NO") for name, value, ok in targets(results)]
-    lines.append(reports.table(["target", "measured", "met"], met))
+    lines.append(tables.table(["target", "measured", "met"], met))
     return "\n".join(lines) + "\n"
 
 
@@ -434,7 +435,7 @@ def render_profiler(costs: list[ProfilerCost], results: list[Measurement]) -> st
         "flush, us per row",
         "share of a request's server CPU",
     ]
-    lines.append(reports.table(header, rows))
+    lines.append(tables.table(header, rows))
     return "\n".join(lines) + "\n"
 
 

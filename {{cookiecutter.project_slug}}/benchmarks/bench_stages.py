@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import reports
+from {{ cookiecutter.package_name }}.reports import jsonfile, tables
 
 STAGES: dict[str, list[str]] = {
     "summary": ["summary"],
@@ -73,13 +73,13 @@ def main() -> int:
     markdown = "\n\n".join(
         [
             "### Stage start-up and work",
-            reports.table(header, [timing.row(name) for name, timing in timings.items()]),
+            tables.table(header, [timing.row(name) for name, timing in timings.items()]),
             f"Load average (1, 5, 15 min) at the end: {load}; {os.cpu_count()} cores.",
         ]
     )
     print(markdown)
     target = Path("reports/bench/bench-stages.json")
-    reports.write_json({name: vars(timing) for name, timing in timings.items()} | {"load": load}, target)
+    jsonfile.write_json({name: vars(timing) for name, timing in timings.items()} | {"load": load}, target)
     target.with_suffix(".md").write_text(markdown + "\n")
     return 0
 

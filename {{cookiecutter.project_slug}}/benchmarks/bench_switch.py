@@ -34,10 +34,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from {{ cookiecutter.package_name }} import reports
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve, use_project_store
 from {{ cookiecutter.package_name }}.deployment import checks, cli, load, local, loopback, promotion, router, state
 from {{ cookiecutter.package_name }}.errors import PipelineError
+from {{ cookiecutter.package_name }}.reports import tables
 
 
 @dataclass
@@ -284,7 +284,7 @@ class Bench:
 def table(rows: list[Row]) -> str:
     """The result table as Markdown."""
     cells = [(r.measure, r.target, r.value, "yes" if r.passed else "**NO**") for r in rows]
-    return reports.table(["measure", "target", "measured", "pass"], cells)
+    return tables.table(["measure", "target", "measured", "pass"], cells)
 
 
 def run(cfg: Config, source: state.DesiredState, release: state.Release, args: argparse.Namespace) -> int:

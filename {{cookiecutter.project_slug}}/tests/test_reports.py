@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }} import reports
+from {{ cookiecutter.package_name }}.reports import charts, ci_page, jsonfile
 
 VALIDATION = {
     "path": "data/sample/customers.csv",
@@ -52,9 +52,9 @@ def write(root: Path, relative: str, payload: object) -> None:
 
 
 def test_render__no_reports_says_so(tmp_path: Path) -> None:
-    page = reports.render(tmp_path / "reports")
+    page = ci_page.render(tmp_path / "reports")
 
-    assert page.startswith(reports.MARKER)
+    assert page.startswith(ci_page.MARKER)
     assert "No stage reports" in page
 
 
@@ -63,7 +63,7 @@ def test_render__validation_and_training_sections(tmp_path: Path) -> None:
     write(tmp_path, "training/train.json", TRAIN)
     write(tmp_path, "training/gate.json", GATE)
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "### Data validation: passed ✅" in page
     assert "| `tenure`" not in page  # drift rows are plain cells, not code spans
@@ -83,7 +83,7 @@ def test_render__gate_without_champion_says_so(tmp_path: Path) -> None:
         GATE | {"champion": None, "champion_version": None, "reason": "no champion yet"},
     )
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "| model version | — | v3 |  |" in page
     assert "no live model yet" in page
@@ -120,7 +120,7 @@ def test_render__gate_against_recorded_scores_says_whose_and_on_which_rows(
 ) -> None:
     write(tmp_path, "training/gate.json", RECORDED | ours)
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "|  | live (recorded scores) | proposed (candidate) | change |" in page
     assert "| model version | v7 | v3 (this job's registry) |  |" in page  # two registries' numbers
@@ -137,7 +137,7 @@ def test_render__gate_with_a_live_model_but_no_recorded_score_says_so(tmp_path: 
         GATE | {"champion": None, "champion_version": "7", "reason": "no champion to compare with: ..."},
     )
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "| model version | v7 | v3 |  |" in page
     assert "no live score recorded" in page
@@ -148,7 +148,7 @@ def test_render__gate_with_a_live_model_but_no_recorded_score_says_so(tmp_path: 
 def test_render__junit_counts(tmp_path: Path) -> None:
     write(tmp_path, "tests/junit.xml", JUNIT)
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "### Tests: FAILED ❌" in page
     assert "| passed | 7 |" in page
@@ -157,7 +157,7 @@ def test_render__junit_counts(tmp_path: Path) -> None:
 def test_render__failing_tests_are_the_verdict(tmp_path: Path) -> None:
     write(tmp_path, "tests/junit.xml", JUNIT)
 
-    assert "**❌ Did not pass: Tests**" in reports.render(tmp_path)
+    assert "**❌ Did not pass: Tests**" in ci_page.render(tmp_path)
 
 
 @pytest.mark.parametrize("broken", [True, False])
@@ -183,7 +183,7 @@ def test_render__ruff_and_mypy_findings_reach_the_page(
     mypy = [str(tools / "mypy"), "--no-incremental", "--junit-xml", str(lint / "mypy.xml"), "code.py"]
     subprocess.run(mypy, check=False, capture_output=True)
 
-    page = reports.render(tmp_path / "reports")
+    page = ci_page.render(tmp_path / "reports")
 
     if broken:
         assert "**❌ Did not pass: Lint**" in page
@@ -206,7 +206,7 @@ def test_render__unknown_report_gets_tables_and_percentile_chart(tmp_path: Path)
     }
     write(tmp_path, "staging/checks.json", checks)
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert "### Staging: checks" in page
     assert "| latency_ms.p95 | 9.5 |" in page
@@ -222,7 +222,7 @@ def test_render__percentiles_inside_check_records_are_charted(tmp_path: Path) ->
     }
     write(tmp_path, "checks/staging.json", checks)
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert 'title "latency percentiles"' in page
     assert 'x-axis ["p50_ms", "p95_ms"]' in page
@@ -251,7 +251,7 @@ def test_render__a_wide_drift_table_charts_only_the_columns_nearest_their_thresh
     statistics = [0.001 * i for i in range(30)]  # column_29 is nearest: 145% of its threshold
     write(tmp_path, "validation/validation.json", VALIDATION | {"drift": drift_rows(statistics, 0.02)})
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     assert chart_labels(page) == [[f"column_{i}" for i in range(29, 21, -1)]]  # nearest first
     assert all(f"| column_{i} | ks |" in page for i in range(30))  # the table keeps every column
@@ -268,23 +268,23 @@ def test_drift_chart__ranks_columns_by_their_own_threshold_not_by_raw_distance()
         {"column": "region", "statistic": None, "threshold": 0.3},  # undefined (NaN in the JSON)
     ]
 
-    chart = reports.drift_chart("Drift", rows) or ""
+    chart = charts.drift_chart("Drift", rows) or ""
 
     assert chart_labels(chart) == [["tenure", "contract"]]
     assert "    bar [60, 40]" in chart
 
 
 def test_drift_chart__nothing_to_chart_without_numbers() -> None:
-    assert reports.drift_chart("Drift", [{"column": "a", "statistic": None, "threshold": 0.1}]) is None
+    assert charts.drift_chart("Drift", [{"column": "a", "statistic": None, "threshold": 0.1}]) is None
 
 
 def test_short_labels__long_names_are_cut_in_the_middle_and_stay_distinct() -> None:
     names = ["monthly_charges_mean_2023", "monthly_charges_mean_2024", "monthly_charges_mean_2024", "tenure"]
 
-    labels = reports.short_labels(names)
+    labels = charts.short_labels(names)
 
     assert labels == ["monthly_charg…n_2023", "monthly_charg…n_2024", "monthly_charg…n_2 #2", "tenure"]
-    assert all(len(label) <= reports.LABEL_CHARS for label in labels)
+    assert all(len(label) <= charts.LABEL_CHARS for label in labels)
     assert len(set(labels)) == len(labels)  # Mermaid draws equal labels as one bar
 
 
@@ -293,16 +293,16 @@ def test_render__no_chart_names_more_than_chart_bars_labels(tmp_path: Path) -> N
     write(tmp_path, "staging/load.json", {"latency_ms": latency})
     write(tmp_path, "monitoring/drift.json", {"columns": drift_rows([0.05 * i for i in range(20)])})
 
-    charts = chart_labels(reports.render(tmp_path))
+    drawn = chart_labels(ci_page.render(tmp_path))
 
-    assert len(charts) == 2
-    assert all(len(labels) <= reports.CHART_BARS for labels in charts)
+    assert len(drawn) == 2
+    assert all(len(labels) <= charts.CHART_BARS for labels in drawn)
 
 
 def test_render__unreadable_report_is_skipped(tmp_path: Path) -> None:
     write(tmp_path, "staging/checks.json", "{not json")
 
-    assert "No stage reports" in reports.render(tmp_path)
+    assert "No stage reports" in ci_page.render(tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -318,7 +318,7 @@ def test_signals__drift_from_monitoring_report(
 ) -> None:
     write(tmp_path, "monitoring/drift.json", monitoring)
 
-    assert reports.signals(tmp_path) == {"drift": expected, "alerts": "drift" if expected == "true" else ""}
+    assert ci_page.signals(tmp_path) == {"drift": expected, "alerts": "drift" if expected == "true" else ""}
 
 
 def test_render__a_monitoring_alert_outranks_the_gate_and_unreadable_files_are_not_drift(
@@ -335,12 +335,12 @@ def test_render__a_monitoring_alert_outranks_the_gate_and_unreadable_files_are_n
         {"drift_detected": False, "alert_kinds": ["unreadable"], "alerts": alerts},
     )
 
-    first = reports.render(tmp_path).split("\n\n")[2]
+    first = ci_page.render(tmp_path).split("\n\n")[2]
 
     assert first.startswith(
         "**⚠️ Unreadable production profiles** (no drift): profiles: 1 unreadable files skipped"
     )
-    assert reports.signals(tmp_path) == {"promote": "true", "drift": "false", "alerts": "unreadable"}
+    assert ci_page.signals(tmp_path) == {"promote": "true", "drift": "false", "alerts": "unreadable"}
 
 
 def test_publish__appends_to_step_summary_and_sets_outputs(tmp_path: Path) -> None:
@@ -349,22 +349,22 @@ def test_publish__appends_to_step_summary_and_sets_outputs(tmp_path: Path) -> No
     summary, outputs = tmp_path / "summary.md", tmp_path / "output.txt"
     summary.write_text("earlier step\n")
 
-    path = reports.publish(root, {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
+    path = ci_page.publish(root, {"GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(outputs)})
 
     assert path == root / "summary.md"
-    assert summary.read_text().startswith("earlier step\n" + reports.MARKER)
+    assert summary.read_text().startswith("earlier step\n" + ci_page.MARKER)
     assert outputs.read_text() == "promote=false\n"
 
 
 def test_publish__outside_ci_only_writes_the_file(tmp_path: Path) -> None:
-    path = reports.publish(tmp_path / "reports", {})
+    path = ci_page.publish(tmp_path / "reports", {})
 
-    assert path.read_text().startswith(reports.MARKER)
+    assert path.read_text().startswith(ci_page.MARKER)
 
 
 def test_write_json__undefined_metrics_become_null_so_strict_readers_parse_it(tmp_path: Path) -> None:
     payload = {"metrics": {"roc_auc": float("nan"), "f1": 0.5}, "rows": [float("inf"), 1]}
-    path = reports.write_json(payload, tmp_path / "deep" / "train.json")
+    path = jsonfile.write_json(payload, tmp_path / "deep" / "train.json")
     text = path.read_text()
     assert "NaN" not in text
     assert "Infinity" not in text
@@ -374,10 +374,10 @@ def test_write_json__undefined_metrics_become_null_so_strict_readers_parse_it(tm
 def test_render__a_failed_stage_is_the_first_line_with_its_error_and_remedy(tmp_path: Path) -> None:
     root = tmp_path / "reports"
     write(root, "training/gate.json", GATE)
-    reports.record_failure(
+    jsonfile.record_failure(
         root, "check-staging", "staging answered 503: start it with `nox -s deploy-staging`"
     )
-    page = reports.render(root)
+    page = ci_page.render(root)
     first = page.split("\n\n")[2]  # after the marker and the title
     assert first.startswith("**❌ check-staging failed**")
     assert "`nox -s deploy-staging`" in first
@@ -388,7 +388,7 @@ def test_render__a_report_that_did_not_pass_is_the_verdict_and_no_status_is_inve
     root = tmp_path / "reports"
     write(root, "staging/checks.json", {"passed": False, "checks": [{"name": "latency", "passed": False}]})
     write(root, "monitoring/monitor.json", {"drifted": True, "started": 1_764_300_000})
-    page = reports.render(root)
+    page = ci_page.render(root)
     assert page.split("\n\n")[2] == "**❌ Did not pass: Staging: checks**: the sections below say what failed"
     assert "| drifted | yes |" in page  # a signal, not a green tick
     assert "| passed | FAIL ❌ |" in page
@@ -400,7 +400,7 @@ def test_render__a_stage_s_own_markdown_is_its_section_once(tmp_path: Path) -> N
     root = tmp_path / "reports"
     write(root, "staging/checks.json", {"passed": True, "latency": {"p50": 3.0, "p95": 9.0}})
     write(root, "staging/checks.md", "### Staging checks: passed\n\nlatency p95 9 ms within 200 ms")
-    page = reports.render(root)
+    page = ci_page.render(root)
     assert page.count("latency p95 9 ms") == 1
     assert "| field | value |" not in page  # no generic table beside it
 
@@ -412,7 +412,7 @@ def test_train__a_refused_stage_leaves_its_failure_for_the_summary(tmp_path: Pat
         ["train", f"data.path={tmp_path}/absent.csv", *overrides], capture_output=True, text=True, check=False
     )
     assert result.returncode == 1
-    page = reports.render(tmp_path / "reports")
+    page = ci_page.render(tmp_path / "reports")
     assert page.split("\n\n")[2].startswith("**❌ train failed**: ")
     assert "absent.csv: no such file; check data.path" in page
 
@@ -446,7 +446,7 @@ def test_cli__each_event_s_refusal_is_the_summary_s_first_line_with_its_remedy(
         isolated.append(f"hydra.run.dir={tmp_path}/hydra")
     result = subprocess.run([*command, *isolated], capture_output=True, text=True, check=False)
     assert result.returncode == 1, result.stderr
-    first = reports.render(tmp_path / "reports").split("\n\n")[2]
+    first = ci_page.render(tmp_path / "reports").split("\n\n")[2]
     assert first.startswith(f"**❌ {stage} failed**: ")
     assert remedy in first
     assert "Traceback" not in result.stderr
@@ -458,7 +458,7 @@ def test_render__the_sbom_is_one_line_not_a_table_of_every_package(tmp_path: Pat
         "sbom.cdx.json",
         {"bomFormat": "CycloneDX", "components": [{"name": f"p{i}"} for i in range(130)]},
     )
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
     assert "130 packages (CycloneDX) in `sbom.cdx.json`" in page
     assert "| p129 |" not in page
 
@@ -500,7 +500,7 @@ def test_render__a_promotion_s_outcome_is_the_verdict_and_a_rollback_is_not_a_fa
     tmp_path: Path, status: str, live: str, detail: str, first: str
 ) -> None:
     write(tmp_path, "checks/promotion-production.json", promotion_report(status, live, detail))
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
     assert page.split("\n\n")[2] == first
     assert "FAIL" not in page
     assert "| matches_desired_state | " in page
@@ -512,7 +512,7 @@ def test_render__the_training_section_has_per_class_metrics_and_the_confusion_ma
         "confusion": {"classes": ["no", "yes"], "rows": [[360, 90], [20, 130]]},
     }
     write(tmp_path, "training/train.json", TRAIN | {"breakdown": breakdown})
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
     assert "| no | 0.9 | 0.8 | 0.85 | 450 |" in page
     assert "| actual \\ predicted | no | yes |" in page
     assert "| yes | 20 | 130 |" in page
@@ -521,7 +521,7 @@ def test_render__the_training_section_has_per_class_metrics_and_the_confusion_ma
 def test_render__metrics_per_segment_are_a_table_per_column(tmp_path: Path) -> None:
     segments = {"region": {"north": {"rows": 300, "f1_macro": 0.7}, "south": {"rows": 12, "f1_macro": 0.4}}}
     write(tmp_path, "training/train.json", TRAIN | {"breakdown": {"segments": segments}})
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
     assert "| region (test split) | rows | f1_macro |" in page
     assert "| south | 12 | 0.4 |" in page  # the rows say how far a small segment's number goes
 
@@ -529,4 +529,4 @@ def test_render__metrics_per_segment_are_a_table_per_column(tmp_path: Path) -> N
 def test_render__a_release_s_verdict_is_the_gate_not_staging_s_deploy(tmp_path: Path) -> None:
     write(tmp_path, "training/gate.json", GATE)
     write(tmp_path, "checks/promotion-staging.json", promotion_report("promoted", "green", ""))
-    assert reports.render(tmp_path).split("\n\n")[2].startswith("**Gate: promote ✅**")
+    assert ci_page.render(tmp_path).split("\n\n")[2].startswith("**Gate: promote ✅**")

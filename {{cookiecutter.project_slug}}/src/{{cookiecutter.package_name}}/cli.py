@@ -18,7 +18,6 @@ from functools import wraps
 import hydra
 from omegaconf import DictConfig
 
-from . import reports
 from .config import (
     CONF_DIR,
     Config,
@@ -32,6 +31,7 @@ from .config import (
     to_typed,
 )
 from .errors import PipelineError
+from .reports import ci_page, jsonfile, tables
 
 register()
 CONF = str(CONF_DIR)
@@ -52,7 +52,7 @@ def stage(name: str) -> Callable[[Callable[[Config], int]], Callable[[DictConfig
                 code = body(cfg)
             except EXPECTED as error:
                 print(f"[{name}] error: {error}", file=sys.stderr, flush=True)
-                reports.record_failure(report_root(cfg), name, str(error))  # for the job's summary
+                jsonfile.record_failure(report_root(cfg), name, str(error))  # for the job's summary
                 code = 1
             status = "ok" if code == 0 else "FAILED"
             print(f"[{name}] {status} in {time.perf_counter() - started:.1f}s", flush=True)
@@ -111,7 +111,7 @@ def _adopt_data(cfg: Config) -> int:
 
     adoption = adopt.adopt(cfg.data, classification=cfg.task == evaluation.CLASSIFICATION)
     rows = [(c.name, c.kind, c.role, c.nulls, c.distinct, c.reason) for c in adoption.columns]
-    print(reports.table(["column", "kind", "role", "nulls", "distinct", "why dropped"], rows))
+    print(tables.table(["column", "kind", "role", "nulls", "distinct", "why dropped"], rows))
     for diff in adoption.written.values():
         print(diff, end="")
     if adoption.whole_numbers:
@@ -168,7 +168,7 @@ def _predict(cfg: Config) -> int:
 
 @stage("summary")
 def _summary(cfg: Config) -> int:
-    path = reports.publish(report_root(cfg))
+    path = ci_page.publish(report_root(cfg))
     print(f"  dashboard: {path}")
     return 0
 
@@ -241,7 +241,7 @@ def _doctor(cfg: Config) -> int:
     findings = doctor.examine(cfg)
     verdicts = {True: "ok", False: "MISSING", None: "unchecked"}
     rows = [(f.name, verdicts[f.ok], f.detail) for f in findings]
-    print(reports.table(["check", "", "found, or what to do"], rows))
+    print(tables.table(["check", "", "found, or what to do"], rows))
     missing = sum(f.ok is False for f in findings)
     print(f"  {missing or 'nothing'} to fix here; GitHub's settings: README.md, 'Connect to GitHub'")
     return 1 if missing else 0

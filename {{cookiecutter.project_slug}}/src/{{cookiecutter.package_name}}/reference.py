@@ -20,10 +20,11 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from sklearn.base import BaseEstimator
 
-from . import profiling, registry, reports
+from . import profiling, registry
 from .config import Config, resolve
 from .data import DataError
 from .profiling import DatasetProfileView, ProfileError
+from .reports import jsonfile
 
 PREDICTION = "prediction"
 REFERENCE_DIR = "reference"
@@ -77,7 +78,7 @@ def write_reference(cfg: Config, trained: Training, folder: str | Path) -> Path:
     }
     frame = reference_frame(trained.model, trained.x, trained.y, cfg.data.target)
     path = profiling.write(profiling.profile(frame), Path(folder) / REFERENCE_PROFILE)
-    reports.write_json(meta, Path(folder) / REFERENCE_META)  # strict JSON: an undefined metric is null
+    jsonfile.write_json(meta, Path(folder) / REFERENCE_META)  # strict JSON: an undefined metric is null
     return path
 
 

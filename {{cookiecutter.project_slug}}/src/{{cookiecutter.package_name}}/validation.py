@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from . import drift, profiling, reports
+from . import drift, profiling
 from .config import DataConfig, ValidationConfig, resolve
 from .data import DataError, drop_missing_target, feature_columns, load_table
+from .reports import jsonfile, tables
 
 NUMERIC, CATEGORICAL = "numeric", "categorical"
 
@@ -286,7 +287,7 @@ def write_report(report: ValidationReport, report_dir: str | Path) -> tuple[Path
     folder.mkdir(parents=True, exist_ok=True)
     payload = asdict(report) | {"passed": report.passed}
     json_path = folder / "validation.json"
-    reports.write_json(payload, json_path)
+    jsonfile.write_json(payload, json_path)
     md_path = folder / "validation.md"
     md_path.write_text(render_markdown(report))
     return json_path, md_path
@@ -298,11 +299,11 @@ def render_markdown(report: ValidationReport) -> str:
     lines = [f"### Data validation {status}", "", f"`{report.path}`: {report.rows} rows", ""]
     if report.violations:
         violations = [(f"`{v.column}`", v.rule, v.detail) for v in report.violations]
-        lines.append(reports.table(["column", "rule", "detail"], violations))
+        lines.append(tables.table(["column", "rule", "detail"], violations))
     if report.drift:
         header = ["column", "kind", "distance", "threshold"]
         moved = [
             (f"`{d['column']}`", d["kind"], round(d["statistic"], 3), d["threshold"]) for d in report.drift
         ]
-        lines += ["", reports.table(header, moved)]
+        lines += ["", tables.table(header, moved)]
     return "\n".join(lines) + "\n"

@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from {{ cookiecutter.package_name }} import registry, reports
+from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose
 from {{ cookiecutter.package_name }}.deployment import checks, cli, kubernetes, local, state
+from {{ cookiecutter.package_name }}.reports import ci_page, jsonfile
 from {{ cookiecutter.package_name }}.serving import packaging
 
 SHIPS_OVERLAYS = (PROJECT_ROOT / "deploy" / "kubernetes").is_dir()  # a Kubernetes bake's edits reach them
@@ -71,7 +72,7 @@ def test_cli__propose_writes_live_beside_proposed_and_what_merging_does(
     monkeypatch.setenv("GITHUB_RUN_ID", "77")
     assert run(desired_dir, "propose", "production", "--bento", "svc:abc123", "--model-version", "4") == 0
     assert run(desired_dir, "propose", "production", "--bento", "svc:def456", "--model-version", "5") == 0
-    page = reports.render(desired_dir.parent / "reports")
+    page = ci_page.render(desired_dir.parent / "reports")
     assert "### Proposed for production" in page
     assert "| model version | v4 | v5 |" in page
     assert "| color | green | blue |" in page
@@ -83,7 +84,7 @@ def test_cli__propose_writes_live_beside_proposed_and_what_merging_does(
 def test_cli__propose_says_how_long_the_release_was_in_staging(desired_dir: Path) -> None:
     staged(desired_dir, checked=True)
     deployed_at = time.time() - 300  # staging's promotion began five minutes ago
-    reports.write_json(
+    jsonfile.write_json(
         {
             "status": "promoted",
             "decisions": [{"at": deployed_at, "step": "deploy green", "outcome": "starting"}],
@@ -148,7 +149,7 @@ def test_cli__propose_records_the_held_out_scores_compare_measured_for_that_mode
     staged(desired_dir, checked=True)
     training = desired_dir.parent / "reports" / "training"
     gate = {"candidate_version": "2", "candidate_metrics": {"f1_macro": 0.81}, "test_rows": 150}
-    reports.write_json(gate | {"test_digest": "c" * 64}, training / "gate.json")
+    jsonfile.write_json(gate | {"test_digest": "c" * 64}, training / "gate.json")
     moved = [*overrides(desired_dir), f"training.report_dir={training}"]
     assert cli.main(["propose", "production", *moved]) == 0
     production = state.load(desired_dir / "production.yaml")

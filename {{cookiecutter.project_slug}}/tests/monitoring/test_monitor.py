@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 from sklearn.metrics import roc_auc_score
 
-from {{ cookiecutter.package_name }} import cli, profiling, reports
+from {{ cookiecutter.package_name }} import cli, profiling
 from {{ cookiecutter.package_name }}.config import compose
 from {{ cookiecutter.package_name }}.monitoring import columns, dashboards, labels, monitor, replay, window
 from {{ cookiecutter.package_name }}.profiling import ProfileError
+from {{ cookiecutter.package_name }}.reports import ci_page, jsonfile
 from {{ cookiecutter.package_name }}.simulation import make_customers
 from monitored import Fitted, configure, fit, replayed
 
@@ -265,7 +266,7 @@ def test_monitor__one_torn_profile_among_three_is_an_unreadable_alert_never_drif
     comparison = monitor.monitor(cfg)
     dashboards.write(comparison, tmp_path / "reports" / "monitoring")
     outputs = tmp_path / "outputs"
-    reports.publish(tmp_path / "reports", {"GITHUB_OUTPUT": str(outputs)})
+    ci_page.publish(tmp_path / "reports", {"GITHUB_OUTPUT": str(outputs)})
 
     result = comparison.result
     assert list(result.unreadable_files) == [torn.name]
@@ -274,7 +275,7 @@ def test_monitor__one_torn_profile_among_three_is_an_unreadable_alert_never_drif
     assert "alerts=unreadable" in outputs.read_text().splitlines()  # an issue of its own
     assert result.alert_kinds == ["unreadable"]
     assert dashboards.headline(result).startswith("UNREADABLE PROFILES (1 skipped; no drift): ")
-    first = reports.render(tmp_path / "reports").split("\n\n")[2]
+    first = ci_page.render(tmp_path / "reports").split("\n\n")[2]
     assert first.startswith("**⚠️ Unreadable production profiles** (no drift): profiles: 1 unreadable")
 
 
@@ -286,13 +287,13 @@ def test_monitor__a_data_quality_finding_alone_is_called_that_never_drift(
     does not retrain: retraining on broken data would teach the model the breakage."""
     result = dataclasses.replace(results["none"].result, missing_columns=["tenure_months"])
 
-    reports.write_json(result.to_dict(), tmp_path / "monitoring" / "monitor.json")
+    jsonfile.write_json(result.to_dict(), tmp_path / "monitoring" / "monitor.json")
 
     assert result.to_dict()["drift_kind"] == "none"
     assert dashboards.headline(result).startswith("DATA-QUALITY ALERT (no drift): ")
     assert result.drift_detected is False
     assert result.alert_kinds == ["data-quality"]
-    assert reports.signals(tmp_path) == {"drift": "false", "alerts": "data-quality"}
+    assert ci_page.signals(tmp_path) == {"drift": "false", "alerts": "data-quality"}
 
 
 def test_render__production_drift_outranks_a_promoted_gate_on_the_first_line(
@@ -302,9 +303,9 @@ def test_render__production_drift_outranks_a_promoted_gate_on_the_first_line(
     when the CI page is rendered; then its first line is the drift and the metric's drop."""
     dashboards.write(results["concept"], tmp_path / "monitoring")
     gate = {"promote": True, "reason": "candidate is better by 0.0200 (margin 0.0)", "metric": "f1_macro"}
-    reports.write_json(gate, tmp_path / "training" / "gate.json")
+    jsonfile.write_json(gate, tmp_path / "training" / "gate.json")
 
-    page = reports.render(tmp_path)
+    page = ci_page.render(tmp_path)
 
     first = page.split("\n\n")[2]
     assert first.startswith("**⚠️ Production drift (concept drift)**: performance: ")

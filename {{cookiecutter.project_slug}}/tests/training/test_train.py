@@ -11,10 +11,11 @@ from mlflow import MlflowClient
 
 from conftest import ComposeFn
 from crowning import crown
-from {{ cookiecutter.package_name }} import evaluation, registry, reports
+from {{ cookiecutter.package_name }} import evaluation, registry
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config
 from {{ cookiecutter.package_name }}.data import DataError, load_table, split
 from {{ cookiecutter.package_name }}.deployment import state
+from {{ cookiecutter.package_name }}.reports import ci_page
 from {{ cookiecutter.package_name }}.training import selection, train
 
 TASK_METRICS = {
@@ -144,7 +145,7 @@ def test_compare__without_a_champion_gates_against_the_scores_production_records
     assert (decision.test_rows, decision.test_digest) == rows
     on = "the same held-out rows" if same_rows else "other held-out rows"
     assert f"against the score deploy/production.yaml records for v7 on {on}" in decision.reason
-    page = reports.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
+    page = ci_page.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
     held = "same held-out rows" if same_rows else "other held-out rows"
     assert f"| {metric} ({held}) | {unbeatable:.4g} |" in page
     assert "|  | live (recorded scores) | proposed (candidate) | change |" in page
@@ -167,7 +168,7 @@ def test_compare__with_nothing_recorded_for_production_s_model_says_so_and_advis
         "and deploy/production.yaml records no held-out scores for its live model v7 (the release that "
         "proposes a model records them)"
     )
-    page = reports.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
+    page = ci_page.render(Path(decision.write(tmp_path / "reports" / "training" / "gate.json")).parent.parent)
     assert "mlflow_tracking" not in page
     assert "no live score recorded" in page
 

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 from mlflow.exceptions import MlflowException
 
-from .. import evaluation, registry, reports
+from .. import evaluation, registry
 from ..config import Config
 from ..data import digest, load_dataset, split
 from ..errors import PipelineError
+from ..reports import jsonfile
 from ..tools import MissingToolError
 from . import access, load, router
 from .state import Checks, LatencyCheck
@@ -76,7 +77,7 @@ class Report:
         target.mkdir(parents=True, exist_ok=True)
         doc = asdict(self) | {"passed": self.passed}
         json_path, md_path = target / f"{name}.json", target / f"{name}.md"
-        reports.write_json(doc, json_path)
+        jsonfile.write_json(doc, json_path)
         md_path.write_text(self.markdown())
         return json_path, md_path
 

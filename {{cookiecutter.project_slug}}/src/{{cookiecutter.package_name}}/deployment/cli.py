@@ -24,9 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .. import reports
 from ..config import Config, compose, report_root, resolve, use_project_store
 from ..errors import PipelineError
+from ..reports import jsonfile, tables
 from . import access, local, router, state
 
 if TYPE_CHECKING:
@@ -180,7 +180,7 @@ def rollout_status(cfg: Config, args: argparse.Namespace) -> int:
             mirror_champion(cfg, args.environment, desired.live)
     report = resolve(cfg.deploy.report_dir) / f"rollout-{args.environment}.json"
     verdict = {None: "skipped", True: "healthy", False: "not serving git's release"}[healthy]
-    reports.write_json({"environment": args.environment, "verdict": verdict, "said": said}, report)
+    jsonfile.write_json({"environment": args.environment, "verdict": verdict, "said": said}, report)
     report.with_suffix(".md").write_text(f"**Rollout of {args.environment}: {verdict}.** {said}\n")
     print(f"  rollout of {args.environment}: {said}")
     return 1 if healthy is False else 0
@@ -413,7 +413,7 @@ def recorded_scores(cfg: Config, release: state.Release) -> state.Scores | None:
     release that compare did not score here (proposed by hand) records none, and says so.
     """
     gate = resolve(cfg.training.report_dir) / "gate.json"
-    found = state.scores_of(reports.load(gate) or {}, release.model_version)
+    found = state.scores_of(jsonfile.load(gate) or {}, release.model_version)
     if found is None:
         print(f"  {gate} does not score model v{release.model_version}: no held-out scores recorded for it")
     return found
@@ -454,7 +454,7 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
         "evidence": evidence,
         "staging": staged,
     }
-    json_path = reports.write_json(payload, folder / "proposal.json")
+    json_path = jsonfile.write_json(payload, folder / "proposal.json")
     rows: list[list[object]] = [
         ["color", current.live, proposed.live],
         ["bento", live.bento if live else None, new.bento if new else None],
@@ -472,7 +472,7 @@ def write_proposal(cfg: Config, current: state.DesiredState, proposed: state.Des
     )
     lines = [
         f"### Proposed for {proposed.environment}",
-        reports.table(["", "live now", "proposed"], rows),
+        tables.table(["", "live now", "proposed"], rows),
         *([staging_line(staged)] if staged else []),
         merging,
     ]
@@ -491,8 +491,8 @@ def staging_times(folder: Path, bento: str | None) -> dict[str, float] | None:
     From staging's own reports: the promotion that put it live and the check-staging run. A
     release proposed by hand (``--bento``) that staging never served has none.
     """
-    checked = reports.load(folder / "staging.json")
-    deployed = reports.load(folder / "promotion-staging.json")
+    checked = jsonfile.load(folder / "staging.json")
+    deployed = jsonfile.load(folder / "promotion-staging.json")
     if bento is None or checked is None or checked.get("bento") != bento:
         return None
     times = [d["at"] for d in (deployed or {}).get("decisions", []) if isinstance(d, dict) and "at" in d]
@@ -506,7 +506,7 @@ def staging_times(folder: Path, bento: str | None) -> dict[str, float] | None:
 def staging_line(staged: dict[str, float]) -> str:
     """How long the proposed release was in staging, and when it was deployed, checked, proposed."""
     minutes = (staged["proposed_at"] - staged["deployed_at"]) / 60
-    when = {key: reports.meaning(key, value) for key, value in staged.items()}
+    when = {key: tables.meaning(key, value) for key, value in staged.items()}
     return (
         f"In staging for {minutes:.1f} min: deployed {when['deployed_at']}, checks passed from "
         f"{when['checked_at']}, proposed {when['proposed_at']}."
@@ -594,7 +594,7 @@ def revoke_key(cfg: Config, args: argparse.Namespace) -> int:
 def require_checked(cfg: Config, release: state.Release) -> None:
     """Refuse to propose a release unless ``check-staging`` passed for exactly that bento."""
     path = resolve(cfg.deploy.report_dir) / "staging.json"
-    report = reports.load(path)
+    report = jsonfile.load(path)
     if report is None or report.get("bento") != release.bento:
         raise state.StateError(
             f"{release.bento} has no staging check report ({path}): run `nox -s check-staging` first"
@@ -652,7 +652,7 @@ def main(argv: list[str] | None = None) -> int:
         code = args.handler(cfg, args)
     except EXPECTED as error:
         print(f"deploy {args.command}: error: {error}", file=sys.stderr)
-        reports.record_failure(
+        jsonfile.record_failure(
             report_root(cfg), f"deploy-{args.command}", str(error)
         )  # for the job's summary
         code = 1

@@ -19,9 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import reports
 from ..config import resolve
 from ..errors import PipelineError
+from ..reports import jsonfile, tables
 from . import checks, router, watch
 from .local import Actual, DeployError, LocalTarget, exclusive
 from .state import COLORS, DesiredState, other
@@ -99,14 +99,14 @@ class Outcome:
             "decisions": [asdict(d) for d in self.decisions],
             "checks": [asdict(r) | {"passed": r.passed} for r in self.reports],
         }
-        reports.write_json(doc, target / f"{name}.json")
+        jsonfile.write_json(doc, target / f"{name}.json")
         steps = [(d.step, d.outcome, d.detail) for d in self.decisions]
         lines = [
             f"## {name}: {self.status}",
             "",
             f"Now: {self.serving}",
             "",
-            reports.table(["step", "outcome", "detail"], steps),
+            tables.table(["step", "outcome", "detail"], steps),
         ]
         # Each gated color's checks are a report of their own beside this one (<env>-<color>.md).
         (target / f"{name}.md").write_text("\n".join(lines) + "\n")

@@ -28,9 +28,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .. import reports
 from ..config import resolve
 from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
+from ..reports import jsonfile, tables
 from .columns import ColumnReport
 from .labels import Calibration
 from .monitor import Comparison, MonitorResult
@@ -380,7 +380,7 @@ def markdown(result: MonitorResult) -> str:
     """The job-summary rendering: headline, then each table."""
     lines = ["## Production monitoring", "", f"**{headline(result)}**", ""]
     for section in sections(result):
-        lines += [f"### {section.title}", "", reports.table(section.header, section.rows), ""]
+        lines += [f"### {section.title}", "", tables.table(section.header, section.rows), ""]
     lines.append("Charts and the full page: `report.html` in the monitoring artifact.")
     return "\n".join(lines) + "\n"
 
@@ -441,7 +441,7 @@ def write(comparison: Comparison, folder: str | Path) -> ReportPaths:
         path.write_bytes(data)
         chart_paths.append(path)
     result = comparison.result
-    json_path = reports.write_json(result.to_dict(), target / "monitor.json")
+    json_path = jsonfile.write_json(result.to_dict(), target / "monitor.json")
     md_path = target / "monitor.md"  # beside monitor.json: the job summary shows it for it
     md_path.write_text(markdown(result))
     html_path = target / "report.html"

@@ -28,10 +28,11 @@ import bentoml
 import mlflow
 from bentoml.exceptions import NotFound
 
-from .. import reference, registry, reports
+from .. import reference, registry
 from ..config import PROJECT_ROOT, Config, resolve, use_project_store
 from ..data import DataError
 from ..errors import PipelineError
+from ..reports import jsonfile
 from ..tools import last_line, require
 from . import schema, settings
 
@@ -222,7 +223,7 @@ def containerize(bento_tag: str, reference: str, engine: str) -> Image:
 
 def built_image(report_dir: str | Path, bento_tag: str) -> Image | None:
     """The image ``nox -s containerize`` built from this bento (``image.json``), if any."""
-    found = reports.load(resolve(report_dir) / "image.json")
+    found = jsonfile.load(resolve(report_dir) / "image.json")
     return Image(**found) if found and found.get("bento_tag") == bento_tag else None
 
 
@@ -287,7 +288,7 @@ def login(engine: str, registry_host: str, scratch: Path) -> dict[str, str]:
 
 def write_image(image: Image, report_dir: str | Path) -> Path:
     """``image.json``: which image holds which bento, for the release evidence."""
-    return reports.write_json(asdict(image), resolve(report_dir) / "image.json")
+    return jsonfile.write_json(asdict(image), resolve(report_dir) / "image.json")
 
 
 def latest_bento(name: str) -> str:
@@ -308,4 +309,4 @@ def image_reference(repository: str, bento_tag: str) -> str:
 
 def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
     """``package.json``: the bento tag and lineage, for CI and the deploy stage."""
-    return reports.write_json(asdict(packaged), resolve(report_dir) / "package.json")
+    return jsonfile.write_json(asdict(packaged), resolve(report_dir) / "package.json")

@@ -21,12 +21,13 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 
-from .. import evaluation, registry, reports
+from .. import evaluation, registry
 from ..config import Config, resolve
 from ..data import DataError, Split, load_dataset, split
 from ..deployment import state
+from ..reports import jsonfile
 
-REGISTRY, RECORDED = "registry", reports.RECORDED  # where the champion's score came from
+REGISTRY, RECORDED = "registry", jsonfile.RECORDED  # where the champion's score came from
 PRODUCTION = "deploy/production.yaml"  # how the page names the file the scores are recorded in
 
 
@@ -51,7 +52,7 @@ class GateDecision:
 
     def write(self, path: str | Path) -> Path:
         """Write the decision as JSON (CI reads ``promote``)."""
-        return reports.write_json(asdict(self), path)
+        return jsonfile.write_json(asdict(self), path)
 
 
 def decide(

@@ -21,9 +21,10 @@ from omegaconf import OmegaConf
 from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
 from sklearn.pipeline import Pipeline
 
-from .. import evaluation, reference, registry, reports, validation
+from .. import evaluation, reference, registry, validation
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError, Split, digest, load_dataset, refuse_rare_classes, split
+from ..reports import jsonfile
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
 SCORERS = {
@@ -371,4 +372,4 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def write_result(result: TrainResult, report_dir: str | Path) -> Path:
     """``train.json`` for CI and later stages."""
-    return reports.write_json(asdict(result), resolve(report_dir) / "train.json")
+    return jsonfile.write_json(asdict(result), resolve(report_dir) / "train.json")
