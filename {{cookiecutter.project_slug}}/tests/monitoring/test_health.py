@@ -54,6 +54,21 @@ def test_collect__latency_over_budget_is_an_alert() -> None:
     assert found.alerts == [f"service: p95 latency {found.latency_ms['p95']:.1f} ms > budget 1 ms"]
 
 
+def test_collect__failed_profile_writes_of_every_color_add_up_to_one_service_alert(tmp_path: Path) -> None:
+    """The counter the service keeps (serving/service.py) is an alert: monitoring cannot see that traffic."""
+    for color in ("blue", "green"):
+        (tmp_path / f"{color}.txt").write_text(
+            "# HELP profile_write_failures_total Profile writes that failed\n"
+            "# TYPE profile_write_failures_total counter\n"
+            "profile_write_failures_total 3.0\n"
+        )
+    colors = [str(tmp_path / f"{color}.txt") for color in ("blue", "green")]
+    found = summary(str(CAPTURED), *colors, max_error_rate=1.0)
+    assert found.profile_write_failures == 6
+    assert found.alerts == [f"service: {health.profile_failures_line(6)}"]
+    assert "free disk space under the profiles folder" in found.alerts[0]
+
+
 def test_collect__no_sources_means_no_health_section() -> None:
     assert health.collect(compose().monitoring) is None
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from ..config import Config, compose, report_root, resolve, use_project_store
 from ..errors import PipelineError
+from ..monitoring import health as metrics
 from ..reports import jsonfile, tables
 from . import access, local, router, state
 
@@ -337,11 +338,28 @@ def status(cfg: Config, args: argparse.Namespace) -> int:
             f"  {color:5} desired={desired.release(color)} running={process.release if process else None} "
             f"{health} weight={weights.get(color, '-')} (desired {desired.traffic[color]})"
         )
+        if answering and process is not None and (said := profile_writes(target, process)):
+            print(f"  {color:5} {said}")
         if not desired.empty and desired.release(color) is not None:
             matches &= serving == desired.release(color) and weights.get(color) == desired.traffic[color]
     matches &= access_status(desired, target if weights else None)
     print(f"  {'matches' if matches else 'DIFFERS FROM'} deploy/{args.environment}.yaml")
     return 0 if matches else 1
+
+
+def profile_writes(target: local.LocalTarget, process: local.ColorProcess) -> str | None:
+    """What the color's ``/metrics`` says of its profile writes, when they fail; None when they do not.
+
+    A profile it cannot write (a full disk) only costs a log line in the color, which keeps
+    serving and keeps the rows for later: said here, where an operator looks. ``/metrics``
+    answers without the operator key (``serving/guard.py``).
+    """
+    url = f"http://127.0.0.1:{process.port}/metrics"
+    try:
+        failures = metrics.profile_failures(metrics.read_source(url, timeout_s=2.0), url)
+    except metrics.MetricsError as error:
+        return f"profiles: not known, {error}"
+    return f"profiles: {metrics.profile_failures_line(failures, target.profile_dir())}" if failures else None
 
 
 def access_status(desired: state.DesiredState, running: local.LocalTarget | None) -> bool:

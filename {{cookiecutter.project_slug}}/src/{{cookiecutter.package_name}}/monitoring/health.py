@@ -4,7 +4,10 @@ BentoML exposes ``bentoml_service_request_total`` (a counter by endpoint and HTT
 ``bentoml_service_request_duration_seconds`` (a histogram) at ``/metrics``. The counters are
 cumulative since each worker started, so a report shows the service's life so far, read from a
 live URL or from a file saved by a scheduled job. Latency percentiles are interpolated inside
-histogram buckets the way Prometheus' ``histogram_quantile`` does.
+histogram buckets the way Prometheus' ``histogram_quantile`` does. The service's own
+``profile_write_failures_total`` counts the traffic profiles it could not write (a full disk, a
+profiles folder it cannot write to): served rows then wait in memory, unseen by monitoring, and
+that is an alert too, of the ``service`` kind, which never retrains.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass, field
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..config import MonitoringConfig, resolve
-from ..data import DataError
+from ..errors import PipelineError
 
 REQUESTS = "bentoml_service_request"
 DURATION = "bentoml_service_request_duration_seconds"
@@ -30,10 +33,15 @@ RESOURCES = {
     "bentoml_service_request_in_progress": "in_progress",
     "bentoml_service_adaptive_batch_size": "adaptive_batch_size",
 }
+PROFILE_FAILURES = "profile_write_failures_total"  # serving/service.py's PROFILE_FAILURES
 
 
-class MetricsError(DataError):
-    """The metrics source cannot be read or parsed; the message names it."""
+class MetricsError(PipelineError, ValueError):
+    """The metrics source cannot be read or parsed; the message names it.
+
+    Not a ``DataError``: that one lives beside pandas and scikit-learn, and ``deploy status``
+    reads each color's metrics here in about a second.
+    """
 
 
 @dataclass(frozen=True)
@@ -49,6 +57,7 @@ class Health:
     by_endpoint: dict[str, dict[str, int]]
     resources: dict[str, float] = field(default_factory=dict)
     alerts: list[str] = field(default_factory=list)
+    profile_write_failures: int = 0
 
 
 def read_source(source: str, timeout_s: float = 5.0) -> str:
@@ -103,11 +112,14 @@ class Tally:
     counts: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
     buckets: dict[float, float] = field(default_factory=lambda: defaultdict(float))
     resources: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    profile_failures: float = 0.0
 
     def add(self, name: str, labels: dict[str, str], value: float) -> None:
         """Count one sample where it belongs; probes and scrapes are skipped."""
         endpoint = labels.get("endpoint", "")
-        if name in RESOURCES:
+        if name == PROFILE_FAILURES:
+            self.profile_failures += value
+        elif name in RESOURCES:
             scale = 1 / 2**20 if name.endswith("_bytes") else 1.0
             self.resources[RESOURCES[name]] += value * scale
         elif endpoint.startswith(NOT_TRAFFIC):
@@ -141,20 +153,43 @@ def summarize(texts: dict[str, str], max_error_rate: float, latency_budget_ms: f
         latency_ms={name: round(value, 2) for name, value in latency.items() if not math.isnan(value)},
         by_endpoint={endpoint: dict(codes) for endpoint, codes in tally.counts.items()},
         resources=dict(tally.resources),
+        profile_write_failures=int(tally.profile_failures),
     )
     health.alerts.extend(_alerts(health, max_error_rate, latency_budget_ms))
     return health
 
 
 def _alerts(health: Health, max_error_rate: float, latency_budget_ms: float) -> list[str]:
-    """Error rate above its ceiling, p95 latency above the budget."""
+    """Error rate above its ceiling, p95 latency above the budget, profiles the service could not write."""
     alerts = []
     if health.error_rate > max_error_rate:
         alerts.append(f"service: error rate {health.error_rate:.2%} > {max_error_rate:.2%}")
     p95 = health.latency_ms.get("p95", 0.0)
     if p95 > latency_budget_ms:
         alerts.append(f"service: p95 latency {p95:.1f} ms > budget {latency_budget_ms:.0f} ms")
+    if health.profile_write_failures:
+        alerts.append(f"service: {profile_failures_line(health.profile_write_failures)}")
     return alerts
+
+
+def profile_failures(text: str, source: str) -> int:
+    """The service's failed profile writes in one exposition text (0 when it counts none)."""
+    return int(sum(value for name, _, value in samples(text, source) if name == PROFILE_FAILURES))
+
+
+def profile_failures_line(failures: int, folder: str = "the profiles folder (SERVING_PROFILE_DIR)") -> str:
+    """What failing profile writes mean and what to do, for the monitoring page and ``deploy status``.
+
+    The service keeps the unwritten rows in memory and writes them with the next window that can
+    be written (``serving/traffic.py``), so nothing is lost yet, but monitoring sees none of that
+    traffic until then. The counter only grows while the process lives: compare two readings to
+    see whether writes still fail.
+    """
+    return (
+        f"{failures} profile writes failed since the service started (profile_write_failures_total): "
+        f"unwritten rows wait in memory, unseen by monitoring; free disk space under {folder} "
+        "(the service's log names the error)"
+    )
 
 
 def collect(cfg: MonitoringConfig) -> Health | None:

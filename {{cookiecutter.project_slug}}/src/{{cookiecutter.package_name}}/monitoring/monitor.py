@@ -27,7 +27,7 @@ from ..reference import PREDICTION, REFERENCE_PROFILE, Reference
 from ..serving import packaging
 from . import rollup
 from .columns import ColumnReport, compare_columns, thresholds
-from .health import Health
+from .health import Health, profile_failures_line
 from .labels import Coverage, Performance, assess_labels, labelled_window
 from .window import future_files, load_window, prediction_point, window_bounds, window_files
 
@@ -66,7 +66,8 @@ class MonitorResult:
         metric fell. ``data-quality``: the data itself broke (a column missing, missing values,
         a type change, new categories, values outside the contract, files stamped in the future).
         ``unreadable``: files skipped because they cannot be read (a torn upload), which says
-        nothing about the traffic. ``service``: error rate and latency.
+        nothing about the traffic. ``service``: error rate, latency, and profiles the service
+        failed to write (traffic monitoring cannot see yet); it never retrains either.
         """
         drift_found: list[str] = []
         quality = [f"{name}: column missing from production profiles" for name in self.missing_columns]
@@ -230,10 +231,7 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     excluded = cfg.monitoring.exclude_clients
     paths = window_files(cfg.monitoring.profile_dir, start, end, {".bin"}, scratch, exclude_clients=excluded)
     if not paths:
-        raise ProfileError(
-            f"{cfg.monitoring.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and "
-            f"{end:%Y-%m-%d %H:%M} UTC; widen monitoring.window_hours or run `nox -s simulate-drift`"
-        )
+        raise ProfileError(no_profiles(cfg.monitoring, start, end, health))
     loaded = load_window(paths)
     current, clients, unreadable = loaded.view, loaded.clients, loaded.unreadable
     if unreadable and cfg.monitoring.fail_on_unreadable:
@@ -273,6 +271,14 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
     result.performance, label_columns = assess_labels(cfg, reference, joined, labels_view)
     result.columns = [*result.columns, *label_columns]
     return Comparison(result, reference, current, labels_view)
+
+
+def no_profiles(cfg: MonitoringConfig, start: datetime, end: datetime, health: Health | None) -> str:
+    """Why a window has no profile, with the service's failed writes first when it counts some."""
+    empty = f"{cfg.profile_dir}: no profiles between {start:%Y-%m-%d %H:%M} and {end:%Y-%m-%d %H:%M} UTC"
+    if health is not None and health.profile_write_failures:
+        return f"{empty}, and the service says {profile_failures_line(health.profile_write_failures)}"
+    return f"{empty}; widen monitoring.window_hours or run `nox -s simulate-drift`"
 
 
 def roll_up(cfg: MonitoringConfig, now: datetime, scratch: Path) -> dict[str, str]:
