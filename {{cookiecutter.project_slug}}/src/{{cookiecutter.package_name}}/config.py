@@ -162,7 +162,7 @@ class MonitoringConfig:
     column_thresholds: dict[str, float] = field(default_factory=dict)
     column_distances: dict[str, Distance] = field(default_factory=dict)
     distance_thresholds: dict[Distance, float] = field(default_factory=dict)
-    outcome_threshold: float = 0.07
+    outcome_threshold: float = 0.04
     drift_alpha: float = 0.01
     min_labels: int = 200
     window_hours: float = 24.0

@@ -26,6 +26,12 @@ whatever its distance: the two-sample KS test for numbers, a chi-square test of 
 counts otherwise. The distance decides the size of the move, the test whether it is beyond
 noise: a column drifts when its move is both significant, after Holm's correction across the
 columns compared together, and more than the threshold, the smallest move worth an alert.
+
+A quiet column is not proof that nothing moved: a window of a few hundred rows cannot see a
+small move. Each column therefore also carries its minimum detectable effect (``detectable``):
+the smallest move, in its own distance, that this window would flag in 80 % of windows (both
+beyond the threshold and significant at its share of the family's ``alpha``). "No drift" means
+"no move of at least this size".
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import special, stats
+from scipy import optimize, special, stats
 from scipy.spatial import distance as scipy_distance
 
 from .profiling import DatasetProfileView, frequencies, item_counts
@@ -46,6 +52,7 @@ NUMERIC, CATEGORICAL = "numeric", "categorical"
 DEFAULT_DISTANCE = {NUMERIC: "ks", CATEGORICAL: "hellinger"}
 ORDERED = {"ks", "wasserstein"}  # need numbers: categorical columns fall back to the default
 DISTANCES = ("ks", "psi", "jensen_shannon", "wasserstein", "hellinger")
+POWER = 0.8  # the minimum detectable effect is the move flagged in this share of windows
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,8 @@ class ColumnDrift:
     threshold: float
     p_value: float = 0.0
     significant: bool = True
+    detectable: float | None = None
+    """The smallest move in this distance the window flags with :data:`POWER` (None: no formula for it)."""
 
     @property
     def drifted(self) -> bool:
@@ -89,8 +98,80 @@ def compare(
             continue
         kind, used, statistic, p_value = _test(ref, cur, (distances or {}).get(name))
         limit = (overrides or {}).get(name, threshold)
-        results.append(ColumnDrift(name, kind, used, statistic, limit, p_value))
+        each = alpha / len(columns) if alpha < 1.0 else 1.0  # Holm's bar for a column moving alone
+        smallest = detectable(ref, cur, kind, used, threshold=limit, alpha=each)
+        results.append(ColumnDrift(name, kind, used, statistic, limit, p_value, detectable=smallest))
     return holm(results, alpha)
+
+
+def detectable(
+    ref: object, cur: object, kind: str, used: str, *, threshold: float, alpha: float
+) -> float | None:
+    """The column's minimum detectable effect in its distance, when that distance is its test's own.
+
+    KS for numbers and Hellinger for categories have a closed form (:func:`detectable_ks`,
+    :func:`detectable_hellinger`); the other distances read on scales the test does not, so None.
+    """
+    if kind == NUMERIC and used == "ks":
+        return detectable_ks(_present(ref), _present(cur), threshold, alpha)
+    if kind == CATEGORICAL and used == "hellinger":
+        counts = item_counts(ref), item_counts(cur)
+        categories = len(set(counts[0]) | set(counts[1]))
+        rows = sum(counts[0].values()), sum(counts[1].values())
+        return detectable_hellinger(*rows, categories, threshold, alpha)
+    return None
+
+
+def detectable_ks(n: int, m: int, threshold: float, alpha: float) -> float:
+    """The smallest KS distance flagged in :data:`POWER` of windows of ``m`` rows against ``n``.
+
+    A window is flagged when its observed distance passes both the threshold and the test's
+    critical value (the distance whose :func:`ks_p_value` is ``alpha``). Around a true distance
+    the observed one is close to normal with standard deviation at most 0.5 sqrt(1/n + 1/m)
+    (the largest spread of a gap between two empirical CDFs), so the true distance must sit
+    that many deviations beyond the bar that :data:`POWER` needs.
+    """
+    if n == 0 or m == 0:
+        return 1.0
+    effective = np.sqrt(n * m / (n + m))
+    critical = float(special.kolmogi(alpha)) / (effective + 0.12 + 0.11 / effective) if alpha < 1.0 else 0.0
+    spread = 0.5 / effective
+    return float(min(1.0, max(threshold, critical) + stats.norm.ppf(POWER) * spread))
+
+
+def detectable_hellinger(n: float, m: float, categories: int, threshold: float, alpha: float) -> float:
+    """The smallest Hellinger distance flagged in :data:`POWER` of windows (chi-square test, ``categories``).
+
+    For small moves Pearson's two-sample chi-square is 8 N H^2 (N = nm / (n + m)): with H^2 =
+    1/2 sum (sqrt p - sqrt q)^2 ~ 1/8 sum (p - q)^2 / r, and chi-square = N sum (p - q)^2 / r.
+    Under a true distance H it follows a noncentral chi-square with noncentrality 8 N H^2; the
+    window is flagged when it passes both the test's critical value and 8 N threshold^2.
+    """
+    if n <= 0 or m <= 0 or categories < 2:
+        return 1.0
+    effective, df = n * m / (n + m), categories - 1
+    bar = max(float(stats.chi2.isf(alpha, df)) if alpha < 1.0 else 0.0, 8 * effective * threshold**2)
+
+    def short_of_power(noncentrality: float) -> float:
+        return float(stats.ncx2.sf(bar, df, noncentrality)) - POWER
+
+    noncentrality = optimize.brentq(short_of_power, 1e-9, bar + 100.0 * (df + 10))
+    return float(min(1.0, np.sqrt(noncentrality / (8 * effective))))
+
+
+def share_bounds(share: float, distance: float) -> tuple[float, float]:
+    """The two-class shares as far as Hellinger ``distance`` below and above ``share`` (0 and 1 at most).
+
+    Turns a two-class column's detectable distance into rates a person reads: "27 % could be
+    told from 22 % or 32 %, not from anything closer".
+    """
+
+    def gap(other: float) -> float:
+        return hellinger(np.array([share, 1 - share]), np.array([other, 1 - other])) - distance
+
+    low = optimize.brentq(gap, 0.0, share) if share > 0 and gap(0.0) > 0 else 0.0
+    high = optimize.brentq(gap, share, 1.0) if share < 1 and gap(1.0) > 0 else 1.0
+    return float(low), float(high)
 
 
 def holm(results: list[ColumnDrift], alpha: float) -> list[ColumnDrift]:

@@ -35,6 +35,9 @@ class ColumnReport:
     alerts: list[str] = field(default_factory=list)
     vs_previous: float | None = None
     moved_since_previous: bool = False
+    detectable: float | None = None
+    """The smallest move this window would have flagged (:func:`..drift.detectable`): a quiet column
+    rules out moves of this size, not smaller ones."""
 
 
 Range = tuple[float | None, float | None]
@@ -114,6 +117,7 @@ def check_column(
         unseen,
         round(outside, 4),
         alerts,
+        detectable=None if found.detectable is None else round(found.detectable, 4),
     )
 
 

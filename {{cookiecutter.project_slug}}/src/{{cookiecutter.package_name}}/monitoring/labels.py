@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -22,7 +22,9 @@ from ..serving.traffic import (
     VERSION_COLUMN,
     probability_column,
 )
+from . import estimate
 from .columns import ColumnReport, compare_columns
+from .estimate import COUNTED, Estimate, confusion_metric
 from .window import LOG_SUFFIXES, UNVERSIONED, window_files
 
 BOOTSTRAP_SAMPLES = 200
@@ -80,6 +82,42 @@ class Performance:
     calibration: Calibration | None = None
     roc_auc_absent: str = ""
     """Why a classifier's ROC AUC is not in ``metrics`` (empty when it is, and for regression)."""
+    estimate: Estimate | None = None
+    """A classifier's estimate before labels (:mod:`.estimate`) on these labelled rows, with the
+    metric they realised: how far the estimator can be trusted on the windows without labels."""
+    allowed_drop: float = 0.0
+    """``monitoring.max_metric_drop`` when judged: the relative drop that is still no alert."""
+    greater_is_better: bool = True
+    """Whether ``judged_metric`` grows with quality (balanced accuracy) or shrinks (RMSE)."""
+    recalibrated_r2: float | None = None
+    """Regression: R^2 after the window's own straight-line fit of truth on prediction (None otherwise)."""
+    relation_held: bool = False
+    """Regression: ``recalibrated_r2`` within the allowed drop of the training R^2. The input ->
+    outcome relation held and only the outcome's level or scale moved (label shift): a worse
+    metric then says the model is off by a shift and a factor, not that it ranks wrongly."""
+
+    @property
+    def detectable_drop(self) -> float:
+        """The smallest relative drop of ``judged_metric`` these labels confirm (minimum detectable effect).
+
+        A drop is confirmed when the whole interval lies beyond the allowed drop, so the realised
+        value must sit the interval's better half-width further: with few labels a real 6 % drop
+        can stay unconfirmed, and the page says so instead of "no concept drift".
+        """
+        realised = self.metrics.get(self.judged_metric, float("nan"))
+        trained = self.training.get(self.judged_metric, float("nan"))
+        low, high = self.interval
+        if not all(np.isfinite([realised, trained, low, high])) or trained == 0:
+            return float("nan")
+        better = high - realised if self.greater_is_better else realised - low
+        return round(self.allowed_drop + max(0.0, float(better)) / abs(trained), 4)
+
+    def relation_line(self) -> str:
+        """The regression relation's evidence, one line: refitted R^2 against training's R^2."""
+        trained = self.training.get("r2", float("nan"))
+        held = "held" if self.relation_held else "fell"
+        refit = f"{self.recalibrated_r2:.3f} vs {trained:.3f} at training"
+        return f"relation: R^2 after refitting truth on the prediction {refit} ({held})"
 
 
 def read_log(path: Path) -> pd.DataFrame:
@@ -150,15 +188,45 @@ def metrics_of(task: str, truth: np.ndarray, predicted: np.ndarray) -> dict[str,
     return evaluation.classification_metrics(truth, predicted, None, classes)
 
 
+ERRORS = ("rmse", "mae", "r2")
+
+
+def error_metric(truth: np.ndarray, predicted: np.ndarray, metric: str) -> float:
+    """RMSE, MAE or R^2 as :func:`..evaluation.regression_metrics` has them (constant truth: R^2 1 or 0)."""
+    errors = truth - predicted
+    if metric == "rmse":
+        return float(np.sqrt(np.mean(errors**2)))
+    if metric == "mae":
+        return float(np.mean(np.abs(errors)))
+    spread = float(np.sum((truth - truth.mean()) ** 2))
+    if spread == 0:
+        return 1.0 if not errors.any() else 0.0  # scikit-learn's force_finite
+    return 1.0 - float(np.sum(errors**2)) / spread
+
+
 def bootstrap_interval(
     task: str, truth: np.ndarray, predicted: np.ndarray, metric: str
 ) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of ``metric`` over resamples of the labelled rows (seeded)."""
+    """2.5th and 97.5th percentiles of ``metric`` over resamples of the labelled rows (seeded).
+
+    A classifier's resamples are counted into confusion matrices (:func:`confusion_metric`) and
+    a regressor's errors summed with numpy (:func:`error_metric`): the same numbers as
+    scikit-learn's, without its input checks, which cost 6-25 ms a resample.
+    """
     rng = np.random.default_rng(0)
     values = []
+    classifier = task != evaluation.REGRESSION
+    fast = metric in (COUNTED if classifier else ERRORS)
+    classes = int(max(truth.max(initial=0), predicted.max(initial=0))) + 1 if classifier else 0
     for _ in range(BOOTSTRAP_SAMPLES):
         rows = rng.integers(0, len(truth), len(truth))
-        values.append(metrics_of(task, truth[rows], predicted[rows]).get(metric, float("nan")))
+        if not fast:
+            values.append(metrics_of(task, truth[rows], predicted[rows]).get(metric, float("nan")))
+        elif classifier:
+            cells = np.bincount(truth[rows] * classes + predicted[rows], minlength=classes * classes)
+            values.append(confusion_metric(cells.reshape(classes, classes), metric))
+        else:
+            values.append(error_metric(truth[rows], predicted[rows], metric))
     low, high = np.nanpercentile(values, [2.5, 97.5])
     return round(float(low), 4), round(float(high), 4)
 
@@ -275,6 +343,27 @@ def calibrated(joined: pd.DataFrame, target: str, positive: Positive | None) -> 
     return reliability(outcome, positive.probability, positive.label)
 
 
+def recalibrated_r2(truth: np.ndarray, predicted: np.ndarray) -> float | None:
+    """R^2 once truth is refitted on the prediction by a straight line: the squared correlation.
+
+    Regression's counterpart of balanced accuracy: moving or rescaling the target (the same
+    customers stay 10 % longer) leaves it where it was, while RMSE, MAE and R^2 all worsen. So a
+    fall in RMSE with this held is label shift, and a fall in this is concept drift. None when
+    either side is constant.
+    """
+    if len(truth) < 3 or np.std(truth) == 0 or np.std(predicted) == 0:
+        return None
+    return round(float(np.corrcoef(truth, predicted)[0, 1] ** 2), 4)
+
+
+def relation_held(recalibrated: float | None, training: dict[str, float], allowed: float) -> bool:
+    """The recalibrated R^2 is within ``allowed`` (relative) of the training R^2."""
+    trained = training.get("r2", float("nan"))
+    if recalibrated is None or not np.isfinite(trained):
+        return False
+    return recalibrated >= trained - allowed * abs(trained)
+
+
 def by_version(task: str, joined: pd.DataFrame, target: str, metric: str) -> dict[str, dict[str, float]]:
     """Labelled rows and the judged metric per model version (empty when the logs carry none)."""
     if VERSION_COLUMN not in joined or joined[VERSION_COLUMN].fillna("").eq("").all():
@@ -325,9 +414,13 @@ def assess_labels(
     enough = len(joined) >= cfg.monitoring.min_labels
     allowed = cfg.monitoring.max_metric_drop
     degraded = enough and beyond_allowed_drop(interval, trained, greater_is_better, allowed)
+    refit = None if classifier else recalibrated_r2(truth, predicted)
+    before = estimate.estimate(joined, training, allowed, cfg.monitoring.min_labels) if classifier else None
     performance = Performance(
         len(joined), primary, metrics, training, round(drop, 4), degraded, interval, enough, judged,
         by_version(task, joined, target, judged), calibrated(joined, target, positive), auc_absent,
+        estimate.against_labels(before, metrics), allowed, greater_is_better, refit,
+        relation_held(refit, training, allowed),
     )  # fmt: skip
     return performance, compare_columns(cfg.monitoring, reference.view, labels_view, {target: "label"})
 
@@ -359,6 +452,10 @@ class Coverage:
     estimated_accuracy: float | None = None
     unreadable: dict[str, str] = field(default_factory=dict)
     """Prediction logs skipped because they could not be read, with the reason."""
+    estimate: Estimate | None = None
+    """The window's performance estimate before labels (:mod:`.estimate`), for a classifier."""
+    estimate_absent: str = ""
+    """Why there is no estimate (regression, or no class probabilities logged)."""
 
     def line(self) -> str:
         """One sentence for the report."""
@@ -367,9 +464,11 @@ class Coverage:
             found = f"{self.labelled:,} of {self.predictions:,} logged predictions labelled ({share:.1%})"
         else:
             found = f"no labels yet: {self.status}"
+        if self.estimate is not None:
+            return f"{found}; {self.estimate.line()}"
         if self.estimated_accuracy is not None:
             found += f"; accuracy estimated from the model's confidence {self.estimated_accuracy:.3f}"
-        return found
+        return f"{found}; {self.estimate_absent}" if self.estimate_absent else found
 
 
 def estimated_accuracy(logs: pd.DataFrame) -> float | None:
@@ -387,30 +486,51 @@ LABELLED = "labelled"
 
 
 def labelled_window(
-    cfg: Config, start: datetime, end: datetime, scratch: Path
+    cfg: Config, start: datetime, end: datetime, scratch: Path, reference: Reference | None = None
 ) -> tuple[Coverage, pd.DataFrame | None]:
     """Logged predictions of the window joined to the labels file, and what that join covers.
 
     Missing, empty or unreadable inputs are a coverage status, never an error: monitoring goes on
-    without labels and the report says why there are none.
+    without labels and the report says why there are none. With the ``reference``, a
+    classifier's performance is estimated from the logged probabilities before any label.
     """
     labels_path = resolve(cfg.monitoring.labels_path)
-    log_dir = cfg.monitoring.prediction_log_dir
     if not cfg.data.id_column:
         return Coverage("data.id_column is not set, so predictions cannot be matched to labels"), None
     logs, unreadable = window_logs(cfg, start, end, scratch)
     if logs.empty:
+        log_dir = cfg.monitoring.prediction_log_dir
         return Coverage(f"no predictions logged in {log_dir} in the window", unreadable=unreadable), None
-    estimate = estimated_accuracy(logs)
+    confident = estimated_accuracy(logs)
+    coverage, joined = Coverage(LABELLED, len(logs), 0, confident, unreadable), None
     if not labels_path.is_file():
-        missing = f"{cfg.monitoring.labels_path} does not exist"
-        return Coverage(missing, len(logs), 0, estimate, unreadable), None
+        coverage = replace(coverage, status=f"{cfg.monitoring.labels_path} does not exist")
+    else:
+        coverage, joined = _joined(cfg, logs, labels_path, coverage)
+    return (coverage if reference is None else _with_estimate(cfg, coverage, logs, reference)), joined
+
+
+def _joined(
+    cfg: Config, logs: pd.DataFrame, path: Path, coverage: Coverage
+) -> tuple[Coverage, pd.DataFrame | None]:
+    """The logs joined to the labels file at ``path``; the coverage says why nothing joined."""
     try:
-        labels = load_table(labels_path)
+        labels = load_table(path)
     except DataError as error:
-        return Coverage(str(error), len(logs), 0, estimate, unreadable), None
+        return replace(coverage, status=str(error)), None
     joined = join_labels(cfg, logs, labels, cfg.data.target)
     if joined.empty:
         unmatched = f"no id in {cfg.monitoring.labels_path} matches a logged prediction"
-        return Coverage(unmatched, len(logs), 0, estimate, unreadable), None
-    return Coverage(LABELLED, len(logs), len(joined), estimate, unreadable), joined
+        return replace(coverage, status=unmatched), None
+    return replace(coverage, labelled=len(joined)), joined
+
+
+def _with_estimate(cfg: Config, coverage: Coverage, logs: pd.DataFrame, reference: Reference) -> Coverage:
+    """The coverage with the window's estimate before labels, or why there is none."""
+    if str(reference.meta.get("task", cfg.task)) == evaluation.REGRESSION:
+        return replace(coverage, estimate_absent=estimate.NO_REGRESSION_ESTIMATE)
+    metrics = reference.meta.get("metrics", {}).items()
+    training = {name: float(value) for name, value in metrics if value is not None}
+    monitoring = cfg.monitoring
+    found = estimate.estimate(logs, training, monitoring.max_metric_drop, monitoring.min_labels)
+    return replace(coverage, estimate=found, estimate_absent="" if found else NO_PROBABILITIES)

@@ -77,6 +77,9 @@ class MonitorResult:
             quality += [alert for alert in column.alerts if not alert.startswith(moved)]
         if self.performance and self.performance.degraded:
             drift_found.append(self._performance_alert(self.performance))
+        guess = self.labels.estimate
+        if guess is not None and guess.alert and not (self.performance and self.performance.enough_labels):
+            drift_found.append(f"performance estimate: {guess.line()}")  # labels, once judged, decide
         if self.future_files:
             quality.append(
                 f"profiles: {len(self.future_files)} files stamped in the future (a writer's clock?)"
@@ -130,8 +133,10 @@ class MonitorResult:
 
         Inputs moved: covariate drift (the model sees data unlike its training). Inputs held but
         the metric fell, its whole interval beyond the allowed drop: concept drift (the input ->
-        outcome relation changed; the outcome mix may move with it). Inputs held, metric held,
-        outcome mix moved: label shift. Only the predictions moved: prediction drift. Nothing
+        outcome relation changed; the outcome mix may move with it), unless the relation held
+        (regression: R^2 after refitting truth on the prediction by a line stayed at training's),
+        when the outcome's level or scale moved: label shift. Inputs held, metric held, outcome
+        mix moved: label shift. Only the predictions moved: prediction drift. Nothing
         significant: none.
         """
         moved = {role: [c.column for c in self.columns if c.role == role and c.drifted] for role in ROLES}
@@ -148,11 +153,13 @@ class MonitorResult:
             trained = perf.training.get(perf.judged_metric, float("nan"))
             interval = f"95% interval {low:.3f}-{high:.3f} vs {trained:.3f} at training"
             evidence.append(f"{perf.judged_metric}: {interval} ({judged})")
+            evidence.append(f"smallest drop these labels can confirm: {perf.detectable_drop:.0%}")
+            evidence += [perf.relation_line()] if perf.recalibrated_r2 is not None else []
         if moved["feature"]:
             return "covariate drift", evidence
-        if perf is not None and perf.degraded:
+        if perf is not None and perf.degraded and not perf.relation_held:
             return "concept drift", evidence
-        if moved["label"]:
+        if moved["label"] or (perf is not None and perf.degraded):
             return "label shift", evidence
         if moved["prediction"]:
             return "prediction drift", evidence
@@ -263,7 +270,7 @@ def compare_window(cfg: Config, health: Health | None, now: datetime | None, scr
         future_files=[] if cfg.monitoring.window_end else future_files(cfg.monitoring.profile_dir, end),
         health=health,
     )
-    result.labels, joined = labelled_window(cfg, start, end, scratch)
+    result.labels, joined = labelled_window(cfg, start, end, scratch, reference)
     result.unreadable_files |= result.labels.unreadable
     if joined is None:
         return Comparison(result, reference, current)
