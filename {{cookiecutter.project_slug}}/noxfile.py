@@ -289,6 +289,12 @@ def bench_drift(session: nox.Session) -> None:
     uv_run(session, "python", "benchmarks/bench_drift.py", *session.posargs)
 
 
+@nox.session(name="bench-shift")
+def bench_shift(session: nox.Session) -> None:
+    """Both tasks: windows x strengths x kinds; detection, right kind, false alarms, estimate vs realised."""
+    uv_run(session, "python", "benchmarks/bench_shift.py", *session.posargs)
+
+
 @nox.session(name="bench-monitor")
 def bench_monitor(session: nox.Session) -> None:
     """Time profiling, merging, comparing and reporting 1,000,000 logged rows; prints a table."""
