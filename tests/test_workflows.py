@@ -87,6 +87,7 @@ def test_workflows__render_to_valid_github_yaml(project: Path) -> None:
         "pull-request.yml",
         "release.yml",
         "rollback.yml",
+        "sweep.yml",
     ]
     for path in files:
         text = path.read_text()

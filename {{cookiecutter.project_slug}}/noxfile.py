@@ -15,8 +15,6 @@ import nox
 # Compile bytecode at install time: with PYTHONDONTWRITEBYTECODE set (common in CI images),
 # every stage would otherwise recompile scikit-learn and MLflow on import (~15 s each).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
-# OpenMP threads wait passively, from each process's start (see the package's __init__ for why).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
@@ -85,7 +83,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(name="tests-slow")
 def tests_slow(session: nox.Session) -> None:
-    """The slow tier: real servers, load, several models (release.yml runs it beside each release)."""
+    """The slow tier: real servers, load, several models (release.yml runs it beside each release).
+
+    With the 'ray' extra: a sweep's test starts a real Ray head.
+    """
+    session.run("uv", "sync", "--locked", "--inexact", "--extra", "ray", external=True)
     uv_run(session, "pytest", "-m", "slow", *session.posargs)
 
 
@@ -270,6 +272,22 @@ def summary(session: nox.Session) -> None:
 def bench_stages(session: nox.Session) -> None:
     """Start-up apart from work for each stage, interleaved: `-- --repeats 5` (after validate-data train)."""
     uv_run(session, "python", "benchmarks/bench_stages.py", *session.posargs)
+
+
+@nox.session(name="bench-sweep")
+def bench_sweep(session: nox.Session) -> None:
+    """8-trial sweep on local Ray vs Hydra's basic launcher, and one trial's Ray overhead, interleaved."""
+    session.run("uv", "sync", "--locked", "--inexact", "--extra", "ray", external=True)
+    uv_run(session, "python", "benchmarks/bench_sweep.py", *session.posargs)
+
+
+@nox.session(name="sweep")
+def sweep(session: nox.Session) -> None:
+    """Trials as Ray tasks: `nox -s sweep -- model=linear,random_forest,hgb` (RAY_ADDRESS: a cluster)."""
+    # `uv run` itself, not --no-sync: with RAY_ENABLE_UV_RUN_RUNTIME_ENV=1 (sweep.yml) a cluster's
+    # workers replay this very command line in the project Ray ships them
+    command = ["uv", "run", "--locked", "--extra", "ray", "train", "-m", "hydra/launcher=ray"]
+    session.run(*command, *session.posargs, external=True)
 
 
 @nox.session(name="bench-serve")

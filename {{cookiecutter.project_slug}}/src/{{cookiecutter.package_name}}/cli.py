@@ -247,8 +247,12 @@ def _doctor(cfg: Config) -> int:
     return 1 if missing else 0
 
 
-def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
-    """Bind a stage to the project's conf/ tree as a Hydra application."""
+def _app(body: Callable[[DictConfig], int], *, sweeps: bool = False) -> Callable[[], None]:
+    """Bind a stage to the project's conf/ tree as a Hydra application.
+
+    ``sweeps``: ``-m`` runs of this stage open a parent MLflow run and crown the best trial
+    (:mod:`.training.sweep`); the other stages share the config but log no runs.
+    """
     app: Callable[[], None] = hydra.main(config_path=CONF, config_name="config", version_base="1.3")(body)  # type: ignore[arg-type,assignment]
 
     @wraps(body)
@@ -258,6 +262,10 @@ def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
         except ConfigError as error:
             print(f"error: {error}", file=sys.stderr)
             sys.exit(1)
+        if sweeps:
+            from .training import sweep
+
+            sweep.arm()
         app()
 
     return run
@@ -266,7 +274,7 @@ def _app(body: Callable[[DictConfig], int]) -> Callable[[], None]:
 adopt_data = _app(_adopt_data)
 validate_data = _app(_validate_data)
 derive_contract = _app(_derive_contract)
-train = _app(_train)
+train = _app(_train, sweeps=True)
 compare = _app(_compare)
 predict = _app(_predict)
 monitor = _app(_monitor)

@@ -14,10 +14,13 @@ import json
 import os
 import shutil
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+import kubernetes_validate
 import pytest
 import yaml
 
@@ -673,3 +676,94 @@ def test_readme__the_documented_rollback_survives_self_heal_and_says_what_a_late
     assert "cold start" in readme
     assert "pre-promotion analysis" in readme
     assert "https://argo-rollouts.readthedocs.io/en/stable/features/rollback/" in readme
+
+
+# The sweeps' RayCluster (KubeRay). No kubernetes-models package models ray.io, so the CRD's own
+# schema is kept beside the manifest (KubeRay v1.7.0, see its $comment), made strict as
+# kubeconform's -strict makes schemas (an unknown field fails), and each group's pod template is
+# held to Kubernetes' own PodTemplateSpec schema, strictly, as the core kinds are.
+RAY = KUBERNETES / "ray"
+
+
+def strict(schema: Any) -> Any:
+    """Every object schema that lists its properties refuses others, unless it keeps unknown fields."""
+    if isinstance(schema, dict):
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            strict(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            strict(value)
+    return schema
+
+
+def raycluster_problems(cluster: dict[str, Any]) -> list[str]:
+    """The RayCluster against its CRD schema and each pod template against the core schema."""
+    schema = strict(json.loads((RAY / "raycluster.schema.json").read_text()))
+    problems = [
+        f"RayCluster/{'/'.join(map(str, error.absolute_path))}: {error.message}"
+        for error in jsonschema.Draft7Validator(schema).iter_errors(cluster)
+    ]
+    groups = [cluster["spec"]["headGroupSpec"], *cluster["spec"].get("workerGroupSpecs", [])]
+    for group in groups:
+        pod = {
+            "apiVersion": "v1",
+            "kind": "PodTemplate",
+            "metadata": {"name": "t"},
+            "template": group["template"],
+        }
+        try:
+            kubernetes_validate.validate(pod, kubernetes.KUBERNETES_VERSION, strict=True)
+        except kubernetes_validate.ValidationError as error:
+            problems.append(f"PodTemplate of {group.get('groupName', 'head')}: {error.message}")
+    return problems
+
+
+@pytest.fixture
+def raycluster() -> dict[str, Any]:
+    return dict(yaml.safe_load((RAY / "raycluster.yaml").read_text()))
+
+
+def test_raycluster__passes_the_crd_schema_and_the_core_pod_schema(raycluster: dict[str, Any]) -> None:
+    assert raycluster["apiVersion"] == "ray.io/v1"
+    assert raycluster_problems(raycluster) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (("spec", "workerGroupSpecs", 0, "replicas"), "two", "'two' is not of type 'integer'"),
+        (("spec", "rayVersoin"), "2.60.0", "Additional properties are not allowed ('rayVersoin'"),
+        (("spec", "authOptions", "mode"), "tokens", "'tokens' is not one of"),
+        (
+            ("spec", "headGroupSpec", "template", "spec", "containers", 0, "imagePullSecret"),
+            "x",
+            "PodTemplate of head",
+        ),
+    ],
+)
+def test_raycluster__a_wrong_type_or_unknown_field_fails(
+    raycluster: dict[str, Any], path: tuple[Any, ...], value: str, problem: str
+) -> None:
+    broken = copy.deepcopy(raycluster)
+    node = broken
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert any(problem in line for line in raycluster_problems(broken)), raycluster_problems(broken)
+
+
+def test_raycluster__runs_the_ray_and_python_of_the_lock(raycluster: dict[str, Any]) -> None:
+    """A driver and its cluster must run one Ray release: the lock's, in the image tag and rayVersion."""
+    lock = tomllib.loads((PROJECT_ROOT / "uv.lock").read_text())
+    ray = next(package["version"] for package in lock["package"] if package["name"] == "ray")
+    python = (PROJECT_ROOT / ".python-version").read_text().strip().replace(".", "")
+    assert raycluster["spec"]["rayVersion"] == ray
+    groups = [raycluster["spec"]["headGroupSpec"], *raycluster["spec"]["workerGroupSpecs"]]
+    images = {c["image"] for group in groups for c in group["template"]["spec"]["containers"]}
+    assert images == {f"rayproject/ray:{ray}-py{python}"}
