@@ -6,12 +6,12 @@ prediction file per window), with late labels for all of them, then monitored ag
 reference profile. The prediction column is the simulated outcome, not a model's output: model
 scoring is the service's cost, not monitoring's. Budget: 1,000,000 rows in under 30 s.
 
-``nox -s bench-monitor -- week``: 40,320 profiles (7 days x 1,440 minutes x 4 workers, 20 rows
-each) and as many prediction logs, as the service names them, with a label for every id. It
-times rolling up one finished hour (240 profiles and 240 prediction logs, the work a run adds
-per hour of traffic) and then a monitor run over the whole week in steady state, label join
-included: 167 hours read from their roll-ups, the current hour from its files. Budget: 30 s and
-1 GB.
+``nox -s bench-monitor -- week``: 10,080 profiles (7 days x 1,440 minutes, one service worker,
+20 rows each) and as many prediction logs, as the service names them, with a label for every id;
+``-- week 4`` for four service workers (40,320 of each). It times the first monitor run over
+the week, which finds nothing rolled up and rolls up the 167 finished hours itself, then a
+second run in steady state (167 hours read from their roll-ups, the current hour from its
+files), label join included in both. Budget: 30 s for each, and 1 GB.
 """
 
 from __future__ import annotations
@@ -148,23 +148,23 @@ def main(rows: int) -> float:
     return total
 
 
-WEEK_HOURS, WORKERS, ROWS_PER_FILE = 168, 4, 20
+WEEK_HOURS, ROWS_PER_FILE = 168, 20
 WEEK_BUDGET_MB = 1024.0
 
 
-def write_week(cfg: Config, folder: Path, now: datetime) -> int:
+def write_week(cfg: Config, folder: Path, now: datetime, workers: int) -> int:
     """One hour of distinct minute profiles and prediction logs, linked under every hour of the week.
 
-    Links, not copies: each hour holds the same bytes, and writing 80,640 files would take
+    Links, not copies: each hour holds the same bytes, and writing every file would take
     longer than the run being measured. The last hour is the current, unfinished one. Every id
     gets a label. Returns the profiles written (as many prediction logs).
     """
-    frame = traffic(cfg, 60 * WORKERS * ROWS_PER_FILE)
+    frame = traffic(cfg, 60 * workers * ROWS_PER_FILE)
     frame[[cfg.data.id_column, cfg.data.target]].to_csv(cfg.monitoring.labels_path, index=False)
     first = (now - timedelta(hours=WEEK_HOURS - 1)).replace(minute=0, second=0, microsecond=0)
     template = folder / "hour"
     template.mkdir()
-    for index in range(60 * WORKERS):
+    for index in range(60 * workers):
         rows = frame.iloc[index * ROWS_PER_FILE : (index + 1) * ROWS_PER_FILE]
         features = rows.drop(columns=[cfg.data.id_column, cfg.data.target])
         profiling.write(profiling.profile(features), template / f"{index:04d}.bin")
@@ -174,81 +174,78 @@ def write_week(cfg: Config, folder: Path, now: datetime) -> int:
     profiles.mkdir(parents=True)
     for hour in range(WEEK_HOURS):
         start = first + timedelta(hours=hour)
-        for index in range(60 * WORKERS):
-            minute, worker = divmod(index, WORKERS)
+        for index in range(60 * workers):
+            minute, worker = divmod(index, workers)
             stem = f"{start + timedelta(minutes=minute):{profiling.STAMP}}-host-{worker}-{index:05d}"
             os.link(template / f"{index:04d}.bin", profiles / profiling.profile_name(stem, "web-app"))
             os.link(template / f"{index:04d}.parquet", profiles / f"{stem}{rollup.PREDICTIONS}")
-    return WEEK_HOURS * 60 * WORKERS
+    return WEEK_HOURS * 60 * workers
 
 
-def roll_week(cfg: Config, folder: Path, now: datetime) -> tuple[float, float]:
-    """Roll up the first hour for real (timed), then link its roll-ups under every finished hour.
-
-    Returns the seconds the profiles took and the seconds the prediction logs took.
-    """
-    profiles = Path(cfg.monitoring.profile_dir)
-    first = min(profiling.stamp_time(name) for name in os.listdir(profiles))
-    one_hour = folder / "one-hour"
-    one_hour.mkdir()
-    for name in os.listdir(profiles):
-        if profiling.stamp_time(name) < first + rollup.HOUR:  # type: ignore[operator]
-            os.link(profiles / name, one_hour / name)
-    (written, _), seconds = timed(lambda: next(iter(rollup.roll_up(one_hour, now, folder).items())))
-    (logs, _), logs_s = timed(lambda: next(iter(rollup.roll_up_predictions(one_hour, now, folder).items())))
-    assert rollup.rolled_files(written) == rollup.rolled_files(logs) == 60 * WORKERS
-    for hour in range(WEEK_HOURS - 1):
-        start = first + timedelta(hours=hour)  # type: ignore[operator]
-        os.link(one_hour / written, profiles / rollup.rollup_name(start, 60 * WORKERS, "web-app"))
-        os.link(one_hour / logs, profiles / rollup.predictions_rollup_name(start, 60 * WORKERS))
-    return seconds, logs_s
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of the roll-up's worker processes it has waited for."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def week() -> None:
-    """Write the week, roll it up, and time a steady-state monitor run over all of it."""
+def timed_run(cfg: Config, now: datetime) -> tuple[monitor.Comparison, float, float]:
+    """One monitor run over the week: its comparison, wall seconds and CPU seconds."""
+    cpu_started = cpu_seconds()
+    comparison, seconds = timed(lambda: monitor.monitor(cfg, now=now))
+    return comparison, seconds, cpu_seconds() - cpu_started
+
+
+def week(workers: int) -> None:
+    """Write the week, then time the first monitor run (it rolls up every hour) and a steady-state one."""
     now = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         cfg = configure(folder)
         cfg.monitoring.window_hours = float(WEEK_HOURS)
         write_reference(cfg, folder / "reference")
-        files = write_week(cfg, folder, now)
-        rollup_s, logs_s = roll_week(cfg, folder, now)
-        cpu_started = time.process_time()
-        comparison, monitor_s = timed(lambda: monitor.monitor(cfg, now=now))
-        cpu_s = time.process_time() - cpu_started
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        files = write_week(cfg, folder, now, workers)
+        _, first_s, first_cpu = timed_run(cfg, now)
+        comparison, steady_s, steady_cpu = timed_run(cfg, now)
+    peak_mb = max(
+        resource.getrusage(who).ru_maxrss / 1024 for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
     result = comparison.result
-    verdict = "within" if monitor_s < BUDGET_S and peak_mb < WEEK_BUDGET_MB else "OVER"
+    within = max(first_s, steady_s) < BUDGET_S and peak_mb < WEEK_BUDGET_MB
     labelled = result.performance.labelled if result.performance else 0
     header = [
         "profiles + logs",
         "rows",
         "labelled ids",
         "read from",
-        "roll up 1 hour: profiles, logs (s)",
-        "monitor week (s)",
+        "first run (s)",
+        "CPU (s)",
+        "steady state (s)",
         "CPU (s)",
         "peak MB",
         "budget",
     ]
     cells = [
-        f"{files} + {files}",
+        f"{files:,} + {files:,}",
         result.rows,
         labelled,
         result.files,
-        f"{rollup_s:.2f}, {logs_s:.2f}",
-        round(monitor_s, 2),
-        round(cpu_s, 2),
+        round(first_s, 1),
+        round(first_cpu, 1),
+        round(steady_s, 1),
+        round(steady_cpu, 1),
         round(peak_mb),
-        verdict,
+        "within" if within else "OVER",
     ]
     print(tables.table(header, [cells]))
-    print(f"\nBudget: {BUDGET_S:.0f} s and {WEEK_BUDGET_MB:.0f} MB for the week in steady state.")
+    print(
+        f"\nBudget: {BUDGET_S:.0f} s for the first run and for each later one, and {WEEK_BUDGET_MB:.0f} MB. "
+        f"The first run rolls up hours in up to {rollup.workers_available()} processes (the CPUs it may "
+        "use); CPU counts theirs too. Wall time on a shared machine includes waiting for a CPU."
+    )
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["week"]:
-        week()
+        week(int(sys.argv[2]) if len(sys.argv) > 2 else 1)
     else:
         main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -31,3 +32,25 @@ def test_profiling__unreadable_profile_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.bin").write_bytes(b"not a profile")
     with pytest.raises(profiling.ProfileError, match=r"broken\.bin"):
         profiling.read(tmp_path / "broken.bin")
+
+
+def test_read__one_component_class_per_kind_and_the_same_statistics(
+    tmp_path: Path, sample: pd.DataFrame
+) -> None:
+    """whylogs defines a class per component read; the shim makes one per kind, and nothing else changes."""
+    parts = [sample.iloc[: len(sample) // 2], sample.iloc[len(sample) // 2 :]]
+    paths = [profiling.write(profiling.profile(part), tmp_path / f"{i}.bin") for i, part in enumerate(parts)]
+    first, second = (profiling.read(path) for path in paths)
+    column = str(sample.select_dtypes("number").columns[0])
+    kinds = [type(view.get_column(column).get_metric("distribution").kll) for view in (first, second)]
+    assert kinds[0] is kinds[1]
+    merged = first.merge(second)
+    whole = profiling.profile(sample)
+    for name in sample.columns:
+        ours, theirs = merged.get_column(str(name)), whole.get_column(str(name))
+        assert ours.get_metric("counts").n.value == theirs.get_metric("counts").n.value
+        assert ours.get_metric("counts").null.value == theirs.get_metric("counts").null.value
+    mean = merged.get_column(column).get_metric("distribution").mean.value
+    assert mean == pytest.approx(float(sample[column].mean()))
+    copied = copy.deepcopy(merged.get_column(column).get_metric("distribution").kll)
+    assert copied.value.get_n() == merged.get_column(column).get_metric("distribution").kll.value.get_n()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,3 +237,33 @@ def test_rollup__a_stale_roll_up_of_more_files_than_remain_is_kept(tmp_path: Pat
     write_log(folder, 2, 5, logged([3], [3]))
     assert list(rollup.roll_up_predictions(folder, NOW, tmp_path).values()) == ["1 prediction logs"]
     assert sorted(rollup.rolled_files(path.name) for path in folder.glob("*-rollup-*")) == [1, 3]
+
+
+def test_roll_up__hours_merged_in_worker_processes_match_one_process(tmp_path: Path) -> None:
+    """A first run merges every hour in worker processes: the same roll-ups and rows as in this one."""
+    serial, parallel = tmp_path / "serial", tmp_path / "parallel"
+    written = write_minutes(serial, hours=4)
+    shutil.copytree(serial, parallel)
+    for hour in range(4, 0, -1):
+        write_log(serial, hour, 0, logged([hour], [hour]))
+        write_log(parallel, hour, 0, logged([hour], [hour]))
+    ones, twos = (
+        rollup.roll_up(where, NOW, tmp_path, n) | rollup.roll_up_predictions(where, NOW, tmp_path, n)
+        for where, n in ((serial, 1), (parallel, 2))
+    )
+    assert twos == ones
+    assert len(twos) == 4 * len(CLIENTS) + 4
+    start = NOW - timedelta(hours=5)
+    assert window(parallel, start, NOW, tmp_path) == window(serial, start, NOW, tmp_path)
+    assert window(parallel, start, NOW, tmp_path)[0] == written
+    assert read_window(parallel, tmp_path)[0].equals(read_window(serial, tmp_path)[0])
+
+
+def test_roll_up_predictions__logs_of_clashing_columns_stay_file_by_file(tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    write_log(folder, 2, 0, logged([0], [0]))
+    write_log(folder, 2, 1, logged([1], [1]).assign(row="one"))  # the same column as text
+    done = rollup.roll_up_predictions(folder, NOW, tmp_path)
+    hour = NOW.replace(minute=0) - timedelta(hours=2)
+    assert done[f"{hour:{profiling.STAMP}}/predictions"].startswith("not rolled up: the logs of")
+    assert not list(folder.glob("*-rollup-*"))

@@ -19,21 +19,29 @@ hour is read from its files again, and the next run rolls it up anew and removes
 roll-up. A roll-up is written to a hidden partial file, checked (a prediction roll-up must
 hold as many rows as its sources) and only then renamed into place, so a reader never sees a
 partial or short one.
+
+A first run (a week of files, none rolled up yet) merges every hour: the hours are independent,
+so they are merged in worker processes, one per CPU this process may use (never more than there
+are hours; one hour or one CPU stays in this process). Each worker writes its own hour's roll-up.
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from .. import profiling, store
-from ..data import DataError, load_table
+from ..data import DataError
 from ..profiling import ProfileError
 
 HOUR = timedelta(hours=1)
@@ -120,27 +128,73 @@ Merge = Callable[[str, dict[str, datetime], Group], str]
 returns the roll-up's name, or raises when a source cannot be read."""
 
 
-def _roll(location: str | Path, kind: str, now: datetime, merge: Merge) -> dict[str, str]:
+Pending = tuple[Group, dict[str, datetime]]
+"""A finished hour's group without a current roll-up, and its sources in reading order."""
+
+
+def workers_available() -> int:
+    """The CPUs this process may run on (its CPU affinity; at least one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _pending(
+    names: dict[str, datetime], kind: str, now: datetime
+) -> tuple[list[Pending], dict[Group, list[str]]]:
+    """The finished hours of ``kind`` to roll up, oldest first, and every group's roll-ups."""
+    sources, rollups = _groups(names)
+    pending = [
+        (group, {member: names[member] for member in sorted(members, key=_reading_order)})
+        for group, members in sorted(sources.items())
+        if group[3] == kind and group[0] + HOUR + SETTLE <= now and _current(group, sources, rollups) is None
+    ]
+    return pending, rollups
+
+
+def _reading_order(name: str) -> tuple[datetime | None, str]:
+    """Sources by their stamp, then name: the order a window reads them in."""
+    return profiling.stamp_time(name), name
+
+
+def _merged(location: str, merge: Merge, pending: list[Pending], workers: int) -> Iterator[str | Exception]:
+    """Each pending hour's roll-up name, or the error that stopped it, in ``pending``'s order."""
+    calls = ((location, members, group) for group, members in pending)
+    workers = min(workers, len(pending))
+    if workers <= 1:
+        yield from (_attempt(merge, *call) for call in calls)
+        return
+    # spawn, not fork: forking a process whose Arrow and BLAS threads hold locks can hang the child
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        yield from pool.map(partial(_attempt, merge), *zip(*calls, strict=True), chunksize=4)
+
+
+def _attempt(merge: Merge, location: str, members: dict[str, datetime], group: Group) -> str | Exception:
+    """``merge``'s roll-up name, or the read error that stopped it (returned, so a worker can send it)."""
+    try:
+        return merge(location, members, group)
+    except (ProfileError, DataError) as error:
+        return error
+
+
+def _roll(
+    location: str | Path, kind: str, now: datetime, merge: Merge, workers: int | None = None
+) -> dict[str, str]:
     """Call ``merge`` for every finished hour of ``kind`` without a current roll-up; remove stale ones.
 
     Returns ``{roll-up name: "<n> <kind>"}`` for each written, and ``{hour/client: reason}`` for an
-    hour whose files could not all be read (it is left to be read file by file).
+    hour whose files could not all be read (it is left to be read file by file). ``workers``
+    defaults to :func:`workers_available`.
     """
-    names = store.listing(location, {SUFFIX[kind]})
-    sources, rollups = _groups(names)
+    pending, rollups = _pending(store.listing(location, {SUFFIX[kind]}), kind, now)
     done: dict[str, str] = {}
-    for group, members in sorted(sources.items()):
-        hour, client, _, found = group
-        if found != kind or hour + HOUR + SETTLE > now or _current(group, sources, rollups) is not None:
-            continue
-        ordered = sorted(members, key=lambda name: (profiling.stamp_time(name), name))
-        try:
-            name = merge(str(location), {member: names[member] for member in ordered}, group)
-        except (ProfileError, DataError) as error:
+    merged = _merged(str(location), merge, pending, workers or workers_available())
+    for (group, members), outcome in zip(pending, merged, strict=True):
+        hour, client, _, _ = group
+        if isinstance(outcome, Exception):
             where = client if kind == PROFILES else "predictions"
-            done[f"{hour:{profiling.STAMP}}/{where}"] = f"not rolled up: {error}"
+            done[f"{hour:{profiling.STAMP}}/{where}"] = f"not rolled up: {outcome}"
             continue
-        done[name] = f"{len(members)} {'profiles' if kind == PROFILES else 'prediction logs'}"
+        done[outcome] = f"{len(members)} {'profiles' if kind == PROFILES else 'prediction logs'}"
         done |= _remove_stale(location, rollups.get(group, []), len(members))
     return done
 
@@ -162,14 +216,16 @@ def _remove_stale(location: str | Path, rollups: list[str], files: int) -> dict[
     return failed
 
 
-def roll_up(location: str | Path, now: datetime, scratch: Path) -> dict[str, str]:
+def roll_up(location: str | Path, now: datetime, scratch: Path, workers: int | None = None) -> dict[str, str]:
     """Roll up every finished hour's profiles that has none current (see :func:`_roll`)."""
-    return _roll(location, PROFILES, now, partial(_merge_profiles, scratch=scratch))
+    return _roll(location, PROFILES, now, partial(_merge_profiles, scratch=scratch), workers)
 
 
-def roll_up_predictions(location: str | Path, now: datetime, scratch: Path) -> dict[str, str]:
+def roll_up_predictions(
+    location: str | Path, now: datetime, scratch: Path, workers: int | None = None
+) -> dict[str, str]:
     """Roll up every finished hour's prediction logs that has none current (see :func:`_roll`)."""
-    return _roll(location, PREDICTIONS, now, partial(_merge_logs, scratch=scratch))
+    return _roll(location, PREDICTIONS, now, partial(_merge_logs, scratch=scratch), workers)
 
 
 def _merge_profiles(location: str, members: dict[str, datetime], group: Group, *, scratch: Path) -> str:
@@ -185,20 +241,39 @@ def _merge_profiles(location: str, members: dict[str, datetime], group: Group, *
 
 
 def _merge_logs(location: str, members: dict[str, datetime], group: Group, *, scratch: Path) -> str:
-    """An hour's prediction logs, in the order the window reads them, as one Parquet file; its name."""
-    frames = [load_table(path) for path in store.fetch(location, members, scratch)]
-    merged = pd.concat(frames, ignore_index=True)
+    """An hour's prediction logs, in the order the window reads them, as one Parquet file; its name.
+
+    Read and joined as Arrow tables, as pandas' per-file work (index, conversion) cost about five
+    times the read itself over thousands of small files; the label join reads the result into
+    the same frame as the files one by one (``tests/monitoring/test_rollup.py``).
+    """
+    tables = [read_log(path) for path in store.fetch(location, members, scratch)]
+    try:
+        merged = pa.concat_tables(tables, promote_options="default")
+    except pa.ArrowException as error:  # one column of two types: the hour is read file by file
+        raise DataError(f"the logs of {group[0]:{profiling.STAMP}} do not share columns ({error})") from None
     name = predictions_rollup_name(group[0], len(members))
     store.put(location, name, partial(write_checked, merged))
     return name
 
 
-def write_checked(frame: pd.DataFrame, path: Path) -> None:
-    """Write ``frame`` as Parquet to a hidden partial file, read its rows back, then rename it in place."""
+def read_log(path: Path) -> pa.Table:
+    """One prediction log as an Arrow table, refused as ``data.load_table`` refuses a file."""
+    try:
+        table = pq.ParquetFile(path).read()
+    except (OSError, pa.ArrowException) as error:
+        raise DataError(f"{path}: cannot be read as parquet ({error})") from None
+    if table.num_rows == 0:
+        raise DataError(f"{path}: has {table.num_columns} columns but no data rows")
+    return table
+
+
+def write_checked(table: pa.Table, path: Path) -> None:
+    """Write ``table`` as Parquet to a hidden partial file, read its rows back, then rename it in place."""
     staged = path.with_name(f".{path.name}.partial")
-    frame.to_parquet(staged, index=False)
-    written = len(pd.read_parquet(staged, columns=[str(frame.columns[0])]))
-    if written != len(frame):
+    pq.write_table(table, staged)
+    written = pq.read_table(staged, columns=[table.column_names[0]]).num_rows
+    if written != table.num_rows:
         staged.unlink()
-        raise DataError(f"{path.name}: {written} rows written of {len(frame)}; not rolled up")
+        raise DataError(f"{path.name}: {written} rows written of {table.num_rows}; not rolled up")
     staged.replace(path)
