@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import bento_server
@@ -16,7 +17,8 @@ from crowning import crown
 from {{ cookiecutter.package_name }} import profiling
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, Config, compose
 from {{ cookiecutter.package_name }}.data import DataError
-from {{ cookiecutter.package_name }}.monitoring import health, monitor, replay
+from {{ cookiecutter.package_name }}.monitoring import dashboards, health, monitor, replay
+from {{ cookiecutter.package_name }}.serving import traffic
 from {{ cookiecutter.package_name }}.training import train
 
 COVARIATE = {"tenure_months", "monthly_charges", "internet_service"}
@@ -109,3 +111,33 @@ def test_replay__through_the_service_every_row_is_monitored_and_the_shift_is_fla
     assert result.performance is not None
     assert result.performance.labelled == 600
     assert result.reference["version"] == "1"
+
+
+@pytest.mark.slow
+def test_replay__in_process_logs_probabilities_and_the_model_version_as_the_service_does(
+    tmp_path: Path,
+) -> None:
+    cfg = compose(
+        [
+            *quick_forest(tmp_path),
+            f"monitoring.profile_dir={tmp_path}/profiles",
+            f"monitoring.prediction_log_dir={tmp_path}/profiles",
+            f"monitoring.labels_path={tmp_path}/labels.csv",
+            f"monitoring.report_dir={tmp_path}/monitoring",
+            "monitoring.simulation.rows=600",
+        ]
+    )
+    train.train(cfg)
+    version = crown(cfg)
+    done = replay.replay(cfg)
+    logs = pd.concat(map(pd.read_parquet, Path(tmp_path, "profiles").glob("*.predictions.parquet")))
+    classes = sorted(logs["prediction"].unique())
+    assert set(logs["model_version"]) == {version}
+    assert {traffic.CONFIDENCE_COLUMN, *map(traffic.probability_column, classes)} <= set(logs.columns)
+    assert all(f".model-{version}." in Path(path).name for path in done.profiles)
+    result = monitor.monitor(cfg).result
+    assert result.versions == {version: 600}
+    assert f"served by model v{version} 600" in dashboards.headline(result)
+    assert result.performance is not None
+    assert result.performance.calibration is not None
+    assert "roc_auc" in result.performance.metrics
