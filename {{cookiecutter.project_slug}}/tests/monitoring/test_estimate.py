@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn import metrics
 
-from {{ cookiecutter.package_name }}.monitoring import estimate, labels, monitor
+from {{ cookiecutter.package_name }}.monitoring import dashboards, estimate, labels, monitor
 from {{ cookiecutter.package_name }}.monitoring.estimate import Estimate
 from {{ cookiecutter.package_name }}.monitoring.labels import LABELLED, Coverage
 
 TRAINING = {"accuracy": 0.8, "balanced_accuracy": 0.78}
+REFERENCE = {"source": "reference.bin", "rows": 2400}  # what the page says it held the window against
 
 
 def window(rows: int, seed: int, sureness: float = 1.0) -> pd.DataFrame:
@@ -116,3 +119,23 @@ def test_bootstrap_interval__regression_is_the_same_with_numpy_as_with_scikit_le
         for pick in (rows.integers(0, 300, 300) for _ in range(labels.BOOTSTRAP_SAMPLES))
     ]
     assert fast == pytest.approx(tuple(np.round(np.nanpercentile(slow, [2.5, 97.5]), 4)), abs=1e-4)
+
+
+def test_markdown__the_page_shows_the_estimate_its_band_and_what_the_labels_then_realised() -> None:
+    before = Estimate("balanced_accuracy", 0.701, (0.676, 0.727), 0.741, 1000, True, {})
+    checked = dataclasses.replace(before, rows=400, realised=0.69)
+    perf = labels.Performance(
+        400, "f1_macro", {"balanced_accuracy": 0.69}, {"balanced_accuracy": 0.78}, 0.115, True,
+        (0.66, 0.72), judged_metric="balanced_accuracy", estimate=checked, allowed_drop=0.05,
+    )  # fmt: skip
+    result = monitor.MonitorResult(
+        generated_at="", window_start="", window_end="", files=1, rows=1000, clients={},
+        excluded_clients=[], reference=REFERENCE, columns=[], missing_columns=[], timeline=[],
+        labels=Coverage(LABELLED, 1000, 400, estimate=before), performance=perf,
+    )  # fmt: skip
+    page = dashboards.markdown(result)
+    assert "Estimate before labels (CBPE on the logged probabilities)" in page
+    assert "| window (1,000) | balanced_accuracy | 0.701 | 0.676 - 0.727 | 0.741 (ALERT) | - | - |" in page
+    labelled = "| labelled rows (400) | balanced_accuracy | 0.701 | 0.676 - 0.727 | 0.741 (ALERT) | 0.690 "
+    assert f"{labelled}| yes |" in page
+    assert "smallest drop these labels can confirm: " in page

@@ -11,12 +11,13 @@ from scipy import stats
 
 from {{ cookiecutter.package_name }} import drift, profiling
 from {{ cookiecutter.package_name }}.config import MonitoringConfig, compose
-from {{ cookiecutter.package_name }}.monitoring import monitor
+from {{ cookiecutter.package_name }}.monitoring import dashboards, monitor
 from {{ cookiecutter.package_name }}.monitoring.columns import compare_columns
 from {{ cookiecutter.package_name }}.monitoring.labels import LABELLED, Coverage, Performance, assess_labels
 from {{ cookiecutter.package_name }}.reference import PREDICTION, Reference
 
 OUTCOME = "churned"
+REFERENCE = {"source": "reference.bin", "rows": 2400}  # what the page says it held the window against
 
 
 def outcome_view(rate: float, rows: int, seed: int) -> profiling.DatasetProfileView:
@@ -159,3 +160,17 @@ def test_detectable_drop__an_unconfirmed_drop_states_how_large_a_drop_these_labe
     assert perf.detectable_drop == pytest.approx(0.05 + 0.03 / 0.70, abs=1e-4)  # 9 %: more than the 6 % seen
     lower = dataclasses.replace(perf, greater_is_better=False, metrics={"balanced_accuracy": 0.66})
     assert lower.detectable_drop == pytest.approx(0.05 + 0.03 / 0.70, abs=1e-4)  # the other half-width
+
+
+def test_markdown__a_quiet_column_shows_the_smallest_move_this_window_could_see(
+    training_outcome: profiling.DatasetProfileView,
+) -> None:
+    window = outcome_view(0.27, 300, 5)
+    quiet = compare_columns(MonitoringConfig(), training_outcome, window, {OUTCOME: "label"})
+    result = monitor.MonitorResult(
+        generated_at="", window_start="", window_end="", files=1, rows=300, clients={},
+        excluded_clients=[], reference=REFERENCE, columns=quiet, missing_columns=[], timeline=[],
+    )  # fmt: skip
+    page = dashboards.markdown(result)
+    assert "Smallest move this window could see" in page
+    assert f"| {OUTCOME} | hellinger | {quiet[0].detectable:.3f} | {quiet[0].statistic:.3f} |" in page

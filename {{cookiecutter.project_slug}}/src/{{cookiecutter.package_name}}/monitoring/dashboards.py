@@ -32,6 +32,7 @@ from ..config import resolve
 from ..profiling import ColumnProfileView, frequencies, histogram, quantiles
 from ..reports import jsonfile, tables
 from .columns import ColumnReport
+from .estimate import Estimate
 from .labels import Calibration
 from .monitor import Comparison, MonitorResult
 from .window import UNVERSIONED
@@ -248,6 +249,7 @@ def sections(result: MonitorResult) -> list[Section]:
                 rows,
             )
         )
+    found += _estimate(result) + _unseen(result)
     if result.performance and result.performance.calibration:
         found.append(_calibration(result.performance.calibration))
     if result.performance and result.performance.by_version:
@@ -263,6 +265,42 @@ def sections(result: MonitorResult) -> list[Section]:
     if result.health:
         found.append(Section("Service health", ["measure", "value"], _health_rows(result)))
     return found
+
+
+def _estimate(result: MonitorResult) -> list[Section]:
+    """The performance estimated before labels, and once labels came, beside what they realised."""
+    rows = []
+    for rows_of, guess in (("window", result.labels.estimate), ("labelled rows", _checked(result))):
+        if guess is None:
+            continue
+        low, high = guess.band
+        realised = "-" if guess.realised is None else f"{guess.realised:.3f}"
+        inside = {None: "-", True: "yes", False: "no"}[guess.within_band]
+        rows.append([
+            f"{rows_of} ({guess.rows:,})", guess.metric, f"{guess.value:.3f}", f"{low:.3f} - {high:.3f}",
+            f"{guess.threshold:.3f}" + (" (ALERT)" if guess.alert else ""), realised, inside,
+        ])  # fmt: skip
+    if rows:
+        header = ["rows", "metric", "estimate", "95% sampling band", "alert below", "realised", "in band"]
+        return [Section("Estimate before labels (CBPE on the logged probabilities)", header, rows)]
+    why = result.labels.estimate_absent
+    return [Section("Estimate before labels", ["why none"], [[why]])] if why else []
+
+
+def _checked(result: MonitorResult) -> Estimate | None:
+    """The estimate on the labelled rows, with their realised metric (None before labels)."""
+    return result.performance.estimate if result.performance else None
+
+
+def _unseen(result: MonitorResult) -> list[Section]:
+    """What a quiet column rules out: the smallest move this window flags in 80 % of windows."""
+    rows = [
+        [column.column, column.distance, f"{column.detectable:.3f}", f"{column.statistic:.3f}"]
+        for column in result.columns
+        if not column.drifted and column.detectable is not None
+    ]
+    title = "Smallest move this window could see (columns without drift: no move of at least this size)"
+    return [Section(title, ["column", "distance", "detectable from", "measured"], rows)] if rows else []
 
 
 def _calibration(calibration: Calibration) -> Section:
