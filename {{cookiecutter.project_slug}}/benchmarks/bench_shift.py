@@ -68,7 +68,7 @@ TASKS = {
         "training.min_primary_metric=1000.0",
     ],
 }  # fmt: skip
-"""Overrides that make either task out of this project's config (the model files are per task)."""
+"""Overrides that make the other task out of this project's config (the model files are per task)."""
 Draw = Callable[[int, int], pd.DataFrame]
 
 
@@ -244,7 +244,8 @@ def _fitted(task: str, overrides: list[str]) -> tuple[Config, object, reference.
     """This process's model and reference for the task, fitted once (seeded: the same in every process)."""
     if task not in _FITTED:
         threadpool_limits(1)  # one thread per process: two processes on two cores, OpenMP idle-spinning none
-        cfg = compose([*TASKS[task], *overrides])
+        own = compose(overrides).task == task  # this project's task: its own model and metric as configured
+        cfg = compose([*overrides] if own else [*TASKS[task], *overrides])
         folder = Path(_SCRATCH) / task
         folder.mkdir(parents=True, exist_ok=True)
         _FITTED[task] = (cfg, *fit(cfg, folder))
