@@ -163,7 +163,11 @@ def readme_block(project: Path, heading: str) -> list[str]:
 def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
     bake: Bake, tmp_path: Path, task: str
 ) -> None:
-    """Run "Your own data" as written, from a fresh bake, with a table the project's tests make."""
+    """Run "Your own data" as written, from a fresh bake, with a table the project's tests make.
+
+    It ends with the README's curl, as written, sending the body ``package`` printed (a real row
+    of the adopted table) to the served bento, which answers it.
+    """
     project = bake(ml_task=task)
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -174,7 +178,7 @@ def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
         f"tables.{table}().to_csv('{downloads}/{table}.csv', index=False)"
     )
     assert_ok(run(project, "uv", "run", "--locked", "python", "-c", make))
-    bento = ""
+    bento, printed = "", ""
     commands = readme_block(project, "Your own data")
     for command in commands:
         command = command.replace("~/Downloads/", f"{downloads}/")
@@ -183,14 +187,25 @@ def test_generated__the_readme_s_own_data_path_reaches_a_served_prediction(
         if command.startswith("BENTOML_HOME="):
             served = command.replace("<the bento tag package printed>", bento)
             with background(project, served, tmp_path) as port:
-                answer = predict(port, next(c for c in commands if c.startswith("curl")))
-            assert len(answer["predictions"]) == 1, answer
+                answer = curl(project, port, next(c for c in commands if c.startswith("curl")))
+            echoed = [prediction.get("id") for prediction in answer["predictions"]]
+            assert echoed == [row.get("penguin_id") for row in printed["rows"]]  # cars have no id: None
             return
         done = run(project, "bash", "-c", command)
         assert_ok(done)
         if "nox -s package" in command:
             bento = re.search(r"bento (\S+) \(model", done.stdout).group(1)  # type: ignore[union-attr]
+            printed = printed_request(done.stdout, project)
     pytest.fail("the README block has no serve step")
+
+
+def printed_request(stdout: str, project: Path) -> dict[str, list[dict[str, object]]]:
+    """The body ``package`` printed, after checking it is the file the README's curl sends."""
+    lines = stdout.splitlines()
+    shown = next(i for i, line in enumerate(lines) if "a request it answers, from data row" in line)
+    assert lines[shown + 1].strip() == (project / "reports" / "request.json").read_text().strip()
+    body: dict[str, list[dict[str, object]]] = json.loads(lines[shown + 1])
+    return body
 
 
 @contextmanager
@@ -204,12 +219,10 @@ def background(project: Path, command: str, folder: Path) -> Iterator[int]:
         yield port
 
 
-def predict(port: int, curl: str) -> dict[str, object]:
-    """Send the README's curl body to the served model; the parsed answer."""
-    body = re.search(r"-d '(.+)'$", curl).group(1)  # type: ignore[union-attr]
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/predict", data=body.encode(), headers={"content-type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=30) as response:
-        answer: dict[str, object] = json.loads(response.read())
+def curl(project: Path, port: int, command: str) -> dict[str, list[dict[str, object]]]:
+    """Run the README's curl as written (from the project folder), against the served port."""
+    sent = run(project, "bash", "-c", command.replace("localhost:3000", f"localhost:{port}"))
+    assert_ok(sent)
+    answer: dict[str, list[dict[str, object]]] = json.loads(sent.stdout)
+    assert "predictions" in answer, sent.stdout
     return answer

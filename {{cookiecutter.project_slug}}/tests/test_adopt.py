@@ -234,6 +234,21 @@ def test_adopt__train_refuses_what_the_contract_does_not_allow_and_makes_no_run(
     assert runs(cfg) == 0
 
 
+def test_adopt__a_column_renamed_after_validation_is_named_in_one_line_and_trains_nothing(
+    adopted: Adopted, task: str
+) -> None:
+    frame, target = own_table(task)
+    cfg = adopted(frame, target)
+    assert validation.validate_file(cfg.data, cfg.validation).passed
+    column = "body_mass_g" if task == evaluation.CLASSIFICATION else "weight"
+    frame.rename(columns={column: "mass"}).to_csv(cfg.data.path, index=False)
+    with pytest.raises(
+        DataError, match=rf"columns changed since the contract: {column} gone, mass new \(renamed"
+    ):
+        train.train(cfg)
+    assert runs(cfg) == 0
+
+
 @pytest.mark.slow
 def test_adopt__a_fit_that_fails_leaves_no_half_made_run(adopted: Adopted, task: str) -> None:
     frame, target = own_table(task)

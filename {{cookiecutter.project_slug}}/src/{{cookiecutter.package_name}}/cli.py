@@ -14,12 +14,15 @@ import sys
 import time
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
 from omegaconf import DictConfig
 
 from .config import (
     CONF_DIR,
+    PROJECT_ROOT,
     Config,
     ConfigError,
     DataConfig,
@@ -32,6 +35,9 @@ from .config import (
 )
 from .errors import PipelineError
 from .reports import ci_page, jsonfile, tables
+
+if TYPE_CHECKING:
+    from .serving.packaging import Packaged
 
 register()
 CONF = str(CONF_DIR)
@@ -212,7 +218,32 @@ def _package(cfg: Config) -> int:
     print(f"  serve it: BENTOML_HOME={resolve(store)} uv run bentoml serve {built.bento_tag} --port 3000")
     print(f"  summary: {path}")
     print(f"  SBOM of its packages (CycloneDX, from uv.lock): {sbom}")
+    _print_example(cfg, built)
     return 0
+
+
+def _print_example(cfg: Config, built: Packaged) -> None:
+    """A request the served bento answers, from a real row of the table, and the curl that sends it."""
+    from .serving import packaging
+    from .serving.example import NoExampleError
+
+    try:
+        example = packaging.write_example(cfg, built)
+    except NoExampleError as error:
+        print(f"  no request example written: {error}")
+        return
+    shown = _shown(example.path)
+    print(f"  a request it answers, from data row {example.row} of {cfg.data.path} ({shown}):")
+    print(f"  {example.text}")
+    print(f"  curl -s localhost:3000/predict -H 'content-type: application/json' -d @{shown}")
+
+
+def _shown(path: Path) -> str:
+    """A path as the user types it from the project folder: relative when inside it."""
+    try:
+        return path.resolve().relative_to(PROJECT_ROOT).as_posix()
+    except ValueError:
+        return str(path)
 
 
 @stage("containerize")

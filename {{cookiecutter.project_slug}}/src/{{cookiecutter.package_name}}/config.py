@@ -94,6 +94,7 @@ class TrainingConfig:
     override_data_gate: bool = False
     promotion_margin: float = 0.0
     report_dir: str = "reports/training"
+    threads: int | None = None  # native threads (OpenMP, BLAS); None: the cores this process may use
 
 
 @dataclass

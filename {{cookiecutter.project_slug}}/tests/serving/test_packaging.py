@@ -83,6 +83,7 @@ def packaged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "summary": summary,
         "cfg": cfg,
         "lineage": registry.lineage(client, cfg.mlflow.model_name, str(version.version)),
+        "printed": result.stdout,
     }
 
 
@@ -172,6 +173,37 @@ def test_packaging__bento_serves_outside_the_project(packaged: dict[str, Any]) -
     assert answer.json()["predictions"][0]["id"] == row[packaged["cfg"].data.id_column]
     assert f'service_version="{tag.split(":")[1]}"' in metrics
     assert list((elsewhere / "profiles").glob("*.bin"))
+
+
+@pytest.mark.slow
+def test_packaging__the_request_it_prints_is_answered_by_the_bento_as_the_model_answers_offline(
+    packaged: dict[str, Any],
+) -> None:
+    """``package`` prints a body from a real row and writes it for ``curl -d @``; the bento answers it."""
+    printed = packaged["printed"].splitlines()
+    request = packaged["root"] / "reports" / "request.json"
+    shown = printed.index(next(line for line in printed if "a request it answers, from data row" in line))
+    assert printed[shown + 1].strip() == request.read_text(encoding="utf-8").strip()
+    assert printed[shown + 2].strip().endswith(f"-d @{request}")
+    body = json.loads(request.read_text(encoding="utf-8"))
+    cfg = packaged["cfg"]
+    row = int(printed[shown].split("from data row ")[1].split()[0])
+    original = load_table(cfg.data.path).iloc[[row - 1]]
+    assert body["rows"][0][cfg.data.id_column] == original[cfg.data.id_column].item()
+    process, url = bento_server.start(
+        packaged["summary"]["bento_tag"], packaged["root"], packaged["env"], packaged["root"] / "example.log"
+    )
+    try:
+        answer = httpx.post(
+            f"{url}/predict", content=request.read_bytes(), headers={"content-type": "application/json"}
+        )
+    finally:
+        bento_server.stop(process)
+    assert answer.status_code == 200, answer.text
+    registry.connect(cfg.mlflow)
+    model = registry.load(cfg.mlflow.model_name, registry.CHAMPION)
+    offline = model.predict(original[list(model.feature_names_in_)])[0]
+    assert answer.json()["predictions"][0]["prediction"] == offline
 
 
 @pytest.mark.slow

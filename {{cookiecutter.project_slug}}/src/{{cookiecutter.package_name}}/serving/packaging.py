@@ -34,7 +34,7 @@ from ..data import DataError
 from ..errors import PipelineError
 from ..reports import jsonfile
 from ..tools import last_line, require
-from . import schema, settings
+from . import example, schema, settings
 
 PACKAGE = __name__.split(".")[0]
 SERVICE = f"{PACKAGE}.serving.service:ModelService"
@@ -310,3 +310,15 @@ def image_reference(repository: str, bento_tag: str) -> str:
 def write_summary(packaged: Packaged, report_dir: str | Path) -> Path:
     """``package.json``: the bento tag and lineage, for CI and the deploy stage."""
     return jsonfile.write_json(asdict(packaged), resolve(report_dir) / "package.json")
+
+
+def write_example(cfg: Config, packaged: Packaged) -> example.Example:
+    """``request.json``: a body the packaged model's service accepts, from a real row of the table.
+
+    Built from the bento's own model signature and the settings frozen into the bento, so the
+    body fits what is served, not what the current config would serve.
+    """
+    use_project_store()
+    model_dir = bentoml.models.get(packaged.model_tag).path_of(schema.BENTO_MLFLOW_FOLDER)
+    frozen = settings.from_config(cfg, model_tag=packaged.model_tag, tracking_uri="")
+    return example.write(cfg, model_dir, frozen)

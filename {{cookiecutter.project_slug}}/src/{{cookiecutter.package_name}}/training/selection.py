@@ -26,6 +26,7 @@ from ..config import Config, resolve
 from ..data import DataError, Split, load_dataset, split
 from ..deployment import state
 from ..reports import jsonfile
+from . import threads
 
 REGISTRY, RECORDED = "registry", jsonfile.RECORDED  # where the champion's score came from
 PRODUCTION = "deploy/production.yaml"  # how the page names the file the scores are recorded in
@@ -87,8 +88,15 @@ def compare(cfg: Config) -> GateDecision:
     """Score both aliases on today's test split and decide whether the candidate may go live.
 
     Without a champion in this registry, the candidate meets the scores production's file records
-    (:func:`against_recorded`), and where none are recorded the decision says so.
+    (:func:`against_recorded`), and where none are recorded the decision says so. Scoring runs
+    within ``training.threads``, as training does.
     """
+    with threads.limited(cfg.training.threads):
+        return _compare(cfg)
+
+
+def _compare(cfg: Config) -> GateDecision:
+    """:func:`compare` inside its thread limit."""
     client = registry.connect(cfg.mlflow)
     name, metric = cfg.mlflow.model_name, cfg.training.primary_metric
     candidate = registry.version_by_alias(client, name, registry.CANDIDATE)

@@ -13,19 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 from mlflow import ActiveRun, MlflowClient
 from mlflow.models import infer_signature
 from omegaconf import OmegaConf
-from sklearn.model_selection import KFold, StratifiedKFold, cross_val_score
+from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from .. import evaluation, reference, registry, validation
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError, Split, digest, load_dataset, refuse_rare_classes, split
 from ..reports import jsonfile
-from . import sweep
+from . import folds, sweep, threads
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
 SCORERS = {
@@ -68,14 +69,24 @@ def build_pipeline(cfg: Config, spec: FeatureSpec) -> Pipeline:
 
 
 def cross_validate(cfg: Config, model: Pipeline, data: Split) -> float:
-    """Mean CV score of the primary metric on the training split (sign as the metric reads)."""
-    folds_cls = StratifiedKFold if cfg.task == evaluation.CLASSIFICATION else KFold
-    folds = folds_cls(n_splits=cfg.training.cv_folds, shuffle=True, random_state=cfg.training.seed)
-    scores = cross_val_score(
-        model, data.x_train, data.y_train, cv=folds, scoring=SCORERS[cfg.training.primary_metric]
+    """Mean CV score of the primary metric on the training split (sign as the metric reads).
+
+    Each fold prints a line as it finishes, with the time so far and an estimate of what is left.
+    """
+    metric = cfg.training.primary_metric
+    scoring, negated = SCORERS[metric], SCORERS[metric].startswith("neg_")
+    splitter = StratifiedKFold if cfg.task == evaluation.CLASSIFICATION else KFold
+    cv = splitter(n_splits=cfg.training.cv_folds, shuffle=True, random_state=cfg.training.seed)
+    scores = folds.cross_val_scores(
+        model,
+        data.x_train,
+        data.y_train,
+        cv,
+        scoring,
+        report=lambda fold: progress(folds.fold_line(fold, metric, negated)),
     )
-    mean = float(scores.mean())
-    return -mean if SCORERS[cfg.training.primary_metric].startswith("neg_") else mean
+    mean = float(np.mean(scores))
+    return -mean if negated else mean
 
 
 def git_commit() -> str:
@@ -90,12 +101,13 @@ def config_digest(cfg: Config) -> str:
     """SHA-256 of everything that decides the fitted model apart from the data itself.
 
     Same data digest and same config digest mean the same model (the seed is in the config), so
-    a release that changes neither has nothing new to promote. Output folders do not count.
+    a release that changes neither has nothing new to promote. Output folders and the thread
+    count (how fast, not what, a fit computes) do not count.
     """
     decisive = {
         "task": cfg.task,
         "model": asdict(cfg.model),
-        "training": asdict(cfg.training) | {"report_dir": None},
+        "training": {k: v for k, v in asdict(cfg.training).items() if k != "threads"} | {"report_dir": None},
         "data": asdict(cfg.data) | {"path": None},
     }
     return hashlib.sha256(json.dumps(decisive, sort_keys=True, default=str).encode()).hexdigest()
@@ -123,8 +135,25 @@ def hold_data_gate(cfg: Config, frame: pd.DataFrame) -> str:
     first = (shape or report.violations)[0]
     raise DataError(
         f"{cfg.data.path} fails the data gate ({len(report.violations)} violations; first: {first.column}: "
-        f"{first.rule}: {first.detail}); nothing was trained: `nox -s validate-data` writes the report, "
-        "and a new table needs its own (`nox -s adopt-data -- data.path=<file> data.target=<column>`)"
+        f"{first.rule}: {first.detail}){renamed(report.violations)}; nothing was trained: `nox -s "
+        "validate-data` writes the report, and a new table needs its own (`nox -s adopt-data -- "
+        "data.path=<file> data.target=<column>`)"
+    )
+
+
+def renamed(violations: list[validation.Violation]) -> str:
+    """Columns the contract names that are gone, beside columns it does not know: a rename, likely.
+
+    A table whose columns were renamed after ``validate-data`` passed fails the gate with both
+    kinds of violation; naming the pairs is what tells the user what happened.
+    """
+    gone = [v.column for v in violations if v.rule == "present"]
+    new = [v.column for v in violations if v.rule == "unexpected"]
+    if not (gone and new):
+        return ""
+    return (
+        f"; columns changed since the contract: {', '.join(gone)} gone, {', '.join(new)} new (renamed? "
+        "give them their contract names back, or adopt the table again)"
     )
 
 
@@ -231,7 +260,16 @@ def progress(message: str) -> None:
 
 
 def train(cfg: Config) -> TrainResult:
-    """Hold the data gate, fit on the training split, score on the held-out split, log, register."""
+    """Hold the data gate, fit on the training split, score on the held-out split, log, register.
+
+    Native thread pools are held to ``training.threads`` throughout (see :mod:`.threads`).
+    """
+    with threads.limited(cfg.training.threads) as count:
+        return _train(cfg, count)
+
+
+def _train(cfg: Config, thread_count: int) -> TrainResult:
+    """:func:`train` inside its thread limit."""
     frame = load_dataset(cfg.data)
     gate = hold_data_gate(cfg, frame)  # on the frame training uses: the table is read once
     refuse_rare_classes_for_folds(cfg, frame)
@@ -243,7 +281,8 @@ def train(cfg: Config) -> TrainResult:
     data_digest, commit = digest(frame), git_commit()
     with whole_run(client, cfg.model.name) as run:
         rows = f"{len(data.x_train):,} rows x {len(spec.columns)} features"
-        progress(f"cross-validating {cfg.model.name} ({cfg.training.cv_folds} folds, {rows})")
+        on = f"{thread_count} thread{'s' * (thread_count != 1)}"
+        progress(f"cross-validating {cfg.model.name} ({cfg.training.cv_folds} folds, {rows}, {on})")
         cv_mean = cross_validate(cfg, model, data)
         progress(f"fitting on the training split ({rows})")
         model.fit(data.x_train[spec.columns], data.y_train)
