@@ -54,8 +54,14 @@ summary { cursor: pointer; }
 """
 # Every <details> is opened, so that the screenshot shows what a reader finds by clicking, and
 # Mermaid draws the charts inside one at their real size (a closed one has none).
+# Then every table header cell whose right edge lies beyond its table's (scrolled out of GitHub's
+# column, as the eleventh of eleven monitoring columns was) is counted into the body's data.
 DRAW = """
 document.querySelectorAll("details").forEach((details) => { details.open = true; });
+document.body.dataset.hiddenColumns = [...document.querySelectorAll("table")].map((table) => {
+  const edge = table.getBoundingClientRect().right + 0.5;
+  return [...table.querySelectorAll("th")].filter((cell) => cell.getBoundingClientRect().right > edge).length;
+}).reduce((sum, count) => sum + count, 0);
 if (window.mermaid) {
   mermaid.initialize({ startOnLoad: false });
   mermaid.run({ querySelector: "pre.mermaid" }).finally(() => {
@@ -73,6 +79,7 @@ class Screen:
     inked: float  # share of the screenshot's pixels that are ink
     blocks: int  # Mermaid blocks on the page
     diagrams: int  # of those, drawn as a diagram (not as Mermaid's error picture)
+    hidden_columns: int = 0  # table columns whose header ends beyond GitHub's width (scrolled away)
 
 
 class Drawn(HTMLParser):
@@ -80,11 +87,13 @@ class Drawn(HTMLParser):
 
     def __init__(self) -> None:
         super().__init__()
-        self.blocks = self.diagrams = 0
+        self.blocks = self.diagrams = self.hidden_columns = 0
         self._inside = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         found = dict(attrs)
+        if tag == "body":
+            self.hidden_columns = int(found.get("data-hidden-columns") or 0)
         if tag == "pre" and "mermaid" in (found.get("class") or "").split():
             self.blocks += 1
             self._inside = True
@@ -140,7 +149,7 @@ def shoot(page: Path, target: Path) -> Screen:
         done = subprocess.run(command, check=True, capture_output=True, text=True, timeout=120)
     drawn = Drawn()
     drawn.feed(done.stdout)
-    return Screen(target, cut_to_ink(target), drawn.blocks, drawn.diagrams)
+    return Screen(target, cut_to_ink(target), drawn.blocks, drawn.diagrams, drawn.hidden_columns)
 
 
 def shoot_markdown(markdown: str, mermaid_js: Path, name: str, folder: Path = SCREENSHOT_DIR) -> Screen:

@@ -334,6 +334,9 @@ def assert_looks_drawn(screen: Screen, blocks: int) -> None:
     """A screenshot shows a page, not a blank, and every Mermaid block of it drawn as a diagram."""
     assert screen.inked > INKED_FLOOR, f"{screen.png}: {screen.inked:.1%} of it inked, a blank page"
     assert (screen.blocks, screen.diagrams) == (blocks, blocks), f"{screen.png}: {screen}"
+    assert screen.hidden_columns == 0, (
+        f"{screen.png}: {screen.hidden_columns} column(s) beyond GitHub's width"
+    )
 
 
 def assert_pages_look_drawn(pages: dict[str, str], mermaid_js: Path) -> None:
@@ -360,6 +363,22 @@ def test_screens__a_drawn_chart_a_broken_one_and_a_blank_page_are_told_apart(
     assert (screen.blocks, screen.diagrams) == (2, 1)
     assert screen.inked > INKED_FLOOR
     assert shoot_markdown("", mermaid_js, "blank", tmp_path).inked == 0.0
+
+
+@pytest.mark.skipif(BROWSER is None, reason=NO_BROWSER)
+def test_screens__a_table_wider_than_github_s_column_is_caught(tmp_path: Path) -> None:
+    """Cells wrap at spaces, but not names like ``monthly_charges_2024``: eleven of those scroll out."""
+
+    def page(columns: int) -> str:
+        cells = [f"monthly_charges_{index}_of_2024" for index in range(columns)]
+        return "\n".join(
+            ["| " + " | ".join(cells) + " |", "|" + " --- |" * columns, "| " + " | ".join(cells) + " |"]
+        )
+
+    unused = tmp_path / "mermaid.min.js"  # pages without a Mermaid block never read it
+
+    assert shoot_markdown(page(11), unused, "wide", tmp_path).hidden_columns > 0
+    assert shoot_markdown(page(4), unused, "narrow", tmp_path).hidden_columns == 0
 
 
 def run(

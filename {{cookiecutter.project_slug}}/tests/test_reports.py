@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from {{ cookiecutter.package_name }}.reports import charts, ci_page, jsonfile
+from {{ cookiecutter.package_name }}.reports import charts, ci_page, jsonfile, tables
 
 VALIDATION = {
     "path": "data/sample/customers.csv",
@@ -530,3 +530,42 @@ def test_render__a_release_s_verdict_is_the_gate_not_staging_s_deploy(tmp_path: 
     write(tmp_path, "training/gate.json", GATE)
     write(tmp_path, "checks/promotion-staging.json", promotion_report("promoted", "green", ""))
     assert ci_page.render(tmp_path).split("\n\n")[2].startswith("**Gate: promote ✅**")
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (3000, "3,000"),
+        (12345.6, "12,346"),
+        (2.1e-231, "<0.0001"),
+        (0.001333, "0.001333"),
+        (0.81, "0.81"),
+        (0.0, "0"),
+    ],
+)
+def test_fmt__numbers_one_way_thousands_separated_never_in_e_notation(value: float, shown: str) -> None:
+    assert tables.fmt(value) == shown
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(0.0, "p<0.001"), (2.1e-231, "p<0.001"), (0.0041, "p=0.004"), (0.031, "p=0.03")]
+)
+def test_p_value__says_what_the_test_says_without_false_precision(value: float, shown: str) -> None:
+    assert tables.p_value(value) == shown
+
+
+def test_versus__numbers_that_differ_never_print_equal() -> None:
+    assert tables.versus(0.0704, 0.07) == ("0.0704", "0.0700")
+    assert tables.versus(0.25, 0.1) == ("0.250", "0.100")
+    assert tables.versus(0.07, 0.07) == ("0.070", "0.070")
+
+
+def test_render__the_training_reference_monitoring_fetched_is_no_section_of_its_own(tmp_path: Path) -> None:
+    write(tmp_path, "monitoring/monitor.json", {"drift_detected": False, "rows": 10})
+    write(tmp_path, "monitoring/reference/reference.json", {"metrics": {"f1_macro": 0.81}, "rows": 3000})
+    write(tmp_path, "monitoring/reference/model.json", {"name": "m", "version": "3"})
+
+    page = ci_page.render(tmp_path)
+
+    assert "reference" not in page.lower()
+    assert "f1_macro" not in page  # the training metrics are the training section's, once

@@ -116,13 +116,31 @@ def test_write__json_markdown_and_charts_agree(written: tuple) -> None:
     assert saved["health"]["requests"] == 32
     verdict = "DRIFT DETECTED" if result.drift_detected else "no drift"
     assert verdict in paths.markdown.read_text()
-    assert re.search(r"\| tenure_months \| [^|]+ \| feature \| numeric \| ks \|", paths.markdown.read_text())
-    assert "vs previous window" in paths.markdown.read_text()
+    row = r"\| tenure_months \| [^|]+ \| ks \| [\d.]+ / [\d.]+ \| p[<=][\d.]+ \|"
+    assert re.search(row, paths.markdown.read_text())
+    assert "vs previous" in paths.markdown.read_text()
     assert {column["distance"] for column in saved["columns"]} <= {"ks", "hellinger"}
     names = {path.stem for path in paths.charts}
     assert {"overview", "prediction-timeline", "distribution-prediction"} <= names
     assert {f"distribution-{column}" for column in result.drifted_columns} <= names
     assert all(path.read_bytes().startswith(PNG_MAGIC) for path in paths.charts)
+
+
+def test_markdown__columns_fit_github_s_width_with_status_second_one_number_format_and_a_chart(
+    written: tuple,
+) -> None:
+    comparison, paths = written
+    page = paths.markdown.read_text()
+    header = next(line for line in page.splitlines() if line.startswith("| column |"))
+    assert header.strip("| ").split(" | ")[:2] == ["column", "status"]
+    assert header.count(" | ") + 1 <= 7  # eleven pushed the status off GitHub's 1,012 px
+    assert not re.search(r"\d[eE][+-]?\d", page)  # no 2.1e-231, no p=0.0e+00
+    pairs = re.findall(r"\| ([\d.]+) / ([\d.]+) \| p[<=]", page)
+    assert len(pairs) == len(comparison.result.columns)
+    assert all(score != threshold for score, threshold in pairs)  # never "0.070 > 0.070" from rounding
+    near = max(c.statistic / c.threshold for c in comparison.result.columns if c.role != "label")
+    assert ("```mermaid" in page) == (near >= 0.5)
+    assert f"{comparison.result.rows:,} rows" in page
 
 
 def test_publish__writes_github_outputs_and_leaves_the_job_summary_to_summary(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .. import drift
 from ..config import MonitoringConfig
 from ..profiling import ColumnProfileView, DatasetProfileView, frequencies, missing_share, value_type
+from ..reports import tables
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,11 @@ def check_column(
     type_ref, type_cur = value_type(ref), value_type(cur)
     unseen = new_categories(ref, cur) if found.kind == "categorical" and type_ref == "string" else {}
     alerts = []
-    if found.drifted:
+    if found.drifted:  # at a precision that keeps the order, never "0.070 > 0.070"
+        statistic, threshold = tables.versus(found.statistic, found.threshold)
         alerts.append(
-            f"{found.column}: {role} drift {found.statistic:.3f} > {found.threshold:.3f}"
-            f" ({found.distance}, p={found.p_value:.1e})"
+            f"{found.column}: {role} drift {statistic} > {threshold}"
+            f" ({found.distance}, {tables.p_value(found.p_value)})"
         )
     if missing_cur - missing_ref > cfg.max_missing_increase:
         alerts.append(f"{found.column}: missing values {missing_ref:.1%} -> {missing_cur:.1%}")

@@ -13,6 +13,7 @@ Json = dict[str, Any]
 FAILURES = "failures"  # reports/failures/<stage>.json: what failed, its error and the remedy
 LINT = "lint"  # ruff's JSON and mypy's JUnit XML (`nox -s lint typecheck`): read by lint_section
 RECORDED = "recorded"  # a gate's champion_source: the live score is the one deploy/production.yaml records
+REFERENCE = "reference"  # the folder monitoring fetches the training reference into
 KNOWN = ("validation/validation.json", "training/train.json", "training/gate.json")
 
 
@@ -63,11 +64,17 @@ def failures(root: Path) -> list[Json]:
 
 
 def reports_in(root: Path) -> list[tuple[str, Json]]:
-    """Every readable stage report (relative path, payload), failure records left out."""
+    """Every readable stage report (relative path, payload), failure records left out.
+
+    So is a ``reference/`` folder: the training reference monitoring fetched beside its report
+    (its metrics and model name), an input the monitoring section already names, not a report.
+    """
     found = []
     for path in sorted(root.rglob("*.json")):
         relative = path.relative_to(root).as_posix()
-        if not relative.startswith((f"{FAILURES}/", f"{LINT}/")) and (payload := load(path)) is not None:
+        if relative.startswith((f"{FAILURES}/", f"{LINT}/")) or f"/{REFERENCE}/" in f"/{relative}":
+            continue
+        if (payload := load(path)) is not None:
             found.append((relative, payload))
     return found
 
