@@ -369,7 +369,12 @@ def _interval(bounds: tuple[float, float]) -> str:
 
 
 def drift_chart(result: MonitorResult) -> str | None:
-    """The columns nearest their thresholds as a Mermaid chart (GitHub renders it in the summary)."""
+    """The columns nearest their thresholds as a Mermaid chart, drawn by GitHub itself.
+
+    GitHub renders ```` ```mermaid ```` blocks wherever it renders Markdown, pull request bodies
+    and comments included (github/roadmap#372), and in job summaries, which take GitHub-flavoured
+    Markdown (github.blog, "Supercharging GitHub Actions with Job Summaries", 2022-05-09).
+    """
     rows = [
         {"column": c.column, "statistic": c.statistic, "threshold": c.threshold}
         for c in result.columns
