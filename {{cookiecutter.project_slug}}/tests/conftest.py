@@ -7,11 +7,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, settings
 
 from {{ cookiecutter.package_name }}.config import CONF_DIR, Config, compose
 from {{ cookiecutter.package_name }}.data import load_table
 
 ComposeFn = Callable[..., Config]
+
+# Property tests judge answers, never speed: Hypothesis' default 200 ms deadline per example and its
+# "too slow" health check are wall-clock budgets that a machine shared with other work exceeds.
+settings.register_profile("any-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("any-machine")
 QUICK_FOREST = ["model=random_forest", "model.estimator.n_estimators=15", "training.cv_folds=2"]
 
 
