@@ -89,7 +89,8 @@ def compare(
 
     ``distances`` names a column's distance (default: KS for numbers, Hellinger for categories);
     ``overrides`` its threshold. ``alpha`` is the family-wise false-alarm rate over these columns
-    (Holm's step-down); 1.0 judges by the threshold alone.
+    (Holm's step-down); 1.0 judges by the threshold alone, and then no minimum detectable effect
+    is worked out (the timeline's per-bucket scores, many a window, are distances only).
     """
     results = []
     for name in columns:
@@ -98,8 +99,8 @@ def compare(
             continue
         kind, used, statistic, p_value = _test(ref, cur, (distances or {}).get(name))
         limit = (overrides or {}).get(name, threshold)
-        each = alpha / len(columns) if alpha < 1.0 else 1.0  # Holm's bar for a column moving alone
-        smallest = detectable(ref, cur, kind, used, threshold=limit, alpha=each)
+        each = alpha / len(columns)  # Holm's bar for a column moving alone
+        smallest = detectable(ref, cur, kind, used, threshold=limit, alpha=each) if alpha < 1.0 else None
         results.append(ColumnDrift(name, kind, used, statistic, limit, p_value, detectable=smallest))
     return holm(results, alpha)
 
