@@ -139,3 +139,16 @@ def test_markdown__the_page_shows_the_estimate_its_band_and_what_the_labels_then
     labelled = "| labelled rows (400) | balanced_accuracy | 0.701 | 0.676 - 0.727 | 0.741 (ALERT) | 0.690 "
     assert f"{labelled}| yes |" in page
     assert "smallest drop these labels can confirm: " in page
+
+
+def test_sampling_band__past_its_sample_narrows_as_a_mean_does() -> None:
+    logs = window(80_000, 2)
+    scored = estimate.scored_rows(logs)
+    assert scored is not None
+    probabilities, predicted = scored
+    metric = "balanced_accuracy"
+    low, high = estimate.sampling_band(probabilities, predicted, metric)
+    small_low, small_high = estimate.sampling_band(probabilities[:20_000], predicted[:20_000], metric)
+    assert (high - low) == pytest.approx((small_high - small_low) / 2, rel=0.25)  # 4x the rows: half as wide
+    value = estimate.confusion_metric(estimate.expected_confusion(probabilities, predicted), metric)
+    assert low < value < high

@@ -33,6 +33,7 @@ from ..reference import PREDICTION
 from ..serving.traffic import PROBABILITY_PREFIX, probability_column
 
 DRAWS = 200
+BAND_ROWS = 20_000  # rows drawn for the sampling band; more are scaled (:func:`sampling_band`)
 MIX_FREE = "balanced_accuracy"
 NO_REGRESSION_ESTIMATE = (
     "no estimate before labels for regression: the service logs one number per request and no "
@@ -110,16 +111,27 @@ def confusion_metrics(confusion: np.ndarray) -> dict[str, float]:
 
 
 def sampling_band(probabilities: np.ndarray, predicted: np.ndarray, metric: str) -> tuple[float, float]:
-    """2.5th and 97.5th percentiles of ``metric`` over labels drawn from the probabilities (seeded)."""
+    """2.5th and 97.5th percentiles of ``metric`` over labels drawn from the probabilities (seeded).
+
+    Past :data:`BAND_ROWS` rows the draws use a seeded sample of that many, and their spread
+    around the sample's expected metric is narrowed by sqrt(sample / rows), as a mean's is: a
+    million logged rows cost what 20,000 do.
+    """
     rng = np.random.default_rng(0)
     rows, classes = probabilities.shape
+    scale = 1.0
+    if rows > BAND_ROWS:
+        kept = rng.choice(rows, BAND_ROWS, replace=False)
+        probabilities, predicted = probabilities[kept], predicted[kept]
+        scale = float(np.sqrt(BAND_ROWS / rows))
+    centre = confusion_metric(expected_confusion(probabilities, predicted), metric)
     cumulative = np.cumsum(probabilities, axis=1)
     values = []
     for _ in range(DRAWS):
-        drawn = np.minimum((rng.random((rows, 1)) > cumulative).sum(axis=1), classes - 1)
+        drawn = np.minimum((rng.random((len(predicted), 1)) > cumulative).sum(axis=1), classes - 1)
         counts = np.bincount(drawn * classes + predicted, minlength=classes * classes)
         values.append(confusion_metric(counts.reshape(classes, classes), metric))
-    low, high = np.nanpercentile(values, [2.5, 97.5])
+    low, high = centre + scale * (np.nanpercentile(values, [2.5, 97.5]) - centre)
     return round(float(low), 4), round(float(high), 4)
 
 
