@@ -31,36 +31,39 @@ RESERVED_PACKAGES = frozenset(
 # in the slow one), which print what to add when a dependency changes.
 LOCKED_NAMES = frozenset(
     """
-    a2wsgi aiohappyeyeballs aiohttp aiohttp_asgi_connector aiosignal aiosqlite alembic
-    annotated_doc annotated_types antlr4 antlr4_python3_runtime anyio asgiref ast_serialize attr
-    attrs autopage backoff bentoml bentoml_cli bidict blinker brotli cachetools cattr cattrs
-    certifi cffi cfgv charset_normalizer circus click click_option_group cliff cloudpickle cmaes
-    cmd2 colorama colorlog configargparse contourpy cryptography cycler databricks
-    databricks_sdk dateutil distlib docker dotenv engineio example fastapi filelock flask
-    flask_cors flask_login fonttools frozenlist fsspec gevent geventhttpclient git gitdb
-    gitpython google google_auth graphene graphql graphql_core graphql_relay greenlet gunicorn
-    h11 harfile httpcore httpx httpx_ws huey hydra hydra_core hydra_optuna_sweeper hypothesis
-    hypothesis_graphql identify idna importlib_metadata importlib_resources iniconfig
-    itsdangerous jinja2 joblib jsonschema jsonschema_rs jsonschema_specifications kantoku
-    kiwisolver kubernetes_validate librt locust mako markdown_it markdown_it_py markupsafe
-    matplotlib mdurl mlflow mlflow_skinny mlflow_tracing mpl_toolkits msgpack multidict
-    multipart mypy mypy_extensions mypyc narwhals nodeenv numpy nvidia_ml_py omegaconf
-    opentelemetry opentelemetry_api opentelemetry_instrumentation
+    a2wsgi aiohappyeyeballs aiohttp aiohttp_asgi_connector aiohttp_cors aiosignal aiosqlite
+    alembic annotated_doc annotated_types antlr4 antlr4_python3_runtime anyio asgiref
+    ast_serialize attr attrs autopage backoff bentoml bentoml_cli bidict blinker boto3 botocore
+    brotli cachetools cattr cattrs certifi cffi cfgv charset_normalizer circus click
+    click_option_group cliff cloudpickle cmaes cmd2 colorama colorful colorlog configargparse
+    contourpy cryptography cycler databricks databricks_sdk dateutil distlib docker dotenv
+    engineio example fastapi filelock flask flask_cors flask_login fonttools frozenlist fsspec
+    gevent geventhttpclient git gitdb gitpython google google_api_core google_auth
+    googleapis_common_protos graphene graphql graphql_core graphql_relay greenlet grpcio
+    gunicorn h11 harfile httpcore httpx httpx_ws huey hydra hydra_core hydra_optuna_sweeper
+    hydra_ray_launcher hypothesis hypothesis_graphql identify idna importlib_metadata
+    importlib_resources iniconfig itsdangerous jinja2 jmespath joblib jsonschema jsonschema_rs
+    jsonschema_specifications kantoku kiwisolver kubernetes_validate librt locust mako
+    markdown_it markdown_it_py markupsafe matplotlib mdurl mlflow mlflow_skinny mlflow_tracing
+    mpl_toolkits msgpack multidict multipart mypy mypy_extensions mypyc narwhals nodeenv numpy
+    nvidia_ml_py omegaconf opencensus opencensus_context opentelemetry opentelemetry_api
+    opentelemetry_exporter_prometheus opentelemetry_instrumentation
     opentelemetry_instrumentation_aiohttp_client opentelemetry_instrumentation_asgi
     opentelemetry_proto opentelemetry_sdk opentelemetry_semantic_conventions
     opentelemetry_util_http optuna packaging packaging_legacy_version pandas pandas_stubs
     pathspec pil pillow pip_requirements_parser platformdirs pluggy pre_commit pre_commit_hooks
-    prettytable prometheus_client prompt_toolkit propcache protobuf psutil py pyarrow pyasn1
-    pyasn1_modules pycparser pydantic pydantic_core pydevd_plugins pygments pylab pynvml
-    pyparsing pyperclip pyrate_limiter pytest pytest_locust python_dateutil python_discovery
-    python_dotenv python_engineio python_json_logger python_multipart python_socketio
-    pythonjsonlogger pywin32 pyyaml pyzmq referencing requests rich rich_argparse rich_toolkit
-    rpds rpds_py ruamel ruamel_yaml ruff schema schemathesis scikit_learn scipy simple_di
-    simple_websocket sklearn skops smmap socketio sortedcontainers sqlalchemy sqlparse starlette
-    stevedore supervisor threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions
-    typing_inspection tzdata urllib3 uvicorn virtualenv waitress watchfiles wcwidth websocket
-    websocket_client werkzeug whylabs_client whylogs whylogs_sketching wrapt wsproto yaml yarl
-    zipp zizmor zmq zope zope_event zope_interface
+    prettytable prometheus_client prompt_toolkit propcache proto_plus protobuf psutil py py_spy
+    pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydevd_plugins pygments pylab
+    pynvml pyparsing pyperclip pyrate_limiter pytest pytest_locust python_dateutil
+    python_discovery python_dotenv python_engineio python_json_logger python_multipart
+    python_socketio pythonjsonlogger pywin32 pyyaml pyzmq ray referencing requests rich
+    rich_argparse rich_toolkit rpds rpds_py ruamel ruamel_yaml ruff s3transfer schema
+    schemathesis scikit_learn scipy simple_di simple_websocket six sklearn skops smart_open
+    smmap socketio sortedcontainers sqlalchemy sqlparse starlette stevedore supervisor
+    threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions typing_inspection tzdata
+    urllib3 uvicorn virtualenv waitress watchfiles wcwidth websocket websocket_client werkzeug
+    whylabs_client whylogs whylogs_sketching wrapt wsproto yaml yarl zipp zizmor zmq zope
+    zope_event zope_interface
     """.split()  # noqa: SIM905 - a word list reads better than 230 quoted strings
 )
 
