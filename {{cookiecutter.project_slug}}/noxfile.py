@@ -15,6 +15,8 @@ import nox
 # Compile bytecode at install time: with PYTHONDONTWRITEBYTECODE set (common in CI images),
 # every stage would otherwise recompile scikit-learn and MLflow on import (~15 s each).
 os.environ.setdefault("UV_COMPILE_BYTECODE", "1")
+# OpenMP threads wait passively, from each process's start (see the package's __init__ for why).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 nox.options.default_venv_backend = "none"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
