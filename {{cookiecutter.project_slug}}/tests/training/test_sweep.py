@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import CONF_DIR, PROJECT_ROOT, Config, compose, register
-from {{ cookiecutter.package_name }}.training import sweep, train
+from {{ cookiecutter.package_name }}.training import sweep, train, trial
 
 BIN = Path(sys.executable).parent
 RAY_TARGET = "hydra_plugins.hydra_ray_launcher.ray_launcher.RayLauncher"
@@ -98,7 +98,7 @@ def test_launcher_name__names_the_launchers_package(target: str, name: str) -> N
 def test_standing__a_trial_leaves_the_alias_to_its_sweep(
     quick: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(sweep.PARENT_ENV, "abc123")
+    monkeypatch.setenv(trial.PARENT_ENV, "abc123")
     client = registry.connect(quick.mlflow)
     stands = train.standing(quick, client, 0.99, "digest")
     assert not stands.register

@@ -30,13 +30,13 @@ from .. import registry
 from ..config import Config, resolve, to_typed
 from ..data import load_dataset
 from ..errors import PipelineError
-from . import train  # train imports this module too: each uses the other only inside functions
+from . import train
+from .trial import PARENT_ENV
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities import Run
 
-PARENT_ENV = "SWEEP_PARENT_RUN_ID"  # set by Hydra around each trial (hydra.job.env_set)
 RAY_LAUNCHER = "hydra_ray_launcher"
 T = TypeVar("T")
 _armed = {"train": False}  # only the train command opens sweep runs; every stage shares conf/
@@ -45,22 +45,6 @@ _armed = {"train": False}  # only the train command opens sweep runs; every stag
 def arm() -> None:
     """Let :class:`SweepCallback` act in this process: ``train`` calls it before Hydra starts."""
     _armed["train"] = True
-
-
-def parent_run_id() -> str | None:
-    """The sweep's parent run inside a trial; None in a single train."""
-    return os.environ.get(PARENT_ENV) or None
-
-
-def trial_tags() -> dict[str, str] | None:
-    """Tags that file a trial's run under its sweep (MLflow nests runs by ``mlflow.parentRunId``)."""
-    parent = parent_run_id()
-    return {"mlflow.parentRunId": parent, "sweep": parent} if parent else None
-
-
-def trial_reason(parent: str) -> str:
-    """Why a trial leaves the alias alone, for its train.json and its output."""
-    return f"a trial of sweep run {parent}: the sweep registers its best trial after the last one"
 
 
 @dataclass(frozen=True)

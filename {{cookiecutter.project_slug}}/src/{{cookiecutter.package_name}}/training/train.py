@@ -26,7 +26,7 @@ from .. import evaluation, reference, registry, validation
 from ..config import PROJECT_ROOT, Config, resolve
 from ..data import DataError, Split, digest, load_dataset, refuse_rare_classes, split
 from ..reports import jsonfile
-from . import folds, sweep, threads
+from . import folds, threads, trial
 from .preprocessing import FeatureSpec, build_preprocessor, categorical_mask, infer_features
 
 SCORERS = {
@@ -203,8 +203,8 @@ def standing(cfg: Config, client: MlflowClient, value: float, data_digest: str) 
     be at least as good as the current candidate where the two scores mean the same thing: the
     same data digest and split settings, so the same held-out rows.
     """
-    if (parent := sweep.parent_run_id()) is not None:  # the sweep gates its best trial at its end
-        return Standing(False, sweep.trial_reason(parent))
+    if (parent := trial.parent_run_id()) is not None:  # the sweep gates its best trial at its end
+        return Standing(False, trial.trial_reason(parent))
     metric, better = cfg.training.primary_metric, cfg.training.greater_is_better
     if not clears_bar(cfg, value):
         floor = cfg.training.min_primary_metric
@@ -244,7 +244,7 @@ def whole_run(client: MlflowClient, name: str) -> Iterator[ActiveRun]:
     some of its metrics; left in the experiment it reads like a result. Deleted runs stay
     recoverable (``mlflow gc`` purges them) but out of every search.
     """
-    run = mlflow.start_run(run_name=name, tags=sweep.trial_tags())  # a sweep's trial: under its parent
+    run = mlflow.start_run(run_name=name, tags=trial.trial_tags())  # a sweep's trial: under its parent
     try:
         yield run
     except BaseException:
