@@ -23,7 +23,6 @@ Each measurement from 3 on starts from blue live with both colors serving (:meth
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import math
 import os
@@ -33,6 +32,8 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
+
+import httpx
 
 from {{ cookiecutter.package_name }}.config import Config, compose, resolve, use_project_store
 from {{ cookiecutter.package_name }}.deployment import checks, cli, load, local, loopback, promotion, router, state
@@ -58,20 +59,15 @@ def counters(result: load.LoadResult) -> dict[str, Any]:
 def observe_switch(port: int, body: bytes, color: str, timeout_s: float = 10.0) -> float:
     """Seconds until a fresh connection's request is answered by ``color``."""
     started = time.perf_counter()
+    address = f"http://127.0.0.1:{port}{checks.PREDICT_PATH}"
+    fresh = loopback.client()  # a connection per request: each one is routed afresh
     while time.perf_counter() - started < timeout_s:
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
         try:
-            connection.request(
-                "POST", checks.PREDICT_PATH, body=body, headers={"Content-Type": "application/json"}
-            )
-            response = connection.getresponse()
-            response.read()
-            if response.getheader(router.COLOR_HEADER) == color:
-                return time.perf_counter() - started
-        except (OSError, http.client.HTTPException):
+            response = fresh.post(address, content=body, headers=router.JSON_HEADERS, timeout=timeout_s)
+        except httpx.HTTPError:
             continue  # the load's own counters report failures; this only times the switch
-        finally:
-            connection.close()
+        if response.headers.get(router.COLOR_HEADER) == color:
+            return time.perf_counter() - started
     return math.inf
 
 

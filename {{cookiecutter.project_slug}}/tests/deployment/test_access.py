@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import re
 import shutil
 import threading
@@ -17,7 +16,7 @@ from hypothesis import strategies as st
 
 from {{ cookiecutter.package_name }}.config import PROJECT_ROOT
 from {{ cookiecutter.package_name }}.deployment import access, cli, load, local, router, state
-from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
+from {{ cookiecutter.package_name }}.deployment.loopback import client, free_ports
 from {{ cookiecutter.package_name }}.headers import CLIENT_HEADER
 
 needs_haproxy = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy not installed")
@@ -60,14 +59,8 @@ class Door:
         sent = dict(router.JSON_HEADERS) | {name.replace("_", "-"): value for name, value in headers.items()}
         if key is not None:
             sent["Authorization"] = f"Bearer {key}"
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        try:
-            connection.request("POST", path, body=b"{}", headers=sent)
-            response = connection.getresponse()
-            response.read()
-            return response.status, response.getheader("Seen-Client", "")
-        finally:
-            connection.close()
+        response = client().post(f"http://127.0.0.1:{port}{path}", content=b"{}", headers=sent, timeout=5)
+        return response.status_code, response.headers.get("Seen-Client", "")
 
     def grant(self, desired: state.DesiredState) -> None:
         """Apply a changed access section to the running router, as a reconcile does."""
@@ -162,13 +155,14 @@ def test_access__colors_receive_the_router_s_key_never_the_caller_s(door: Door) 
     """Every request the router forwards presents the operator key, which the colors answer alone."""
     desired, (web,) = with_keys(door.desired, ("web-app", 0))
     door.grant(desired)
-    connection = http.client.HTTPConnection("127.0.0.1", door.desired.router.port, timeout=5)
-    connection.request("POST", "/predict", body=b"{}", headers=router.JSON_HEADERS | access.bearer(web))
-    response = connection.getresponse()
-    response.read()
-    connection.close()
-    assert response.status == 200
-    assert response.getheader("Seen-Authorization") == f"Bearer {door.target.operator_key()}"
+    response = client().post(
+        f"http://127.0.0.1:{door.desired.router.port}/predict",
+        content=b"{}",
+        headers=router.JSON_HEADERS | access.bearer(web),
+        timeout=5,
+    )
+    assert response.status_code == 200
+    assert response.headers.get("Seen-Authorization") == f"Bearer {door.target.operator_key()}"
     assert door.target.config_file.stat().st_mode & 0o777 == 0o600  # the config holds the key
 
 

@@ -7,7 +7,6 @@ must never keep production traffic.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import pytest
 
@@ -26,7 +26,7 @@ from conftest import quick_forest
 from {{ cookiecutter.package_name }} import registry
 from {{ cookiecutter.package_name }}.config import Config, compose
 from {{ cookiecutter.package_name }}.deployment import checks, load, local, loopback, promotion, router, state
-from {{ cookiecutter.package_name }}.deployment.loopback import free_ports
+from {{ cookiecutter.package_name }}.deployment.loopback import client, free_ports
 from {{ cookiecutter.package_name }}.training import train
 
 SERVICES = Path(__file__).parent / "services"
@@ -243,16 +243,12 @@ def test_promotion__failure_after_switch_rolls_back(env: Env, tmp_path: Path) ->
 
 def answering_color(env: Env, body: bytes) -> str | None:
     """The color that answered one request through the front door; None for a failed request."""
-    connection = http.client.HTTPConnection("127.0.0.1", env.desired.router.port, timeout=5)
+    address = f"http://127.0.0.1:{env.desired.router.port}/predict"
     try:
-        connection.request("POST", "/predict", body=body, headers={"Content-Type": "application/json"})
-        response = connection.getresponse()
-        response.read()
-        return response.getheader(router.COLOR_HEADER) if response.status == 200 else None
-    except (OSError, http.client.HTTPException):
+        response = client().post(address, content=body, headers=router.JSON_HEADERS, timeout=5)
+    except httpx.HTTPError:
         return None
-    finally:
-        connection.close()
+    return response.headers.get(router.COLOR_HEADER) if response.status_code == 200 else None
 
 
 def one_row(env: Env) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import os
 import re
 import shutil
@@ -17,6 +16,7 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import httpx
 import pytest
 
 import reaper
@@ -24,6 +24,7 @@ from {{ cookiecutter.package_name }}.config import PROJECT_ROOT, compose, resolv
 from {{ cookiecutter.package_name }}.deployment import local, router
 from {{ cookiecutter.package_name }}.deployment.loopback import alive, free_ports, stop_process
 from {{ cookiecutter.package_name }}.deployment.state import Release, Router, parse
+from raw_http import headers_only
 
 needs_haproxy = pytest.mark.skipif(
     shutil.which("haproxy") is None, reason="haproxy not installed (apt-get install haproxy)"
@@ -72,15 +73,17 @@ def loopback(tmp_path: Path) -> Iterator[tuple[local.LocalTarget, Router]]:
         server.shutdown()
 
 
+def kept_alive(port: int) -> httpx.Client:
+    """A client of the router on ``port`` that keeps its connection open between requests."""
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5, trust_env=False)
+
+
 def colors_seen(port: int, requests: int, headers: dict[str, str] | None = None) -> Counter[str]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
     seen: Counter[str] = Counter()
-    for _ in range(requests):
-        connection.request("GET", "/readyz", headers=headers or {})
-        response = connection.getresponse()
-        response.read()
-        seen[response.getheader(router.COLOR_HEADER, "none")] += 1
-    connection.close()
+    with kept_alive(port) as client:
+        for _ in range(requests):
+            response = client.get("/readyz", headers=headers or {})
+            seen[response.headers.get(router.COLOR_HEADER, "none")] += 1
     return seen
 
 
@@ -133,9 +136,8 @@ def test_router__no_weighted_color_up_fails_over_to_the_fallback_only(
     api.set_weights({"blue": 0, "green": 0})  # what a dead live color leaves: nothing weighted is up
     assert colors_seen(ports.port, 10) == Counter({"green": 10})
     api.set_fallback(None)
-    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
-    connection.request("GET", "/readyz")
-    assert connection.getresponse().status == 503  # no warm previous color: nothing to fail over to
+    with kept_alive(ports.port) as client:
+        assert client.get("/readyz").status_code == 503  # no warm previous color: nothing to fail over to
 
 
 @pytest.mark.slow
@@ -146,14 +148,10 @@ def test_router__oversized_body_is_refused_before_a_color_reads_it(
     target, ports = loopback
     before = {s.color: s.requests for s in target.api().stats()}
     limit = int(ports.max_body_mb * 1e6)
-    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Content-Length", str(limit + 1))  # announced, never sent: refused unread
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 413
-    assert b"split the rows" in response.read()
+    announced = {"Content-Type": "application/json", "Content-Length": str(limit + 1)}  # never sent
+    status, body = headers_only(ports.port, "/predict", announced)
+    assert status == 413
+    assert b"split the rows" in body
     assert {s.color: s.requests for s in target.api().stats()} == before  # no color saw it
     assert colors_seen(ports.port, 5) == Counter({"blue": 5})  # a normal request still passes
 
@@ -165,14 +163,9 @@ def test_router__a_chunked_body_is_refused_it_has_no_length_to_cap(
 ) -> None:
     target, ports = loopback
     before = {s.color: s.requests for s in target.api().stats()}
+    chunked = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}  # no chunk follows
     for port in (ports.port, ports.preview_port):
-        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-        connection.putrequest("POST", "/predict")
-        connection.putheader("Content-Type", "application/json")
-        connection.putheader("Transfer-Encoding", "chunked")
-        connection.endheaders()  # the chunks would follow: the answer comes from the headers alone
-        response = connection.getresponse()
-        assert (response.status, response.read()) == (411, b"send Content-Length")
+        assert headers_only(port, "/predict", chunked) == (411, b"send Content-Length")
     assert {s.color: s.requests for s in target.api().stats()} == before
 
 
@@ -191,21 +184,17 @@ def test_router__preview_reaches_the_candidate_only(loopback: tuple[local.LocalT
 @needs_haproxy
 def test_router__non_json_posts_are_refused_at_the_edge(loopback: tuple[local.LocalTarget, Router]) -> None:
     _, ports = loopback
-    connection = http.client.HTTPConnection("127.0.0.1", ports.port, timeout=5)
-    for content_type, status in (
-        ("multipart/form-data", 415),
-        ("application/jsonx", 415),  # a prefix is not the type
-        ("application/json", 200),
-        ("Application/JSON; charset=utf-8", 200),
-    ):
-        connection.request("POST", "/predict", body=b"{}", headers={"Content-Type": content_type})
-        response = connection.getresponse()
-        response.read()
-        assert response.status == status, content_type
-    connection.request("POST", "/livez", body=b"x", headers={"Content-Type": "text/plain"})
-    response = connection.getresponse()
-    response.read()
-    assert response.getheader(router.COLOR_HEADER) == "blue"  # a GET route's 405 is the color's to give
+    with kept_alive(ports.port) as client:
+        for content_type, status in (
+            ("multipart/form-data", 415),
+            ("application/jsonx", 415),  # a prefix is not the type
+            ("application/json", 200),
+            ("Application/JSON; charset=utf-8", 200),
+        ):
+            response = client.post("/predict", content=b"{}", headers={"Content-Type": content_type})
+            assert response.status_code == status, content_type
+        response = client.post("/livez", content=b"x", headers={"Content-Type": "text/plain"})
+    assert response.headers.get(router.COLOR_HEADER) == "blue"  # a GET route's 405 is the color's to give
 
 
 @pytest.mark.slow
@@ -246,7 +235,7 @@ def colors_seen_or_none(port: int) -> Counter[str] | None:
     """The colors of one answer through the router, or None while nothing answers there."""
     try:
         return colors_seen(port, 1)
-    except (OSError, http.client.HTTPException):
+    except httpx.HTTPError:
         return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import time
 from collections import Counter
@@ -28,6 +27,7 @@ from {{ cookiecutter.package_name }}.deployment import checks
 from {{ cookiecutter.package_name }}.headers import CLIENT_HEADER, DIRECT
 from {{ cookiecutter.package_name }}.serving.traffic import client_name
 from {{ cookiecutter.package_name }}.training import train
+from raw_http import headers_only
 
 pytestmark = pytest.mark.slow
 MAX_ROWS = 500
@@ -205,25 +205,14 @@ def test_service__oversize_payload_is_a_413_with_the_limit(
 
 def test_service__a_body_over_the_limit_is_refused_before_it_is_read(served: Served) -> None:
     """413 from the announced length alone (nothing is sent), 411 for a chunked body; both say why."""
-    address = httpx.URL(served.url)
-    connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Authorization", BEARER["Authorization"])
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Content-Length", str(int(MAX_BODY_MB * 1e6) + 1))
-    connection.endheaders()
-    response = connection.getresponse()
-    assert response.status == 413
-    assert "serving.max_body_mb" in json.loads(response.read())["error"]
-    connection = http.client.HTTPConnection(address.host, address.port, timeout=10)
-    connection.putrequest("POST", "/predict")
-    connection.putheader("Authorization", BEARER["Authorization"])
-    connection.putheader("Content-Type", "application/json")
-    connection.putheader("Transfer-Encoding", "chunked")
-    connection.endheaders()  # the chunks would follow: the answer comes from the headers alone
-    response = connection.getresponse()
-    assert response.status == 411
-    assert "Content-Length" in json.loads(response.read())["error"]
+    port = httpx.URL(served.url).port or 0
+    sent = BEARER | {"Content-Type": "application/json"}
+    status, body = headers_only(port, "/predict", sent | {"Content-Length": str(int(MAX_BODY_MB * 1e6) + 1)})
+    assert status == 413
+    assert "serving.max_body_mb" in json.loads(body)["error"]
+    status, body = headers_only(port, "/predict", sent | {"Transfer-Encoding": "chunked"})  # no chunk follows
+    assert status == 411
+    assert "Content-Length" in json.loads(body)["error"]
     assert served.client.get(f"{served.url}/readyz").status_code == 200  # the worker was never busy
 
 

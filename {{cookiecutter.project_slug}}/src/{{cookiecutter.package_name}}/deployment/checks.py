@@ -9,7 +9,6 @@ checks gate staging (``nox -s check-staging``) and every promotion's candidate c
 
 from __future__ import annotations
 
-import http.client
 import json
 import math
 import re
@@ -23,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from ..data import digest, load_dataset, split
 from ..errors import PipelineError
 from ..reports import jsonfile
 from ..tools import MissingToolError
-from . import access, load, router
+from . import access, load, loopback, router
 from .state import Checks, LatencyCheck
 
 PREDICT_PATH = "/predict"
@@ -161,18 +161,19 @@ def _labels_and_probabilities(
 def _request(
     port: int, method: str, path: str, body: object = None, *, timeout_s: float = 30.0, key: str | None = None
 ) -> tuple[int, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    payload = json.dumps(body).encode() if body is not None else None
+    response = loopback.client().request(
+        method,
+        f"http://127.0.0.1:{port}{path}",
+        content=payload,
+        headers=router.OPERATOR_HEADERS | access.bearer(key),
+        timeout=timeout_s,
+    )
+    raw = response.content
     try:
-        payload = json.dumps(body).encode() if body is not None else None
-        connection.request(method, path, body=payload, headers=router.OPERATOR_HEADERS | access.bearer(key))
-        response = connection.getresponse()
-        raw = response.read()
-    finally:
-        connection.close()
-    try:
-        return response.status, json.loads(raw) if raw else None
+        return response.status_code, json.loads(raw) if raw else None
     except ValueError:
-        return response.status, raw.decode(errors="replace")
+        return response.status_code, raw.decode(errors="replace")
 
 
 def health(port: int, key: str | None = None) -> CheckResult:
@@ -183,7 +184,7 @@ def health(port: int, key: str | None = None) -> CheckResult:
         started = time.perf_counter()
         try:
             status, _ = _request(port, "GET", path, timeout_s=5.0, key=key)
-        except OSError as error:
+        except httpx.HTTPError as error:
             return CheckResult("health", False, numbers, f"{path}: {error}")
         numbers[f"{path[1:]}_status"] = status
         numbers[f"{path[1:]}_ms"] = round((time.perf_counter() - started) * 1000, 2)
@@ -219,7 +220,7 @@ def serve_holdout(port: int, holdout: Holdout, key: str | None = None) -> tuple[
     for batch in _batches(holdout.x_test, BATCH_ROWS):
         try:
             status, body = _request(port, "POST", PREDICT_PATH, request_body(batch), key=key)
-        except (OSError, http.client.HTTPException) as error:
+        except httpx.HTTPError as error:
             problems.append(f"rows {batch.index[0]}..: no response ({error!r})")
             continue
         errors = [error.message for error in validator.iter_errors(body)] if status == 200 else []

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from ..config import Config, compose, report_root, resolve, use_project_store
 from ..errors import PipelineError
-from ..monitoring import health as metrics
 from ..reports import jsonfile, tables
 from . import access, local, router, state
 
@@ -354,6 +353,8 @@ def profile_writes(target: local.LocalTarget, process: local.ColorProcess) -> st
     serving and keeps the rows for later: said here, where an operator looks. ``/metrics``
     answers without the operator key (``serving/guard.py``).
     """
+    from ..monitoring import health as metrics  # httpx: paid only once a color answers
+
     url = f"http://127.0.0.1:{process.port}/metrics"
     try:
         failures = metrics.profile_failures(metrics.read_source(url, timeout_s=2.0), url)

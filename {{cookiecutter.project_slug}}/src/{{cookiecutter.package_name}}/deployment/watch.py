@@ -4,16 +4,18 @@ For ``post_switch.window_s`` seconds, probe threads send requests to the watched
 port, whatever share of traffic the router gives it, while HAProxy's own counters show failures
 seen by real clients. A failure rate over ``max_error_rate`` or a p95 over
 ``p95_ms`` ends the watch at once; too few answers fail it too. The promoter rolls back on failure.
+Probes keep their connections alive, as real clients do, so a probe's latency is the color's
+answer, not a new connection's.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import threading
 import time
 from dataclasses import dataclass, field
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -37,28 +39,32 @@ class _Probes:
             self.failures += 0 if ok else 1
 
 
-def _probe(
-    connection: http.client.HTTPConnection, body: bytes, probes: _Probes, headers: dict[str, str]
-) -> None:
-    """One predict request on a kept-alive connection; a failure closes it (the next reconnects)."""
+def kept_alive(port: int, timeout_s: float) -> httpx.Client:
+    """A client of the color on ``port`` whose connections stay open between requests.
+
+    One pooled connection per thread that uses it at once, every one kept; httpx drops a
+    connection that failed and the next request opens a new one. No proxy from the environment:
+    the color is local.
+    """
+    kept = httpx.Limits(max_connections=None, max_keepalive_connections=None)
+    return httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout_s, trust_env=False, limits=kept)
+
+
+def _probe(client: httpx.Client, body: bytes, probes: _Probes, headers: dict[str, str]) -> None:
+    """One predict request on a kept-alive connection; a failed one is dropped (the next reconnects)."""
     started = time.perf_counter()
     try:
-        connection.request("POST", checks.PREDICT_PATH, body=body, headers=headers)
-        response = connection.getresponse()
-        response.read()
-        probes.add(response.status == 200, (time.perf_counter() - started) * 1000)
-    except (OSError, http.client.HTTPException):
+        response = client.post(checks.PREDICT_PATH, content=body, headers=headers)
+        probes.add(response.status_code == 200, (time.perf_counter() - started) * 1000)
+    except httpx.HTTPError:
         probes.add(False, (time.perf_counter() - started) * 1000)
-        connection.close()
 
 
 def _probe_loop(
-    port: int, body: bytes, probes: _Probes, stop: threading.Event, headers: dict[str, str]
+    client: httpx.Client, body: bytes, probes: _Probes, stop: threading.Event, headers: dict[str, str]
 ) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5.0)
     while not stop.is_set():
-        _probe(connection, body, probes, headers)
-    connection.close()
+        _probe(client, body, probes, headers)
 
 
 def _verdict(probes: _Probes, router_failures: int, limits: PostSwitch) -> tuple[bool | None, str]:
@@ -91,14 +97,11 @@ def warm_up(
     """
     body = json.dumps(checks.request_body(sample)).encode()
     probes = _Probes()
-    connection = http.client.HTTPConnection("127.0.0.1", color_port, timeout=30.0)
-    try:
+    with kept_alive(color_port, timeout_s=30.0) as client:
         for _ in range(requests):
-            _probe(connection, body, probes, headers)
+            _probe(client, body, probes, headers)
             if probes.failures:  # the checks judge a failing color; a dead one costs a timeout each
                 break
-    finally:
-        connection.close()
     latencies = probes.latencies_ms or [0.0]
     return {
         "requests": len(probes.latencies_ms),
@@ -121,9 +124,10 @@ def watch(
     api = target.api()
     baseline = {s.color: s.failures for s in api.stats()}
     probes, stop = _Probes(), threading.Event()
+    client = kept_alive(color_port, timeout_s=5.0)
     threads = [
         threading.Thread(
-            target=_probe_loop, args=(color_port, body, probes, stop, operator_headers(target)), daemon=True
+            target=_probe_loop, args=(client, body, probes, stop, operator_headers(target)), daemon=True
         )
         for _ in range(limits.probe_concurrency)
     ]
@@ -144,6 +148,8 @@ def watch(
         stop.set()
         for thread in threads:
             thread.join(timeout=6.0)
+        if not any(thread.is_alive() for thread in threads):  # one still in a request keeps it
+            client.close()
     if verdict is None:  # answers that arrived while the threads stopped count too
         verdict, reason = _verdict(probes, router_failures, limits)
     with probes.lock:

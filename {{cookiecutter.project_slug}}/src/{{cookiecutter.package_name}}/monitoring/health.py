@@ -13,11 +13,10 @@ that is an alert too, of the ``service`` kind, which never retrains.
 from __future__ import annotations
 
 import math
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from ..config import MonitoringConfig, resolve
@@ -64,12 +63,13 @@ def read_source(source: str, timeout_s: float = 5.0) -> str:
     """The exposition text of a ``http(s)://`` URL or of a saved file."""
     if source.startswith(("http://", "https://")):
         try:
-            with urllib.request.urlopen(source, timeout=timeout_s) as response:  # noqa: S310 (scheme checked)
-                return str(response.read().decode())
-        except (urllib.error.URLError, OSError) as error:
+            answer = httpx.get(source, timeout=timeout_s, follow_redirects=True)
+            answer.raise_for_status()
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
             raise MetricsError(
                 f"{source}: metrics not reachable ({error}); is the service running?"
             ) from None
+        return answer.text
     path = resolve(source)
     if not path.is_file():
         raise MetricsError(f"{path}: no such metrics file; check monitoring.metrics_sources")

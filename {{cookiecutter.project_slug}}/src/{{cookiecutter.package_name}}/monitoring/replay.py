@@ -14,14 +14,13 @@ what a labelling process would: the true outcomes by id in ``monitoring.labels_p
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, get_args
 
+import httpx
 import numpy as np
 import pandas as pd
 
@@ -31,6 +30,8 @@ from ..data import DataError, feature_columns
 from ..evaluation import CLASSIFICATION
 from ..reference import PREDICTION
 from ..serving.traffic import TrafficProfiler
+
+JSON = {"Content-Type": "application/json"}
 
 Predictor = Callable[[pd.DataFrame], np.ndarray]
 Scores = tuple[list[Any], np.ndarray | None]
@@ -110,20 +111,17 @@ def model_predictor(cfg: Config) -> InProcess:
     return scored_by(model, cfg.task, str(found.version))
 
 
-def post(address: str, body: dict[str, Any], expected: int) -> list[Any]:
+def post(session: httpx.Client, address: str, body: dict[str, Any], expected: int) -> list[Any]:
     """One JSON request; the answer holds one prediction per row (``{"predictions": [...]}``)."""
-    request = urllib.request.Request(  # noqa: S310 (the configured service URL)
-        address, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
-    )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-            answer = json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        raise DataError(f"{address}: HTTP {error.code}: {error.read()[:300]!r}") from None
-    except (urllib.error.URLError, OSError) as error:
+        response = session.post(address, content=json.dumps(body).encode(), headers=JSON)
+    except (httpx.HTTPError, httpx.InvalidURL) as error:
         raise DataError(
             f"{address}: service not reachable ({error}); start it or drop simulation.url"
         ) from None
+    if response.is_error:
+        raise DataError(f"{address}: HTTP {response.status_code}: {response.content[:300]!r}")
+    answer = json.loads(response.content)
     predictions = answer.get("predictions") if isinstance(answer, dict) else answer
     if not isinstance(predictions, list) or len(predictions) != expected:
         raise DataError(f"{address}: expected {expected} predictions, got {str(answer)[:200]}")
@@ -136,9 +134,11 @@ def send(cfg: Config, frame: pd.DataFrame) -> int:
     address = str(sim.url).rstrip("/") + sim.endpoint
     columns = [*feature_columns(frame, cfg.data), *([cfg.data.id_column] if cfg.data.id_column else [])]
     answered = 0
-    for start in range(0, len(frame), sim.batch_rows):
-        records = json.loads(frame[columns].iloc[start : start + sim.batch_rows].to_json(orient="records"))
-        answered += len(post(address, {sim.payload_key: records}, len(records)))
+    with httpx.Client(timeout=30) as session:  # one for every batch, its connection kept alive
+        for start in range(0, len(frame), sim.batch_rows):
+            batch = frame[columns].iloc[start : start + sim.batch_rows]
+            records = json.loads(batch.to_json(orient="records"))
+            answered += len(post(session, address, {sim.payload_key: records}, len(records)))
     return answered
 
 
