@@ -305,7 +305,9 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
     """Jensen-Shannon distance in base 2: 0 for the same shares, 1 for disjoint ones."""
     if p.sum() <= 0 or q.sum() <= 0:
         return 0.0 if p.sum() == q.sum() else 1.0
-    return float(np.clip(scipy_distance.jensenshannon(p, q, base=2), 0.0, 1.0))
+    # The square root of a divergence rounded just below 0 (equal shares) is nan in scipy: call it 0.
+    distance = np.nan_to_num(scipy_distance.jensenshannon(p, q, base=2), nan=0.0)
+    return float(np.clip(distance, 0.0, 1.0))
 
 
 BINNED: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
