@@ -37,8 +37,8 @@ LOCKED_NAMES = frozenset(
     brotli cachetools cattr cattrs certifi cffi cfgv charset_normalizer circus click
     click_option_group cliff cloudpickle cmaes cmd2 colorama colorful colorlog configargparse
     contourpy cryptography cycler databricks databricks_sdk dateutil distlib docker dotenv
-    engineio example fastapi filelock flask flask_cors flask_login fonttools frozenlist fsspec
-    gevent geventhttpclient git gitdb gitpython google google_api_core google_auth
+    engineio example execnet fastapi filelock flask flask_cors flask_login fonttools frozenlist
+    fsspec gevent geventhttpclient git gitdb gitpython google google_api_core google_auth
     googleapis_common_protos graphene graphql graphql_core graphql_relay greenlet grpcio
     gunicorn h11 harfile httpcore httpx httpx_ws huey hydra hydra_core hydra_optuna_sweeper
     hydra_ray_launcher hypothesis hypothesis_graphql identify idna importlib_metadata
@@ -54,7 +54,7 @@ LOCKED_NAMES = frozenset(
     pathspec pil pillow pip_requirements_parser platformdirs pluggy pre_commit pre_commit_hooks
     prettytable prometheus_client prompt_toolkit propcache proto_plus protobuf psutil py py_spy
     pyarrow pyasn1 pyasn1_modules pycparser pydantic pydantic_core pydevd_plugins pygments pylab
-    pynvml pyparsing pyperclip pyrate_limiter pytest pytest_locust python_dateutil
+    pynvml pyparsing pyperclip pyrate_limiter pytest pytest_locust pytest_xdist python_dateutil
     python_discovery python_dotenv python_engineio python_json_logger python_multipart
     python_socketio pythonjsonlogger pywin32 pyyaml pyzmq ray referencing requests rich
     rich_argparse rich_toolkit rpds rpds_py ruamel ruamel_yaml ruff s3transfer schema
@@ -62,7 +62,7 @@ LOCKED_NAMES = frozenset(
     smmap socketio sortedcontainers sqlalchemy sqlparse starlette stevedore supervisor
     threadpoolctl tomli_w tornado tqdm types_pyyaml typing_extensions typing_inspection tzdata
     urllib3 uvicorn virtualenv waitress watchfiles wcwidth websocket websocket_client werkzeug
-    whylabs_client whylogs whylogs_sketching wrapt wsproto yaml yarl zipp zizmor zmq zope
+    whylabs_client whylogs whylogs_sketching wrapt wsproto xdist yaml yarl zipp zizmor zmq zope
     zope_event zope_interface
     """.split()  # noqa: SIM905 - a word list reads better than 230 quoted strings
 )

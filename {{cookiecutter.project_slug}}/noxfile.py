@@ -78,9 +78,12 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The fast tier, what every pull request waits for: all tests but those marked slow.
 
-    Pass pytest arguments after --, e.g. `nox -s tests -- tests/training`.
+    Runs on every core this process may use (pytest-xdist; one worker per core), as its tests share
+    no server, port or file. Pass pytest arguments after --, e.g. `nox -s tests -- tests/training`
+    (`-n 0` for one process).
     """
-    uv_run(session, "pytest", "-m", "not slow", *session.posargs)
+    workers = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    uv_run(session, "pytest", "-m", "not slow", "-n", workers, *session.posargs)
 
 
 @nox.session(name="tests-slow")
