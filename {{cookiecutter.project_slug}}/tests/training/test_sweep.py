@@ -146,7 +146,9 @@ def test_sweep_callback__a_table_the_gate_refuses_stops_the_sweep_before_any_run
 
 def sweep_runs(tmp_path: Path) -> tuple[MlflowClient, list[object], list[object]]:
     """The experiment's parent runs and trial runs."""
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    store = f"sqlite:///{tmp_path}/mlflow.db"
+    # The registry too: an earlier test in this process may have set MLflow's process-wide one.
+    client = MlflowClient(tracking_uri=store, registry_uri=store)
     experiment = client.get_experiment_by_name(compose().mlflow.experiment)
     assert experiment is not None
     runs = client.search_runs([experiment.experiment_id])
