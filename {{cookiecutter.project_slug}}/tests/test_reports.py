@@ -463,6 +463,15 @@ def test_render__the_sbom_is_one_line_not_a_table_of_every_package(tmp_path: Pat
     assert "| p129 |" not in page
 
 
+def test_render__the_request_body_is_json_not_a_table_a_column_per_feature(tmp_path: Path) -> None:
+    row = {f"feature_{i}": i for i in range(12)} | {"customer_id": "C001376"}
+    write(tmp_path, "request.json", {"rows": [row]})
+    page = ci_page.render(tmp_path)
+    assert f"(`curl -d @{tmp_path.name}/request.json`)" in page
+    assert '"customer_id": "C001376"' in page.split("```json")[1]
+    assert "| feature_0 |" not in page
+
+
 def promotion_report(status: str, live: str, detail: str) -> dict[str, object]:
     """A promotion/rollback report as ``deploy`` writes it (decisions end with the result)."""
     decisions = [

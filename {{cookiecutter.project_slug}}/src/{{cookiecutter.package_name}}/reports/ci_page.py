@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,12 +19,20 @@ from .verdict import verdict
 MARKER = "<!-- mlops-report -->"  # finds the one PR comment to update instead of adding another
 SUMMARY_FILE = "summary.md"
 SBOM = ".cdx.json"  # CycloneDX software bill of materials
+REQUEST = "request.json"  # the body `package` made from a real row (serving/example.py)
 
 
 def failure_section(failed: list[Json]) -> str:
     """Each failed stage with its error and when."""
     rows = [[f.get("stage"), quote(str(f.get("error"))), f.get("at")] for f in failed]
     return "\n\n".join(["### Failed stages", table(["stage", "error and remedy", "at"], rows)])
+
+
+def request_section(relative: str, payload: object) -> str:
+    """The request body as the JSON it is: as a table, one column a feature ran past GitHub's width."""
+    body = json.dumps(payload, indent=1, ensure_ascii=False)
+    intro = f"A body the packaged model answers (`curl -d @{relative}`):"
+    return f"### Request\n\n{intro}\n\n```json\n{body}\n```"
 
 
 def own_markdown(path: Path) -> str | None:
@@ -58,6 +67,8 @@ def sections(
             found.append(
                 f"### SBOM\n\n{count} packages (CycloneDX) in `{relative}`, kept with the release evidence"
             )
+        elif relative.endswith(REQUEST):
+            found.append(request_section(f"{root.name}/{relative}", payload))
         elif relative not in KNOWN:
             found.append(own_markdown(root / relative) or generic_section(title_of(relative), payload))
     return found
